@@ -1,0 +1,3 @@
+from prunetuna.cli import main
+
+main()

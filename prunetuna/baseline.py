@@ -1,0 +1,71 @@
+"""The dense baseline: trained once with Lightning when no checkpoint is given, cached in the work dir."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from prunetuna.config import ExperimentConfig, config_section
+from prunetuna.objectives import evaluate_accuracy, fine_tune, measure_costs
+from prunetuna.workload import Workload
+
+__all__ = ["DenseBaseline", "baseline_key", "prepare_baseline"]
+
+
+@dataclass
+class DenseBaseline:
+    """The dense model's accuracy and costs (the reference for every ratio) and where its weights lie."""
+
+    accuracy: float
+    costs: dict[str, float]
+    weights: Path | None
+    trained: bool
+
+    def as_metrics(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, **self.costs}
+
+
+def baseline_key(config: ExperimentConfig) -> str:
+    """Hash of everything that decides the dense weights: model, data, baseline settings, seed."""
+    payload = {**config_section(config, "model", "data", "baseline"), "seed": config.seed}
+    if config.model.checkpoint:
+        checkpoint = Path(config.model.checkpoint)
+        payload["checkpoint_stat"] = [checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path) -> DenseBaseline:
+    """Train (or load from the cache) the dense weights into ``workload.model`` and measure them."""
+    key = baseline_key(config)
+    weights = workdir / f"baseline-{key}.pt"
+    record = workdir / f"baseline-{key}.json"
+    trained = False
+    if config.model.checkpoint is None:
+        if weights.is_file() and record.is_file():
+            workload.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            accuracy = float(json.loads(record.read_text())["accuracy"])
+        else:
+            fine_tune(
+                workload.model,
+                workload.datamodule,
+                epochs=config.baseline.epochs,
+                lr=config.baseline.lr,
+                seed=config.seed,
+            )
+            accuracy = evaluate_accuracy(workload.model, workload.datamodule.val_dataloader())
+            workdir.mkdir(parents=True, exist_ok=True)
+            tmp = weights.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(workload.model.state_dict(), tmp)
+            tmp.replace(weights)
+            record.write_text(json.dumps({"key": key, "accuracy": accuracy, **config_section(config, "model", "data", "baseline")}, indent=2))
+            trained = True
+    else:
+        accuracy = evaluate_accuracy(workload.model, workload.datamodule.val_dataloader())
+        weights = Path(config.model.checkpoint)
+    costs = measure_costs(workload.model, workload.example)
+    return DenseBaseline(accuracy=accuracy, costs=costs, weights=weights, trained=trained)

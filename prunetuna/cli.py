@@ -1,0 +1,168 @@
+"""The ``prunetuna`` command: search, report, ui."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from prunetuna.config import ExperimentConfig, load_config
+from prunetuna.errors import UserError
+
+if TYPE_CHECKING:
+    from prunetuna.search import TrialRecord
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Search per-layer pruning ratios with Optuna, fine-tune with Lightning, track in MLflow.",
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigArg = typer.Argument(..., help="experiment YAML file", show_default=False)
+WorkdirOpt = typer.Option(None, "--workdir", help="work dir (default runs/<name>)")
+StorageOpt = typer.Option(None, "--storage", help="Optuna storage URL (default SQLite in the work dir)")
+TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in the work dir)")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input: one line on stderr, exit status 2, no traceback."""
+    try:
+        yield
+    except UserError as exc:
+        err.print(f"prunetuna: error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tracking_uri: Optional[str]):
+    from prunetuna.search import resolve_workspace
+
+    config = load_config(config_path)
+    return config, resolve_workspace(config.name, workdir, storage, tracking_uri)
+
+
+def _summary_line(record: TrialRecord, dense: dict[str, float]) -> str:
+    metrics = record.metrics
+    if record.state != "COMPLETE":
+        return f"trial {record.number:>3} {record.state}: {record.reason or ''}"
+    parts = [f"trial {record.number:>3}", f"accuracy {metrics['accuracy']:.4f} ({(metrics['accuracy'] - dense['accuracy']) * 100:+.2f} pts)"]
+    for name in ("flops", "params"):
+        if f"{name}_ratio" in metrics:
+            parts.append(f"{name} {metrics[f'{name}_ratio']:.2f}x")
+    parts.append(f"{record.seconds:.1f}s")
+    if record.origin != "sampler":
+        parts.append(f"[{record.origin}]")
+    return "  ".join(parts)
+
+
+@app.command()
+def search(
+    config: str = ConfigArg,
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="finished trials the study should reach (default search.n_trials)"),
+    workdir: Optional[Path] = WorkdirOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+) -> None:
+    """Create the study, or resume it, and run trials until it holds N finished ones."""
+    from prunetuna.search import SearchOutcome, SearchStopped, TrialRecord, mask_url, run_search
+
+    with _user_errors():
+        cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=err, transient=False,
+        )
+        task = progress.add_task(cfg.name, total=None, visible=False)
+        dense: dict[str, float] = {}
+
+        def on_start(outcome: SearchOutcome) -> None:
+            dense.update(outcome.dense)
+            err.print(f"study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials; dense accuracy "
+                      f"{outcome.dense['accuracy']:.4f}; storage {mask_url(workspace.storage_url)}; "
+                      f"tracking {mask_url(workspace.tracking_uri)}", markup=False)
+            progress.update(task, total=outcome.target, completed=outcome.finished, visible=True)
+            progress.start()
+
+        def on_trial(record: TrialRecord, finished: int) -> None:
+            progress.console.print(_summary_line(record, dense), markup=False)
+            progress.update(task, completed=finished)
+
+        try:
+            outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial)
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"interrupted: the running trial is marked FAIL; run the same command again to resume {cfg.name!r}", markup=False)
+            raise typer.Exit(130) from None
+        except SearchStopped as exc:
+            progress.stop()
+            err.print(f"prunetuna: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        progress.stop()
+        err.print(f"study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials ({outcome.ran} run now, "
+                  f"{outcome.failed} failed); see: prunetuna report {config}", markup=False)
+
+
+@app.command()
+def report(
+    config: str = ConfigArg,
+    as_json: bool = typer.Option(False, "--json", help="print DESIGN.md's JSON schema instead of a table"),
+    workdir: Optional[Path] = WorkdirOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+) -> None:
+    """The Pareto-optimal trials beside the dense model."""
+    from prunetuna.report import build_report, render_report
+    from prunetuna.search import load_study
+
+    with _user_errors():
+        cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        data = build_report(load_study(workspace, cfg.name))
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out = Console(highlight=False)
+        render_report(data, out if out.is_terminal else Console(highlight=False, width=180))
+
+
+@app.command()
+def ui(
+    config: str = ConfigArg,
+    port: int = typer.Option(5000, "--port", help="port of the MLflow UI"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default loopback only)"),
+    workdir: Optional[Path] = WorkdirOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+) -> None:
+    """Open the MLflow UI on the study's tracking store."""
+    from prunetuna.search import mask_url
+
+    with _user_errors():
+        cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        uri = workspace.tracking_uri
+        if uri.startswith(("http://", "https://")):
+            err.print(f"study {cfg.name!r} is tracked by a server: open {mask_url(uri)}", markup=False)
+            return
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+            raise UserError(f"--tracking-uri: {uri} does not exist; run 'prunetuna search {config}' first")
+    err.print(f"MLflow UI for study {cfg.name!r}: http://{host}:{port}  (Ctrl-C stops it)", markup=False)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    try:
+        raise typer.Exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["ExperimentConfig", "app", "main"]

@@ -1,0 +1,228 @@
+"""Experiment YAML: validated into typed settings before anything else runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from prunetuna.errors import UserError
+
+__all__ = [
+    "BaselineConfig",
+    "DataConfig",
+    "ExperimentConfig",
+    "FinetuneConfig",
+    "ModelConfig",
+    "PruningConfig",
+    "SearchConfig",
+    "load_config",
+    "parse_config",
+]
+
+# Names that later parts register; checked here so that a typo fails before any work.
+OBJECTIVE_NAMES = ("accuracy", "flops", "params")
+COST_NAMES = ("flops", "params")
+SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
+IMPORTANCE_NAMES = ("l1", "l2", "random")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelConfig(_Section):
+    builtin: str | None = None
+    target: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.builtin is None) == (self.target is None):
+            raise ValueError("give exactly one of 'builtin' or 'target'")
+        return self
+
+
+class DataConfig(_Section):
+    builtin: str | None = None
+    target: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.builtin is None) == (self.target is None):
+            raise ValueError("give exactly one of 'builtin' or 'target'")
+        return self
+
+
+class BaselineConfig(_Section):
+    epochs: int = Field(5, ge=0)
+    lr: float = Field(1e-3, gt=0)
+
+
+class PruningConfig(_Section):
+    method: Literal["structured"] = "structured"
+    importance: str = "l2"
+    max_sparsity: float = 0.8
+    step: float = Field(0.05, gt=0)
+    ignore: list[str] = Field(default_factory=list)
+
+    @field_validator("max_sparsity")
+    @classmethod
+    def _bound(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"must lie in [0, 1), got {value}")
+        return value
+
+    @field_validator("importance")
+    @classmethod
+    def _importance(cls, value: str) -> str:
+        if value not in IMPORTANCE_NAMES:
+            raise ValueError(f"unknown importance {value!r}; choose one of {', '.join(IMPORTANCE_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _step_fits(self) -> PruningConfig:
+        if self.max_sparsity > 0 and self.step > self.max_sparsity:
+            raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
+        return self
+
+
+class FinetuneConfig(_Section):
+    epochs: int = Field(2, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    max_batches: int | None = Field(None, ge=1)
+
+
+class SearchConfig(_Section):
+    sampler: str = "tpe"
+    n_trials: int = Field(20, ge=1)
+    max_failures: int = Field(5, ge=1)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, value: str) -> str:
+        if value not in SAMPLER_NAMES:
+            raise ValueError(f"unknown sampler {value!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+        return value
+
+
+class ExperimentConfig(_Section):
+    name: str
+    seed: int = 0
+    model: ModelConfig = ModelConfig(builtin="tiny-resnet")
+    data: DataConfig = DataConfig(builtin="mnist-5k")
+    baseline: BaselineConfig = BaselineConfig()
+    pruning: PruningConfig = PruningConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    objectives: list[str] = Field(default_factory=lambda: ["accuracy", "flops"])
+    constraints: dict[str, float] = Field(default_factory=dict)
+    search: SearchConfig = SearchConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError(f"{value!r} must be letters, digits, '.', '_' or '-' (it names the study and a folder)")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one objective")
+        for name in value:
+            if name not in OBJECTIVE_NAMES:
+                raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"an objective is listed twice: {value}")
+        return value
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, bound in value.items():
+            if name not in COST_NAMES:
+                raise ValueError(f"unknown constraint {name!r}; choose from {', '.join(COST_NAMES)}")
+            if not 0.0 < bound <= 1.0:
+                raise ValueError(f"{name}: a budget is a ratio to the dense model in (0, 1], got {bound}")
+        return value
+
+    @model_validator(mode="after")
+    def _sampler_fits(self) -> ExperimentConfig:
+        if self.search.sampler == "cmaes" and len(self.objectives) > 1:
+            raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random")
+        return self
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (plain YAML 1.1 reads it as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)$"),
+    list("-+0123456789."),
+)
+
+
+def _describe(error: dict[str, Any], data: Any) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = error["loc"][:-1]
+        section = ExperimentConfig
+        for part in parent:
+            section = section.model_fields[str(part)].annotation  # type: ignore[assignment]
+        allowed = ", ".join(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else ""
+        return f"unknown key '{loc}'" + (f"; allowed keys here: {allowed}" if allowed else "")
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "missing":
+        return f"missing key '{loc}'"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) or kind.endswith("_error") and not loc else f" (got {got!r})"
+    return f"key '{loc or '(top level)'}': {message}{shown}"
+
+
+def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+    """Validate a parsed YAML document; raise :class:`UserError` naming ``source`` and the key."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: the file must hold a mapping of keys (name, model, data, ...), not {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise UserError(f"{source}: {_describe(first, data)}{more}; fix it and rerun") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file; pass the path of an experiment YAML") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the config ({exc.__class__.__name__}); pass a readable YAML file") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise UserError(f"{path}: malformed YAML{where}: {problem}; fix the file and rerun") from None
+    return parse_config(data, str(path))
+
+
+def config_section(config: ExperimentConfig, *names: str) -> dict[str, Any]:
+    """The named sections as plain data, for hashing and logging."""
+    dumped = config.model_dump(mode="json")
+    return {name: dumped[name] for name in names}

@@ -1,0 +1,140 @@
+"""Fine-tune a candidate with Lightning and measure its top-1 validation accuracy."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+__all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "quiet_lightning"]
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training with Adam; logs ``val_accuracy`` (top-1) once per epoch."""
+
+    def __init__(self, model: nn.Module, lr: float) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self._correct = 0
+        self._seen = 0
+        self.last_val_accuracy: float | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        return F.cross_entropy(self.model(x), y)
+
+    def on_validation_epoch_start(self) -> None:
+        self._correct, self._seen = 0, 0
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        self._correct += int((self.model(x).argmax(dim=1) == y).sum())
+        self._seen += len(y)
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val_accuracy = self._correct / max(self._seen, 1)
+        self.log("val_accuracy", self.last_val_accuracy, prog_bar=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+
+
+class EpochRecorder(pl.Callback):
+    """Keeps ``val_accuracy`` after every epoch and hands it to ``on_epoch(epoch, accuracy)`` (epoch from 1)."""
+
+    def __init__(self, on_epoch: Callable[[int, float], None] | None = None) -> None:
+        self.history: list[float] = []
+        self.on_epoch = on_epoch
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning validates at the end of each training epoch, before this hook.
+        exact = getattr(pl_module, "last_val_accuracy", None)
+        accuracy = float(exact if exact is not None else trainer.callback_metrics["val_accuracy"])
+        self.history.append(accuracy)
+        if self.on_epoch is not None:
+            self.on_epoch(len(self.history), accuracy)
+
+
+@dataclass
+class FinetuneResult:
+    """Final top-1 validation accuracy, the accuracy after each epoch, and the wall time."""
+
+    accuracy: float
+    history: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def quiet_lightning() -> None:
+    """Lightning's banners and advice are noise once per trial; keep warnings that matter."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, dataloader: DataLoader) -> float:
+    """Top-1 accuracy of ``model`` over ``dataloader`` (inference mode, on the model's device)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = seen = 0
+    for batch in dataloader:
+        x, y = batch[0].to(device), batch[1].to(device)
+        correct += int((model(x).argmax(dim=1) == y).sum())
+        seen += len(y)
+    model.train(was_training)
+    return correct / max(seen, 1)
+
+
+def fine_tune(
+    model: nn.Module,
+    datamodule: pl.LightningDataModule,
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    max_batches: int | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    accelerator: str = "auto",
+) -> FinetuneResult:
+    """Train ``model`` in place for ``epochs`` (at most ``max_batches`` per epoch), validating after each.
+
+    Deterministic given ``seed``: the global RNGs (shuffling, dropout) are seeded before the run.
+    """
+    start = time.perf_counter()
+    if epochs == 0:
+        return FinetuneResult(evaluate_accuracy(model, datamodule.val_dataloader()), [], time.perf_counter() - start)
+    quiet_lightning()
+    pl.seed_everything(seed, workers=True, verbose=False)
+    recorder = EpochRecorder(on_epoch)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=max_batches if max_batches is not None else 1.0,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[recorder, *callbacks],
+    )
+    model.train()  # Lightning keeps each module's mode; a model left in eval mode would train with frozen BN stats
+    trainer.fit(ClassifierModule(model, lr), datamodule=datamodule)
+    model.cpu()
+    accuracy = recorder.history[-1] if recorder.history else evaluate_accuracy(model, datamodule.val_dataloader())
+    return FinetuneResult(accuracy, recorder.history, time.perf_counter() - start)

@@ -1,0 +1,36 @@
+"""The study: samplers, storage, the trial loop with resume, and MLflow tracking."""
+
+from __future__ import annotations
+
+from prunetuna.search._loop import (
+    FINISHED_STATES,
+    SearchOutcome,
+    SearchStopped,
+    TrialRecord,
+    TrialRunner,
+    count_finished,
+    prepare_space,
+    run_search,
+)
+from prunetuna.search._samplers import SAMPLERS, make_sampler
+from prunetuna.search._stores import Workspace, load_study, mask_url, open_storage, resolve_workspace
+from prunetuna.search._tracking import StudyTracker
+
+__all__ = [
+    "FINISHED_STATES",
+    "SAMPLERS",
+    "SearchOutcome",
+    "SearchStopped",
+    "StudyTracker",
+    "TrialRecord",
+    "TrialRunner",
+    "Workspace",
+    "count_finished",
+    "load_study",
+    "make_sampler",
+    "mask_url",
+    "open_storage",
+    "prepare_space",
+    "resolve_workspace",
+    "run_search",
+]

@@ -1,0 +1,149 @@
+"""MLflow layout: one experiment per study, one parent run reused on resume, one child run per trial."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from prunetuna.errors import UserError
+from prunetuna.search._stores import Workspace, mask_url
+
+__all__ = ["StudyTracker", "quiet_mlflow"]
+
+ROLE_TAG = "prunetuna.role"
+_MAX_PARAM = 6000
+
+
+def quiet_mlflow() -> None:
+    """MLflow and its migrations log at INFO on every start; keep warnings only."""
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def _fail_fast() -> Iterator[None]:
+    """MLflow retries HTTP requests for minutes; a connection check should answer in seconds."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StudyTracker:
+    """Writes a study's runs through :class:`mlflow.MlflowClient` (no global active-run state)."""
+
+    def __init__(self, workspace: Workspace, study_name: str) -> None:
+        quiet_mlflow()
+        self.workspace = workspace
+        self.study_name = study_name
+        self.client = MlflowClient(tracking_uri=workspace.tracking_uri)
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+
+    def connect(self, *, create: bool) -> None:
+        """Find (or create) the experiment; fail fast with the URI masked when the store is unusable."""
+        shown = mask_url(self.workspace.tracking_uri)
+        if create and self.workspace.tracking_uri.startswith("sqlite:///"):
+            self.workspace.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            with _fail_fast():
+                experiment = self.client.get_experiment_by_name(self.study_name)
+                if experiment is None and create:
+                    self.experiment_id = self.client.create_experiment(
+                        self.study_name, artifact_location=self.workspace.artifact_location
+                    )
+                elif experiment is not None:
+                    self.experiment_id = experiment.experiment_id
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
+            reason = " ".join(str(exc).split())[:200].replace(self.workspace.tracking_uri, shown)
+            raise UserError(f"--tracking-uri: cannot use {shown} ({exc.__class__.__name__}: {reason}); check the URI and that the server is up") from None
+
+    def find_parent(self, hint: str | None = None) -> str | None:
+        """The study's parent run: ``hint`` (kept in the study) when it exists here, else by tag."""
+        if self.experiment_id is None:
+            return None
+        if hint:
+            try:
+                run = self.client.get_run(hint)
+                if run.info.experiment_id == self.experiment_id:
+                    self.parent_run_id = hint
+                    return hint
+            except Exception:  # noqa: BLE001 - a run from another store: look it up by tag instead
+                pass
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
+        )
+        self.parent_run_id = runs[0].info.run_id if runs else None
+        return self.parent_run_id
+
+    def start_parent(self, hint: str | None, params: Mapping[str, object]) -> str:
+        """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params."""
+        if self.find_parent(hint):
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            return self.parent_run_id  # type: ignore[return-value]
+        assert self.experiment_id is not None
+        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={ROLE_TAG: "study"})
+        self.parent_run_id = run.info.run_id
+        self.client.log_batch(self.parent_run_id, params=_params(params))
+        return self.parent_run_id
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_run_id:
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+    def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
+        if self.parent_run_id:
+            stamp = _now_ms()
+            self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+
+    def start_trial(self, number: int, origin: str, params: Mapping[str, object]) -> str:
+        """A nested child run ``trial-<number>`` with its tags and params."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "optuna.trial_number": str(number),
+            "optuna.state": "RUNNING",
+            "prunetuna.origin": origin,
+            ROLE_TAG: "trial",
+        }
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, epoch: int, accuracy: float) -> None:
+        self.client.log_metric(run_id, "val_accuracy", accuracy, step=epoch)
+
+    def end_trial(
+        self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise."""
+        stamp = _now_ms()
+        all_tags = {"optuna.state": state, **(tags or {})}
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in (metrics or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
+        )
+        finished = state in ("COMPLETE", "PRUNED")
+        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.FAILED))
+
+
+def _params(params: Mapping[str, object]) -> list[Param]:
+    return [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in params.items()]

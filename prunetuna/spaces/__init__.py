@@ -1,0 +1,14 @@
+"""What can be pruned and how a sample becomes a pruned model.
+
+Dimensions are torch-pruning dependency groups (channels coupled through adds or concats
+form one group), named after the group's root layer. A :data:`SparsityVector` maps each
+dimension name to a ratio; :meth:`PruningSpace.apply` removes that share of channels from a
+copy of the dense model.
+"""
+
+from __future__ import annotations
+
+from prunetuna.spaces._importance import IMPORTANCES, make_importance
+from prunetuna.spaces._space import Dimension, PruningSpace, SparsityVector, find_output_layer
+
+__all__ = ["IMPORTANCES", "Dimension", "PruningSpace", "SparsityVector", "find_output_layer", "make_importance"]

@@ -1,0 +1,145 @@
+"""Builds what a config names: the dense model (built-in or user target, with its checkpoint) and the data."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from prunetuna.config import DataConfig, ExperimentConfig, ModelConfig
+from prunetuna.data import BUILTIN_DATA
+from prunetuna.errors import UserError
+from prunetuna.models import BUILTIN_MODELS
+
+__all__ = ["Workload", "build_datamodule", "build_model", "import_target", "load_checkpoint", "load_workload"]
+
+
+@dataclass
+class Workload:
+    """The dense model, its data module and one batch of inputs (the example for FLOPs and the graph)."""
+
+    model: nn.Module
+    datamodule: pl.LightningDataModule
+    example: torch.Tensor
+
+
+def import_target(spec: str, key: str) -> Callable[..., Any]:
+    """Resolve ``"package.module:callable"``; ``key`` names the config key for the error message."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(f"{key}: {spec!r} is not of the form 'package.module:callable'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
+        raise UserError(f"{key}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); check the name and PYTHONPATH") from None
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise UserError(f"{key}: module {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UserError(f"{key}: {spec!r} is not callable")
+    return target
+
+
+def _call(factory: Callable[..., Any], kwargs: dict[str, Any], key: str) -> Any:
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"{key}.kwargs: {exc}; fix the keyword arguments") from None
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The dense model, weights loaded from ``checkpoint`` when it names one."""
+    if config.builtin is not None:
+        if config.builtin not in BUILTIN_MODELS:
+            raise UserError(f"model.builtin: unknown model {config.builtin!r}; choose one of {', '.join(BUILTIN_MODELS)}")
+        model = _call(BUILTIN_MODELS[config.builtin], config.kwargs, "model")
+    else:
+        model = _call(import_target(config.target or "", "model.target"), config.kwargs, "model")
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model.target: {config.target!r} returned {type(model).__name__}, not a torch.nn.Module")
+    if config.checkpoint is not None:
+        load_checkpoint(model, Path(config.checkpoint))
+    return model
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """Match a Lightning module's keys (``model.conv.weight``) to the bare model's (``conv.weight``)."""
+    if expected <= set(state):
+        return {k: v for k, v in state.items() if k in expected}
+    some = next(iter(expected))
+    for key in state:
+        if key.endswith("." + some):
+            prefix = key[: -len(some)]
+            stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if expected <= set(stripped):
+                return stripped
+    return state
+
+
+def load_checkpoint(model: nn.Module, path: Path) -> None:
+    """Load a state_dict or a Lightning ``.ckpt`` into ``model`` (``weights_only=True``)."""
+    if not path.is_file():
+        raise UserError(f"model.checkpoint: {path} does not exist; give the path of a state_dict or .ckpt file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable or unsafe pickles are bad input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"model.checkpoint: {path} is not a weights-only checkpoint ({first}); save a state_dict") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"model.checkpoint: {path} holds no state_dict of tensors")
+    state = _strip_prefix(state, set(model.state_dict()))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise UserError(f"model.checkpoint: {path} does not fit the model ({detail[:300]}); check model.kwargs or the checkpoint") from None
+
+
+def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:
+    """The data module, set up for fitting."""
+    if config.builtin is not None:
+        if config.builtin not in BUILTIN_DATA:
+            raise UserError(f"data.builtin: unknown data set {config.builtin!r}; choose one of {', '.join(BUILTIN_DATA)}")
+        datamodule = _call(BUILTIN_DATA[config.builtin], {"batch_size": config.batch_size, "seed": seed, **config.kwargs}, "data")
+    else:
+        datamodule = _call(import_target(config.target or "", "data.target"), config.kwargs, "data")
+    if not isinstance(datamodule, pl.LightningDataModule):
+        raise UserError(f"data.target: {config.target!r} returned {type(datamodule).__name__}, not a LightningDataModule")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def first_inputs(batch: Any) -> torch.Tensor:
+    """The input tensor of a batch: ``x`` of ``(x, y)``, or the batch itself."""
+    if isinstance(batch, (list, tuple)):
+        batch = batch[0]
+    if isinstance(batch, dict):
+        batch = next(iter(batch.values()))
+    if not isinstance(batch, torch.Tensor):
+        raise UserError(f"data: batches must be tensors or (inputs, labels) pairs, got {type(batch).__name__}")
+    return batch
+
+
+def load_workload(config: ExperimentConfig) -> Workload:
+    """Everything a search needs from the config, checked: the model runs on one batch of the data."""
+    model = build_model(config.model)
+    datamodule = build_datamodule(config.data, config.seed)
+    example = first_inputs(next(iter(datamodule.train_dataloader())))
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example[:1])
+        model.train()
+    except Exception as exc:  # noqa: BLE001 - a model that cannot take the data is a config error
+        raise UserError(f"model: the model fails on a batch of the data ({exc.__class__.__name__}: {exc}); check model and data") from None
+    return Workload(model=model, datamodule=datamodule, example=example)

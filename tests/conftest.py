@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny configs (digits data, a narrow residual CNN) in a temporary folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+HERE = Path(__file__).parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # user_models.py, for model.target / data.target
+
+
+def tiny_config(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    """A config that runs a trial in about a second: 8x8 digits, width-4 residual CNN, a few batches."""
+    config: dict[str, Any] = {
+        "name": name,
+        "seed": 0,
+        "model": {"builtin": "tiny-resnet", "kwargs": {"width": 4}},
+        "data": {"builtin": "digits", "batch_size": 32},
+        "baseline": {"epochs": 1, "lr": 0.01},
+        "pruning": {"max_sparsity": 0.5, "step": 0.25},
+        "finetune": {"epochs": 1, "lr": 0.001, "max_batches": 3},
+        "objectives": ["accuracy", "flops"],
+        "search": {"sampler": "random", "n_trials": 3},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+def write_config(folder: Path, config: dict[str, Any], filename: str = "experiment.yaml") -> Path:
+    path = folder / filename
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):
+    """``make_config(**overrides) -> path`` of a tiny experiment YAML in ``tmp_path``."""
+
+    def make(filename: str = "experiment.yaml", **overrides: Any) -> Path:
+        return write_config(tmp_path, tiny_config(**overrides), filename)
+
+    return make

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prunetuna.errors import UserError
+from prunetuna.search import mask_url, open_storage, resolve_workspace
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://alice:s3cret@db.example:5432/optuna", "postgresql://alice:***@db.example:5432/optuna"),
+        ("postgresql+psycopg2://bob:p%40ss@localhost/db", "postgresql+psycopg2://bob:***@localhost/db"),
+        ("http://user:pw@127.0.0.1:5000", "http://user:***@127.0.0.1:5000"),
+        ("sqlite:////tmp/x/optuna.db", "sqlite:////tmp/x/optuna.db"),
+        ("postgresql://alice@localhost/db", "postgresql://alice@localhost/db"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    workspace = resolve_workspace("study", None, None, None)
+    assert workspace.workdir == Path("runs/study")
+    assert workspace.storage_url == f"sqlite:///{tmp_path / 'runs/study/optuna.db'}"
+    assert workspace.tracking_uri == f"sqlite:///{tmp_path / 'runs/study/mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert resolve_workspace("study", None, None, None).tracking_uri == "http://127.0.0.1:5999"
+    assert resolve_workspace("study", None, None, "sqlite:///x.db").tracking_uri == "sqlite:///x.db"
+
+
+def test_unreachable_storage_fails_fast_with_password_masked(tmp_path: Path) -> None:
+    workspace = resolve_workspace("s", tmp_path, "postgresql://user:hunter2@127.0.0.1:1/optuna", None)
+    with pytest.raises(UserError) as info:
+        open_storage(workspace, create=True)
+    message = str(info.value)
+    assert message.startswith("--storage: ") and "user:***@127.0.0.1:1" in message
+    assert "hunter2" not in message
+
+
+def test_missing_sqlite_is_not_created_for_reading(tmp_path: Path) -> None:
+    workspace = resolve_workspace("s", tmp_path / "w", None, None)
+    with pytest.raises(UserError, match="does not exist"):
+        open_storage(workspace, create=False)
+    assert not (tmp_path / "w").exists()

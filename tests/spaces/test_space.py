@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from prunetuna.models import TinyResNet
+from prunetuna.spaces import PruningSpace, find_output_layer
+from user_models import ConcatNet, DepthwiseNet, LinearOnly, ResidualNet
+
+EXAMPLE = torch.randn(4, 1, 8, 8)
+
+
+def _space(model: nn.Module, **kwargs) -> PruningSpace:
+    return PruningSpace.from_model(model, EXAMPLE, max_sparsity=0.75, step=0.25, **kwargs)
+
+
+def _out_channels(model: nn.Module) -> dict[str, int]:
+    return {n: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def test_tiny_resnet_groups_coupled_channels() -> None:
+    space = _space(TinyResNet(width=8))
+    # Residual adds tie stem + block outputs into one group per stage; each block's inner conv is its own.
+    assert space.names == ["stem.0", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample.0", "layer3.0.conv1", "layer3.0.downsample.0"]
+    stem = next(d for d in space.dimensions if d.name == "stem.0")
+    assert {"layer1.0.conv2", "layer2.0.conv1"} <= set(stem.layers)
+    assert space.ignored == ("fc",)
+
+
+def test_apply_removes_channels_and_leaves_dense_untouched() -> None:
+    model = TinyResNet(width=8)
+    before = _out_channels(model)
+    space = _space(model)
+    pruned = space.apply(model, {"stem.0": 0.5, "layer3.0.conv1": 0.75}, EXAMPLE)
+    after = _out_channels(pruned)
+    assert _out_channels(model) == before
+    assert after["stem.0"] == 4 and after["layer1.0.conv2"] == 4  # coupled by the residual add
+    assert after["layer3.0.conv1"] == 8  # 32 channels, 75% removed
+    assert after["fc"] == 10
+    assert pruned(EXAMPLE).shape == (4, 10)
+
+
+@pytest.mark.parametrize("factory", [ResidualNet, DepthwiseNet, ConcatNet])
+def test_user_models_prune_and_run(factory: type[nn.Module]) -> None:
+    model = factory()
+    space = _space(model)
+    assert space.dimensions, "every test model has something to prune"
+    full = {name: 0.5 for name in space.names}
+    pruned = space.apply(model, full, EXAMPLE)
+    assert pruned(EXAMPLE).shape == (4, 10)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    assert _out_channels(pruned)["head"] == 10
+
+
+def test_residual_add_is_one_dimension() -> None:
+    space = _space(ResidualNet())
+    coupled = [d for d in space.dimensions if "conv_c" in d.layers and "conv_a" in d.layers]
+    assert len(coupled) == 1
+    pruned = space.apply(ResidualNet(), {coupled[0].name: 0.5}, EXAMPLE)
+    channels = _out_channels(pruned)
+    assert channels["conv_a"] == channels["conv_c"] == 4
+
+
+def test_depthwise_follows_its_producer() -> None:
+    space = _space(DepthwiseNet())
+    # The expand conv's outputs and the depthwise conv's channels are one group (one dimension).
+    [group] = [d for d in space.dimensions if {"expand", "depthwise"} <= set(d.layers)]
+    pruned = space.apply(DepthwiseNet(), {group.name: 0.5}, EXAMPLE)
+    assert pruned.expand.out_channels == 8
+    assert pruned.depthwise.groups == pruned.depthwise.in_channels == pruned.depthwise.out_channels == 8
+
+
+def test_concat_prunes_fuse_inputs_per_branch() -> None:
+    space = _space(ConcatNet())
+    pruned = space.apply(ConcatNet(), {"left": 0.5, "right": 0.25}, EXAMPLE)
+    assert pruned.left.out_channels == 4 and pruned.right.out_channels == 12
+    assert pruned.fuse.in_channels == 16
+
+
+def test_ignore_patterns_and_output_layer() -> None:
+    model = TinyResNet(width=8)
+    assert find_output_layer(model, EXAMPLE) == "fc"
+    space = _space(model, ignore=["layer3.*"])
+    assert not any(name.startswith("layer3") for name in space.names)
+    assert "layer3.0.conv1" in space.ignored
+
+
+def test_nothing_prunable() -> None:
+    assert _space(LinearOnly()).dimensions == ()
+
+
+def test_suggest_uses_bounds_and_step() -> None:
+    import optuna
+
+    space = _space(ResidualNet())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trial = study.ask()
+    vector = space.suggest(trial)
+    assert set(vector) == set(space.names)
+    assert all(v in (0.0, 0.25, 0.5, 0.75) for v in vector.values())
+    assert set(trial.params) == {f"sparsity.{n}" for n in space.names}
+
+
+def test_check_rejects_unknown_and_out_of_range() -> None:
+    space = _space(ResidualNet())
+    with pytest.raises(ValueError, match="unknown dimensions"):
+        space.check({"nope": 0.1})
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        space.check({space.names[0]: 1.0})

@@ -73,7 +73,7 @@ def search(
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """Create the study, or resume it, and run trials until it holds N finished ones."""
-    from prunetuna.search import SearchOutcome, SearchStopped, TrialRecord, mask_url, run_search
+    from prunetuna.search import SearchOutcome, SearchStopped, mask_url, run_search
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)

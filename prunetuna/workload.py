@@ -132,6 +132,7 @@ def first_inputs(batch: Any) -> torch.Tensor:
 
 def load_workload(config: ExperimentConfig) -> Workload:
     """Everything a search needs from the config, checked: the model runs on one batch of the data."""
+    torch.manual_seed(config.seed)  # the dense model's initial weights, before any baseline training
     model = build_model(config.model)
     datamodule = build_datamodule(config.data, config.seed)
     example = first_inputs(next(iter(datamodule.train_dataloader())))

@@ -5,8 +5,9 @@ temporary folder (no cached baseline, no earlier study), and measures the wall t
 just before the process starts to its exit: interpreter start, imports, data loading,
 baseline training, all trials, shutdown. Then it reads the finished trials back with
 ``prunetuna report ... --json`` and splits the time into phases with the Optuna study's
-trial timestamps (datetime_start / datetime_complete) and the baseline cache file's mtime; a second, no-op
-run of the same command (study already complete, baseline cached) gives the fixed startup cost.
+trial timestamps (datetime_start / datetime_complete) and the baseline cache file's mtime.
+A second, no-op run of the same command (study complete, baseline cached) gives the fixed
+start-up cost, hence an estimate of the baseline training time.
 
 Target: the whole search in <= 300 s with >= 30 finished trials. The script measures and
 reports whether the target was met; it does not fail when it is not.
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,6 +38,22 @@ from statistics import mean, median
 REPO = Path(__file__).resolve().parents[2]
 TARGET_SECONDS = 300.0
 TARGET_TRIALS = 30
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU-seconds all processes have used since boot (Linux /proc/stat; None elsewhere)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def prunetuna_command() -> list[str]:
@@ -62,12 +80,15 @@ def main() -> None:
     log = workdir / "search.log"
     print("running:", " ".join(search_cmd), flush=True)
 
-    load_before = os.getloadavg()[0]
+    busy0, own0 = busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started_at = datetime.now()  # Optuna stamps trials with naive local datetime.now() too
     t0 = time.perf_counter()
     with log.open("w") as stream:
         rc = subprocess.call(search_cmd, cwd=REPO, env=env, stdout=stream, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
+    busy1, own1 = busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own_cpu = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
+    other_cpu = busy1 - busy0 - own_cpu if busy0 is not None else None
     ended_at = datetime.now()
     if rc != 0:
         sys.stderr.write(log.read_text()[-3000:])
@@ -95,9 +116,10 @@ def main() -> None:
 
     figures = {
         "command": " ".join(search_cmd),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "python": platform.python_version()},
-        # 1-minute load average before and after: above ~0 before means another process shared the 2 cores.
-        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "machine": {"cpus": os.cpu_count(), "processor": cpu_model(), "python": platform.python_version()},
+        # CPU-seconds of the search process, and of everything else on the machine meanwhile (noise).
+        "search_cpu_seconds": round(own_cpu, 1),
+        "other_processes_cpu_seconds": round(other_cpu, 1) if other_cpu is not None else None,
         "wall_seconds": round(wall, 2),
         "finished_trials": len(finished),
         "trials_run": len(trials),
@@ -105,10 +127,10 @@ def main() -> None:
         "until_baseline_cached_seconds": round(baseline_done, 2) if baseline_done is not None else None,
         # Process start -> first trial starts: the above plus study/MLflow setup and the dense cost measurement.
         "until_first_trial_seconds": round((first_start - started_at).total_seconds(), 2),
-        # A second, no-op run of the same command (nothing to train): the fixed startup cost.
+        # A second, no-op run of the same command (nothing to train): the fixed cost of a CLI run, start-up and shutdown.
         "noop_rerun_seconds": round(noop, 2),
-        # Estimate: time to the first trial minus that fixed cost.
-        "baseline_training_estimate_seconds": round((first_start - started_at).total_seconds() - noop, 2),
+        # Estimate: time to the first trial minus the no-op run's start-up (its wall time less this run's shutdown).
+        "baseline_training_estimate_seconds": round((first_start - started_at).total_seconds() - (noop - (ended_at - last_complete).total_seconds()), 2),
         "trials_span_seconds": round((last_complete - first_start).total_seconds(), 2),
         "trial_seconds_sum": round(sum(durations), 2),
         "trial_seconds_mean": round(mean(durations), 3),
@@ -118,6 +140,7 @@ def main() -> None:
         # Time between trials (sampler bookkeeping outside the objective, callbacks, storage writes).
         "between_trials_seconds": round((last_complete - first_start).total_seconds() - sum(durations), 2),
         "after_last_trial_seconds": round((ended_at - last_complete).total_seconds(), 2),
+        "trial_seconds": [round(d, 3) for d in durations],
         "target": {"max_wall_seconds": TARGET_SECONDS, "min_finished_trials": TARGET_TRIALS},
         "target_met": wall <= TARGET_SECONDS and len(finished) >= TARGET_TRIALS,
     }
@@ -132,11 +155,11 @@ def main() -> None:
 
     f = figures
     print(f"machine: {f['machine']['cpus']} CPUs ({f['machine']['processor']}), Python {f['machine']['python']}")
-    print(f"load average (1 min) before / after: {f['loadavg_1min_before_after']}")
+    print(f"CPU-seconds during the search: search {f['search_cpu_seconds']}, other processes {f['other_processes_cpu_seconds']}")
     print(f"wall time: {f['wall_seconds']:.1f} s for {f['finished_trials']} finished trials ({f['trials_run']} run)")
     print(f"  process start -> baseline cached:  {f['until_baseline_cached_seconds']} s  (imports, data, dense training)")
     print(f"  process start -> first trial:      {f['until_first_trial_seconds']:.1f} s")
-    print(f"  fixed startup (no-op rerun of the same command): {f['noop_rerun_seconds']:.1f} s "
+    print(f"  no-op rerun of the same command (start-up + shutdown, nothing to train): {f['noop_rerun_seconds']:.1f} s "
           f"-> baseline training about {f['baseline_training_estimate_seconds']:.1f} s")
     print(f"  first trial start -> last trial end: {f['trials_span_seconds']:.1f} s "
           f"(sum of trials {f['trial_seconds_sum']:.1f} s, between trials {f['between_trials_seconds']:.2f} s)")

@@ -34,7 +34,7 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
                 "metrics": dict(attrs.get("metrics", {})),
                 "sparsity": {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")},
                 "pareto": trial.number in pareto,
-                "feasible": attrs.get("feasible") if trial.state == TrialState.COMPLETE else None,
+                "feasible": attrs.get("feasible", True) if trial.state == TrialState.COMPLETE else None,
                 "origin": attrs.get("origin", "sampler"),
                 "mlflow_run_id": attrs.get("mlflow_run_id"),
             }

@@ -103,8 +103,7 @@ class TrialRunner:
         self.cost_names = tuple(dict.fromkeys(["flops", "params", *config.constraints]))
 
     def __call__(self, trial: Trial) -> list[float]:
-        origin = str(trial.user_attrs.get("origin", "sampler"))
-        trial.set_user_attr("origin", origin)
+        origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
         vector = self.space.suggest(trial)
         pruned = self.space.apply(self.dense_model, vector, self.workload.example)
         costs = measure_costs(pruned, self.workload.example, self.dense.costs, self.cost_names)
@@ -113,7 +112,8 @@ class TrialRunner:
             excess = costs[f"{name}_ratio"] - budget
             trial.set_constraint(name, excess)
             feasible = feasible and excess <= 0
-        trial.set_user_attr("feasible", feasible)
+        if self.config.constraints:
+            trial.set_user_attr("feasible", feasible)
         params = {**{f"sparsity.{k}": v for k, v in vector.items()}, **self.settings}
         run_id = self.tracker.start_trial(trial.number, origin, params)
         trial.set_user_attr("mlflow_run_id", run_id)
@@ -135,8 +135,8 @@ class TrialRunner:
             return values
         except Exception as exc:
             trial.set_user_attr("fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
-            self.tracker.client.set_tag(run_id, "prunetuna.fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
-            self.tracker.client.log_text(run_id, traceback.format_exc(), "traceback.txt")
+            self.tracker.set_tag(run_id, "prunetuna.fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
+            self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
             raise
         finally:
             self.tracker.end_trial(run_id, state, metrics, {"prunetuna.feasible": str(feasible).lower()})

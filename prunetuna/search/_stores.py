@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from optuna.storages import RDBStorage
+from sqlalchemy import Engine, event
 
 from prunetuna.errors import UserError
 
@@ -74,12 +75,33 @@ def open_storage(workspace: Workspace, *, create: bool) -> RDBStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=None)
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=None)
+        if url.startswith("sqlite:"):
+            tune_sqlite_engine(storage.engine)
+        return storage
     except ModuleNotFoundError as exc:
         raise UserError(f"--storage: {shown} needs the Python driver {exc.name!r}; install it or use another URL") from None
     except Exception as exc:  # noqa: BLE001 - every connection failure is reported the same way
         reason = " ".join(str(exc).split())[:200].replace(url, shown)
         raise UserError(f"--storage: cannot open {shown} ({exc.__class__.__name__}: {reason}); check the URL and that the database is up") from None
+
+
+def tune_sqlite_engine(engine: Engine) -> None:
+    """Write-ahead log with NORMAL sync on every connection: a commit is one append, not three fsyncs.
+
+    Safe against a killed process (only a power cut can lose the last commits); halves the time
+    Optuna's per-parameter commits take in a trial.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection, _record) -> None:  # noqa: ANN001 - DB-API connection
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    engine.dispose()  # connections opened while creating the tables predate the pragmas
 
 
 def load_study(workspace: Workspace, name: str) -> optuna.Study:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator, Mapping
 
@@ -42,12 +43,26 @@ def _fail_fast() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _sqlite_wal(path: str) -> None:
+    """Switch MLflow's SQLite file to a write-ahead log (persistent in the file): cheaper commits."""
+    import sqlite3
+
+    if os.path.exists(path):
+        with sqlite3.connect(path, timeout=30) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
 class StudyTracker:
-    """Writes a study's runs through :class:`mlflow.MlflowClient` (no global active-run state)."""
+    """Writes a study's runs through :class:`mlflow.MlflowClient` (no global active-run state).
+
+    Only creating a run waits for the store (its id is needed at once); params, metrics, tags and
+    run ends go to one background writer, in order, so a trial does not wait on database commits.
+    :meth:`flush` waits for them and raises the first error.
+    """
 
     def __init__(self, workspace: Workspace, study_name: str) -> None:
         quiet_mlflow()
@@ -56,6 +71,24 @@ class StudyTracker:
         self.client = MlflowClient(tracking_uri=workspace.tracking_uri)
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunetuna-mlflow")
+        self._pending: list[Future[object]] = []
+
+    def _submit(self, fn, *args, **kwargs) -> None:  # noqa: ANN001 - any client method
+        self._raise_failed()
+        self._pending.append(self._writer.submit(fn, *args, **kwargs))
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for future in done:
+            future.result()
+
+    def flush(self) -> None:
+        """Wait until everything submitted is written; raise the first error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def connect(self, *, create: bool) -> None:
         """Find (or create) the experiment; fail fast with the URI masked when the store is unusable."""
@@ -71,6 +104,8 @@ class StudyTracker:
                     )
                 elif experiment is not None:
                     self.experiment_id = experiment.experiment_id
+            if self.workspace.tracking_uri.startswith("sqlite:///"):
+                _sqlite_wal(self.workspace.tracking_uri[len("sqlite:///"):])
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
             reason = " ".join(str(exc).split())[:200].replace(self.workspace.tracking_uri, shown)
             raise UserError(f"--tracking-uri: cannot use {shown} ({exc.__class__.__name__}: {reason}); check the URI and that the server is up") from None
@@ -105,6 +140,7 @@ class StudyTracker:
         return self.parent_run_id
 
     def end_parent(self, status: str) -> None:
+        self.flush()
         if self.parent_run_id:
             self.client.set_terminated(self.parent_run_id, status=status)
 
@@ -124,11 +160,17 @@ class StudyTracker:
             ROLE_TAG: "trial",
         }
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
-        self.client.log_batch(run.info.run_id, params=_params(params))
+        self._submit(self.client.log_batch, run.info.run_id, params=_params(params))
         return run.info.run_id
 
     def log_epoch(self, run_id: str, epoch: int, accuracy: float) -> None:
-        self.client.log_metric(run_id, "val_accuracy", accuracy, step=epoch)
+        self._submit(self.client.log_metric, run_id, "val_accuracy", accuracy, step=epoch)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self._submit(self.client.set_tag, run_id, key, value)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._submit(self.client.log_text, run_id, text, artifact_file)
 
     def end_trial(
         self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None
@@ -136,13 +178,15 @@ class StudyTracker:
         """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise."""
         stamp = _now_ms()
         all_tags = {"optuna.state": state, **(tags or {})}
-        self.client.log_batch(
+        self._submit(
+            self.client.log_batch,
             run_id,
             metrics=[Metric(k, float(v), stamp, 0) for k, v in (metrics or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
         )
         finished = state in ("COMPLETE", "PRUNED")
-        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.FAILED))
+        status = RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.FAILED)
+        self._submit(self.client.set_terminated, run_id, status=status, end_time=stamp)
 
 
 def _params(params: Mapping[str, object]) -> list[Param]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from prunetuna.config import ExperimentConfig, config_section
-from prunetuna.objectives import evaluate_accuracy, fine_tune, measure_costs
+from prunetuna.objectives import evaluate_accuracy, fine_tune
 from prunetuna.workload import Workload
 
 __all__ = ["DenseBaseline", "baseline_key", "prepare_baseline"]
@@ -19,15 +19,11 @@ __all__ = ["DenseBaseline", "baseline_key", "prepare_baseline"]
 
 @dataclass
 class DenseBaseline:
-    """The dense model's accuracy and costs (the reference for every ratio) and where its weights lie."""
+    """The dense model's validation accuracy, where its weights lie, and whether this run trained them."""
 
     accuracy: float
-    costs: dict[str, float]
-    weights: Path | None
+    weights: Path
     trained: bool
-
-    def as_metrics(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, **self.costs}
 
 
 def baseline_key(config: ExperimentConfig) -> str:
@@ -40,7 +36,7 @@ def baseline_key(config: ExperimentConfig) -> str:
 
 
 def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path) -> DenseBaseline:
-    """Train (or load from the cache) the dense weights into ``workload.model`` and measure them."""
+    """Train (or load from the cache) the dense weights into ``workload.model`` and measure its accuracy."""
     key = baseline_key(config)
     weights = workdir / f"baseline-{key}.pt"
     record = workdir / f"baseline-{key}.json"
@@ -67,5 +63,4 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
     else:
         accuracy = evaluate_accuracy(workload.model, workload.datamodule.val_dataloader())
         weights = Path(config.model.checkpoint)
-    costs = measure_costs(workload.model, workload.example)
-    return DenseBaseline(accuracy=accuracy, costs=costs, weights=weights, trained=trained)
+    return DenseBaseline(accuracy=accuracy, weights=weights, trained=trained)

@@ -16,6 +16,7 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "FinetuneConfig",
+    "LatencyConfig",
     "ModelConfig",
     "PruningConfig",
     "SearchConfig",
@@ -24,8 +25,12 @@ __all__ = [
 ]
 
 # Names that later parts register; checked here so that a typo fails before any work.
-OBJECTIVE_NAMES = ("accuracy", "flops", "params")
-COST_NAMES = ("flops", "params")
+OBJECTIVE_NAMES = ("accuracy", "flops", "params", "size", "latency")
+COST_NAMES = ("flops", "params", "size", "latency")
+# Budget keys: a cost name is a ratio to the dense model; these name an absolute amount of a cost.
+ABSOLUTE_BUDGETS = {"flops_count": "flops", "params_count": "params", "size_bytes": "size", "latency_ms": "latency"}
+LATENCY_BACKENDS = ("torch", "onnxruntime")
+Mode = Literal["pareto", "tolerance", "scalarized"]
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
 IMPORTANCE_NAMES = ("l1", "l2", "random")
 
@@ -71,6 +76,7 @@ class PruningConfig(_Section):
     max_sparsity: float = 0.8
     step: float = Field(0.05, gt=0)
     ignore: list[str] = Field(default_factory=list)
+    round_to: int | None = Field(None, ge=1)
 
     @field_validator("max_sparsity")
     @classmethod
@@ -99,6 +105,37 @@ class FinetuneConfig(_Section):
     max_batches: int | None = Field(None, ge=1)
 
 
+class LatencyConfig(_Section):
+    """How latency is measured: on this machine's CPU, median of ``repeats`` after ``warmup``, fixed threads."""
+
+    backend: str = "torch"
+    batch_size: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)
+    warmup: int = Field(10, ge=0)
+    repeats: int = Field(50, ge=5)
+    max_spread: float = Field(0.15, gt=0)
+    attempts: int = Field(3, ge=1)
+    every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in LATENCY_BACKENDS:
+            raise ValueError(f"unknown latency backend {value!r}; choose one of {', '.join(LATENCY_BACKENDS)}")
+        return value
+
+
+class ToleranceConfig(_Section):
+    accuracy_drop: float
+
+    @field_validator("accuracy_drop")
+    @classmethod
+    def _drop(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"must lie in [0, 1) (a fraction: 0.01 is one point), got {value}")
+        return value
+
+
 class SearchConfig(_Section):
     sampler: str = "tpe"
     n_trials: int = Field(20, ge=1)
@@ -122,7 +159,24 @@ class ExperimentConfig(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     objectives: list[str] = Field(default_factory=lambda: ["accuracy", "flops"])
     constraints: dict[str, float] = Field(default_factory=dict)
+    tolerance: ToleranceConfig | None = None
+    scalarize: dict[str, float] | None = None
+    latency: LatencyConfig = LatencyConfig()
     search: SearchConfig = SearchConfig()
+
+    @property
+    def mode(self) -> Mode:
+        """pareto (one Optuna objective each), tolerance (minimize a cost at bounded accuracy loss), scalarized."""
+        if self.tolerance is not None:
+            return "tolerance"
+        if self.scalarize is not None:
+            return "scalarized"
+        return "pareto"
+
+    @property
+    def costs(self) -> list[str]:
+        """The costs among the objectives, in order."""
+        return [name for name in self.objectives if name != "accuracy"]
 
     @field_validator("name")
     @classmethod
@@ -147,16 +201,43 @@ class ExperimentConfig(_Section):
     @classmethod
     def _constraints(cls, value: dict[str, float]) -> dict[str, float]:
         for name, bound in value.items():
+            if name in ABSOLUTE_BUDGETS:
+                if bound <= 0:
+                    raise ValueError(f"{name}: an absolute budget must be positive, got {bound}")
+                continue
             if name not in COST_NAMES:
-                raise ValueError(f"unknown constraint {name!r}; choose from {', '.join(COST_NAMES)}")
+                known = ", ".join([*COST_NAMES, *ABSOLUTE_BUDGETS])
+                raise ValueError(f"unknown constraint {name!r}; choose from {known}")
             if not 0.0 < bound <= 1.0:
-                raise ValueError(f"{name}: a budget is a ratio to the dense model in (0, 1], got {bound}")
+                absolute = next(k for k, v in ABSOLUTE_BUDGETS.items() if v == name)
+                raise ValueError(f"{name}: {bound} is a ratio to the dense model and must lie in (0, 1]; for an absolute budget write {absolute}: {bound}")
+        return value
+
+    @field_validator("scalarize")
+    @classmethod
+    def _scalarize(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give a weight per cost, e.g. {flops: 0.5}")
+        for name, weight in value.items():
+            if name not in COST_NAMES:
+                raise ValueError(f"unknown cost {name!r}; choose from {', '.join(COST_NAMES)}")
+            if weight < 0:
+                raise ValueError(f"{name}: a weight must be >= 0, got {weight}")
         return value
 
     @model_validator(mode="after")
-    def _sampler_fits(self) -> ExperimentConfig:
-        if self.search.sampler == "cmaes" and len(self.objectives) > 1:
-            raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random")
+    def _modes_fit(self) -> ExperimentConfig:
+        if self.tolerance is not None and self.scalarize is not None:
+            raise ValueError("give either 'tolerance' or 'scalarize', not both")
+        if self.tolerance is not None and len(self.costs) != 1:
+            raise ValueError(f"tolerance mode minimizes one cost: list exactly one of {', '.join(COST_NAMES)} in objectives, got {self.objectives}")
+        if self.scalarize is not None and set(self.scalarize) != set(self.costs):
+            raise ValueError(f"scalarize needs one weight per cost in objectives {self.costs}, got {sorted(self.scalarize)}")
+        single = self.mode != "pareto" or len(self.objectives) == 1
+        if self.search.sampler == "cmaes" and not single:
+            raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random, or a tolerance or scalarize mode")
         return self
 
 

@@ -2,83 +2,113 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["build_report", "render_report"]
+__all__ = ["SLOW_FOR_FLOPS", "build_report", "pareto_front", "render_report"]
+
+SLOW_FOR_FLOPS = 0.8
+"""A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
+
+COST_METRICS = (("flops", "flops"), ("params", "params"), ("size", "size_bytes"), ("latency", "latency_ms"))
 
 
-def _pareto_numbers(study: optuna.Study) -> set[int]:
-    if len(study.directions) > 1:
-        return {t.number for t in study.best_trials}
-    try:
-        return {study.best_trial.number}
-    except ValueError:  # no complete trial yet
-        return set()
+def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
+    better = [s * x >= s * y for x, y, s in zip(a, b, signs)]
+    return all(better) and any(s * x > s * y for x, y, s in zip(a, b, signs))
+
+
+def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[optuna.study.StudyDirection]) -> list[FrozenTrial]:
+    """The non-dominated trials among ``trials`` (a single best one for one direction)."""
+    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in directions]
+    if not trials:
+        return []
+    if len(signs) == 1:
+        return [max(trials, key=lambda t: signs[0] * t.values[0])]
+    return [t for t in trials if not any(_dominates(o.values, t.values, signs) for o in trials if o is not t)]
+
+
+def _speed_flag(metrics: dict[str, float]) -> bool | None:
+    if "speedup" not in metrics or not metrics.get("flops_reduction"):
+        return None
+    return metrics["speedup"] < SLOW_FOR_FLOPS * metrics["flops_reduction"]
 
 
 def build_report(study: optuna.Study) -> dict[str, Any]:
-    """The study as plain data: DESIGN.md's ``report --json`` schema."""
-    pareto = _pareto_numbers(study)
-    trials = []
-    for trial in study.get_trials(deepcopy=False):
+    """The study as plain data: DESIGN.md's ``report --json`` schema, plus ``mode`` and ``best``."""
+    trials = study.get_trials(deepcopy=False)
+    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
+    front = {t.number for t in pareto_front(feasible, study.directions)}
+    mode = study.user_attrs.get("mode", "pareto")
+    items = []
+    for trial in trials:
         attrs = trial.user_attrs
-        trials.append(
+        sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
+        metrics = dict(attrs.get("metrics", {}))
+        items.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "metrics": dict(attrs.get("metrics", {})),
-                "sparsity": {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")},
-                "pareto": trial.number in pareto,
+                "metrics": metrics,
+                "sparsity": dict(attrs.get("sparsity", sampled)),
+                "pareto": trial.number in front,
                 "feasible": attrs.get("feasible", True) if trial.state == TrialState.COMPLETE else None,
                 "origin": attrs.get("origin", "sampler"),
                 "mlflow_run_id": attrs.get("mlflow_run_id"),
+                "budget": attrs.get("budget"),
+                "slow_for_flops": _speed_flag(metrics),
             }
         )
     return {
         "study": study.study_name,
         "objectives": list(study.user_attrs.get("objectives", [])),
+        "mode": mode,
+        "constraints": dict(study.user_attrs.get("constraints", {})),
+        "tolerance": study.user_attrs.get("tolerance"),
         "dense": dict(study.user_attrs.get("dense", {})),
-        "trials": trials,
+        "best": next(iter(front)) if mode != "pareto" and front else None,
+        "trials": items,
     }
-
-
-def _ratio(metrics: dict[str, float], name: str) -> str:
-    value = metrics.get(f"{name}_ratio")
-    return "1.00" if value is None and "dense" in metrics else (f"{value:.2f}" if value is not None else "-")
 
 
 def render_report(report: dict[str, Any], console: Console) -> None:
     """A table of the Pareto trials (best accuracy first) under a dense row, then one line of totals."""
     dense = report["dense"]
-    costs = [name for name in ("flops", "params") if name in dense]
-    table = Table(title=f"study {report['study']}: Pareto-optimal trials ({', '.join(report['objectives'])})")
-    table.add_column("trial", justify="right")
-    table.add_column("origin")
-    table.add_column("accuracy", justify="right")
-    table.add_column("drop (pts)", justify="right")
-    for name in costs:
-        table.add_column(name, justify="right")
-        table.add_column(f"{name} ratio", justify="right")
+    costs = [(name, metric) for name, metric in COST_METRICS if metric in dense]
+    title = f"study {report['study']}: " + (
+        "Pareto-optimal trials" if report["mode"] == "pareto" else f"best trial ({report['mode']})"
+    ) + f" — objectives {', '.join(report['objectives'])}"
+    if report.get("constraints"):
+        title += f"; budget {report['constraints']}"
+    table = Table(title=title)
+    for column in ("trial", "origin", "accuracy", "drop (pts)", *[f"{name} ratio" for name, _ in costs]):
+        table.add_column(column, justify="right" if column not in ("origin",) else "left")
+    has_speed = any(metric == "latency_ms" for _, metric in costs)
+    if has_speed:
+        table.add_column("speedup", justify="right")
+        table.add_column("FLOPs red.", justify="right")
     table.add_column("feasible")
     table.add_column("mlflow run")
-    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "0.00"]
-    for name in costs:
-        row += [f"{dense[name]:,.0f}", "1.00"]
+    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "0.00", *["1.00"] * len(costs)]
+    if has_speed:
+        row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
-    pareto = [t for t in report["trials"] if t["pareto"] and t["metrics"]]
-    pareto.sort(key=lambda t: -t["metrics"].get("accuracy", 0.0))
-    for trial in pareto:
+    shown = [t for t in report["trials"] if t["pareto"] and t["metrics"]]
+    shown.sort(key=lambda t: -t["metrics"].get("accuracy", 0.0))
+    for trial in shown:
         metrics = trial["metrics"]
         accuracy = metrics.get("accuracy", float("nan"))
-        drop = (dense.get("accuracy", accuracy) - accuracy) * 100
-        row = [str(trial["number"]), trial["origin"], f"{accuracy:.4f}", f"{drop:.2f}"]
-        for name in costs:
-            row += [f"{metrics.get(name, float('nan')):,.0f}", _ratio(metrics, name)]
+        row = [str(trial["number"]), trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
+               f"{accuracy:.4f}", f"{(dense.get('accuracy', accuracy) - accuracy) * 100:.2f}"]
+        row += [f"{metrics[f'{name}_ratio']:.3f}" if f"{name}_ratio" in metrics else "-" for name, _ in costs]
+        if has_speed:
+            flag = " (!)" if trial.get("slow_for_flops") else ""
+            row += [f"{metrics['speedup']:.2f}x{flag}" if "speedup" in metrics else "-",
+                    f"{metrics['flops_reduction']:.2f}x" if "flops_reduction" in metrics else "-"]
         row += ["yes" if trial["feasible"] else "no", trial["mlflow_run_id"] or ""]
         table.add_row(*row)
     console.print(table)
@@ -86,4 +116,14 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     for trial in report["trials"]:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
-    console.print(f"{len(report['trials'])} trials ({summary}); {len(pareto)} on the Pareto front")
+    console.print(f"{len(report['trials'])} trials ({summary}); {len(shown)} shown")
+    if has_speed and any(t.get("slow_for_flops") for t in shown):
+        console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-layer costs eat the savings")
+    if report["mode"] == "tolerance":
+        best = next((t for t in report["trials"] if t["number"] == report["best"]), None)
+        if best is None:
+            console.print(f"no candidate within tolerance (accuracy drop <= {report['tolerance'] * 100:.2f} pts) yet")
+        else:
+            cost = report["objectives"][-1] if report["objectives"][-1] != "accuracy" else report["objectives"][0]
+            console.print(f"smallest candidate within tolerance ({report['tolerance'] * 100:.2f} pts): trial {best['number']}, "
+                          f"{cost} {best['metrics'].get(f'{cost}_ratio', float('nan')):.3f} of dense, accuracy {best['metrics']['accuracy']:.4f}")

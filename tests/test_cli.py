@@ -85,10 +85,11 @@ def test_search_resume_report_end_to_end(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["study"] == "e2e" and report["objectives"] == ["accuracy", "flops"]
-    assert set(report["dense"]) == {"accuracy", "flops", "params"} and report["dense"]["flops"] > 0
+    assert {"accuracy", "flops", "params", "size_bytes", "latency_ms"} <= set(report["dense"]) and report["dense"]["flops"] > 0
     assert len(report["trials"]) == 5
     for item in report["trials"]:
-        assert set(item) == {"number", "state", "metrics", "sparsity", "pareto", "feasible", "origin", "mlflow_run_id"}
+        assert {"number", "state", "metrics", "sparsity", "pareto", "feasible", "origin", "mlflow_run_id"} <= set(item)
+        assert {"accuracy", "flops", "flops_ratio", "params", "params_ratio", "latency_ms", "latency_ratio", "speedup"} <= set(item["metrics"])
         assert set(item["sparsity"]) == set(names) and item["origin"] == "sampler" and item["feasible"] is True
     pareto = {t["number"] for t in report["trials"] if t["pareto"]}
     assert pareto == {t.number for t in study.best_trials}

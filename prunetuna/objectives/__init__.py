@@ -5,12 +5,28 @@ Costs are measured before any training (cheap); objectives carry their Optuna di
 
 from __future__ import annotations
 
-from prunetuna.objectives._costs import COSTS, count_flops, count_params, measure_costs
+from prunetuna.objectives._budget import Budget, Projection, parse_budgets, project_onto_budget, within_budgets
+from prunetuna.objectives._costs import COSTS, Cost, CostContext, count_flops, count_params, measure_costs, serialized_size
 from prunetuna.objectives._finetune import ClassifierModule, FinetuneResult, evaluate_accuracy, fine_tune
-from prunetuna.objectives._objectives import OBJECTIVES, Objective, objective_values
+from prunetuna.objectives._latency import LATENCY_BACKENDS, LatencyResult, LatencySettings, export_onnx, measure_latency
+from prunetuna.objectives._objectives import OBJECTIVES, Objective, Scoring, objective_values
 
 __all__ = [
     "COSTS",
+    "LATENCY_BACKENDS",
+    "Budget",
+    "Cost",
+    "CostContext",
+    "LatencyResult",
+    "LatencySettings",
+    "Projection",
+    "Scoring",
+    "export_onnx",
+    "measure_latency",
+    "parse_budgets",
+    "project_onto_budget",
+    "serialized_size",
+    "within_budgets",
     "OBJECTIVES",
     "ClassifierModule",
     "FinetuneResult",

@@ -1,14 +1,26 @@
-"""Costs of a model, by name; each is a plain function of (model, example input)."""
+"""Costs of a model, by name. Each is measured on the pruned copy right after pruning, before any training."""
 
 from __future__ import annotations
 
-from typing import Callable
+import io
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["COSTS", "count_flops", "count_params", "measure_costs"]
+from prunetuna.objectives._latency import LatencySettings, measure_latency
+
+__all__ = ["COSTS", "Cost", "CostContext", "count_flops", "count_params", "measure_costs", "serialized_size"]
+
+
+@dataclass(frozen=True)
+class CostContext:
+    """What measuring needs beyond the model: the example input and latency settings."""
+
+    example: torch.Tensor
+    latency: LatencySettings = field(default_factory=LatencySettings)
 
 
 def count_flops(model: nn.Module, example: torch.Tensor) -> float:
@@ -23,26 +35,60 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
-def count_params(model: nn.Module, example: torch.Tensor) -> float:
+def count_params(model: nn.Module, example: torch.Tensor | None = None) -> float:
     """Number of parameters."""
-    del example
     return float(sum(p.numel() for p in model.parameters()))
 
 
-COSTS: dict[str, Callable[[nn.Module, torch.Tensor], float]] = {
-    "flops": count_flops,
-    "params": count_params,
+def serialized_size(model: nn.Module, example: torch.Tensor | None = None) -> float:
+    """Bytes of the serialized weights (``torch.save`` of the state_dict): what a device stores."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return float(buffer.tell())
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A cost: ``metric`` is the key of its absolute value in a trial's metrics; ``<name>_ratio`` is to dense."""
+
+    name: str
+    metric: str
+    unit: str
+    measure: Callable[[nn.Module, CostContext], dict[str, float]]
+
+
+def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
+    result = measure_latency(model, context.example, context.latency)
+    return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_attempts": float(result.attempts)}
+
+
+COSTS: dict[str, Cost] = {
+    "flops": Cost("flops", "flops", "FLOPs", lambda m, c: {"flops": count_flops(m, c.example)}),
+    "params": Cost("params", "params", "parameters", lambda m, c: {"params": count_params(m)}),
+    "size": Cost("size", "size_bytes", "bytes", lambda m, c: {"size_bytes": serialized_size(m)}),
+    "latency": Cost("latency", "latency_ms", "ms", _latency),
 }
 
 
 def measure_costs(
-    model: nn.Module, example: torch.Tensor, dense: dict[str, float] | None = None, names: tuple[str, ...] | None = None
+    model: nn.Module,
+    example: torch.Tensor | CostContext,
+    dense: dict[str, float] | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Every cost in ``names`` (default: all), plus ``<cost>_ratio`` to ``dense`` when given."""
+    """Every cost in ``names`` (default: all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
+
+    Where latency is measured with FLOPs, ``speedup`` (dense latency / latency) and
+    ``flops_reduction`` (dense FLOPs / FLOPs) are added, to show whether fewer FLOPs really ran faster.
+    """
+    context = example if isinstance(example, CostContext) else CostContext(example)
     result: dict[str, float] = {}
-    for name in names or tuple(COSTS):
-        value = COSTS[name](model, example)
-        result[name] = value
-        if dense is not None and dense.get(name):
-            result[f"{name}_ratio"] = value / dense[name]
+    for name in names or ("flops", "params", "size"):
+        cost = COSTS[name]
+        result.update(cost.measure(model, context))
+        if dense is not None and dense.get(cost.metric):
+            result[f"{name}_ratio"] = result[cost.metric] / dense[cost.metric]
+    if dense is not None and "latency_ms" in result and "flops" in result and dense.get("latency_ms") and result["flops"]:
+        result["speedup"] = dense["latency_ms"] / result["latency_ms"]
+        result["flops_reduction"] = dense["flops"] / result["flops"]
     return result

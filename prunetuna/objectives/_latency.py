@@ -13,7 +13,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ __all__ = ["LATENCY_BACKENDS", "LatencyResult", "LatencySettings", "export_onnx"
 
 @dataclass(frozen=True)
 class LatencySettings:
-    backend: Literal["torch", "onnxruntime"] = "torch"
+    backend: str = "torch"
     batch_size: int = 1
     threads: int = 1
     warmup: int = 10
@@ -52,6 +52,7 @@ class LatencyResult:
 
 
 Runner = Callable[[], object]
+"""Runs the model once on the prepared batch."""
 
 
 @contextmanager
@@ -64,14 +65,14 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-def _torch_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> tuple[Runner, Callable[[], None]]:
+def _torch_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> Runner:
     model.eval()
 
     def run() -> object:
         with torch.inference_mode():
             return model(batch)
 
-    return run, lambda: None
+    return run
 
 
 def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
@@ -85,7 +86,7 @@ def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> tuple[Runner, Callable[[], None]]:
+def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -94,10 +95,10 @@ def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> 
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(export_onnx(model, batch), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: batch.numpy()}
-    return (lambda: session.run(None, feed)), lambda: None
+    return lambda: session.run(None, feed)
 
 
-LATENCY_BACKENDS: dict[str, Callable[[nn.Module, torch.Tensor, int], tuple[Runner, Callable[[], None]]]] = {
+LATENCY_BACKENDS: dict[str, Callable[[nn.Module, torch.Tensor, int], Runner]] = {
     "torch": _torch_runner,
     "onnxruntime": _onnxruntime_runner,
 }
@@ -123,23 +124,21 @@ def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySe
     attempts = 0
     try:
         with _torch_threads(settings.threads):
-            run, close = LATENCY_BACKENDS[settings.backend](model_cpu, batch, settings.threads)
-            try:
-                for attempts in range(1, settings.attempts + 1):
-                    for _ in range(settings.warmup):
-                        run()
-                    times = []
-                    for _ in range(settings.repeats):
-                        tick = time.perf_counter()
-                        run()
-                        times.append(time.perf_counter() - tick)
-                    candidate = (statistics.median(times) * 1e3, _spread(times))
-                    if best is None or candidate[1] < best[1]:
-                        best = candidate
-                    if candidate[1] <= settings.max_spread:
-                        break
-            finally:
-                close()
+            run = LATENCY_BACKENDS[settings.backend](model_cpu, batch, settings.threads)
+            while attempts < settings.attempts:
+                attempts += 1
+                for _ in range(settings.warmup):
+                    run()
+                times = []
+                for _ in range(settings.repeats):
+                    tick = time.perf_counter()
+                    run()
+                    times.append(time.perf_counter() - tick)
+                candidate = (statistics.median(times) * 1e3, _spread(times))
+                if best is None or candidate[1] < best[1]:
+                    best = candidate
+                if candidate[1] <= settings.max_spread:
+                    break
     finally:
         model.to(device)
         model.train(was_training)

@@ -10,17 +10,27 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
-from prunetuna.baseline import DenseBaseline, prepare_baseline
+from prunetuna.baseline import prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
-from prunetuna.objectives import OBJECTIVES, fine_tune, measure_costs, objective_values
+from prunetuna.objectives import (
+    Budget,
+    CostContext,
+    LatencySettings,
+    Scoring,
+    fine_tune,
+    measure_costs,
+    parse_budgets,
+    project_onto_budget,
+    within_budgets,
+)
 from prunetuna.search._samplers import make_sampler
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.spaces import PruningSpace
 from prunetuna.workload import Workload, load_workload
 
-__all__ = ["FINISHED_STATES", "SearchOutcome", "SearchStopped", "count_finished", "TrialRecord", "TrialRunner", "prepare_space", "run_search"]
+__all__ = ["FINISHED_STATES", "SearchOutcome", "SearchStopped", "TrialPlan", "TrialRecord", "TrialRunner", "count_finished", "prepare_space", "run_search"]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -61,6 +71,7 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
         step=config.pruning.step,
         importance=config.pruning.importance,
         ignore=config.pruning.ignore,
+        round_to=config.pruning.round_to,
     )
     if not space.dimensions:
         raise UserError(
@@ -81,85 +92,180 @@ def trial_settings(config: ExperimentConfig) -> dict[str, object]:
     return flat
 
 
-class TrialRunner:
-    """One trial: sample, prune a copy, measure costs, fine-tune, log to MLflow, return the objective values."""
+@dataclass
+class TrialPlan:
+    """Everything a trial needs that is decided once per study."""
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        workload: Workload,
-        space: PruningSpace,
-        dense: DenseBaseline,
-        tracker: StudyTracker,
-        dense_model: nn.Module,
-    ) -> None:
-        self.config = config
-        self.workload = workload
-        self.space = space
-        self.dense = dense
+    config: ExperimentConfig
+    workload: Workload
+    space: PruningSpace
+    scoring: Scoring
+    budgets: list[Budget]
+    context: CostContext
+    dense: dict[str, float]
+    cost_names: tuple[str, ...]
+
+
+class TrialRunner:
+    """One trial: sample, prune a copy, measure costs (projecting onto the budget), fine-tune, log, score."""
+
+    def __init__(self, plan: TrialPlan, tracker: StudyTracker) -> None:
+        self.plan = plan
         self.tracker = tracker
-        self.dense_model = dense_model
-        self.settings = trial_settings(config)
-        self.cost_names = tuple(dict.fromkeys(["flops", "params", *config.constraints]))
+        self.settings = trial_settings(plan.config)
+
+    def _measure(self, model: nn.Module, names: tuple[str, ...]) -> dict[str, float]:
+        return measure_costs(model, self.plan.context, self.plan.dense, names)
+
+    def _candidate(self, trial: Trial) -> tuple[dict[str, float], nn.Module, dict[str, float], str]:
+        """The vector to fine-tune, its pruned model and costs, and what the budget did (within/projected/over)."""
+        plan = self.plan
+        sampled = plan.space.suggest(trial)
+        pruned = plan.space.apply(plan.workload.model, sampled, plan.workload.example)
+        costs = self._measure(pruned, plan.cost_names)
+        if not plan.budgets:
+            return sampled, pruned, costs, ""
+        if within_budgets(plan.budgets, costs):
+            return sampled, pruned, costs, "within"
+        budget_costs = tuple(dict.fromkeys(b.cost for b in plan.budgets))
+        projection = project_onto_budget(
+            sampled,
+            plan.budgets,
+            lambda v: self._measure(plan.space.apply(plan.workload.model, v, plan.workload.example), budget_costs),
+            max_sparsity=plan.space.max_sparsity,
+            step=plan.space.step,
+        )
+        trial.set_user_attr("sparsity", projection.vector)
+        trial.set_user_attr("projection_t", projection.t)
+        pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example)
+        return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
     def __call__(self, trial: Trial) -> list[float]:
+        plan = self.plan
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
-        vector = self.space.suggest(trial)
-        pruned = self.space.apply(self.dense_model, vector, self.workload.example)
-        costs = measure_costs(pruned, self.workload.example, self.dense.costs, self.cost_names)
+        vector, pruned, costs, budget = self._candidate(trial)
         feasible = True
-        for name, budget in self.config.constraints.items():
-            excess = costs[f"{name}_ratio"] - budget
-            trial.set_constraint(name, excess)
-            feasible = feasible and excess <= 0
-        if self.config.constraints:
-            trial.set_user_attr("feasible", feasible)
+        for item in plan.budgets:
+            trial.set_constraint(item.key, item.excess(costs))
+            feasible = feasible and item.excess(costs) <= 0
         params = {**{f"sparsity.{k}": v for k, v in vector.items()}, **self.settings}
         run_id = self.tracker.start_trial(trial.number, origin, params)
         trial.set_user_attr("mlflow_run_id", run_id)
+        tags = {"prunetuna.budget": budget} if budget else {}
         state, metrics = "FAIL", dict(costs)
         try:
+            if budget == "over":
+                reason = "; ".join(f"{b.key} {b.describe(costs)} > {b.limit:g}" for b in plan.budgets if b.excess(costs) > 0)
+                trial.set_user_attr("budget", budget)
+                trial.set_user_attr("metrics", metrics)
+                state = "PRUNED"
+                tags["prunetuna.pruned_reason"] = f"over budget even at max_sparsity: {reason}"
+                raise optuna.TrialPruned(tags["prunetuna.pruned_reason"])
             result = fine_tune(
                 pruned,
-                self.workload.datamodule,
-                epochs=self.config.finetune.epochs,
-                lr=self.config.finetune.lr,
-                max_batches=self.config.finetune.max_batches,
-                seed=self.config.seed + trial.number,
+                plan.workload.datamodule,
+                epochs=plan.config.finetune.epochs,
+                lr=plan.config.finetune.lr,
+                max_batches=plan.config.finetune.max_batches,
+                seed=plan.config.seed + trial.number,
                 on_epoch=lambda epoch, accuracy: self.tracker.log_epoch(run_id, epoch, accuracy),
             )
             metrics = {"accuracy": result.accuracy, **costs}
+            if plan.scoring.mode == "scalarized":
+                metrics["score"] = plan.scoring.score(metrics)
+            excess = plan.scoring.accuracy_excess(result.accuracy, plan.dense["accuracy"])
+            if excess is not None:
+                trial.set_constraint("accuracy_drop", excess)
+                feasible = feasible and excess <= 0
             trial.set_user_attr("metrics", metrics)
-            values = objective_values(self.config.objectives, metrics)
+            if plan.budgets or excess is not None:
+                trial.set_user_attr("feasible", feasible)
+                tags["prunetuna.feasible"] = str(feasible).lower()
+            if budget:
+                trial.set_user_attr("budget", budget)
+            values = plan.scoring.values(metrics)
             state = "COMPLETE"
             return values
+        except optuna.TrialPruned:
+            raise
         except Exception as exc:
             trial.set_user_attr("fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
             self.tracker.set_tag(run_id, "prunetuna.fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
             self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
             raise
         finally:
-            self.tracker.end_trial(run_id, state, metrics, {"prunetuna.feasible": str(feasible).lower()})
+            self.tracker.end_trial(run_id, state, metrics, tags)
 
 
 def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
-def _check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> None:
-    """An existing study must have the config's objectives; anything else would mix incomparable trials."""
+def _check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> dict[str, object]:
+    """An existing study must score like the config; anything else would mix incomparable trials.
+
+    Returns the existing study's user attributes (empty for a new study).
+    """
     try:
         study_id = storage.get_study_id_from_name(config.name)
     except KeyError:
-        return
+        return {}
     stored = [d.name.lower() for d in storage.get_study_directions(study_id)]
     attrs = storage.get_study_user_attrs(study_id)
-    objectives = attrs.get("objectives")
-    if stored != directions or (objectives is not None and list(objectives) != list(config.objectives)):
+    objectives, mode = attrs.get("objectives"), attrs.get("mode", "pareto")
+    if stored != directions or (objectives is not None and list(objectives) != list(config.objectives)) or mode != config.mode:
         raise UserError(
-            f"objectives: study {config.name!r} already exists with objectives {objectives or stored}, "
-            f"the config asks for {config.objectives}; change 'name' to start a new study"
+            f"objectives: study {config.name!r} already exists with objectives {objectives or stored} ({mode}), "
+            f"the config asks for {config.objectives} ({config.mode}); change 'name' to start a new study"
         )
+    return attrs
+
+
+def _scoring(config: ExperimentConfig) -> Scoring:
+    return Scoring(
+        mode=config.mode,
+        objectives=tuple(config.objectives),
+        accuracy_drop=config.tolerance.accuracy_drop if config.tolerance else None,
+        weights=tuple((config.scalarize or {}).items()),
+    )
+
+
+def _cost_names(config: ExperimentConfig, budgets: list[Budget]) -> tuple[str, ...]:
+    names = ["flops", "params", "size"]
+    if config.latency.every_trial or "latency" in config.objectives or any(b.cost == "latency" for b in budgets):
+        names.append("latency")
+    return tuple(names)
+
+
+def _latency_settings(config: ExperimentConfig) -> LatencySettings:
+    return LatencySettings(**config.latency.model_dump(exclude={"every_trial"}))
+
+
+def _dense_costs(plan_context: CostContext, model: nn.Module, names: tuple[str, ...], stored: dict[str, object]) -> dict[str, float]:
+    """Dense costs; a resumed study keeps its dense latency (measured once per study, same settings)."""
+    dense = measure_costs(model, plan_context, None, tuple(n for n in names if n != "latency"))
+    if "latency" in names:
+        previous = stored.get("dense") if isinstance(stored.get("dense"), dict) else {}
+        same_settings = stored.get("latency_settings") == plan_context.latency.__dict__
+        if previous and "latency_ms" in previous and same_settings:  # type: ignore[operator]
+            dense["latency_ms"] = float(previous["latency_ms"])  # type: ignore[index]
+        else:
+            dense.update(measure_costs(model, plan_context, None, ("latency",)))
+    return dense
+
+
+def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext, dense: dict[str, float], budgets: list[Budget]) -> None:
+    """A budget that even every dimension at max_sparsity misses is bad input, found before any fine-tune."""
+    if not budgets:
+        return
+    names = tuple(dict.fromkeys(b.cost for b in budgets))
+    floor = measure_costs(space.apply(model, {n: space.max_sparsity for n in space.names}, context.example), context, dense, names)
+    for budget in budgets:
+        if budget.excess(floor) > 0:
+            raise UserError(
+                f"constraints.{budget.key}: {budget.limit:g} cannot be met: with every dimension at max_sparsity "
+                f"{space.max_sparsity:g} the lowest reachable is {budget.describe(floor)}; raise the budget or pruning.max_sparsity"
+            )
 
 
 def run_search(
@@ -178,20 +284,35 @@ def run_search(
     # Everything that can be wrong with the input is checked before any store is written.
     workload = load_workload(config)
     space = prepare_space(config, workload)
-    directions = [OBJECTIVES[name].direction for name in config.objectives]
+    scoring = _scoring(config)
+    budgets = parse_budgets(config.constraints)
     storage = open_storage(workspace, create=True)
-    _check_existing(storage, config, directions)
+    stored = _check_existing(storage, config, scoring.directions)
+    context = CostContext(workload.example, _latency_settings(config))
+    cost_names = _cost_names(config, budgets)
+    # Costs depend on the architecture only, so budgets are checked before the dense model is trained.
+    dense = _dense_costs(context, workload.model, cost_names, stored)
+    _check_reachable(space, workload.model, context, dense, budgets)
     tracker = StudyTracker(workspace, config.name)
     tracker.connect(create=True)
 
-    dense = prepare_baseline(config, workload, workspace.workdir)
-    study = optuna.create_study(storage=storage, study_name=config.name, directions=directions, load_if_exists=True)
-    study.set_user_attr("objectives", list(config.objectives))
-    study.set_user_attr("dense", dense.as_metrics())
-    study.set_user_attr("dimensions", space.names)
-    study.set_user_attr("method", config.pruning.method)
+    baseline = prepare_baseline(config, workload, workspace.workdir)
+    dense = {"accuracy": baseline.accuracy, **dense}
+    study = optuna.create_study(storage=storage, study_name=config.name, directions=scoring.directions, load_if_exists=True)
+    for key, value in {
+        "objectives": list(config.objectives),
+        "mode": config.mode,
+        "dense": dense,
+        "latency_settings": context.latency.__dict__,
+        "dimensions": space.names,
+        "method": config.pruning.method,
+        "constraints": dict(config.constraints),
+        "tolerance": config.tolerance.accuracy_drop if config.tolerance else None,
+    }.items():
+        if stored.get(key) != value:
+            study.set_user_attr(key, value)
     finished = count_finished(study)
-    outcome = SearchOutcome(config.name, finished, target, 0, 0, dense.as_metrics())
+    outcome = SearchOutcome(config.name, finished, target, 0, 0, dense)
     if on_start is not None:
         on_start(outcome)
     if finished >= target:
@@ -203,16 +324,21 @@ def run_search(
         "constraints": str(dict(config.constraints)),
         "search.sampler": config.search.sampler,
         "storage": mask_url(workspace.storage_url),
-        "dense.accuracy": dense.accuracy,
-        **{f"dense.{k}": v for k, v in dense.costs.items()},
+        "mode": config.mode,
+        "tolerance": config.tolerance.accuracy_drop if config.tolerance else "",
+        "scalarize": str(config.scalarize or ""),
+        **{f"latency.{k}": v for k, v in context.latency.__dict__.items()},
+        **{f"dense.{k}": v for k, v in dense.items()},
         **trial_settings(config),
     }
     parent = tracker.start_parent(study.user_attrs.get("mlflow_parent_run_id"), parent_params)
-    study.set_user_attr("mlflow_parent_run_id", parent)
-    tracker.log_parent_metrics({"dense_accuracy": dense.accuracy, **{f"dense_{k}": v for k, v in dense.costs.items()}})
+    if study.user_attrs.get("mlflow_parent_run_id") != parent:
+        study.set_user_attr("mlflow_parent_run_id", parent)
+    tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
     # A resumed session reseeds with the trial count, so it continues the search instead of replaying it.
     study.sampler = make_sampler(config.search.sampler, config.seed + len(study.trials))
-    runner = TrialRunner(config, workload, space, dense, tracker, workload.model)
+    plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names)
+    runner = TrialRunner(plan, tracker)
 
     stop_reason: list[str] = []
 

@@ -75,6 +75,7 @@ class PruningSpace:
         step: float,
         importance: str = "l2",
         ignored: Sequence[str] = (),
+        round_to: int | None = None,
     ) -> None:
         if not 0.0 <= max_sparsity < 1.0:
             raise ValueError(f"max_sparsity must lie in [0, 1), got {max_sparsity}")
@@ -85,6 +86,7 @@ class PruningSpace:
         self.step = step
         self.importance = importance
         self.ignored = tuple(ignored)
+        self.round_to = round_to
 
     @property
     def names(self) -> list[str]:
@@ -100,8 +102,12 @@ class PruningSpace:
         step: float,
         importance: str = "l2",
         ignore: Sequence[str] = (),
+        round_to: int | None = None,
     ) -> PruningSpace:
-        """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch)."""
+        """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch).
+
+        ``round_to`` keeps every pruned channel count a multiple of it (kernels favour such widths).
+        """
         ignored = _ignored_layers(model, example, ignore)
         names = {module: name for name, module in model.named_modules()}
         graph = _graph(model, example)
@@ -116,7 +122,7 @@ class PruningSpace:
             dimensions.append(Dimension(name=root, channels=len(idxs), layers=layers))
         position = {name: i for i, name in enumerate(by_name)}
         dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
-        return cls(dimensions, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored)
+        return cls(dimensions, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to)
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
         """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``."""
@@ -153,6 +159,7 @@ class PruningSpace:
             pruning_ratio_dict=ratios,
             ignored_layers=[modules[n] for n in self.ignored],
             root_module_types=list(ROOT_TYPES),
+            round_to=self.round_to,
         )
         pruner.step()
         pruned.train(was_training)

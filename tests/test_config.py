@@ -41,6 +41,14 @@ def test_defaults_fill_missing_sections() -> None:
         ({"constraints": {"flops": 1.5}}, "(0, 1]"),
         ({"model": {"builtin": "a", "target": "b:c"}}, "exactly one"),
         ({"name": "has space"}, "key 'name'"),
+        ({"constraints": {"speed": 0.5}}, "unknown constraint 'speed'"),
+        ({"constraints": {"params": 50000}}, "for an absolute budget write params_count: 50000"),
+        ({"constraints": {"latency_ms": -1}}, "must be positive"),
+        ({"objectives": ["accuracy", "flops", "params"], "tolerance": {"accuracy_drop": 0.01}}, "exactly one"),
+        ({"tolerance": {"accuracy_drop": 1.5}}, "tolerance.accuracy_drop"),
+        ({"scalarize": {"params": 1.0}}, "one weight per cost"),
+        ({"latency": {"backend": "tvm"}}, "unknown latency backend 'tvm'"),
+        ({"search": {"sampler": "cmaes"}}, "cmaes"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, overrides: dict, fragment: str) -> None:
@@ -70,3 +78,11 @@ def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
     path.write_text("name: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(UserError, match="malformed YAML"):
         load_config(path)
+
+
+def test_modes_and_budgets() -> None:
+    config = parse_config({"name": "m", "objectives": ["latency"], "tolerance": {"accuracy_drop": 0.01},
+                           "constraints": {"flops": 0.5, "latency_ms": 3, "size_bytes": 20000}})
+    assert config.mode == "tolerance" and config.costs == ["latency"]
+    assert parse_config({"name": "s", "scalarize": {"flops": 0.5}}).mode == "scalarized"
+    assert parse_config({"name": "c", "objectives": ["accuracy"], "search": {"sampler": "cmaes"}}).search.sampler == "cmaes"

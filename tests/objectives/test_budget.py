@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunetuna.models import TinyResNet
+from prunetuna.objectives import CostContext, measure_costs, parse_budgets, project_onto_budget, within_budgets
+from prunetuna.spaces import PruningSpace
+
+
+def test_parse_ratio_and_absolute_budgets() -> None:
+    budgets = {b.key: b for b in parse_budgets({"flops": 0.5, "latency_ms": 3.0, "params_count": 1000})}
+    assert budgets["flops"].metric == "flops_ratio" and not budgets["flops"].absolute
+    assert budgets["latency_ms"].metric == "latency_ms" and budgets["latency_ms"].cost == "latency"
+    assert budgets["params_count"].metric == "params"
+    assert budgets["flops"].excess({"flops_ratio": 0.25}) == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="unknown constraint"):
+        parse_budgets({"speed": 1.0})
+
+
+def test_projection_fits_the_budget_with_the_smallest_uniform_move() -> None:
+    example = torch.randn(2, 1, 28, 28)
+    model = TinyResNet(width=8)
+    space = PruningSpace.from_model(model, example, max_sparsity=0.8, step=0.05)
+    dense = measure_costs(model, example)
+    [budget] = parse_budgets({"flops": 0.3})
+    measured: list[dict[str, float]] = []
+
+    def measure(vector: dict[str, float]) -> dict[str, float]:
+        measured.append(vector)
+        return measure_costs(space.apply(model, vector, example), CostContext(example), dense, ("flops",))
+
+    sampled = {name: 0.1 for name in space.names}
+    assert not within_budgets([budget], measure(sampled))
+    projection = project_onto_budget(sampled, [budget], measure, max_sparsity=0.8, step=0.05)
+    assert projection.fits and projection.metrics["flops_ratio"] <= 0.3
+    assert all(0.1 <= r <= 0.8 and abs(r / 0.05 - round(r / 0.05)) < 1e-6 for r in projection.vector.values())
+    # one grid step less in every dimension would be over budget: the move is the smallest
+    smaller = {n: round(max(r - 0.05, 0.1), 6) for n, r in projection.vector.items()}
+    assert not within_budgets([budget], measure(smaller))
+    assert projection.evaluations <= 9
+
+
+def test_projection_reports_an_unreachable_budget() -> None:
+    [budget] = parse_budgets({"params": 0.5})
+    projection = project_onto_budget({"a": 0.0}, [budget], lambda v: {"params_ratio": 0.9}, max_sparsity=0.5, step=0.1)
+    assert not projection.fits and projection.vector == {"a": 0.5}

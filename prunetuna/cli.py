@@ -134,6 +134,40 @@ def report(
 
 
 @app.command()
+def export(
+    config: str = ConfigArg,
+    trial: Optional[int] = typer.Option(None, "--trial", help="the trial number to export"),
+    best: bool = typer.Option(False, "--best", help="the best finished trial (highest accuracy within the bounds)"),
+    max_flops: Optional[float] = typer.Option(None, "--max-flops", help="with --best: at most this FLOPs ratio to dense"),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt"),
+    out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
+    workdir: Optional[Path] = WorkdirOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+) -> None:
+    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt."""
+    from prunetuna.export import ExportCheckFailed, export_trial
+
+    with _user_errors():
+        if (trial is None) == (not best):
+            raise UserError("export: give exactly one of --trial N or --best")
+        if trial is not None and (max_flops is not None or max_drop is not None):
+            raise UserError("export: --max-flops and --max-drop go with --best, not --trial")
+        cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        try:
+            card = export_trial(cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force)
+        except ExportCheckFailed as exc:
+            err.print(f"prunetuna: export check failed: {exc}", markup=False)
+            raise typer.Exit(1) from None
+    metrics = card["metrics"]
+    err.print(f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
+              f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
+              f"{card['checks']['max_abs_diff_vs_torch']:.2g}; model card {out}.json", markup=False)
+
+
+@app.command()
 def ui(
     config: str = ConfigArg,
     port: int = typer.Option(5000, "--port", help="port of the MLflow UI"),

@@ -12,6 +12,7 @@ from prunetuna.search._loop import (
     prepare_space,
     run_search,
 )
+from prunetuna.search._rebuild import RebuiltTrial, rebuild_trial, select_trial
 from prunetuna.search._samplers import SAMPLERS, make_sampler
 from prunetuna.search._stores import Workspace, load_study, mask_url, open_storage, resolve_workspace
 from prunetuna.search._tracking import StudyTracker
@@ -19,6 +20,7 @@ from prunetuna.search._tracking import StudyTracker
 __all__ = [
     "FINISHED_STATES",
     "SAMPLERS",
+    "RebuiltTrial",
     "SearchOutcome",
     "SearchStopped",
     "StudyTracker",
@@ -31,6 +33,8 @@ __all__ = [
     "mask_url",
     "open_storage",
     "prepare_space",
+    "rebuild_trial",
+    "select_trial",
     "resolve_workspace",
     "run_search",
 ]

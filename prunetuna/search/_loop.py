@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
 from prunetuna.baseline import prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
+from prunetuna.manifest import manifest
 from prunetuna.objectives import (
     Budget,
     CostContext,
@@ -140,6 +143,21 @@ class TrialRunner:
         pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example)
         return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
+    def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
+        """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
+        buffer = io.BytesIO()
+        torch.save(pruned.state_dict(), buffer)
+        info = manifest(self.plan.config, trial=number, origin=origin, sparsity=vector, metrics=metrics,
+                        input_shape=[1, *self.plan.workload.example.shape[1:]])
+        layers = self.plan.space.names
+
+        def profile():  # noqa: ANN202 - drawn in the tracker's background writer; matplotlib imported there
+            from prunetuna.plots import profile_plot
+
+            return profile_plot({f"trial {number}": vector}, layers, f"trial {number}: sparsity per layer")
+
+        self.tracker.log_trial_model(run_id, buffer.getvalue(), info, profile)
+
     def __call__(self, trial: Trial) -> list[float]:
         plan = self.plan
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
@@ -178,6 +196,7 @@ class TrialRunner:
                 trial.set_constraint("accuracy_drop", excess)
                 feasible = feasible and excess <= 0
             trial.set_user_attr("metrics", metrics)
+            self._log_model(trial.number, run_id, pruned, vector, metrics, origin)
             if plan.budgets or excess is not None:
                 trial.set_user_attr("feasible", feasible)
                 tags["prunetuna.feasible"] = str(feasible).lower()
@@ -266,6 +285,15 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
                 f"constraints.{budget.key}: {budget.limit:g} cannot be met: with every dimension at max_sparsity "
                 f"{space.max_sparsity:g} the lowest reachable is {budget.describe(floor)}; raise the budget or pruning.max_sparsity"
             )
+
+
+def _log_study_plots(study: optuna.Study, space: PruningSpace, workspace: Workspace, tracker: StudyTracker) -> None:
+    """Pareto front, sparsity profiles and history: written to ``<workdir>/plots`` and logged to the parent run."""
+    from prunetuna.plots import save_study_plots
+    from prunetuna.report import build_report
+
+    paths = save_study_plots(build_report(study), space.names, workspace.workdir / "plots")
+    tracker.log_parent_files(paths)
 
 
 def run_search(
@@ -372,6 +400,8 @@ def run_search(
             outcome.finished = count_finished(study)
         status = "FINISHED"
     finally:
+        if outcome.ran:
+            _log_study_plots(study, space, workspace, tracker)
         tracker.end_parent(status)
     if stop_reason:
         raise SearchStopped(

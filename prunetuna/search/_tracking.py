@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
+import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from prunetuna.errors import UserError
 from prunetuna.search._stores import Workspace, mask_url
 
-__all__ = ["StudyTracker", "quiet_mlflow"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker", "quiet_mlflow"]
+
+WEIGHTS_FILE = "state_dict.pt"
+MANIFEST_FILE = "manifest.json"
 
 ROLE_TAG = "prunetuna.role"
 _MAX_PARAM = 6000
 
 
 def quiet_mlflow() -> None:
-    """MLflow and its migrations log at INFO on every start; keep warnings only."""
+    """MLflow and its migrations log at INFO on every start; keep warnings only, and no download bars."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -171,6 +182,32 @@ class StudyTracker:
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._submit(self.client.log_text, run_id, text, artifact_file)
+
+    def log_trial_model(self, run_id: str, weights: bytes, manifest: dict, profile: Callable[[], Figure] | None = None) -> None:
+        """The fine-tuned weights and their manifest under ``model/``, and a sparsity-profile image (drawn off the trial's path)."""
+
+        def write() -> None:
+            with tempfile.TemporaryDirectory(prefix="prunetuna-") as folder:
+                model_dir = Path(folder) / "model"
+                model_dir.mkdir()
+                (model_dir / WEIGHTS_FILE).write_bytes(weights)
+                (model_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+                self.client.log_artifacts(run_id, str(model_dir), "model")
+                if profile is not None:
+                    self.client.log_figure(run_id, profile(), "sparsity_profile.png")
+
+        self._submit(write)
+
+    def log_parent_files(self, paths: Sequence[Path], artifact_path: str = "plots") -> None:
+        if self.parent_run_id:
+            for path in paths:
+                self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
+
+    def download_weights(self, run_id: str) -> dict[str, torch.Tensor]:
+        """The fine-tuned state_dict a trial logged (loaded with ``weights_only=True``)."""
+        with tempfile.TemporaryDirectory(prefix="prunetuna-") as folder:
+            path = self.client.download_artifacts(run_id, f"model/{WEIGHTS_FILE}", folder)
+            return torch.load(path, map_location="cpu", weights_only=True)
 
     def end_trial(
         self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None

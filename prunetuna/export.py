@@ -1,0 +1,192 @@
+"""Export a finished trial: rebuild it, re-check its accuracy, write ONNX / TorchScript / pt, check the file, write a model card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunetuna.config import ExperimentConfig, parse_config
+from prunetuna.errors import UserError
+from prunetuna.manifest import manifest
+from prunetuna.objectives import evaluate_accuracy, export_onnx
+from prunetuna.workload import first_inputs
+
+__all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "export_trial", "load_pruned", "load_pruned_file"]
+
+MAX_ABS_DIFF = 1e-4
+PT_FORMAT = "prunetuna-pruned-v1"
+
+
+class ExportCheckFailed(Exception):
+    """The rebuilt model or the written file does not reproduce the logged numbers (exit status 1)."""
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """``write`` puts the model in a file; ``run`` loads that file back and computes outputs for a batch."""
+
+    suffix: str
+    write: Callable[[nn.Module, torch.Tensor, Path, dict], None]
+    run: Callable[[Path, torch.Tensor], np.ndarray]
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    path.write_bytes(export_onnx(model, example[:1]))
+
+
+def _run_onnx(path: Path, batch: torch.Tensor) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
+
+
+def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example[:1])
+    traced.save(str(path))
+
+
+def _run_torchscript(path: Path, batch: torch.Tensor) -> np.ndarray:
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return loaded(batch).numpy()
+
+
+def _write_pt(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    torch.save({"format": PT_FORMAT, "config": info["config"], "sparsity": info["sparsity"],
+                "input_shape": info["input_shape"], "state_dict": model.state_dict()}, path)
+
+
+def _run_pt(path: Path, batch: torch.Tensor) -> np.ndarray:
+    model = load_pruned_file(path)
+    with torch.no_grad():
+        return model(batch).numpy()
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "onnx": Exporter(".onnx", _write_onnx, _run_onnx),
+    "torchscript": Exporter(".pt", _write_torchscript, _run_torchscript),
+    "pt": Exporter(".pt", _write_pt, _run_pt),
+}
+
+
+def load_pruned_file(path: str | Path) -> nn.Module:
+    """A model written by ``prunetuna export --format pt``: architecture rebuilt from its config and vector."""
+    from prunetuna.spaces import PruningSpace
+    from prunetuna.workload import build_model
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != PT_FORMAT:
+        raise UserError(f"{path}: not a file written by 'prunetuna export --format pt'")
+    config = parse_config(data["config"], str(path))
+    torch.manual_seed(config.seed)
+    model = build_model(config.model.model_copy(update={"checkpoint": None}))
+    example = torch.zeros(data["input_shape"])
+    pruning = config.pruning
+    space = PruningSpace.from_model(model, example, max_sparsity=pruning.max_sparsity, step=pruning.step,
+                                    importance=pruning.importance, ignore=pruning.ignore, round_to=pruning.round_to)
+    pruned = space.apply(model, data["sparsity"], example)
+    pruned.load_state_dict(data["state_dict"], strict=True)
+    return pruned.eval()
+
+
+def load_pruned(
+    source: str | Path,
+    *,
+    trial: int | None = None,
+    max_flops: float | None = None,
+    max_drop: float | None = None,
+    workdir: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+) -> nn.Module:
+    """A pruned, fine-tuned model in eval mode, from Python.
+
+    ``source`` is either a file written by ``prunetuna export --format pt``, or an experiment
+    YAML with ``trial=N`` (or neither, for the best trial within ``max_flops`` / ``max_drop``).
+    """
+    path = Path(source)
+    if path.suffix not in (".yaml", ".yml"):
+        return load_pruned_file(path)
+    from prunetuna.config import load_config
+    from prunetuna.search import load_study, rebuild_trial, resolve_workspace, select_trial
+
+    config = load_config(path)
+    workspace = resolve_workspace(config.name, workdir, storage, tracking_uri)
+    chosen = select_trial(load_study(workspace, config.name), number=trial, max_flops=max_flops, max_drop=max_drop)
+    return rebuild_trial(config, workspace, chosen).model
+
+
+def _card_path(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def export_trial(
+    config: ExperimentConfig,
+    workspace,  # noqa: ANN001 - prunetuna.search.Workspace (imported lazily)
+    *,
+    fmt: str,
+    out: Path,
+    trial: int | None = None,
+    max_flops: float | None = None,
+    max_drop: float | None = None,
+    force: bool = False,
+) -> dict:
+    """Rebuild the chosen trial, check it, write ``out`` and ``<out>.json`` (the model card); returns the card."""
+    from prunetuna.search import load_study, rebuild_trial, select_trial
+
+    if fmt not in EXPORTERS:
+        raise UserError(f"--format: unknown format {fmt!r}; choose one of {', '.join(EXPORTERS)}")
+    card_path = _card_path(out)
+    for path in (out, card_path):
+        if path.exists() and not force:
+            raise UserError(f"--out: {path} exists; choose another path or pass --force to overwrite it")
+    if out.parent and not out.parent.exists():
+        raise UserError(f"--out: folder {out.parent} does not exist; create it first")
+    study = load_study(workspace, config.name)
+    chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop)
+    rebuilt = rebuild_trial(config, workspace, chosen)
+    model, workload = rebuilt.model, rebuilt.workload
+    accuracy = evaluate_accuracy(model, workload.datamodule.val_dataloader())
+    logged = rebuilt.metrics["accuracy"]
+    if abs(accuracy - logged) > 1e-9:
+        raise ExportCheckFailed(
+            f"trial {chosen.number}: the rebuilt model's validation accuracy {accuracy:.6f} differs from the logged {logged:.6f}; "
+            "the data, the model code or a package version changed since the search (see the trial's manifest)"
+        )
+    info = manifest(config, trial=chosen.number, sparsity=rebuilt.sparsity, metrics=rebuilt.metrics,
+                    input_shape=[1, *workload.example.shape[1:]])
+    exporter = EXPORTERS[fmt]
+    model.eval()
+    exporter.write(model, workload.example, out, info)
+    batch = first_inputs(next(iter(workload.datamodule.val_dataloader())))[:32]
+    with torch.no_grad():
+        expected = model(batch).numpy()
+    got = exporter.run(out, batch)
+    difference = float(np.abs(got - expected).max())
+    if not difference <= MAX_ABS_DIFF:
+        raise ExportCheckFailed(f"{out}: the {fmt} model's outputs differ from torch's by {difference:.3g} (> {MAX_ABS_DIFF:g})")
+    card = {
+        "file": out.name,
+        "format": fmt,
+        "study": config.name,
+        "trial": chosen.number,
+        "mlflow_run_id": chosen.user_attrs.get("mlflow_run_id"),
+        "metrics": rebuilt.metrics,
+        "dense": dict(study.user_attrs.get("dense", {})),
+        "sparsity": rebuilt.sparsity,
+        "input_shape": info["input_shape"],
+        "checks": {"validation_accuracy": accuracy, "logged_accuracy": logged, "max_abs_diff_vs_torch": difference},
+        "versions": info["versions"],
+        "git_commit": info["git_commit"],
+        "config_sha256": info["config_sha256"],
+    }
+    card_path.write_text(json.dumps(card, indent=2))
+    return card

@@ -28,6 +28,7 @@ WEIGHTS_FILE = "state_dict.pt"
 MANIFEST_FILE = "manifest.json"
 
 ROLE_TAG = "prunetuna.role"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI then opens the study on its training runs
 _MAX_PARAM = 6000
 
 
@@ -111,7 +112,7 @@ class StudyTracker:
                 experiment = self.client.get_experiment_by_name(self.study_name)
                 if experiment is None and create:
                     self.experiment_id = self.client.create_experiment(
-                        self.study_name, artifact_location=self.workspace.artifact_location
+                        self.study_name, artifact_location=self.workspace.artifact_location, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
                     )
                 elif experiment is not None:
                     self.experiment_id = experiment.experiment_id

@@ -33,6 +33,7 @@ LATENCY_BACKENDS = ("torch", "onnxruntime")
 Mode = Literal["pareto", "tolerance", "scalarized"]
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
 IMPORTANCE_NAMES = ("l1", "l2", "random")
+PRUNER_NAMES = ("none", "median", "hyperband", "dominated")
 
 
 class _Section(BaseModel):
@@ -140,6 +141,16 @@ class SearchConfig(_Section):
     sampler: str = "tpe"
     n_trials: int = Field(20, ge=1)
     max_failures: int = Field(5, ge=1)
+    heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
+    pruner: str = "none"  # early stopping: none | median | hyperband (one objective) | dominated (any)
+    min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
+
+    @field_validator("pruner")
+    @classmethod
+    def _pruner(cls, value: str) -> str:
+        if value not in PRUNER_NAMES:
+            raise ValueError(f"unknown pruner {value!r}; choose one of {', '.join(PRUNER_NAMES)}")
+        return value
 
     @field_validator("sampler")
     @classmethod
@@ -236,6 +247,9 @@ class ExperimentConfig(_Section):
         if self.scalarize is not None and set(self.scalarize) != set(self.costs):
             raise ValueError(f"scalarize needs one weight per cost in objectives {self.costs}, got {sorted(self.scalarize)}")
         single = self.mode != "pareto" or len(self.objectives) == 1
+        if self.search.pruner in ("median", "hyperband") and not single:
+            raise ValueError(f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
+                             "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode")
         if self.search.sampler == "cmaes" and not single:
             raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random, or a tolerance or scalarize mode")
         return self

@@ -38,6 +38,23 @@ def _speed_flag(metrics: dict[str, float]) -> bool | None:
     return metrics["speedup"] < SLOW_FOR_FLOPS * metrics["flops_reduction"]
 
 
+def baseline_gains(items: Sequence[dict[str, Any]], cost: str) -> list[dict[str, Any]]:
+    """For each baseline trial (origin other than sampler): the best searched trial at equal or lower cost."""
+    searched = [t for t in items if t["origin"] == "sampler" and t["state"] == "COMPLETE" and t["feasible"] and f"{cost}_ratio" in t["metrics"]]
+    gains = []
+    for base in (t for t in items if t["origin"] != "sampler" and t["state"] == "COMPLETE" and f"{cost}_ratio" in t["metrics"]):
+        limit = base["metrics"][f"{cost}_ratio"]
+        rivals = [t for t in searched if t["metrics"][f"{cost}_ratio"] <= limit + 1e-12]
+        best = max(rivals, key=lambda t: t["metrics"]["accuracy"], default=None)
+        gains.append({
+            "origin": base["origin"], "trial": base["number"], "cost": cost, "cost_ratio": limit,
+            "accuracy": base["metrics"]["accuracy"],
+            "best_searched_trial": best["number"] if best else None,
+            "gain_points": (best["metrics"]["accuracy"] - base["metrics"]["accuracy"]) * 100 if best else None,
+        })
+    return gains
+
+
 def build_report(study: optuna.Study) -> dict[str, Any]:
     """The study as plain data: DESIGN.md's ``report --json`` schema, plus ``mode`` and ``best``."""
     trials = study.get_trials(deepcopy=False)
@@ -63,14 +80,17 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
                 "slow_for_flops": _speed_flag(metrics),
             }
         )
+    objectives = list(study.user_attrs.get("objectives", []))
+    cost = next((c for c in objectives if c != "accuracy"), "flops")
     return {
         "study": study.study_name,
-        "objectives": list(study.user_attrs.get("objectives", [])),
+        "objectives": objectives,
         "mode": mode,
         "constraints": dict(study.user_attrs.get("constraints", {})),
         "tolerance": study.user_attrs.get("tolerance"),
         "dense": dict(study.user_attrs.get("dense", {})),
         "best": next(iter(front)) if mode != "pareto" and front else None,
+        "baselines": baseline_gains(items, cost),
         "trials": items,
     }
 
@@ -97,7 +117,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
-    shown = [t for t in report["trials"] if t["pareto"] and t["metrics"]]
+    shown = [t for t in report["trials"] if (t["pareto"] or t["origin"] != "sampler") and t["metrics"] and t["state"] == "COMPLETE"]
     shown.sort(key=lambda t: -t["metrics"].get("accuracy", 0.0))
     for trial in shown:
         metrics = trial["metrics"]
@@ -117,6 +137,13 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report['trials'])} trials ({summary}); {len(shown)} shown")
+    for gain in report.get("baselines", []):
+        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
+        if gain["gain_points"] is None:
+            console.print(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
+        else:
+            console.print(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
+                          f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
     if has_speed and any(t.get("slow_for_flops") for t in shown):
         console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-layer costs eat the savings")
     if report["mode"] == "tolerance":

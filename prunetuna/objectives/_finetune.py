@@ -41,6 +41,8 @@ class ClassifierModule(pl.LightningModule):
         optimizer = self.optimizers(use_pl_optimizer=False)
         scheduler = self.lr_schedulers()
         loss = F.cross_entropy(self.model(batch[0]), batch[1])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss.item()} at epoch {self.current_epoch + 1}, batch {batch_idx}")
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()

@@ -68,6 +68,14 @@ class Scoring:
             return [self.score(metrics)]
         return objective_values(self.objectives, metrics)
 
+    def intermediate(self, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
+        """The value an epoch's accuracy gives in the study's direction, for Optuna's pruners (one objective)."""
+        if self.mode == "tolerance":
+            return dense_accuracy - accuracy  # minimized, like the study: the accuracy lost so far
+        if self.mode == "scalarized":
+            return self.score({**metrics, "accuracy": accuracy})
+        return accuracy
+
     def accuracy_excess(self, accuracy: float, dense_accuracy: float) -> float | None:
         """In tolerance mode, the accuracy loss beyond the tolerance (feasible when <= 0)."""
         if self.accuracy_drop is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,6 +18,7 @@ from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
 from prunetuna.manifest import manifest
 from prunetuna.objectives import (
+    OBJECTIVES,
     Budget,
     CostContext,
     LatencySettings,
@@ -27,6 +29,7 @@ from prunetuna.objectives import (
     project_onto_budget,
     within_budgets,
 )
+from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, make_pruner, optuna_decision
 from prunetuna.search._samplers import make_sampler
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
@@ -116,6 +119,7 @@ class TrialRunner:
         self.plan = plan
         self.tracker = tracker
         self.settings = trial_settings(plan.config)
+        self.current: Trial | None = None
 
     def _measure(self, model: nn.Module, names: tuple[str, ...]) -> dict[str, float]:
         return measure_costs(model, self.plan.context, self.plan.dense, names)
@@ -158,8 +162,24 @@ class TrialRunner:
 
         self.tracker.log_trial_model(run_id, buffer.getvalue(), info, profile)
 
+    def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
+        """The per-epoch stop rule the config names, for this candidate (None: train every epoch)."""
+        plan = self.plan
+        name = plan.config.search.pruner
+        if name == "none" or plan.config.finetune.epochs < 2:
+            return None
+        if name == "dominated":
+            metrics = [OBJECTIVES[c].metric for c in plan.scoring.costs]
+            records = epoch_records(trial.study.get_trials(deepcopy=False, states=FINISHED_STATES), metrics)
+            decide = dominance_decision([costs[m] for m in metrics], records, plan.config.search.min_dominating, plan.config.finetune.epochs)
+        else:
+            dense_accuracy = plan.dense["accuracy"]
+            decide = optuna_decision(trial, lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy), name)
+        return TrialPruningCallback(decide)
+
     def __call__(self, trial: Trial) -> list[float]:
         plan = self.plan
+        self.current = trial
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
         vector, pruned, costs, budget = self._candidate(trial)
         feasible = True
@@ -179,6 +199,7 @@ class TrialRunner:
                 state = "PRUNED"
                 tags["prunetuna.pruned_reason"] = f"over budget even at max_sparsity: {reason}"
                 raise optuna.TrialPruned(tags["prunetuna.pruned_reason"])
+            stopper = self._early_stopping(trial, costs)
             result = fine_tune(
                 pruned,
                 plan.workload.datamodule,
@@ -187,8 +208,17 @@ class TrialRunner:
                 max_batches=plan.config.finetune.max_batches,
                 seed=plan.config.seed + trial.number,
                 on_epoch=lambda epoch, accuracy: self.tracker.log_epoch(run_id, epoch, accuracy),
+                callbacks=[stopper] if stopper else (),
             )
             metrics = {"accuracy": result.accuracy, **costs}
+            if stopper is not None:
+                trial.set_user_attr("epoch_accuracy", result.history)
+                if stopper.reason:
+                    trial.set_user_attr("metrics", metrics)
+                    trial.set_user_attr("pruned_reason", stopper.reason)
+                    tags["prunetuna.pruned_reason"] = stopper.reason
+                    state = "PRUNED"
+                    raise optuna.TrialPruned(stopper.reason)
             if plan.scoring.mode == "scalarized":
                 metrics["score"] = plan.scoring.score(metrics)
             excess = plan.scoring.accuracy_excess(result.accuracy, plan.dense["accuracy"])
@@ -287,6 +317,31 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
             )
 
 
+def _close_interrupted_runs(study: optuna.Study, tracker: StudyTracker) -> None:
+    """A trial whose process died leaves its MLflow run RUNNING: end it FAILED (then it is no longer RUNNING)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id or "fail_reason" in trial.user_attrs:
+            continue
+        reason = "interrupted: its process stopped beating (killed); the trial was enqueued again"
+        try:
+            if tracker.client.get_run(run_id).info.status == "RUNNING":
+                tracker.set_tag(run_id, "prunetuna.fail_reason", reason)
+                tracker.end_trial(run_id, "FAIL")
+        except Exception:  # noqa: BLE001 - a run in another tracking store is left alone
+            continue
+
+
+def _retry_later(study: optuna.Study, trial: Trial | None) -> None:
+    """Ctrl-C fails the running trial; enqueue its parameters so that the next run tries it again."""
+    if trial is None:
+        return
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    if frozen.state == TrialState.FAIL and "fail_reason" not in frozen.user_attrs:
+        study.enqueue_trial(frozen.params, user_attrs={"origin": frozen.user_attrs.get("origin", "sampler"), "retry_of": frozen.number},
+                            skip_if_exists=True)
+
+
 def _log_study_plots(study: optuna.Study, space: PruningSpace, workspace: Workspace, tracker: StudyTracker) -> None:
     """Pareto front, sparsity profiles and history: written to ``<workdir>/plots`` and logged to the parent run."""
     from prunetuna.plots import save_study_plots
@@ -306,6 +361,7 @@ def run_search(
 ) -> SearchOutcome:
     """Create or resume the study and run trials until it holds ``n_trials`` finished ones (all workers counted)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat retries: stable in use since 2.8
     target = n_trials if n_trials is not None else config.search.n_trials
     if target < 1:
         raise UserError(f"--n-trials: must be at least 1, got {target}")
@@ -314,7 +370,7 @@ def run_search(
     space = prepare_space(config, workload)
     scoring = _scoring(config)
     budgets = parse_budgets(config.constraints)
-    storage = open_storage(workspace, create=True)
+    storage = open_storage(workspace, create=True, heartbeat=config.search.heartbeat)
     stored = _check_existing(storage, config, scoring.directions)
     context = CostContext(workload.example, _latency_settings(config))
     cost_names = _cost_names(config, budgets)
@@ -326,7 +382,8 @@ def run_search(
 
     baseline = prepare_baseline(config, workload, workspace.workdir)
     dense = {"accuracy": baseline.accuracy, **dense}
-    study = optuna.create_study(storage=storage, study_name=config.name, directions=scoring.directions, load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=config.name, directions=scoring.directions, load_if_exists=True,
+                                pruner=make_pruner(config.search.pruner, config.finetune.epochs))
     for key, value in {
         "objectives": list(config.objectives),
         "mode": config.mode,
@@ -359,6 +416,8 @@ def run_search(
         **{f"dense.{k}": v for k, v in dense.items()},
         **trial_settings(config),
     }
+    optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
+    _close_interrupted_runs(study, tracker)
     parent = tracker.start_parent(study.user_attrs.get("mlflow_parent_run_id"), parent_params)
     if study.user_attrs.get("mlflow_parent_run_id") != parent:
         study.set_user_attr("mlflow_parent_run_id", parent)
@@ -399,6 +458,9 @@ def run_search(
             )
             outcome.finished = count_finished(study)
         status = "FINISHED"
+    except KeyboardInterrupt:
+        _retry_later(study, runner.current)
+        raise
     finally:
         if outcome.ran:
             _log_study_plots(study, space, workspace, tracker)

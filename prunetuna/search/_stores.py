@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import optuna
-from optuna.storages import RDBStorage
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import Engine, event
 
 from prunetuna.errors import UserError
@@ -64,8 +64,12 @@ def resolve_workspace(name: str, workdir: str | Path | None, storage: str | None
     return Workspace(folder, storage_url, uri)
 
 
-def open_storage(workspace: Workspace, *, create: bool) -> RDBStorage:
-    """Connect to the Optuna storage, failing fast with the URL (password masked) when it is unusable."""
+def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = None) -> RDBStorage:
+    """Connect to the Optuna storage, failing fast with the URL (password masked) when it is unusable.
+
+    With ``heartbeat`` (seconds), running trials beat; a trial silent for three beats (its process
+    was killed) is failed by the next worker and enqueued again with the same parameters.
+    """
     url = workspace.storage_url
     shown = mask_url(url)
     if url.startswith("sqlite:///"):
@@ -75,7 +79,12 @@ def open_storage(workspace: Workspace, *, create: bool) -> RDBStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine_kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=None)
+        beat = {} if heartbeat is None else {
+            "heartbeat_interval": heartbeat,
+            "grace_period": 3 * heartbeat,
+            "failed_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
+        }
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
         if url.startswith("sqlite:"):
             tune_sqlite_engine(storage.engine)
         return storage

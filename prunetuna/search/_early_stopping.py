@@ -1,0 +1,113 @@
+"""Early stopping of fine-tunes: Optuna's pruners for one objective, a dominance rule for several.
+
+Optuna's pruners do not apply to multi-objective studies. There, after epoch k, a candidate stops
+when at least ``min_dominating`` earlier trials, at the same epoch k, had accuracy at least as high
+and every cost at most as high (one of them strictly better): it is unlikely to reach the front.
+The decision is a plain function of records; the Lightning callback only asks it and stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import lightning.pytorch as pl
+import optuna
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+__all__ = [
+    "EpochRecord",
+    "StopDecision",
+    "TrialPruningCallback",
+    "dominance_decision",
+    "dominated_count",
+    "epoch_records",
+    "make_pruner",
+    "optuna_decision",
+]
+
+StopDecision = Callable[[int, float], "str | None"]
+"""(epoch from 1, validation accuracy) -> a reason to stop, or None to go on."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """An earlier trial's accuracy after each epoch, and its cost ratios."""
+
+    number: int
+    accuracy: tuple[float, ...]
+    costs: tuple[float, ...]
+
+
+def dominated_count(accuracy: float, costs: Sequence[float], records: Sequence[EpochRecord], epoch: int) -> int:
+    """How many records, at ``epoch``, are at least as accurate and as cheap, and strictly better in one."""
+    count = 0
+    for record in records:
+        if len(record.accuracy) < epoch:
+            continue
+        other = record.accuracy[epoch - 1]
+        no_worse = other >= accuracy and all(c <= own for c, own in zip(record.costs, costs))
+        better = other > accuracy or any(c < own for c, own in zip(record.costs, costs))
+        count += no_worse and better
+    return count
+
+
+def epoch_records(trials: Sequence[FrozenTrial], cost_metrics: Sequence[str]) -> list[EpochRecord]:
+    """Records of the finished trials that kept their per-epoch accuracy."""
+    records = []
+    for trial in trials:
+        curve = trial.user_attrs.get("epoch_accuracy")
+        metrics = trial.user_attrs.get("metrics", {})
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and curve and all(m in metrics for m in cost_metrics):
+            records.append(EpochRecord(trial.number, tuple(curve), tuple(metrics[m] for m in cost_metrics)))
+    return records
+
+
+def dominance_decision(costs: Sequence[float], records: Sequence[EpochRecord], min_dominating: int, last_epoch: int) -> StopDecision:
+    def decide(epoch: int, accuracy: float) -> str | None:
+        if epoch >= last_epoch:
+            return None  # the run is over anyway
+        count = dominated_count(accuracy, costs, records, epoch)
+        if count >= min_dominating:
+            return f"dominated after epoch {epoch} (accuracy {accuracy:.4f}) by {count} earlier trials at the same epoch"
+        return None
+
+    return decide
+
+
+def optuna_decision(trial: Trial, value: Callable[[float], float], name: str) -> StopDecision:
+    def decide(epoch: int, accuracy: float) -> str | None:
+        trial.report(value(accuracy), step=epoch)
+        if trial.should_prune():
+            return f"stopped by the {name} pruner after epoch {epoch} (accuracy {accuracy:.4f})"
+        return None
+
+    return decide
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """The Optuna pruner the config names (``dominated`` and ``none`` prune nothing through Optuna)."""
+    pruners: Mapping[str, Callable[[], optuna.pruners.BasePruner]] = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1)),
+    }
+    return pruners.get(name, optuna.pruners.NopPruner)()
+
+
+class TrialPruningCallback(pl.Callback):
+    """After each epoch, asks ``decide``; on a reason, keeps it and stops the fit."""
+
+    def __init__(self, decide: StopDecision) -> None:
+        self.decide = decide
+        self.reason: str | None = None
+        self.epoch_accuracy: list[float] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        accuracy = getattr(pl_module, "last_val_accuracy", None)
+        if accuracy is None:
+            return
+        self.epoch_accuracy.append(float(accuracy))
+        reason = self.decide(len(self.epoch_accuracy), float(accuracy))
+        if reason:
+            self.reason = reason
+            trainer.should_stop = True

@@ -68,6 +68,9 @@ def _summary_line(record: TrialRecord, dense: dict[str, float]) -> str:
 def search(
     config: str = ConfigArg,
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="finished trials the study should reach (default search.n_trials)"),
+    workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine, sharing the study; threads split between them"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads of this process (default: torch's)"),
+    worker_id: Optional[int] = typer.Option(None, "--worker-id", hidden=True, help="set by --workers for its children"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
@@ -77,38 +80,80 @@ def search(
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        if workers > 1:
+            raise typer.Exit(_run_workers(config, cfg, workspace, n_trials, workers))
+        prefix = f"[worker {worker_id}] " if worker_id is not None else ""
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=err, transient=False,
+            console=err, transient=False, disable=worker_id is not None,
         )
         task = progress.add_task(cfg.name, total=None, visible=False)
         dense: dict[str, float] = {}
 
         def on_start(outcome: SearchOutcome) -> None:
             dense.update(outcome.dense)
-            err.print(f"study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials; dense accuracy "
+            err.print(f"{prefix}study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials; dense accuracy "
                       f"{outcome.dense['accuracy']:.4f}; storage {mask_url(workspace.storage_url)}; "
                       f"tracking {mask_url(workspace.tracking_uri)}", markup=False)
             progress.update(task, total=outcome.target, completed=outcome.finished, visible=True)
             progress.start()
 
         def on_trial(record: TrialRecord, finished: int) -> None:
-            progress.console.print(_summary_line(record, dense), markup=False)
+            progress.console.print(prefix + _summary_line(record, dense), markup=False)
             progress.update(task, completed=finished)
 
         try:
             outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial)
         except KeyboardInterrupt:
             progress.stop()
-            err.print(f"interrupted: the running trial is marked FAIL; run the same command again to resume {cfg.name!r}", markup=False)
+            err.print(f"{prefix}interrupted: the running trial is marked FAIL and enqueued again; "
+                      f"run the same command to resume {cfg.name!r}", markup=False)
             raise typer.Exit(130) from None
         except SearchStopped as exc:
             progress.stop()
-            err.print(f"prunetuna: {exc}", markup=False)
+            err.print(f"{prefix}prunetuna: {exc}", markup=False)
             raise typer.Exit(1) from None
         progress.stop()
-        err.print(f"study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials ({outcome.ran} run now, "
+        err.print(f"{prefix}study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials ({outcome.ran} run now, "
                   f"{outcome.failed} failed); see: prunetuna report {config}", markup=False)
+
+
+def _run_workers(config_path: str, cfg: ExperimentConfig, workspace, n_trials: Optional[int], workers: int) -> int:  # noqa: ANN001
+    """Prepare the study once, then run ``workers`` processes on it, the CPU threads split between them."""
+    import os
+    import time
+
+    from prunetuna.search import count_finished, load_study, run_search
+
+    outcome = run_search(cfg, workspace, n_trials=n_trials, prepare_only=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    common = [config_path, "--workdir", str(workspace.workdir), "--storage", workspace.storage_url,
+              "--tracking-uri", workspace.tracking_uri, "--n-trials", str(outcome.target), "--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    err.print(f"study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials; starting {workers} workers "
+              f"with {threads} thread(s) each", markup=False)
+    children = [subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env)
+                for i in range(workers)]
+    study = load_study(workspace, cfg.name)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(cfg.name, total=outcome.target, completed=outcome.finished)
+        try:
+            while any(child.poll() is None for child in children):
+                progress.update(task, completed=count_finished(study))
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            for child in children:
+                child.wait()
+            return 130
+        progress.update(task, completed=count_finished(study))
+    codes = [child.returncode for child in children]
+    err.print(f"study {cfg.name!r}: {count_finished(study)}/{outcome.target} finished trials; workers exited {codes}; "
+              f"see: prunetuna report {config_path}", markup=False)
+    return max(codes)
 
 
 @app.command()

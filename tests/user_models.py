@@ -88,3 +88,17 @@ class RandomImages(pl.LightningDataModule):
 
 def not_a_module() -> int:
     return 3
+
+
+class NaNWhenPruned(nn.Module):
+    """Trains normally dense; once pruned (fewer channels), its logits are NaN: every trial's loss is NaN."""
+
+    def __init__(self, channels: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        self.channels = channels
+        self.conv = nn.Conv2d(1, channels, 3, padding=1)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        return logits if self.conv.out_channels == self.channels else logits * float("nan")

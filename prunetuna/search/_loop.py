@@ -98,6 +98,13 @@ def trial_settings(config: ExperimentConfig) -> dict[str, object]:
     return flat
 
 
+SURPLUS = "surplus: the study already had n_trials trials finished or running when this one started (not run)"
+
+
+class SurplusTrial(Exception):
+    """A worker's trial beyond ``n_trials``: marked FAIL without work, not counted as a failure."""
+
+
 @dataclass
 class TrialPlan:
     """Everything a trial needs that is decided once per study."""
@@ -120,6 +127,7 @@ class TrialRunner:
         self.tracker = tracker
         self.settings = trial_settings(plan.config)
         self.current: Trial | None = None
+        self.target: int | None = None
 
     def _measure(self, model: nn.Module, names: tuple[str, ...]) -> dict[str, float]:
         return measure_costs(model, self.plan.context, self.plan.dense, names)
@@ -177,8 +185,20 @@ class TrialRunner:
             decide = optuna_decision(trial, lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy), name)
         return TrialPruningCallback(decide)
 
+    def _check_not_surplus(self, trial: Trial) -> None:
+        """Workers that start trials together could overshoot ``n_trials``; trial numbers are handed out
+        atomically, so a trial with ``n_trials`` live or finished trials before it is surplus and stops here."""
+        if self.target is None:
+            return
+        ahead = trial.study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
+        if sum(t.number < trial.number for t in ahead) >= self.target:
+            trial.set_user_attr("fail_reason", SURPLUS)
+            trial.study.stop()
+            raise SurplusTrial(SURPLUS)
+
     def __call__(self, trial: Trial) -> list[float]:
         plan = self.plan
+        self._check_not_surplus(trial)
         self.current = trial
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
         vector, pruned, costs, budget = self._candidate(trial)
@@ -358,8 +378,13 @@ def run_search(
     n_trials: int | None = None,
     on_start: Callable[[SearchOutcome], None] | None = None,
     on_trial: Callable[[TrialRecord, int], None] | None = None,
+    prepare_only: bool = False,
 ) -> SearchOutcome:
-    """Create or resume the study and run trials until it holds ``n_trials`` finished ones (all workers counted)."""
+    """Create or resume the study and run trials until it holds ``n_trials`` finished ones (all workers counted).
+
+    ``prepare_only`` stops once the study, the dense baseline and the parent run exist: what a
+    launcher does before it starts worker processes on the same study.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat retries: stable in use since 2.8
     target = n_trials if n_trials is not None else config.search.n_trials
@@ -400,7 +425,7 @@ def run_search(
     outcome = SearchOutcome(config.name, finished, target, 0, 0, dense)
     if on_start is not None:
         on_start(outcome)
-    if finished >= target:
+    if finished >= target and not prepare_only:
         return outcome
 
     parent_params = {
@@ -422,14 +447,22 @@ def run_search(
     if study.user_attrs.get("mlflow_parent_run_id") != parent:
         study.set_user_attr("mlflow_parent_run_id", parent)
     tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
+    if prepare_only:
+        tracker.flush()
+        return outcome
     # A resumed session reseeds with the trial count, so it continues the search instead of replaying it.
     study.sampler = make_sampler(config.search.sampler, config.seed + len(study.trials))
     plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names)
     runner = TrialRunner(plan, tracker)
 
     stop_reason: list[str] = []
+    surplus: list[int] = []
+    runner.target = target
 
     def record(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("fail_reason") == SURPLUS:
+            surplus.append(trial.number)
+            return
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else 0.0
         item = TrialRecord(
             trial.number, trial.state.name, str(trial.user_attrs.get("origin", "sampler")),
@@ -448,7 +481,7 @@ def run_search(
 
     status = "FAILED"
     try:
-        while outcome.finished < target and not stop_reason:
+        while outcome.finished < target and not stop_reason and not surplus:
             study.optimize(
                 runner,
                 n_trials=target - outcome.finished,

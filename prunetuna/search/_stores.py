@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -82,17 +84,31 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
         beat = {} if heartbeat is None else {
             "heartbeat_interval": heartbeat,
             "grace_period": 3 * heartbeat,
-            "failed_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
         }
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        storage = _create_storage(url, engine_kwargs, beat)
         if url.startswith("sqlite:"):
             tune_sqlite_engine(storage.engine)
         return storage
-    except ModuleNotFoundError as exc:
-        raise UserError(f"--storage: {shown} needs the Python driver {exc.name!r}; install it or use another URL") from None
+    except ImportError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, ModuleNotFoundError) else exc
+        driver = getattr(cause, "name", None) or "for this database"
+        raise UserError(f"--storage: {shown} needs the Python driver {driver!r}; install it or use another URL") from None
     except Exception as exc:  # noqa: BLE001 - every connection failure is reported the same way
         reason = " ".join(str(exc).split())[:200].replace(url, shown)
         raise UserError(f"--storage: cannot open {shown} ({exc.__class__.__name__}: {reason}); check the URL and that the database is up") from None
+
+
+def _create_storage(url: str, engine_kwargs: dict, beat: dict) -> RDBStorage:
+    """RDBStorage, retried when workers starting together race to create the schema of a new database."""
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        except Exception as exc:  # noqa: BLE001 - only the schema race is retried
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def tune_sqlite_engine(engine: Engine) -> None:

@@ -35,6 +35,7 @@ _MAX_PARAM = 6000
 def quiet_mlflow() -> None:
     """MLflow and its migrations log at INFO on every start; keep warnings only, and no download bars."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one line per run on stdout otherwise
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -147,6 +148,12 @@ class StudyTracker:
             return self.parent_run_id  # type: ignore[return-value]
         assert self.experiment_id is not None
         run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={ROLE_TAG: "study"})
+        # Workers started together may each create one: the earliest wins, the others are removed.
+        earliest = self.find_parent()
+        if earliest is not None and earliest != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+            self.parent_run_id = earliest
+            return earliest
         self.parent_run_id = run.info.run_id
         self.client.log_batch(self.parent_run_id, params=_params(params))
         return self.parent_run_id

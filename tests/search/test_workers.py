@@ -1,0 +1,203 @@
+"""Shared studies for real: PostgreSQL from Debian's package and `mlflow server`, both on 127.0.0.1,
+two concurrent worker processes; a worker killed with SIGKILL and resumed; NaN losses; unreachable stores."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from conftest import HERE, tiny_config, write_config
+
+INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cli(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "prunetuna", *args]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; the URL carries a password so masking can be checked."""
+    if not INITDB:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    bindir = Path(INITDB[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="prunetuna-pg-"))
+    os.chmod(folder, 0o755)
+    data = folder / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"], check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
+                    "-o", f"-h 127.0.0.1 -p {port} -k {folder}"], check=True, capture_output=True)
+    try:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="prunetuna", dbname="postgres", autocommit=True) as connection:
+            connection.execute("CREATE DATABASE optuna")
+        yield f"postgresql://prunetuna:s3cret-pw@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail("mlflow server did not start")
+            time.sleep(0.5)
+    yield url
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def test_two_workers_share_one_study_and_one_parent_run(tmp_path: Path, postgres: str, mlflow_server: str) -> None:
+    config = write_config(tmp_path, tiny_config("shared", search={"sampler": "tpe", "n_trials": 6}))
+    args = ["search", str(config), "--storage", postgres, "--tracking-uri", mlflow_server, "--threads", "1"]
+    workers = [_cli(*args, "--workdir", str(tmp_path / f"w{i}"), wait=False) for i in range(2)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert all("s3cret-pw" not in out + err for out, err in outputs)
+    assert all("prunetuna:***@127.0.0.1" in err for _, err in outputs)
+    ran = [int(err.rsplit("(", 1)[1].split(" run now")[0]) for _, err in outputs]
+    assert all(r >= 1 for r in ran), ran  # both took part
+
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    surplus = [t for t in study.trials if t.user_attrs.get("fail_reason", "").startswith("surplus")]
+    run = [t for t in study.trials if t not in surplus]
+    assert len(finished) == 6 == len(run) and sum(ran) == len(run), "together they stop at exactly n_trials"
+    assert all(t.state.name == "FAIL" and not t.params and "mlflow_run_id" not in t.user_attrs for t in surplus)
+    params = [tuple(sorted(t.params.items())) for t in run]
+    assert len(set(params)) == len(params), "no candidate handed to two workers"
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("shared")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("prunetuna.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("prunetuna.role") == "trial"]
+    assert len(parents) == 1
+    assert "s3cret-pw" not in json.dumps(parents[0].data.params) and "***" in parents[0].data.params["storage"]
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == sorted(t.number for t in run)
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert {r.info.status for r in children} == {"FINISHED"}
+
+
+def test_workers_option_on_one_machine(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config("local2", search={"n_trials": 4}))
+    result = _cli("search", str(config), "--workdir", str(tmp_path / "w"), "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert "starting 2 workers" in result.stderr and "[worker 0]" in result.stderr and "[worker 1]" in result.stderr
+    study = optuna.load_study(study_name="local2", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
+
+
+def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config("killed", finetune={"epochs": 25, "max_batches": None},
+                                                search={"n_trials": 3, "heartbeat": 1}))
+    workdir = tmp_path / "w"
+    storage = f"sqlite:///{workdir / 'optuna.db'}"
+    worker = _cli("search", str(config), "--workdir", str(workdir), wait=False)
+    victim = None
+    deadline = time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.3)
+        try:
+            trials = optuna.load_study(study_name="killed", storage=storage).trials
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        running = [t for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+        if any(t.state.name == "COMPLETE" for t in trials) and running:
+            victim = running[0].number
+            os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=60)
+    assert victim is not None, "no trial was caught running"
+    time.sleep(3.5)  # three heartbeats: the trial is stale
+
+    resumed = _cli("search", str(config), "--workdir", str(workdir))
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="killed", storage=storage)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[victim] == "FAIL"
+    assert sum(s == "COMPLETE" for s in states.values()) == 3
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert retries[0].params == study.trials[victim].params
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("killed")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert len([r for r in runs if r.data.tags.get("prunetuna.role") == "study"]) == 1
+    killed_run = client.get_run(study.trials[victim].user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "FAILED" and "interrupted" in killed_run.data.tags["prunetuna.fail_reason"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_nan_losses_fail_trials_and_stop_the_study(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config("nan", model={"builtin": None, "target": "user_models:NaNWhenPruned", "kwargs": {}},
+                                                pruning={"max_sparsity": 0.5, "step": 0.25}, search={"n_trials": 4, "max_failures": 2}))
+    result = _cli("search", str(config), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 1
+    assert "stopped after 2 failed trials" in result.stderr and "FloatingPointError" in result.stderr
+    study = optuna.load_study(study_name="nan", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed and all("the loss is nan" in t.user_attrs["fail_reason"] for t in failed)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
+    run = client.get_run(failed[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "FloatingPointError" in run.data.tags["prunetuna.fail_reason"]
+    traceback = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))).read_text()
+    assert "FloatingPointError" in traceback and "Traceback" in traceback
+    exported = _cli("export", str(config), "--workdir", str(tmp_path / "w"), "--trial", str(failed[0].number),
+                    "--format", "onnx", "--out", str(tmp_path / "x.onnx"))
+    assert exported.returncode == 2 and "FAIL, not COMPLETE" in exported.stderr
+
+
+def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config("nowhere"))
+    start = time.monotonic()
+    result = _cli("search", str(config), "--workdir", str(tmp_path / "w"), "--tracking-uri", "http://user:pw123@127.0.0.1:9")
+    assert result.returncode == 2 and time.monotonic() - start < 60
+    assert "--tracking-uri: cannot use http://user:***@127.0.0.1:9" in result.stderr and "pw123" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

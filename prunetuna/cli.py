@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from prunetuna.config import ExperimentConfig, load_config
 from prunetuna.errors import UserError
@@ -210,6 +211,36 @@ def export(
     err.print(f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
               f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
               f"{card['checks']['max_abs_diff_vs_torch']:.2g}; model card {out}.json", markup=False)
+
+
+@app.command()
+def sensitivity(
+    config: str = ConfigArg,
+    workdir: Optional[Path] = WorkdirOpt,
+    storage: Optional[str] = StorageOpt,
+    tracking_uri: Optional[str] = TrackingOpt,
+) -> None:
+    """Accuracy (BN recalibrated, no fine-tune) with one dimension pruned at a time: a table, JSON, a plot, an MLflow run."""
+    from prunetuna.search import run_sensitivity
+
+    with _user_errors():
+        cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        result = run_sensitivity(cfg, workspace)
+    scan = result["scan"]
+    table = Table(title=f"study {cfg.name}: accuracy with one dimension pruned (dense {scan['dense_accuracy']:.4f}; no fine-tune)")
+    table.add_column("dimension")
+    for ratio in scan["grid"]:
+        table.add_column(f"{ratio:g}", justify="right")
+    if result.get("bounds"):
+        table.add_column("bound", justify="right")
+    for name, row in scan["accuracy"].items():
+        cells = [f"{a:.3f}" for a in row]
+        if result.get("bounds"):
+            cells.append(f"{result['bounds'][name]:g}")
+        table.add_row(name, *cells)
+    out = Console(highlight=False)
+    (out if out.is_terminal else Console(highlight=False, width=200)).print(table)
+    err.print(f"saved {result['json']} and {result['plot']}; MLflow run {result['run_id']}", markup=False)
 
 
 @app.command()

@@ -32,7 +32,7 @@ ABSOLUTE_BUDGETS = {"flops_count": "flops", "params_count": "params", "size_byte
 LATENCY_BACKENDS = ("torch", "onnxruntime")
 Mode = Literal["pareto", "tolerance", "scalarized"]
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
-IMPORTANCE_NAMES = ("l1", "l2", "random")
+IMPORTANCE_NAMES = ("l1", "l2", "bn_scale", "taylor", "random")
 PRUNER_NAMES = ("none", "median", "hyperband", "dominated")
 
 
@@ -71,6 +71,10 @@ class BaselineConfig(_Section):
     lr: float = Field(1e-3, gt=0)
 
 
+class SensitivityBounds(_Section):
+    max_drop: float = Field(gt=0, lt=1)  # per-dimension bound: the largest ratio losing at most this accuracy alone
+
+
 class PruningConfig(_Section):
     method: Literal["structured"] = "structured"
     importance: str = "l2"
@@ -78,6 +82,10 @@ class PruningConfig(_Section):
     step: float = Field(0.05, gt=0)
     ignore: list[str] = Field(default_factory=list)
     round_to: int | None = Field(None, ge=1)
+    granularity: Literal["layer", "block", "stage"] = "layer"
+    groups: dict[str, list[str]] = Field(default_factory=dict)  # explicit ties: {name: [layer-name patterns]}
+    calibration_batches: int = Field(4, ge=0)  # BN recalibration (accuracy_pruned) and gradients for taylor
+    bounds_from_sensitivity: SensitivityBounds | None = None
 
     @field_validator("max_sparsity")
     @classmethod
@@ -97,6 +105,8 @@ class PruningConfig(_Section):
     def _step_fits(self) -> PruningConfig:
         if self.max_sparsity > 0 and self.step > self.max_sparsity:
             raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
+        if self.importance == "taylor" and self.calibration_batches == 0:
+            raise ValueError("importance 'taylor' needs gradients: set pruning.calibration_batches to 1 or more")
         return self
 
 
@@ -144,6 +154,16 @@ class SearchConfig(_Section):
     heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     pruner: str = "none"  # early stopping: none | median | hyperband (one objective) | dominated (any)
     min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
+    warm_start: bool = True  # enqueue the uniform and global-ranking allocations at each level first
+    warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
+
+    @field_validator("warm_start_levels")
+    @classmethod
+    def _levels(cls, value: list[float]) -> list[float]:
+        for level in value:
+            if not 0.0 < level <= 1.0:
+                raise ValueError(f"a level is a ratio to the dense model in (0, 1], got {level}")
+        return value
 
     @field_validator("pruner")
     @classmethod

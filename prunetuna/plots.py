@@ -101,3 +101,18 @@ def save_study_plots(report: dict[str, Any], layers: Sequence[str], folder: Path
         figure.savefig(path, dpi=110)
         paths.append(path)
     return paths
+
+
+def sensitivity_plot(scan: dict[str, Any], study: str) -> Figure:
+    """Accuracy against the ratio of one dimension (the others dense), a line per dimension."""
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for name, row in scan["accuracy"].items():
+        axes.plot(scan["grid"], row, "o-", ms=3, label=name)
+    axes.axhline(scan["dense_accuracy"], c="k", ls="--", lw=1, label="dense")
+    axes.set_xlabel("sparsity of the one pruned dimension")
+    axes.set_ylabel("accuracy (BN recalibrated, no fine-tune)")
+    axes.set_title(f"study {study}: sensitivity per dimension", fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=6, ncols=2)
+    return figure

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-__all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "quiet_lightning"]
+__all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "quiet_lightning", "recalibrate_batchnorm"]
 
 
 class ClassifierModule(pl.LightningModule):
@@ -106,6 +106,31 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> int:
+    """Re-estimate BatchNorm running statistics on ``batches`` (inputs): pruning invalidates the old ones.
+
+    Cheap fidelity: an accuracy right after pruning, without fine-tuning, is only meaningful with
+    statistics of the pruned network. Returns how many BatchNorm layers were reset.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or not batches:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches
+    device = next(model.parameters()).device
+    model.train()
+    for x in batches:
+        model(x.to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+    return len(norms)
 
 
 @torch.no_grad()

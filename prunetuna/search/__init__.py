@@ -14,6 +14,7 @@ from prunetuna.search._loop import (
 )
 from prunetuna.search._rebuild import RebuiltTrial, rebuild_trial, select_trial
 from prunetuna.search._samplers import SAMPLERS, make_sampler
+from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, run_sensitivity, scan_sensitivity
 from prunetuna.search._stores import Workspace, load_study, mask_url, open_storage, resolve_workspace
 from prunetuna.search._tracking import StudyTracker
 
@@ -23,6 +24,7 @@ __all__ = [
     "RebuiltTrial",
     "SearchOutcome",
     "SearchStopped",
+    "SensitivityScan",
     "StudyTracker",
     "TrialRecord",
     "TrialRunner",
@@ -33,7 +35,10 @@ __all__ = [
     "mask_url",
     "open_storage",
     "prepare_space",
+    "bounds_from_scan",
     "rebuild_trial",
+    "run_sensitivity",
+    "scan_sensitivity",
     "select_trial",
     "resolve_workspace",
     "run_search",

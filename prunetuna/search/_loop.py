@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import itertools
+import json
+import math
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import optuna
@@ -13,7 +17,7 @@ import torch
 from optuna.trial import FrozenTrial, Trial, TrialState
 from torch import nn
 
-from prunetuna.baseline import prepare_baseline
+from prunetuna.baseline import baseline_key, prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
 from prunetuna.manifest import manifest
@@ -23,14 +27,17 @@ from prunetuna.objectives import (
     CostContext,
     LatencySettings,
     Scoring,
+    evaluate_accuracy,
     fine_tune,
     measure_costs,
     parse_budgets,
     project_onto_budget,
+    recalibrate_batchnorm,
     within_budgets,
 )
 from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, make_pruner, optuna_decision
 from prunetuna.search._samplers import make_sampler
+from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cache_path, scan_grid, scan_sensitivity
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.spaces import PruningSpace
@@ -78,6 +85,8 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
         importance=config.pruning.importance,
         ignore=config.pruning.ignore,
         round_to=config.pruning.round_to,
+        granularity=config.pruning.granularity,
+        groups=config.pruning.groups,
     )
     if not space.dimensions:
         raise UserError(
@@ -117,6 +126,7 @@ class TrialPlan:
     context: CostContext
     dense: dict[str, float]
     cost_names: tuple[str, ...]
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 class TrialRunner:
@@ -136,7 +146,7 @@ class TrialRunner:
         """The vector to fine-tune, its pruned model and costs, and what the budget did (within/projected/over)."""
         plan = self.plan
         sampled = plan.space.suggest(trial)
-        pruned = plan.space.apply(plan.workload.model, sampled, plan.workload.example)
+        pruned = plan.space.apply(plan.workload.model, sampled, plan.workload.example, plan.batches)
         costs = self._measure(pruned, plan.cost_names)
         if not plan.budgets:
             return sampled, pruned, costs, ""
@@ -146,13 +156,13 @@ class TrialRunner:
         projection = project_onto_budget(
             sampled,
             plan.budgets,
-            lambda v: self._measure(plan.space.apply(plan.workload.model, v, plan.workload.example), budget_costs),
+            lambda v: self._measure(plan.space.apply(plan.workload.model, v, plan.workload.example, structure_only=True), budget_costs),
             max_sparsity=plan.space.max_sparsity,
             step=plan.space.step,
         )
         trial.set_user_attr("sparsity", projection.vector)
         trial.set_user_attr("projection_t", projection.t)
-        pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example)
+        pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example, plan.batches)
         return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
     def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
@@ -219,6 +229,9 @@ class TrialRunner:
                 state = "PRUNED"
                 tags["prunetuna.pruned_reason"] = f"over budget even at max_sparsity: {reason}"
                 raise optuna.TrialPruned(tags["prunetuna.pruned_reason"])
+            if plan.batches:
+                recalibrate_batchnorm(pruned, [x for x, _ in plan.batches])
+                costs["accuracy_pruned"] = evaluate_accuracy(pruned, plan.workload.datamodule.val_dataloader())
             stopper = self._early_stopping(trial, costs)
             result = fine_tune(
                 pruned,
@@ -328,7 +341,8 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
     if not budgets:
         return
     names = tuple(dict.fromkeys(b.cost for b in budgets))
-    floor = measure_costs(space.apply(model, {n: space.max_sparsity for n in space.names}, context.example), context, dense, names)
+    floor = measure_costs(space.apply(model, {d.name: space.high(d) for d in space.dimensions}, context.example, structure_only=True),
+                          context, dense, names)
     for budget in budgets:
         if budget.excess(floor) > 0:
             raise UserError(
@@ -360,6 +374,78 @@ def _retry_later(study: optuna.Study, trial: Trial | None) -> None:
     if frozen.state == TrialState.FAIL and "fail_reason" not in frozen.user_attrs:
         study.enqueue_trial(frozen.params, user_attrs={"origin": frozen.user_attrs.get("origin", "sampler"), "retry_of": frozen.number},
                             skip_if_exists=True)
+
+
+def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` training batches: BN recalibration and gradient-based importance."""
+    if count == 0:
+        return []
+    torch.manual_seed(0)
+    return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
+
+
+def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path) -> SensitivityScan:
+    """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
+    grid = scan_grid(space)
+    path = cache_path(workdir, baseline_key(config), space, grid)
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
+    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid)
+    path.write_text(json.dumps(scan.as_dict(), indent=2))
+    return scan
+
+
+def _lowest_fitting(candidate: Callable[[float], dict[str, float]], fits: Callable[[dict[str, float]], bool], high: float) -> dict[str, float] | None:
+    """Bisection on a scalar knob in [0, high]: the smallest whose vector fits (None when even ``high`` does not)."""
+    if not fits(candidate(high)):
+        return None
+    low = 0.0
+    for _ in range(10):
+        middle = (low + high) / 2
+        if fits(candidate(middle)):
+            high = middle
+        else:
+            low = middle
+    return candidate(high)
+
+
+def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
+    """Enqueue the uniform and the global-ranking allocations at each level, once per study.
+
+    Levels are the config's ``search.warm_start_levels``, else the ratio budget. They are
+    fine-tuned like sampled trials, so the report can state what the search gained over them.
+    """
+    config, space = plan.config, plan.space
+    ratio_budgets = [b for b in plan.budgets if not b.absolute and b.cost != "latency"]
+    cost = ratio_budgets[0].cost if ratio_budgets else "flops"
+    levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets]
+    if not config.search.warm_start or not levels:
+        return
+    done = {(t.user_attrs.get("origin"), t.user_attrs.get("warm_start_level")) for t in study.get_trials(deepcopy=False)}
+    model, example = plan.workload.model, plan.workload.example
+
+    def ratio_of(vector: dict[str, float]) -> float:
+        pruned = space.apply(model, vector, example, structure_only=True)
+        return measure_costs(pruned, plan.context, plan.dense, (cost,))[f"{cost}_ratio"]
+
+    def step_up(vector: dict[str, float]) -> dict[str, float]:
+        """Onto the step grid, rounding up so that the level still holds."""
+        return {d.name: min(round(math.ceil(vector[d.name] / space.step - 1e-9) * space.step, 6), space.high(d)) for d in space.dimensions}
+
+    allocations = {
+        "uniform": lambda r: step_up(space.uniform(r)),
+        "global": lambda r: step_up(space.global_allocation(model, r, example, plan.batches)),
+    }
+    for level in levels:
+        for origin, allocate in allocations.items():
+            if (origin, level) in done:
+                continue
+            vector = _lowest_fitting(allocate, lambda v, level=level: ratio_of(v) <= level + 1e-12, space.max_sparsity)
+            if vector is None:
+                continue  # the level cannot be met; the budget check has said so where it matters
+            study.enqueue_trial({f"sparsity.{k}": v for k, v in vector.items()},
+                                user_attrs={"origin": origin, "warm_start_level": level})
 
 
 def _log_study_plots(study: optuna.Study, space: PruningSpace, workspace: Workspace, tracker: StudyTracker) -> None:
@@ -407,6 +493,10 @@ def run_search(
 
     baseline = prepare_baseline(config, workload, workspace.workdir)
     dense = {"accuracy": baseline.accuracy, **dense}
+    batches = calibration_batches(workload, config.pruning.calibration_batches)
+    if config.pruning.bounds_from_sensitivity is not None:
+        scan = cached_scan(config, workload, space, batches, workspace.workdir)
+        space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
     study = optuna.create_study(storage=storage, study_name=config.name, directions=scoring.directions, load_if_exists=True,
                                 pruner=make_pruner(config.search.pruner, config.finetune.epochs))
     for key, value in {
@@ -452,7 +542,8 @@ def run_search(
         return outcome
     # A resumed session reseeds with the trial count, so it continues the search instead of replaying it.
     study.sampler = make_sampler(config.search.sampler, config.seed + len(study.trials))
-    plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names)
+    plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names, batches)
+    _warm_start(study, plan)
     runner = TrialRunner(plan, tracker)
 
     stop_reason: list[str] = []

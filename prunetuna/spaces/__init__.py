@@ -8,7 +8,18 @@ copy of the dense model.
 
 from __future__ import annotations
 
-from prunetuna.spaces._importance import IMPORTANCES, make_importance
-from prunetuna.spaces._space import Dimension, PruningSpace, SparsityVector, find_output_layer
+from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
+from prunetuna.spaces._space import Batches, Dimension, Granularity, PruningSpace, SparsityVector, find_output_layer, tie_dimensions
 
-__all__ = ["IMPORTANCES", "Dimension", "PruningSpace", "SparsityVector", "find_output_layer", "make_importance"]
+__all__ = [
+    "IMPORTANCES",
+    "NEEDS_GRADIENTS",
+    "Batches",
+    "Dimension",
+    "Granularity",
+    "PruningSpace",
+    "SparsityVector",
+    "find_output_layer",
+    "make_importance",
+    "tie_dimensions",
+]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Mapping, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.nn import functional as F
 
-from prunetuna.spaces._importance import make_importance
+from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 
-__all__ = ["Dimension", "PruningSpace", "SparsityVector", "find_output_layer"]
+__all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
 
 SparsityVector = dict[str, float]
 """Ratio of channels to remove, by dimension name (the root layer of its group)."""
@@ -25,13 +26,30 @@ class _Suggester(Protocol):
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
 
 
+Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
+"""A few (inputs, labels) batches, for criteria that need gradients."""
+
+Granularity = Literal["layer", "block", "stage"]
+
+
 @dataclass(frozen=True)
 class Dimension:
-    """One prunable group: its name (root layer), its channel count and the layers it couples."""
+    """One search dimension: its name, channel count and coupled layers.
+
+    ``members`` are the root layers of the torch-pruning groups that share this ratio (one for
+    ``layer`` granularity; a residual block's or a stage's groups otherwise); ``high`` is an upper
+    bound of its own (from a sensitivity scan), else the space's ``max_sparsity``.
+    """
 
     name: str
     channels: int
     layers: tuple[str, ...]
+    members: tuple[str, ...] = ()
+    high: float | None = None
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return self.members or (self.name,)
 
 
 def find_output_layer(model: nn.Module, example: torch.Tensor) -> str | None:
@@ -103,9 +121,13 @@ class PruningSpace:
         importance: str = "l2",
         ignore: Sequence[str] = (),
         round_to: int | None = None,
+        granularity: Granularity = "layer",
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> PruningSpace:
         """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch).
 
+        ``granularity`` ties groups per residual block or per stage (same output resolution);
+        ``groups`` ties the groups whose root matches a name's patterns into one dimension.
         ``round_to`` keeps every pruned channel count a multiple of it (kernels favour such widths).
         """
         ignored = _ignored_layers(model, example, ignore)
@@ -122,15 +144,54 @@ class PruningSpace:
             dimensions.append(Dimension(name=root, channels=len(idxs), layers=layers))
         position = {name: i for i, name in enumerate(by_name)}
         dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
-        return cls(dimensions, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to)
+        tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
+        return cls(tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to)
+
+    def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
+        """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
+        dims = [replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d for d in self.dimensions]
+        return PruningSpace(dims, max_sparsity=self.max_sparsity, step=self.step, importance=self.importance,
+                            ignored=self.ignored, round_to=self.round_to)
+
+    def high(self, dimension: Dimension) -> float:
+        return self.max_sparsity if dimension.high is None else dimension.high
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
         """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``."""
         # Rounded so that 0.6000000000000001 (a float step artefact) reads 0.6 in logs and reports.
         return {
-            d.name: round(trial.suggest_float(f"sparsity.{d.name}", 0.0, self.max_sparsity, step=self.step), 6)
+            d.name: round(trial.suggest_float(f"sparsity.{d.name}", 0.0, self.high(d), step=self.step), 6)
             for d in self.dimensions
         }
+
+    def snap(self, vector: Mapping[str, float]) -> SparsityVector:
+        """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn)."""
+        return {d.name: round(min(round(vector.get(d.name, 0.0) / self.step) * self.step, self.high(d)), 6) for d in self.dimensions}
+
+    def uniform(self, ratio: float) -> SparsityVector:
+        """The same ratio in every dimension (capped by each dimension's bound)."""
+        return {d.name: round(min(ratio, self.high(d)), 6) for d in self.dimensions}
+
+    def global_allocation(self, model: nn.Module, ratio: float, example: torch.Tensor, batches: Batches = ()) -> SparsityVector:
+        """The per-dimension ratios that torch-pruning's global ranking reaches at ``ratio`` (not snapped)."""
+        pruned = copy.deepcopy(model)
+        before = _root_channels(pruned)
+        modules = dict(pruned.named_modules())
+        self._gradients(pruned, batches)
+        pruned.eval()
+        pruner = tp.pruner.MetaPruner(
+            pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
+            pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
+            ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
+        )
+        pruner.step()
+        after = _root_channels(pruned)
+        vector = {}
+        for d in self.dimensions:
+            total = sum(before[r] for r in d.roots)
+            kept = sum(after[r] for r in d.roots)
+            vector[d.name] = min(1.0 - kept / total, self.high(d)) if total else 0.0
+        return vector
 
     def check(self, vector: SparsityVector) -> None:
         """Raise ``ValueError`` when ``vector`` names unknown dimensions or ratios outside [0, 1)."""
@@ -141,20 +202,41 @@ class PruningSpace:
             if not 0.0 <= ratio < 1.0:
                 raise ValueError(f"sparsity.{name} must lie in [0, 1), got {ratio}")
 
-    def apply(self, model: nn.Module, vector: SparsityVector, example: torch.Tensor) -> nn.Module:
-        """A pruned copy of ``model``: channels physically removed, ``model`` untouched."""
+    def _gradients(self, model: nn.Module, batches: Batches) -> None:
+        """Criteria such as Taylor read ``.grad``: accumulate it over a few batches."""
+        if self.importance not in NEEDS_GRADIENTS:
+            return
+        if not batches:
+            raise ValueError(f"importance {self.importance!r} needs a few batches of data for gradients")
+        device = next(model.parameters()).device
+        model.train()
+        model.zero_grad()
+        for x, y in batches:
+            F.cross_entropy(model(x.to(device)), y.to(device)).backward()
+
+    def apply(
+        self, model: nn.Module, vector: SparsityVector, example: torch.Tensor, batches: Batches = (), *, structure_only: bool = False
+    ) -> nn.Module:
+        """A pruned copy of ``model``: channels physically removed, ``model`` untouched.
+
+        ``structure_only`` is for measuring costs: channel counts do not depend on which channels
+        go, so a magnitude criterion stands in for one that needs gradients.
+        """
         self.check(vector)
         pruned = copy.deepcopy(model)
         modules = dict(pruned.named_modules())
-        ratios = {modules[name]: ratio for name, ratio in vector.items() if ratio > 0}
+        ratios = {modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots}
         if not ratios:
             return pruned
         was_training = pruned.training
+        importance = "l2" if structure_only and self.importance in NEEDS_GRADIENTS else self.importance
+        if importance in NEEDS_GRADIENTS:
+            self._gradients(pruned, batches)
         pruned.eval()
         pruner = tp.pruner.MetaPruner(
             pruned,
             example[:1].to(next(pruned.parameters()).device),
-            importance=make_importance(self.importance),
+            importance=make_importance(importance),
             pruning_ratio=0.0,
             pruning_ratio_dict=ratios,
             ignored_layers=[modules[n] for n in self.ignored],
@@ -162,6 +244,7 @@ class PruningSpace:
             round_to=self.round_to,
         )
         pruner.step()
+        pruned.zero_grad(set_to_none=True)
         pruned.train(was_training)
         return pruned
 
@@ -183,3 +266,70 @@ def _ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Sequence[
             if name not in ignored:
                 ignored.append(name)
     return ignored
+
+
+def _root_channels(model: nn.Module) -> dict[str, int]:
+    return {n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
+            for n, m in model.named_modules() if isinstance(m, ROOT_TYPES)}
+
+
+def _block_of(root: str, modules: Mapping[str, nn.Module]) -> str:
+    """The residual block a layer belongs to: its nearest enclosing module that is not a plain container."""
+    parts = root.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:end])
+        if not isinstance(modules[prefix], (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return prefix
+    return root
+
+
+def _resolutions(model: nn.Module, example: torch.Tensor, roots: Sequence[str]) -> dict[str, str]:
+    """Each root layer's output resolution (``14x14``; ``features`` for linear layers)."""
+    shapes: dict[str, str] = {}
+    modules = dict(model.named_modules())
+    hooks = [modules[r].register_forward_hook(
+        lambda _m, _i, out, r=r: shapes.__setitem__(r, "x".join(map(str, out.shape[2:])) or "features")) for r in roots]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(example[:1])
+        model.train(was_training)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def tie_dimensions(
+    dimensions: Sequence[Dimension],
+    model: nn.Module,
+    example: torch.Tensor,
+    granularity: Granularity,
+    groups: Mapping[str, Sequence[str]],
+) -> list[Dimension]:
+    """Tie per-group dimensions: explicit ``groups`` first, then by block or stage (``layer``: unchanged)."""
+    modules = dict(model.named_modules())
+    keys: dict[str, str] = {}
+    for dimension in dimensions:
+        explicit = next((name for name, patterns in groups.items() if any(fnmatch.fnmatchcase(dimension.name, p) for p in patterns)), None)
+        if explicit is not None:
+            keys[dimension.name] = explicit
+        elif granularity == "block":
+            keys[dimension.name] = _block_of(dimension.name, modules)
+        elif granularity == "stage":
+            keys[dimension.name] = "stage@" + _resolutions(model, example, [dimension.name])[dimension.name]
+        else:
+            keys[dimension.name] = dimension.name
+    if granularity == "stage":  # stage@14x14 -> stage1, stage2 ... in layer order
+        order = list(dict.fromkeys(k for k in keys.values() if k.startswith("stage@")))
+        keys = {n: f"stage{order.index(k) + 1}" if k in order else k for n, k in keys.items()}
+    tied: dict[str, list[Dimension]] = {}
+    for dimension in dimensions:
+        tied.setdefault(keys[dimension.name], []).append(dimension)
+    return [
+        Dimension(name=key, channels=sum(m.channels for m in members),
+                  layers=tuple(dict.fromkeys(layer for m in members for layer in m.layers)),
+                  members=tuple(m.name for m in members) if (len(members) > 1 or key != members[0].name) else ())
+        for key, members in tied.items()
+    ]

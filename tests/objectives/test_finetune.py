@@ -41,3 +41,16 @@ def test_zero_epochs_only_evaluates() -> None:
     result = fine_tune(model, digits(), epochs=0, lr=0.01, seed=0)
     assert result.history == [] and 0.0 <= result.accuracy <= 1.0
     assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+
+
+def test_batchnorm_recalibration_uses_the_batches() -> None:
+    from prunetuna.objectives import recalibrate_batchnorm
+
+    model = TinyResNet(width=4)
+    batches = [torch.randn(16, 1, 8, 8) * 3 + 2 for _ in range(3)]
+    assert recalibrate_batchnorm(model, batches) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    stem_bn = model.stem[1]
+    with torch.no_grad():
+        expected = model.stem[0](torch.cat(batches)).mean(dim=(0, 2, 3))
+    assert torch.allclose(stem_bn.running_mean, expected, atol=1e-4)
+    assert stem_bn.momentum == 0.1 and model.training

@@ -108,3 +108,53 @@ def test_check_rejects_unknown_and_out_of_range() -> None:
         space.check({"nope": 0.1})
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         space.check({space.names[0]: 1.0})
+
+
+def test_dimension_counts_per_granularity() -> None:
+    model = TinyResNet(width=8, blocks=(2, 2, 2))
+    counts = {g: len(_space(model, granularity=g).dimensions) for g in ("layer", "block", "stage")}
+    assert counts == {"layer": 9, "block": 7, "stage": 3}
+    stages = _space(model, granularity="stage")
+    assert stages.names == ["stage1", "stage2", "stage3"]
+    assert stages.dimensions[1].roots == ("layer2.0.conv1", "layer2.0.downsample.0", "layer2.1.conv1")
+    blocks = _space(model, granularity="block")
+    assert ("layer2.0", ("layer2.0.conv1", "layer2.0.downsample.0")) in [(d.name, d.roots) for d in blocks.dimensions]
+
+
+def test_explicit_groups_tie_matching_layers() -> None:
+    model = TinyResNet(width=8, blocks=(2, 2, 2))
+    space = _space(model, groups={"early": ["stem.*", "layer1.*"]})
+    assert space.names[0] == "early" and space.dimensions[0].roots == ("stem.0", "layer1.0.conv1", "layer1.1.conv1")
+    pruned = space.apply(model, {"early": 0.5}, EXAMPLE)
+    channels = _out_channels(pruned)
+    assert channels["stem.0"] == 4 and channels["layer1.0.conv1"] == 4 and channels["layer1.1.conv1"] == 4
+    assert channels["layer2.0.conv1"] == 16
+
+
+@pytest.mark.parametrize("importance", ["l1", "bn_scale", "taylor", "random"])
+def test_importance_criteria(importance: str) -> None:
+    model = TinyResNet(width=8)
+    space = _space(model, importance=importance)
+    batches = [(torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))]
+    pruned = space.apply(model, {"layer1.0.conv1": 0.5}, EXAMPLE, batches)
+    assert _out_channels(pruned)["layer1.0.conv1"] == 4
+    assert all(p.grad is None for p in pruned.parameters())
+
+
+def test_taylor_needs_batches_except_for_costs() -> None:
+    space = _space(TinyResNet(width=8), importance="taylor")
+    with pytest.raises(ValueError, match="needs a few batches"):
+        space.apply(TinyResNet(width=8), {"layer1.0.conv1": 0.5}, EXAMPLE)
+    shape_only = space.apply(TinyResNet(width=8), {"layer1.0.conv1": 0.5}, EXAMPLE, structure_only=True)
+    assert _out_channels(shape_only)["layer1.0.conv1"] == 4
+
+
+def test_uniform_global_and_bounds() -> None:
+    model = TinyResNet(width=8)
+    space = _space(model).with_bounds({"stem.0": 0.25})
+    assert space.uniform(0.5)["stem.0"] == 0.25 and space.uniform(0.5)["layer1.0.conv1"] == 0.5
+    allocation = space.global_allocation(model, 0.5, EXAMPLE)
+    assert set(allocation) == set(space.names) and all(0.0 <= r <= 0.75 for r in allocation.values())
+    assert allocation["stem.0"] <= 0.25
+    assert len(set(round(r, 3) for r in allocation.values())) > 1, "global ranking allocates unevenly"
+    assert all(abs(v / 0.25 - round(v / 0.25)) < 1e-9 for v in space.snap(allocation).values())

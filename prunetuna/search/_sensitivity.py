@@ -1,0 +1,107 @@
+"""Per-dimension sensitivity: accuracy right after pruning one dimension (BN recalibrated, no fine-tune),
+the others dense; and the upper bounds it implies for the search."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from prunetuna.objectives import evaluate_accuracy, recalibrate_batchnorm
+from prunetuna.spaces import Batches, PruningSpace
+
+__all__ = ["SensitivityScan", "bounds_from_scan", "run_sensitivity", "scan_grid", "scan_sensitivity"]
+
+
+@dataclass
+class SensitivityScan:
+    """Accuracy at each grid ratio, by dimension, and the dense accuracy it is compared to."""
+
+    dense_accuracy: float
+    grid: list[float]
+    accuracy: dict[str, list[float]]
+
+    def as_dict(self) -> dict:
+        return {"dense_accuracy": self.dense_accuracy, "grid": self.grid, "accuracy": self.accuracy}
+
+
+def scan_grid(space: PruningSpace, points: int = 8) -> list[float]:
+    """Ratios from one step up to ``max_sparsity``, on the step grid, at most ``points`` of them."""
+    steps = max(1, round(space.max_sparsity / space.step))
+    stride = max(1, -(-steps // points))
+    return [round(k * space.step, 6) for k in range(stride, steps + 1, stride)]
+
+
+def scan_sensitivity(
+    space: PruningSpace, model: nn.Module, example: torch.Tensor, batches: Batches, val_loader, grid: Sequence[float]  # noqa: ANN001
+) -> SensitivityScan:
+    """Prune each dimension alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
+    inputs = [x for x, _ in batches]
+    dense = evaluate_accuracy(model, val_loader)
+    accuracy: dict[str, list[float]] = {}
+    for dimension in space.dimensions:
+        row = []
+        for ratio in grid:
+            pruned = space.apply(model, {dimension.name: min(ratio, space.high(dimension))}, example, batches)
+            recalibrate_batchnorm(pruned, inputs)
+            row.append(evaluate_accuracy(pruned, val_loader))
+        accuracy[dimension.name] = row
+    return SensitivityScan(dense, list(grid), accuracy)
+
+
+def bounds_from_scan(scan: SensitivityScan, max_drop: float, step: float) -> dict[str, float]:
+    """Per dimension, the largest grid ratio (and every smaller one) whose drop stays within ``max_drop``."""
+    bounds = {}
+    for name, row in scan.accuracy.items():
+        bound = step
+        for ratio, accuracy in zip(scan.grid, row):
+            if scan.dense_accuracy - accuracy > max_drop:
+                break
+            bound = max(bound, ratio)
+        bounds[name] = bound
+    return bounds
+
+
+def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequence[float]) -> Path:
+    digest = hashlib.sha256(json.dumps([baseline_key, space.names, list(grid), space.importance]).encode()).hexdigest()[:12]
+    return workdir / f"sensitivity-{digest}.json"
+
+
+def run_sensitivity(config, workspace) -> dict:  # noqa: ANN001 - ExperimentConfig, Workspace
+    """``prunetuna sensitivity``: scan (or reuse the cached scan), save JSON and a plot, log an MLflow run."""
+    from prunetuna.baseline import prepare_baseline
+    from prunetuna.plots import sensitivity_plot
+    from prunetuna.search._loop import cached_scan, calibration_batches, prepare_space, trial_settings
+    from prunetuna.search._tracking import StudyTracker
+    from prunetuna.workload import load_workload
+
+    workload = load_workload(config)
+    space = prepare_space(config, workload)
+    tracker = StudyTracker(workspace, config.name)
+    tracker.connect(create=True)
+    prepare_baseline(config, workload, workspace.workdir)
+    batches = calibration_batches(workload, max(config.pruning.calibration_batches, 1))
+    scan = cached_scan(config, workload, space, batches, workspace.workdir)
+    bounds = None
+    if config.pruning.bounds_from_sensitivity is not None:
+        bounds = bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step)
+    result = {"study": config.name, "scan": scan.as_dict(), "bounds": bounds}
+    json_path = workspace.workdir / "sensitivity.json"
+    json_path.write_text(json.dumps(result, indent=2))
+    plot_path = workspace.workdir / "plots" / "sensitivity.png"
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    sensitivity_plot(scan.as_dict(), config.name).savefig(plot_path, dpi=110)
+    parent = tracker.start_parent(None, {"seed": config.seed, **trial_settings(config)})
+    run = tracker.client.create_run(tracker.experiment_id, run_name="sensitivity",
+                                    tags={"mlflow.parentRunId": parent, "prunetuna.role": "sensitivity"})
+    tracker.client.log_artifact(run.info.run_id, str(json_path))
+    tracker.client.log_artifact(run.info.run_id, str(plot_path))
+    tracker.client.log_param(run.info.run_id, "grid", ",".join(f"{g:g}" for g in scan.grid))
+    tracker.client.set_terminated(run.info.run_id)
+    tracker.end_parent("FINISHED")
+    return {**result, "json": json_path, "plot": plot_path, "run_id": run.info.run_id}

@@ -76,7 +76,8 @@ class SensitivityBounds(_Section):
 
 
 class PruningConfig(_Section):
-    method: Literal["structured"] = "structured"
+    method: Literal["structured", "unstructured", "nm"] = "structured"
+    nm: list[int] = Field(default_factory=lambda: [2, 4])  # N:M for method nm: keep N of every M weights
     importance: str = "l2"
     max_sparsity: float = 0.8
     step: float = Field(0.05, gt=0)
@@ -105,6 +106,8 @@ class PruningConfig(_Section):
     def _step_fits(self) -> PruningConfig:
         if self.max_sparsity > 0 and self.step > self.max_sparsity:
             raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
+        if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
+            raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
         if self.importance == "taylor" and self.calibration_batches == 0:
             raise ValueError("importance 'taylor' needs gradients: set pruning.calibration_batches to 1 or more")
         return self

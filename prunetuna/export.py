@@ -91,8 +91,9 @@ def load_pruned_file(path: str | Path) -> nn.Module:
     example = torch.zeros(data["input_shape"])
     pruning = config.pruning
     space = PruningSpace.from_model(model, example, max_sparsity=pruning.max_sparsity, step=pruning.step,
-                                    importance=pruning.importance, ignore=pruning.ignore, round_to=pruning.round_to)
-    pruned = space.apply(model, data["sparsity"], example)
+                                    importance=pruning.importance, ignore=pruning.ignore, round_to=pruning.round_to,
+                                    granularity=pruning.granularity, groups=pruning.groups, method=pruning.method, nm=tuple(pruning.nm))
+    pruned = space.finalize(space.apply(model, data["sparsity"], example, structure_only=True))
     pruned.load_state_dict(data["state_dict"], strict=True)
     return pruned.eval()
 

@@ -86,6 +86,8 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
         "study": study.study_name,
         "objectives": objectives,
         "mode": mode,
+        "method": study.user_attrs.get("method", "structured"),
+        "flops_kind": "dense" if study.user_attrs.get("method", "structured") == "structured" else "effective (non-zero multiply-adds)",
         "constraints": dict(study.user_attrs.get("constraints", {})),
         "tolerance": study.user_attrs.get("tolerance"),
         "dense": dict(study.user_attrs.get("dense", {})),
@@ -101,7 +103,9 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     costs = [(name, metric) for name, metric in COST_METRICS if metric in dense]
     title = f"study {report['study']}: " + (
         "Pareto-optimal trials" if report["mode"] == "pareto" else f"best trial ({report['mode']})"
-    ) + f" — objectives {', '.join(report['objectives'])}"
+    ) + f" — objectives {', '.join(report['objectives'])}; method {report.get('method', 'structured')}"
+    if report.get("flops_kind", "dense") != "dense":
+        title += f" (FLOPs and params {report['flops_kind']}; latency and size on dense kernels)"
     if report.get("constraints"):
         title += f"; budget {report['constraints']}"
     table = Table(title=title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -23,8 +24,24 @@ class CostContext:
     latency: LatencySettings = field(default_factory=LatencySettings)
 
 
+def _masked(model: nn.Module) -> dict[nn.Module, float]:
+    """Layers carrying a pruning mask (unstructured, N:M), with the share of their weights masked out."""
+    return {m: 1.0 - float(m.weight_mask.mean()) for m in model.modules() if hasattr(m, "weight_mask")}
+
+
 def count_flops(model: nn.Module, example: torch.Tensor) -> float:
-    """FLOPs of one forward pass on one input (``torch.utils.flop_counter``; a multiply-add is 2)."""
+    """FLOPs of one forward pass on one input (``torch.utils.flop_counter``; a multiply-add is 2).
+
+    For layers with a pruning mask the count is *effective*: multiply-adds with a masked-out
+    weight are left out (what a sparse kernel would skip; a dense kernel still does them).
+    """
+    masked = _masked(model)
+    saved: list[float] = []
+    hooks = [
+        module.register_forward_hook(
+            lambda m, _i, out, share=share: saved.append(2.0 * out[:1].numel() * m.weight[0].numel() * share))
+        for module, share in masked.items()
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -32,18 +49,39 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> float:
             model(example[:1])
     finally:
         model.train(was_training)
-    return float(counter.get_total_flops())
+        for hook in hooks:
+            hook.remove()
+    return float(counter.get_total_flops()) - sum(saved)
 
 
 def count_params(model: nn.Module, example: torch.Tensor | None = None) -> float:
-    """Number of parameters."""
-    return float(sum(p.numel() for p in model.parameters()))
+    """Number of parameters; for masked layers, the weights the mask keeps."""
+    total = 0.0
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            if name == "weight_orig" and hasattr(module, "weight_mask"):
+                total += float(module.weight_mask.sum())
+            else:
+                total += parameter.numel()
+    return total
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    """``model`` as it will be deployed: masks (unstructured, N:M) folded into dense weights."""
+    if not _masked(model):
+        return model
+    from prunetuna.spaces import make_permanent
+
+    return make_permanent(copy.deepcopy(model))
 
 
 def serialized_size(model: nn.Module, example: torch.Tensor | None = None) -> float:
-    """Bytes of the serialized weights (``torch.save`` of the state_dict): what a device stores."""
+    """Bytes of the serialized weights (``torch.save`` of the state_dict): what a device stores.
+
+    Masked weights are stored dense: unstructured and N:M sparsity save nothing here.
+    """
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(_plain(model).state_dict(), buffer)
     return float(buffer.tell())
 
 
@@ -58,7 +96,7 @@ class Cost:
 
 
 def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
-    result = measure_latency(model, context.example, context.latency)
+    result = measure_latency(_plain(model), context.example, context.latency)
     return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_attempts": float(result.attempts)}
 
 

@@ -87,6 +87,8 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
         round_to=config.pruning.round_to,
         granularity=config.pruning.granularity,
         groups=config.pruning.groups,
+        method=config.pruning.method,
+        nm=tuple(config.pruning.nm),
     )
     if not space.dimensions:
         raise UserError(
@@ -168,7 +170,7 @@ class TrialRunner:
     def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
         buffer = io.BytesIO()
-        torch.save(pruned.state_dict(), buffer)
+        torch.save(self.plan.space.finalize(pruned).state_dict(), buffer)
         info = manifest(self.plan.config, trial=number, origin=origin, sparsity=vector, metrics=metrics,
                         input_shape=[1, *self.plan.workload.example.shape[1:]])
         layers = self.plan.space.names

@@ -85,7 +85,7 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     space = prepare_space(config, workload)
     sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
     sparsity = dict(trial.user_attrs.get("sparsity", sampled))
-    model = space.apply(workload.model, sparsity, workload.example)
+    model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
     run_id = trial.user_attrs.get("mlflow_run_id")
     tracker = StudyTracker(workspace, config.name)
     try:

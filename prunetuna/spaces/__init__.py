@@ -9,10 +9,12 @@ copy of the dense model.
 from __future__ import annotations
 
 from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
+from prunetuna.spaces._masks import MASK_METHODS, make_permanent, nm_mask
 from prunetuna.spaces._space import Batches, Dimension, Granularity, PruningSpace, SparsityVector, find_output_layer, tie_dimensions
 
 __all__ = [
     "IMPORTANCES",
+    "MASK_METHODS",
     "NEEDS_GRADIENTS",
     "Batches",
     "Dimension",
@@ -21,5 +23,7 @@ __all__ = [
     "SparsityVector",
     "find_output_layer",
     "make_importance",
+    "make_permanent",
+    "nm_mask",
     "tie_dimensions",
 ]

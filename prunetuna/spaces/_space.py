@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
+from prunetuna.spaces._masks import MASK_METHODS, make_permanent
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
 
@@ -30,6 +31,7 @@ Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """A few (inputs, labels) batches, for criteria that need gradients."""
 
 Granularity = Literal["layer", "block", "stage"]
+METHODS = ("structured", *MASK_METHODS)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,13 @@ class PruningSpace:
         importance: str = "l2",
         ignored: Sequence[str] = (),
         round_to: int | None = None,
+        method: str = "structured",
+        nm: tuple[int, int] = (2, 4),
     ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
+        if method == "nm":  # a layer is either dense or N:M: one step of 1 - N/M
+            max_sparsity = step = round(1 - nm[0] / nm[1], 6)
         if not 0.0 <= max_sparsity < 1.0:
             raise ValueError(f"max_sparsity must lie in [0, 1), got {max_sparsity}")
         if step <= 0:
@@ -105,6 +113,8 @@ class PruningSpace:
         self.importance = importance
         self.ignored = tuple(ignored)
         self.round_to = round_to
+        self.method = method
+        self.nm = nm
 
     @property
     def names(self) -> list[str]:
@@ -123,19 +133,25 @@ class PruningSpace:
         round_to: int | None = None,
         granularity: Granularity = "layer",
         groups: Mapping[str, Sequence[str]] | None = None,
+        method: str = "structured",
+        nm: tuple[int, int] = (2, 4),
     ) -> PruningSpace:
         """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch).
 
         ``granularity`` ties groups per residual block or per stage (same output resolution);
         ``groups`` ties the groups whose root matches a name's patterns into one dimension.
         ``round_to`` keeps every pruned channel count a multiple of it (kernels favour such widths).
+        ``method`` ``unstructured`` or ``nm`` masks weights per layer instead of removing channels.
         """
         ignored = _ignored_layers(model, example, ignore)
         names = {module: name for name, module in model.named_modules()}
-        graph = _graph(model, example)
         by_name = dict(model.named_modules())
         dimensions = []
-        for group in graph.get_all_groups(ignored_layers=[by_name[n] for n in ignored], root_module_types=ROOT_TYPES):
+        if method in MASK_METHODS:
+            dimensions = [Dimension(name=n, channels=int(m.weight.numel()), layers=(n,)) for n, m in by_name.items()
+                          if isinstance(m, ROOT_TYPES) and n not in ignored and m.weight.numel() > 1]
+        graph = _graph(model, example) if method == "structured" else None
+        for group in graph.get_all_groups(ignored_layers=[by_name[n] for n in ignored], root_module_types=ROOT_TYPES) if graph else ():
             root_dep, idxs = group[0]
             root = names.get(root_dep.source.module)
             if root is None or len(idxs) < 2:
@@ -145,13 +161,14 @@ class PruningSpace:
         position = {name: i for i, name in enumerate(by_name)}
         dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
-        return cls(tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to)
+        return cls(tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to,
+                   method=method, nm=nm)
 
     def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
         """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
         dims = [replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d for d in self.dimensions]
         return PruningSpace(dims, max_sparsity=self.max_sparsity, step=self.step, importance=self.importance,
-                            ignored=self.ignored, round_to=self.round_to)
+                            ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm)
 
     def high(self, dimension: Dimension) -> float:
         return self.max_sparsity if dimension.high is None else dimension.high
@@ -171,6 +188,10 @@ class PruningSpace:
     def uniform(self, ratio: float) -> SparsityVector:
         """The same ratio in every dimension (capped by each dimension's bound)."""
         return {d.name: round(min(ratio, self.high(d)), 6) for d in self.dimensions}
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        """After fine-tuning: masks folded into the weights (a no-op for structured pruning)."""
+        return make_permanent(model)
 
     def global_allocation(self, model: nn.Module, ratio: float, example: torch.Tensor, batches: Batches = ()) -> SparsityVector:
         """The per-dimension ratios that torch-pruning's global ranking reaches at ``ratio`` (not snapped)."""
@@ -227,6 +248,10 @@ class PruningSpace:
         modules = dict(pruned.named_modules())
         ratios = {modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots}
         if not ratios:
+            return pruned
+        if self.method in MASK_METHODS:
+            for module, ratio in ratios.items():
+                MASK_METHODS[self.method](module, ratio, self.nm)
             return pruned
         was_training = pruned.training
         importance = "l2" if structure_only and self.importance in NEEDS_GRADIENTS else self.importance

@@ -158,3 +158,25 @@ def test_uniform_global_and_bounds() -> None:
     assert allocation["stem.0"] <= 0.25
     assert len(set(round(r, 3) for r in allocation.values())) > 1, "global ranking allocates unevenly"
     assert all(abs(v / 0.25 - round(v / 0.25)) < 1e-9 for v in space.snap(allocation).values())
+
+
+@pytest.mark.parametrize(("method", "ratio", "expected"), [("unstructured", 0.6, 0.6), ("nm", 0.5, 0.5)])
+def test_mask_methods_reach_the_sparsity_asked(method: str, ratio: float, expected: float) -> None:
+    from prunetuna.objectives import count_flops, count_params
+
+    model = TinyResNet(width=8)
+    space = _space(model, method=method)
+    assert "fc" not in space.names and "layer1.0.conv2" in space.names  # every layer but the output one
+    pruned = space.apply(model, {name: ratio for name in space.names}, EXAMPLE)
+    for name in space.names:
+        weight = dict(pruned.named_modules())[name].weight
+        exact = method == "unstructured" or weight[0].numel() % 4 == 0  # N:M rows of 9 end in a short group
+        assert abs(float((weight == 0).float().mean()) - expected) < (0.02 if exact else 0.12), name
+    assert _out_channels(pruned) == _out_channels(model), "nothing is removed"
+    assert count_flops(pruned, EXAMPLE) < 0.6 * count_flops(model, EXAMPLE)
+    assert count_params(pruned) < count_params(model)
+    space.finalize(pruned)
+    assert not any(k.endswith(("_orig", "_mask")) for k in pruned.state_dict())
+    if method == "nm":
+        weight = pruned.layer1[0].conv1.weight.reshape(16, -1)[:, :144].reshape(16, -1, 4)
+        assert int((weight != 0).sum(dim=2).max()) <= 2  # at most 2 of every 4 consecutive weights

@@ -51,6 +51,12 @@ def _setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tr
     return config, resolve_workspace(config.name, workdir, storage, tracking_uri)
 
 
+def _table_console() -> Console:
+    """stdout; when it is not a terminal (a pipe, a file) wide enough that tables are not truncated."""
+    out = Console(highlight=False)
+    return out if out.is_terminal else Console(highlight=False, width=200)
+
+
 def _summary_line(record: TrialRecord, dense: dict[str, float]) -> str:
     metrics = record.metrics
     if record.state != "COMPLETE":
@@ -175,8 +181,7 @@ def report(
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
-        out = Console(highlight=False)
-        render_report(data, out if out.is_terminal else Console(highlight=False, width=180))
+        render_report(data, _table_console())
 
 
 @app.command()
@@ -238,8 +243,7 @@ def sensitivity(
         if result.get("bounds"):
             cells.append(f"{result['bounds'][name]:g}")
         table.add_row(name, *cells)
-    out = Console(highlight=False)
-    (out if out.is_terminal else Console(highlight=False, width=200)).print(table)
+    _table_console().print(table)
     err.print(f"saved {result['json']} and {result['plot']}; MLflow run {result['run_id']}", markup=False)
 
 

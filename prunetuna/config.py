@@ -40,30 +40,32 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class ModelConfig(_Section):
+def _one_of(value: str, names: tuple[str, ...], what: str) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(names)}")
+    return value
+
+
+class _Source(_Section):
+    """A built-in by name, or ``target: "package.module:callable"`` called with ``kwargs``."""
+
     builtin: str | None = None
     target: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Source:
+        if (self.builtin is None) == (self.target is None):
+            raise ValueError("give exactly one of 'builtin' or 'target'")
+        return self
+
+
+class ModelConfig(_Source):
     checkpoint: str | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelConfig:
-        if (self.builtin is None) == (self.target is None):
-            raise ValueError("give exactly one of 'builtin' or 'target'")
-        return self
 
-
-class DataConfig(_Section):
-    builtin: str | None = None
-    target: str | None = None
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+class DataConfig(_Source):
     batch_size: int = Field(64, ge=1)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataConfig:
-        if (self.builtin is None) == (self.target is None):
-            raise ValueError("give exactly one of 'builtin' or 'target'")
-        return self
 
 
 class BaselineConfig(_Section):
@@ -98,9 +100,7 @@ class PruningConfig(_Section):
     @field_validator("importance")
     @classmethod
     def _importance(cls, value: str) -> str:
-        if value not in IMPORTANCE_NAMES:
-            raise ValueError(f"unknown importance {value!r}; choose one of {', '.join(IMPORTANCE_NAMES)}")
-        return value
+        return _one_of(value, IMPORTANCE_NAMES, "importance")
 
     @model_validator(mode="after")
     def _step_fits(self) -> PruningConfig:
@@ -134,9 +134,7 @@ class LatencyConfig(_Section):
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
-        if value not in LATENCY_BACKENDS:
-            raise ValueError(f"unknown latency backend {value!r}; choose one of {', '.join(LATENCY_BACKENDS)}")
-        return value
+        return _one_of(value, LATENCY_BACKENDS, "latency backend")
 
 
 class ToleranceConfig(_Section):
@@ -171,16 +169,12 @@ class SearchConfig(_Section):
     @field_validator("pruner")
     @classmethod
     def _pruner(cls, value: str) -> str:
-        if value not in PRUNER_NAMES:
-            raise ValueError(f"unknown pruner {value!r}; choose one of {', '.join(PRUNER_NAMES)}")
-        return value
+        return _one_of(value, PRUNER_NAMES, "pruner")
 
     @field_validator("sampler")
     @classmethod
     def _sampler(cls, value: str) -> str:
-        if value not in SAMPLER_NAMES:
-            raise ValueError(f"unknown sampler {value!r}; choose one of {', '.join(SAMPLER_NAMES)}")
-        return value
+        return _one_of(value, SAMPLER_NAMES, "sampler")
 
 
 class ExperimentConfig(_Section):

@@ -127,7 +127,7 @@ class LatencyConfig(_Section):
     threads: int = Field(1, ge=1)
     warmup: int = Field(10, ge=0)
     repeats: int = Field(50, ge=5)
-    max_spread: float = Field(0.15, gt=0)
+    max_ci: float = Field(0.05, gt=0)  # measured again when the median's 95% interval is wider than this share
     attempts: int = Field(3, ge=1)
     every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
 

@@ -97,7 +97,8 @@ class Cost:
 
 def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
     result = measure_latency(_plain(model), context.example, context.latency)
-    return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_attempts": float(result.attempts)}
+    return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_ci": result.ci,
+            "latency_attempts": float(result.attempts)}
 
 
 COSTS: dict[str, Cost] = {

@@ -1,13 +1,17 @@
 """Measured latency of a model on this machine, with backends by name (torch eager, onnxruntime).
 
 On a shared, noisy machine one timing is not a figure: threads are fixed, the model is warmed up,
-many repeats are taken and the median kept; the relative spread (p90 - p10) / median is reported,
-and a measurement whose spread is too wide is taken again (the tightest one is kept).
+many repeats are taken and the median kept. What decides whether the figure is trustworthy is the
+uncertainty of that median, not how much single runs vary (more repeats never narrow the latter):
+the relative half-width of the median's 95% interval, 1.57 * IQR / sqrt(n) / median (the notch of a
+box plot). A measurement whose interval is wider than ``max_ci`` is taken again, up to ``attempts``
+times, and the tightest is kept. The spread of single runs, IQR / median, is reported beside it.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import time
 import warnings
@@ -28,7 +32,7 @@ class LatencySettings:
     threads: int = 1
     warmup: int = 10
     repeats: int = 50
-    max_spread: float = 0.15
+    max_ci: float = 0.05
     attempts: int = 3
 
     def __post_init__(self) -> None:
@@ -37,16 +41,17 @@ class LatencySettings:
         for name in ("batch_size", "threads", "repeats", "attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"latency.{name} must be at least 1, got {getattr(self, name)}")
-        if self.warmup < 0 or self.max_spread <= 0:
-            raise ValueError(f"latency.warmup must be >= 0 and latency.max_spread > 0, got {self.warmup}, {self.max_spread}")
+        if self.warmup < 0 or self.max_ci <= 0:
+            raise ValueError(f"latency.warmup must be >= 0 and latency.max_ci > 0, got {self.warmup}, {self.max_ci}")
 
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Median milliseconds per batch, relative spread of the kept attempt, and how many attempts it took."""
+    """Median milliseconds per batch; the kept attempt's spread (IQR / median) and median interval; attempts taken."""
 
     median_ms: float
     spread: float
+    ci: float
     attempts: int
     seconds: float
 
@@ -104,12 +109,14 @@ LATENCY_BACKENDS: dict[str, Callable[[nn.Module, torch.Tensor, int], Runner]] = 
 }
 
 
-def _spread(times: list[float]) -> float:
-    ordered = sorted(times)
-    p10 = ordered[int(0.1 * (len(ordered) - 1))]
-    p90 = ordered[int(round(0.9 * (len(ordered) - 1)))]
-    median = statistics.median(ordered)
-    return (p90 - p10) / median if median > 0 else 0.0
+def _dispersion(times: list[float]) -> tuple[float, float, float]:
+    """Median, relative IQR (spread of single runs) and relative 95% half-width of the median."""
+    quartiles = statistics.quantiles(times, n=4)
+    median = statistics.median(times)
+    if median <= 0:
+        return median, 0.0, 0.0
+    iqr = (quartiles[2] - quartiles[0]) / median
+    return median, iqr, 1.57 * iqr / math.sqrt(len(times))
 
 
 def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySettings) -> LatencyResult:
@@ -120,7 +127,7 @@ def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySe
     model_cpu = model.to("cpu")
     reps = -(-settings.batch_size // example.shape[0])
     batch = example.detach().cpu().repeat(reps, *[1] * (example.dim() - 1))[: settings.batch_size].contiguous()
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, float] | None = None
     attempts = 0
     try:
         with _torch_threads(settings.threads):
@@ -134,13 +141,13 @@ def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySe
                     tick = time.perf_counter()
                     run()
                     times.append(time.perf_counter() - tick)
-                candidate = (statistics.median(times) * 1e3, _spread(times))
-                if best is None or candidate[1] < best[1]:
-                    best = candidate
-                if candidate[1] <= settings.max_spread:
+                median, spread, ci = _dispersion(times)
+                if best is None or ci < best[2]:
+                    best = (median * 1e3, spread, ci)
+                if ci <= settings.max_ci:
                     break
     finally:
         model.to(device)
         model.train(was_training)
     assert best is not None
-    return LatencyResult(best[0], best[1], attempts, time.perf_counter() - start)
+    return LatencyResult(best[0], best[1], best[2], attempts, time.perf_counter() - start)

@@ -189,6 +189,12 @@ class PruningSpace:
         """The same ratio in every dimension (capped by each dimension's bound)."""
         return {d.name: round(min(ratio, self.high(d)), 6) for d in self.dimensions}
 
+    def _cap_for_rounding(self, module: nn.Module, ratio: float) -> float:
+        """At most the ratio that still keeps ``round_to`` channels: past it torch-pruning would round the
+        layer down to zero channels and then leave it unpruned, so cost would stop falling with the ratio."""
+        channels = module.out_channels if isinstance(module, nn.modules.conv._ConvNd) else module.out_features
+        return min(ratio, max(0.0, (channels - self.round_to) / channels))
+
     def finalize(self, model: nn.Module) -> nn.Module:
         """After fine-tuning: masks folded into the weights (a no-op for structured pruning)."""
         return make_permanent(model)
@@ -247,6 +253,9 @@ class PruningSpace:
         pruned = copy.deepcopy(model)
         modules = dict(pruned.named_modules())
         ratios = {modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots}
+        if self.round_to and self.method == "structured":
+            ratios = {module: self._cap_for_rounding(module, ratio) for module, ratio in ratios.items()}
+            ratios = {module: ratio for module, ratio in ratios.items() if ratio > 0}
         if not ratios:
             return pruned
         if self.method in MASK_METHODS:

@@ -14,16 +14,16 @@ EXAMPLE = torch.randn(4, 1, 28, 28)
 @pytest.mark.parametrize("backend", sorted(LATENCY_BACKENDS))
 def test_every_backend_measures_a_median(backend: str) -> None:
     model = TinyResNet(width=8)
-    settings = LatencySettings(backend=backend, batch_size=3, threads=1, warmup=2, repeats=15, max_spread=10.0)
+    settings = LatencySettings(backend=backend, batch_size=3, threads=1, warmup=2, repeats=15, max_ci=10.0)
     result = measure_latency(model, EXAMPLE, settings)
     assert result.median_ms > 0 and result.spread >= 0
-    assert result.attempts == 1  # a spread under max_spread needs no second attempt
+    assert result.attempts == 1 and 0 <= result.ci  # an interval under max_ci needs no second attempt
     assert model.training, "the model's mode is restored"
     assert torch.get_num_threads() >= 1
 
 
-def test_wide_spread_is_measured_again() -> None:
-    settings = LatencySettings(warmup=0, repeats=5, max_spread=1e-9, attempts=3)
+def test_wide_interval_is_measured_again() -> None:
+    settings = LatencySettings(warmup=0, repeats=5, max_ci=1e-9, attempts=3)
     result = measure_latency(TinyResNet(width=4), EXAMPLE, settings)
     assert result.attempts == 3
 

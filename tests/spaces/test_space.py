@@ -180,3 +180,16 @@ def test_mask_methods_reach_the_sparsity_asked(method: str, ratio: float, expect
     if method == "nm":
         weight = pruned.layer1[0].conv1.weight.reshape(16, -1)[:, :144].reshape(16, -1, 4)
         assert int((weight != 0).sum(dim=2).max()) <= 2  # at most 2 of every 4 consecutive weights
+
+
+def test_round_to_keeps_multiples_and_cost_falls_monotonically() -> None:
+    from prunetuna.objectives import count_flops
+
+    model = TinyResNet(width=16)
+    space = _space(model, round_to=8)
+    flops = []
+    for ratio in (0.0, 0.25, 0.5, 0.75):
+        pruned = space.apply(model, space.uniform(ratio), EXAMPLE)
+        assert all(c % 8 == 0 for n, c in _out_channels(pruned).items() if n != "fc")
+        flops.append(count_flops(pruned, EXAMPLE))
+    assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0] / 2

@@ -1,0 +1,206 @@
+"""Does the search beat hand-picked ratios? TPE and random search against the uniform and global allocations.
+
+Part 1, at FLOPs budgets R (``constraints: {flops: R}``, default 0.1 and 0.05) of the embedded default
+(--config, experiments/mnist.yaml), for each seed S (config.seed = S: data split, dense baseline and
+sampler seed all follow it):
+- a TPE search of N trials with warm_start on: trials 0 and 1 are the enqueued uniform and global
+  allocations at the budget (origin uniform / global), the rest are sampled (origin sampler);
+- a random-sampler search of N trials with warm_start off.
+Both run in-process (``run_search``) in one temporary work dir per seed (shared dense baseline).
+Candidates: uniform, global, the best feasible sampler-origin trial of TPE, the best feasible trial of
+random (highest in-search accuracy). One-epoch fine-tunes are noisy and a best-of-N is biased upward,
+so each candidate's architecture is fine-tuned again from the dense baseline with --refit-seeds fresh
+seeds (1000 + k): the applied sparsity vector (report trials[].sparsity) is applied to the dense model
+with the space (``space.apply(model, vector, example, calibration batches)``, as a trial does), BatchNorm
+statistics are recalibrated on the calibration batches (as a trial does), then ``fine_tune`` with the
+config's finetune settings. Reported per budget: mean +- std accuracy of each candidate over seeds x
+refits, and the gain of TPE over max(uniform, global) in points. Targets: +1.5 points at 0.1, +3 at 0.05.
+
+Part 2, no budget: multi-objective (accuracy, flops) studies of --mo-trials trials with TPE, NSGA-II and
+random (seeds --mo-seeds); Pareto hypervolume of (1 - accuracy, flops_ratio) with reference (1, 1),
+over the trials numbered below k, for k every 5 trials. NSGA-II runs with prunetuna's sampler settings
+(Optuna's default population of 50): with fewer trials than that it has not left its random first
+generation, which the output says.
+
+Measured and reported, not asserted. Waits (polling every 20 s, up to 20 min) until no other
+experiments/benchmarks script or pytest runs and other processes use under 15% of one CPU, and records the CPU-seconds other processes used.
+
+    .venv/bin/python experiments/benchmarks/search_vs_baselines.py [--n-trials 30] [--seeds 0 1 2]
+        [--budgets 0.1 0.05] [--refit-seeds 3] [--mo-trials 30] [--mo-seeds 0] [--config experiments/mnist.yaml]
+        [--out runs/benchmarks/search_vs_baselines.json] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from statistics import mean
+
+from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, hv_curve, machine, mean_std, wait_for_free_machine, with_changes
+
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
+
+from prunetuna.baseline import prepare_baseline  # noqa: E402
+from prunetuna.config import load_config  # noqa: E402
+from prunetuna.objectives import fine_tune, recalibrate_batchnorm  # noqa: E402
+from prunetuna.report import build_report  # noqa: E402
+from prunetuna.search import load_study, prepare_space, resolve_workspace, run_search  # noqa: E402
+from prunetuna.search._loop import calibration_batches  # noqa: E402
+from prunetuna.workload import load_workload  # noqa: E402
+
+TARGETS_PT = {0.1: 1.5, 0.05: 3.0}
+KINDS = ("uniform", "global", "tpe", "random")
+
+
+def search(config, workdir: Path) -> list[dict]:  # noqa: ANN001
+    """Run the study to config.search.n_trials; its trials as report items, plus seconds per trial."""
+    workspace = resolve_workspace(config.name, workdir, None, None)
+    run_search(config, workspace)
+    study = load_study(workspace, config.name)
+    seconds = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials if t.datetime_complete}
+    return [{**item, "seconds": seconds.get(item["number"])} for item in build_report(study)["trials"]]
+
+
+def best(trials: list[dict], origin: str | None = None) -> dict:
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["feasible"] and (origin is None or t["origin"] == origin)]
+    return max(done, key=lambda t: (t["metrics"]["accuracy"], -t["metrics"]["flops_ratio"]))
+
+
+class Refit:
+    """The dense baseline of one config (seed) and its space: fine-tunes a sparsity vector from dense again."""
+
+    def __init__(self, config, workdir: Path) -> None:  # noqa: ANN001
+        self.config = config
+        self.workload = load_workload(config)
+        prepare_baseline(config, self.workload, workdir)  # cached by the searches
+        self.space = prepare_space(config, self.workload)
+        self.batches = calibration_batches(self.workload, config.pruning.calibration_batches)
+
+    def accuracy(self, vector: dict[str, float], seed: int) -> float:
+        pruned = self.space.apply(self.workload.model, vector, self.workload.example, self.batches)
+        recalibrate_batchnorm(pruned, [x for x, _ in self.batches])
+        ft = self.config.finetune
+        return fine_tune(pruned, self.workload.datamodule, epochs=ft.epochs, lr=ft.lr, max_batches=ft.max_batches, seed=seed).accuracy
+
+
+def part_budgets(base, args, root: Path) -> dict:  # noqa: ANN001
+    rows, studies = [], []  # rows: one per (budget, seed, kind)
+    for seed in args.seeds:
+        workdir = root / f"seed{seed}"
+        refit = None
+        for budget in args.budgets:
+            runs = {}
+            for sampler in ("tpe", "random"):
+                config = with_changes(base, name=f"{base.name}-flops{budget:g}-{sampler}-s{seed}", seed=seed,
+                                      constraints={"flops": budget},
+                                      search={"sampler": sampler, "n_trials": args.n_trials, "warm_start": sampler == "tpe"})
+                runs[sampler] = search(config, workdir)
+                seconds = [t["seconds"] for t in runs[sampler] if t["seconds"] is not None]
+                studies.append({"budget": budget, "seed": seed, "sampler": sampler, "trials": len(seconds),
+                                "trial_seconds_mean": round(mean(seconds), 3), "trial_seconds_sum": round(sum(seconds), 1)})
+            chosen = {"uniform": best(runs["tpe"], "uniform"), "global": best(runs["tpe"], "global"),
+                      "tpe": best(runs["tpe"], "sampler"), "random": best(runs["random"])}
+            refit = refit or Refit(config, workdir)  # the dense baseline depends on the seed only
+            for kind, trial in chosen.items():
+                accuracies = [refit.accuracy(trial["sparsity"], 1000 + k) for k in range(args.refit_seeds)]
+                rows.append({"budget": budget, "seed": seed, "kind": kind, "trial": trial["number"],
+                             "search_accuracy": trial["metrics"]["accuracy"], "flops_ratio": trial["metrics"]["flops_ratio"],
+                             "refit_accuracies": accuracies, "sparsity": trial["sparsity"]})
+                print(f"flops<={budget:g} seed {seed} {kind:<8} trial {trial['number']:>2}: flops {trial['metrics']['flops_ratio']:.3f}  "
+                      f"in-search {trial['metrics']['accuracy']:.4f}  refits {' '.join(f'{a:.4f}' for a in accuracies)}", flush=True)
+    summary = {}
+    for budget in args.budgets:
+        mine = [r for r in rows if r["budget"] == budget]
+        stats = {kind: mean_std([a for r in mine if r["kind"] == kind for a in r["refit_accuracies"]]) for kind in KINDS}
+        search_stats = {kind: mean_std([r["search_accuracy"] for r in mine if r["kind"] == kind]) for kind in KINDS}
+        hand = max(stats["uniform"]["mean"], stats["global"]["mean"])
+        per_seed = []
+        for seed in args.seeds:
+            seed_mean = {r["kind"]: mean(r["refit_accuracies"]) for r in mine if r["seed"] == seed}
+            per_seed.append(100 * (seed_mean["tpe"] - max(seed_mean["uniform"], seed_mean["global"])))
+        gain = 100 * (stats["tpe"]["mean"] - hand)
+        target = TARGETS_PT.get(budget)
+        summary[str(budget)] = {"refit": stats, "in_search": search_stats, "tpe_gain_pt": gain,
+                                "random_gain_pt": 100 * (stats["random"]["mean"] - hand), "tpe_gain_pt_per_seed": per_seed,
+                                "target_gain_pt": target, "target_met": None if target is None else gain >= target}
+    return {"studies": studies, "rows": rows, "summary": summary}
+
+
+def part_pareto(base, args, root: Path) -> dict:  # noqa: ANN001
+    checkpoints = sorted({*range(5, args.mo_trials + 1, 5), args.mo_trials})
+    curves: dict[str, list[dict[int, float]]] = {}
+    for sampler in ("tpe", "nsga2", "random"):
+        for seed in args.mo_seeds:
+            config = with_changes(base, name=f"{base.name}-mo-{sampler}-s{seed}", seed=seed, constraints={},
+                                  search={"sampler": sampler, "n_trials": args.mo_trials})
+            curves.setdefault(sampler, []).append(hv_curve(search(config, root / f"seed{seed}"), checkpoints))
+    mean_curves = {s: {k: mean(c[k] for c in cs) for k in checkpoints} for s, cs in curves.items()}
+    return {"checkpoints": checkpoints, "per_seed": curves, "mean": mean_curves,
+            "nsga2_population": 50, "nsga2_past_first_generation": args.mo_trials > 50}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--n-trials", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.1, 0.05])
+    parser.add_argument("--refit-seeds", type=int, default=3)
+    parser.add_argument("--mo-trials", type=int, default=30, help="trials per multi-objective study (0: skip part 2)")
+    parser.add_argument("--mo-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "search_vs_baselines.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
+    args = parser.parse_args()
+    command = " ".join([".venv/bin/python", "experiments/benchmarks/search_vs_baselines.py", *sys.argv[1:]])
+
+    base = load_config(args.config)
+    root = Path(tempfile.mkdtemp(prefix="prunetuna-svb-"))
+    waited = wait_for_free_machine()
+    with CpuMeter() as meter_budgets:
+        budgets = part_budgets(base, args, root)
+    with CpuMeter() as meter_pareto:
+        pareto = part_pareto(base, args, root) if args.mo_trials else None
+
+    figures = {"command": command, "machine": machine(), "waited_for_free_machine": waited,
+               "noise": {"budgets": meter_budgets.summary(), "pareto": meter_pareto.summary()},
+               "settings": {k: v for k, v in vars(args).items() if k not in ("out", "keep")},
+               "budgets": budgets, "pareto": pareto,
+               "target_met": all(s["target_met"] for s in budgets["summary"].values() if s["target_met"] is not None)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.keep:
+        print("work dir kept:", root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+    m = figures["machine"]
+    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} with {m['torch_threads']} threads")
+    print(f"part 1: {meter_budgets.line()}; part 2: {meter_pareto.line()}")
+    print(f"{len(args.seeds)} seeds x {args.n_trials} trials per search; accuracy after {args.refit_seeds} fresh fine-tunes of each "
+          f"candidate per seed (mean +- std over {len(args.seeds) * args.refit_seeds}); in-search accuracy in brackets")
+    for budget, s in budgets["summary"].items():
+        cells = "  ".join(f"{k} {100 * s['refit'][k]['mean']:.2f}+-{100 * s['refit'][k]['std']:.2f} [{100 * s['in_search'][k]['mean']:.2f}]"
+                          for k in KINDS)
+        print(f"flops <= {budget}: {cells}")
+        seeds = ", ".join(f"{g:+.2f}" for g in s["tpe_gain_pt_per_seed"])
+        verdict = "no target" if s["target_met"] is None else ("MET" if s["target_met"] else "NOT MET")
+        print(f"  TPE - max(uniform, global): {s['tpe_gain_pt']:+.2f} pts (per seed {seeds}); random: {s['random_gain_pt']:+.2f} pts; "
+              f"target >= +{s['target_gain_pt']} pts: {verdict}")
+    if pareto:
+        print(f"Pareto hypervolume of (1 - accuracy, flops ratio), reference (1, 1), no budget, mean over seeds {args.mo_seeds}:")
+        print("  trials  " + "  ".join(f"{s:>7}" for s in pareto["mean"]))
+        for k in pareto["checkpoints"]:
+            print(f"  {k:>6}  " + "  ".join(f"{pareto['mean'][s][k]:7.4f}" for s in pareto["mean"]))
+        if not pareto["nsga2_past_first_generation"]:
+            print(f"  (NSGA-II: population 50 > {args.mo_trials} trials, so all its trials are its random first generation)")
+    print("figures written to", out)
+
+
+if __name__ == "__main__":
+    main()

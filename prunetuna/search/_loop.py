@@ -325,17 +325,11 @@ def _latency_settings(config: ExperimentConfig) -> LatencySettings:
     return LatencySettings(**config.latency.model_dump(exclude={"every_trial"}))
 
 
-def _dense_costs(plan_context: CostContext, model: nn.Module, names: tuple[str, ...], stored: dict[str, object]) -> dict[str, float]:
-    """Dense costs; a resumed study keeps its dense latency (measured once per study, same settings)."""
-    dense = measure_costs(model, plan_context, None, tuple(n for n in names if n != "latency"))
-    if "latency" in names:
-        previous = stored.get("dense") if isinstance(stored.get("dense"), dict) else {}
-        same_settings = stored.get("latency_settings") == plan_context.latency.__dict__
-        if previous and "latency_ms" in previous and same_settings:  # type: ignore[operator]
-            dense["latency_ms"] = float(previous["latency_ms"])  # type: ignore[index]
-        else:
-            dense.update(measure_costs(model, plan_context, None, ("latency",)))
-    return dense
+def _dense_costs(plan_context: CostContext, model: nn.Module, names: tuple[str, ...]) -> dict[str, float]:
+    """Dense costs. Dense latency is measured once per search process, on the machine that measures
+    the trials: the same model measured in two processes differed by 9% here, and workers may run on
+    different machines, so a ratio is only sound against a reference taken where its trial ran."""
+    return measure_costs(model, plan_context, None, names)
 
 
 def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext, dense: dict[str, float], budgets: list[Budget]) -> None:
@@ -488,7 +482,7 @@ def run_search(
     context = CostContext(workload.example, _latency_settings(config))
     cost_names = _cost_names(config, budgets)
     # Costs depend on the architecture only, so budgets are checked before the dense model is trained.
-    dense = _dense_costs(context, workload.model, cost_names, stored)
+    dense = _dense_costs(context, workload.model, cost_names)
     _check_reachable(space, workload.model, context, dense, budgets)
     tracker = StudyTracker(workspace, config.name)
     tracker.connect(create=True)

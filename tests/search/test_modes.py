@@ -27,7 +27,7 @@ def _search(tmp_path: Path, name: str, **overrides) -> tuple[optuna.Study, dict]
 
 def test_budget_every_finished_trial_within_it(tmp_path: Path) -> None:
     study, report = _search(tmp_path, "budget", pruning={"max_sparsity": 0.75, "step": 0.05},
-                            constraints={"flops": 0.35}, search={"sampler": "tpe", "n_trials": 4})
+                            constraints={"flops": 0.35}, search={"sampler": "tpe", "n_trials": 4, "warm_start": False})
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4
     for trial in complete:

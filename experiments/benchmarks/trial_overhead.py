@@ -65,7 +65,8 @@ from torch.nn import functional as F  # noqa: E402
 
 import prunetuna.search._loop as loop  # noqa: E402
 from prunetuna.baseline import prepare_baseline  # noqa: E402
-from prunetuna.config import ExperimentConfig, load_config  # noqa: E402
+from prunetuna.config import ExperimentConfig, load_config, parse_config  # noqa: E402
+from prunetuna.objectives import recalibrate_batchnorm  # noqa: E402
 from prunetuna.search import StudyTracker, prepare_space, resolve_workspace, run_search  # noqa: E402
 from prunetuna.spaces import PruningSpace  # noqa: E402
 from prunetuna.workload import Workload, load_workload  # noqa: E402
@@ -105,10 +106,16 @@ class Bench:
         self.workload: Workload = load_workload(config)
         prepare_baseline(config, self.workload, workdir)  # loads the cached dense weights
         self.space = prepare_space(config, self.workload)
+        # A trial recalibrates BatchNorm on these batches before fine-tuning: the bare loop starts from there too.
+        self.batches = loop.calibration_batches(self.workload, config.pruning.calibration_batches)
 
     def time_bare(self, params: dict[str, float], number: int, model: torch.nn.Module | None = None) -> tuple[float, float]:
         vector = {k.removeprefix("sparsity."): round(v, 6) for k, v in params.items() if k.startswith("sparsity.")}
-        candidate = model if model is not None else self.space.apply(self.workload.model, vector, self.workload.example)
+        if model is not None:
+            candidate = model
+        else:
+            candidate = self.space.apply(self.workload.model, vector, self.workload.example, self.batches)
+            recalibrate_batchnorm(candidate, [x for x, _ in self.batches])
         ft = self.config.finetune
         return bare_loop(candidate, self.workload.datamodule, epochs=ft.epochs, lr=ft.lr, seed=self.config.seed + number, max_batches=ft.max_batches)
 
@@ -116,7 +123,7 @@ class Bench:
 def bare_worker(spec_path: str) -> None:
     """--bare-worker: time one cold bare loop per trial listed in the spec file; print JSON."""
     spec = json.loads(Path(spec_path).read_text())
-    bench = Bench(load_config(spec["config"]), Path(spec["workdir"]))
+    bench = Bench(parse_config(spec["config"], "spec"), Path(spec["workdir"]))
     bench.time_bare({}, 0, model=copy.deepcopy(bench.workload.model))  # process warm-up, as the baseline is in a search
     print(json.dumps({str(t["number"]): bench.time_bare(t["params"], t["number"]) for t in spec["trials"]}))
 
@@ -167,19 +174,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="cold bare runs per candidate, one worker process each (median used)")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "trial_overhead.json"))
     parser.add_argument("--profile", default=None, help="write cProfile stats of the search to this file")
+    parser.add_argument("--core", action="store_true",
+                        help="without the per-trial extras (latency.every_trial false, pruning.calibration_batches 0)")
     parser.add_argument("--bare-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
         return bare_worker(args.bare_worker)
 
     config = load_config(args.config)
+    if args.core:
+        data = config.model_dump(mode="json")
+        data["latency"]["every_trial"] = False
+        data["pruning"]["calibration_batches"] = 0
+        config = parse_config(data, args.config)
     workdir = Path(tempfile.mkdtemp(prefix="prunetuna-overhead-"))
     workspace = resolve_workspace(config.name, workdir, None, None)
 
     instrument(optuna.trial.Trial, "suggest_float", "optuna suggest")
     instrument(optuna.trial.Trial, "set_user_attr", "optuna set_user_attr")
     instrument(PruningSpace, "apply", "space.apply")
-    instrument(loop, "measure_costs", "measure_costs")
+    instrument(loop, "measure_costs", "measure_costs (FLOPs, params, size, latency)")
+    instrument(loop, "recalibrate_batchnorm", "BN recalibration")
+    instrument(loop, "evaluate_accuracy", "accuracy_pruned evaluation")
     instrument(StudyTracker, "start_trial", "mlflow start_trial")
     instrument(StudyTracker, "log_epoch", "mlflow log_epoch")
     instrument(StudyTracker, "end_trial", "mlflow end_trial")
@@ -227,7 +243,7 @@ def main() -> None:
 
     # Cold bare loops: one worker process per repeat, each timing every candidate once.
     spec = workdir / "bare.json"
-    spec.write_text(json.dumps({"config": args.config, "workdir": str(workdir),
+    spec.write_text(json.dumps({"config": config.model_dump(mode="json"), "workdir": str(workdir),
                                 "trials": [{"number": r["number"], "params": r["params"]} for r in rows]}))
     worker = [sys.executable, str(Path(__file__).resolve()), "--bare-worker", str(spec)]
     busy2, kids0 = busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -27,7 +27,10 @@ experiments/benchmarks script or pytest runs and other processes use under 15% o
 
     .venv/bin/python experiments/benchmarks/search_vs_baselines.py [--n-trials 30] [--seeds 0 1 2]
         [--budgets 0.1 0.05] [--refit-seeds 3] [--mo-trials 30] [--mo-seeds 0] [--config experiments/mnist.yaml]
-        [--out runs/benchmarks/search_vs_baselines.json] [--keep]
+        [--out runs/benchmarks/search_vs_baselines.json] [--keep] [--workdir DIR]
+
+A candidate that does not exist (the warm start skips the global allocation when even its largest
+setting misses the budget) is reported as missing and left out of the means.
 """
 
 from __future__ import annotations
@@ -66,9 +69,11 @@ def search(config, workdir: Path) -> list[dict]:  # noqa: ANN001
     return [{**item, "seconds": seconds.get(item["number"])} for item in build_report(study)["trials"]]
 
 
-def best(trials: list[dict], origin: str | None = None) -> dict:
+def best(trials: list[dict], origin: str | None = None) -> dict | None:
+    """The most accurate feasible COMPLETE trial (of ``origin``); None when there is none (e.g. a warm start
+    the search skipped because its allocation cannot reach the budget)."""
     done = [t for t in trials if t["state"] == "COMPLETE" and t["feasible"] and (origin is None or t["origin"] == origin)]
-    return max(done, key=lambda t: (t["metrics"]["accuracy"], -t["metrics"]["flops_ratio"]))
+    return max(done, key=lambda t: (t["metrics"]["accuracy"], -t["metrics"]["flops_ratio"]), default=None)
 
 
 class Refit:
@@ -107,6 +112,10 @@ def part_budgets(base, args, root: Path) -> dict:  # noqa: ANN001
                       "tpe": best(runs["tpe"], "sampler"), "random": best(runs["random"])}
             refit = refit or Refit(config, workdir)  # the dense baseline depends on the seed only
             for kind, trial in chosen.items():
+                if trial is None:
+                    rows.append({"budget": budget, "seed": seed, "kind": kind, "trial": None, "missing": True})
+                    print(f"flops<={budget:g} seed {seed} {kind:<8} MISSING: no such COMPLETE feasible trial in the study", flush=True)
+                    continue
                 accuracies = [refit.accuracy(trial["sparsity"], 1000 + k) for k in range(args.refit_seeds)]
                 rows.append({"budget": budget, "seed": seed, "kind": kind, "trial": trial["number"],
                              "search_accuracy": trial["metrics"]["accuracy"], "flops_ratio": trial["metrics"]["flops_ratio"],
@@ -115,18 +124,19 @@ def part_budgets(base, args, root: Path) -> dict:  # noqa: ANN001
                       f"in-search {trial['metrics']['accuracy']:.4f}  refits {' '.join(f'{a:.4f}' for a in accuracies)}", flush=True)
     summary = {}
     for budget in args.budgets:
-        mine = [r for r in rows if r["budget"] == budget]
+        mine = [r for r in rows if r["budget"] == budget and not r.get("missing")]
         stats = {kind: mean_std([a for r in mine if r["kind"] == kind for a in r["refit_accuracies"]]) for kind in KINDS}
         search_stats = {kind: mean_std([r["search_accuracy"] for r in mine if r["kind"] == kind]) for kind in KINDS}
         hand = max(stats["uniform"]["mean"], stats["global"]["mean"])
         per_seed = []
         for seed in args.seeds:
             seed_mean = {r["kind"]: mean(r["refit_accuracies"]) for r in mine if r["seed"] == seed}
-            per_seed.append(100 * (seed_mean["tpe"] - max(seed_mean["uniform"], seed_mean["global"])))
+            per_seed.append(100 * (seed_mean["tpe"] - max(v for k, v in seed_mean.items() if k in ("uniform", "global"))))
         gain = 100 * (stats["tpe"]["mean"] - hand)
         target = TARGETS_PT.get(budget)
         summary[str(budget)] = {"refit": stats, "in_search": search_stats, "tpe_gain_pt": gain,
                                 "random_gain_pt": 100 * (stats["random"]["mean"] - hand), "tpe_gain_pt_per_seed": per_seed,
+                                "missing": [(r["seed"], r["kind"]) for r in rows if r["budget"] == budget and r.get("missing")],
                                 "target_gain_pt": target, "target_met": None if target is None else gain >= target}
     return {"studies": studies, "rows": rows, "summary": summary}
 
@@ -155,11 +165,12 @@ def main() -> None:
     parser.add_argument("--mo-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "search_vs_baselines.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
+    parser.add_argument("--workdir", default=None, help="use (and keep) this work dir: finished studies in it are reused, not rerun")
     args = parser.parse_args()
     command = " ".join([".venv/bin/python", "experiments/benchmarks/search_vs_baselines.py", *sys.argv[1:]])
 
     base = load_config(args.config)
-    root = Path(tempfile.mkdtemp(prefix="prunetuna-svb-"))
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="prunetuna-svb-"))
     waited = wait_for_free_machine()
     with CpuMeter() as meter_budgets:
         budgets = part_budgets(base, args, root)
@@ -174,7 +185,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    if args.keep:
+    if args.keep or args.workdir:
         print("work dir kept:", root)
     else:
         shutil.rmtree(root, ignore_errors=True)
@@ -189,6 +200,8 @@ def main() -> None:
                           for k in KINDS)
         print(f"flops <= {budget}: {cells}")
         seeds = ", ".join(f"{g:+.2f}" for g in s["tpe_gain_pt_per_seed"])
+        if s["missing"]:
+            print(f"  missing candidates (seed, kind), left out of the means: {s['missing']}")
         verdict = "no target" if s["target_met"] is None else ("MET" if s["target_met"] else "NOT MET")
         print(f"  TPE - max(uniform, global): {s['tpe_gain_pt']:+.2f} pts (per seed {seeds}); random: {s['random_gain_pt']:+.2f} pts; "
               f"target >= +{s['target_gain_pt']} pts: {verdict}")

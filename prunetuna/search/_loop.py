@@ -437,9 +437,17 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
         for origin, allocate in allocations.items():
             if (origin, level) in done:
                 continue
-            vector = _lowest_fitting(allocate, lambda v, level=level: ratio_of(v) <= level + 1e-12, space.max_sparsity)
+            fits = lambda v, level=level: ratio_of(v) <= level + 1e-12  # noqa: E731
+            vector = _lowest_fitting(allocate, fits, space.max_sparsity)
             if vector is None:
-                continue  # the level cannot be met; the budget check has said so where it matters
+                # Even its largest setting misses the level (global ranking spares some layers): project it,
+                # as a sampled candidate would be, rather than drop the baseline.
+                budget = Budget(cost, cost, level, False)
+                projection = project_onto_budget(allocate(space.max_sparsity), [budget],
+                                                 lambda v: {f"{cost}_ratio": ratio_of(v)}, max_sparsity=space.max_sparsity, step=space.step)
+                if not projection.fits:
+                    continue  # the level cannot be met at all; the budget check has said so where it matters
+                vector = projection.vector
             study.enqueue_trial({f"sparsity.{k}": v for k, v in vector.items()},
                                 user_attrs={"origin": origin, "warm_start_level": level})
 
@@ -537,7 +545,7 @@ def run_search(
         tracker.flush()
         return outcome
     # A resumed session reseeds with the trial count, so it continues the search instead of replaying it.
-    study.sampler = make_sampler(config.search.sampler, config.seed + len(study.trials))
+    study.sampler = make_sampler(config.search.sampler, config.seed + len(study.trials), target)
     plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names, batches)
     _warm_start(study, plan)
     runner = TrialRunner(plan, tracker)

@@ -51,3 +51,19 @@ def test_optuna_pruner_needs_one_objective(tmp_path) -> None:
     config = write_config(tmp_path, tiny_config("bad", search={"pruner": "median"}))
     result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2 and "needs one objective" in result.stderr
+
+
+def test_optuna_pruner_in_a_single_objective_study(tmp_path) -> None:
+    """Scalarized mode is one objective: Optuna's hyperband pruner gets each epoch's score."""
+    config = write_config(tmp_path, tiny_config("hb", finetune={"epochs": 3, "max_batches": 3}, scalarize={"flops": 0.5},
+                                                search={"sampler": "random", "n_trials": 6, "pruner": "hyperband"}))
+    result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="hb", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    for trial in study.trials:
+        assert trial.intermediate_values, "every epoch was reported to Optuna"
+        metrics = trial.user_attrs["metrics"]
+        first = trial.intermediate_values[1]
+        assert abs(first - (trial.user_attrs["epoch_accuracy"][0] - 0.5 * metrics["flops_ratio"])) < 1e-9
+    for trial in (t for t in study.trials if t.state.name == "PRUNED"):
+        assert "hyperband pruner" in trial.user_attrs["pruned_reason"]

@@ -201,3 +201,32 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     assert result.returncode == 2 and time.monotonic() - start < 60
     assert "--tracking-uri: cannot use http://user:***@127.0.0.1:9" in result.stderr and "pw123" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_marks_the_trial_and_enqueues_it_again(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config("ctrlc", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 3}))
+    workdir = tmp_path / "w"
+    storage = f"sqlite:///{workdir / 'optuna.db'}"
+    worker = _cli("search", str(config), "--workdir", str(workdir), wait=False)
+    deadline = time.monotonic() + 300
+    interrupted = None
+    while interrupted is None and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.3)
+        try:
+            running = [t for t in optuna.load_study(study_name="ctrlc", storage=storage).trials
+                       if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        if running:
+            interrupted = running[0].number
+            time.sleep(0.5)
+            worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=120)
+    assert interrupted is not None
+    assert worker.returncode == 130 and "run the same command to resume" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="ctrlc", storage=storage)
+    assert study.trials[interrupted].state.name == "FAIL"
+    waiting = [t for t in study.trials if t.state.name == "WAITING"]
+    assert len(waiting) == 1 and waiting[0].params == study.trials[interrupted].params
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    assert client.get_run(study.trials[interrupted].user_attrs["mlflow_run_id"]).info.status == "FAILED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -183,7 +184,15 @@ def fine_tune(
         callbacks=[recorder, *callbacks],
     )
     model.train()  # Lightning keeps each module's mode; a model left in eval mode would train with frozen BN stats
-    trainer.fit(ClassifierModule(model, lr), datamodule=datamodule)
+    try:
+        trainer.fit(ClassifierModule(model, lr), datamodule=datamodule)
+    except SystemExit:
+        # Lightning answers Ctrl-C with sys.exit(1) and SIGINT ignored; a caller (the search) wants the
+        # interrupt itself, to mark the trial and say how to resume, and Ctrl-C working again.
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
     model.cpu()
     accuracy = recorder.history[-1] if recorder.history else evaluate_accuracy(model, datamodule.val_dataloader())
     return FinetuneResult(accuracy, recorder.history, time.perf_counter() - start)

@@ -368,8 +368,7 @@ def _retry_later(study: optuna.Study, trial: Trial | None) -> None:
         return
     frozen = study.get_trials(deepcopy=False)[trial.number]
     if frozen.state == TrialState.FAIL and "fail_reason" not in frozen.user_attrs:
-        study.enqueue_trial(frozen.params, user_attrs={"origin": frozen.user_attrs.get("origin", "sampler"), "retry_of": frozen.number},
-                            skip_if_exists=True)
+        study.enqueue_trial(frozen.params, user_attrs={"origin": frozen.user_attrs.get("origin", "sampler"), "retry_of": frozen.number})
 
 
 def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -475,7 +474,9 @@ def run_search(
     ``prepare_only`` stops once the study, the dense baseline and the parent run exist: what a
     launcher does before it starts worker processes on the same study.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna would log every failed trial with its traceback; each gets one line here, the reason in its
+    # user attributes and the traceback as an MLflow artifact instead.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat retries: stable in use since 2.8
     target = n_trials if n_trials is not None else config.search.n_trials
     if target < 1:

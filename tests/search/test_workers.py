@@ -227,6 +227,6 @@ def test_ctrl_c_marks_the_trial_and_enqueues_it_again(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="ctrlc", storage=storage)
     assert study.trials[interrupted].state.name == "FAIL"
     waiting = [t for t in study.trials if t.state.name == "WAITING"]
-    assert len(waiting) == 1 and waiting[0].params == study.trials[interrupted].params
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == study.trials[interrupted].params
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     assert client.get_run(study.trials[interrupted].user_attrs["mlflow_run_id"]).info.status == "FAILED"

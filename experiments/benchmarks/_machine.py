@@ -1,4 +1,4 @@
-"""Shared by the latency benchmarks: the machine, waiting for idle CPUs, and other processes' CPU use.
+"""Shared by the benchmarks: the machine, waiting for idle CPUs, and other processes' CPU use.
 
 Linux only for the CPU accounting (/proc/stat); elsewhere the figures are None.
 """

@@ -7,45 +7,24 @@ Linux only for the CPU accounting (/proc); elsewhere those figures are None.
 from __future__ import annotations
 
 import os
-import platform
-import resource
 import time
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Iterable, Sequence
+
+from _machine import busy_cpu_seconds, own_cpu_seconds
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "experiments" / "mnist.yaml"
 BUSY_MARKERS = ("experiments/benchmarks/", "pytest")  # another benchmark or a test run would skew timings
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU-seconds all processes have used since boot (all but idle and iowait)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu_seconds() -> float:
-    """CPU-seconds of this process and its waited-for children."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
-def machine() -> dict:
-    import torch
-
-    return {"cpus": os.cpu_count(), "processor": cpu_model(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 def _own_tree() -> set[int]:

@@ -35,25 +35,15 @@ from datetime import datetime
 from pathlib import Path
 from statistics import mean, median
 
+from _machine import busy_cpu_seconds, cpu_model
+
 REPO = Path(__file__).resolve().parents[2]
 TARGET_SECONDS = 300.0
 TARGET_TRIALS = 30
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU-seconds all processes have used since boot (Linux /proc/stat; None elsewhere)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def prunetuna_command() -> list[str]:

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from statistics import mean
 
-from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, accuracy_flops_hv, machine, wait_for_free_machine, with_changes
+from _machine import machine
+from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, accuracy_flops_hv, wait_for_free_machine, with_changes
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 

@@ -44,7 +44,8 @@ import tempfile
 from pathlib import Path
 from statistics import mean
 
-from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, hv_curve, machine, mean_std, wait_for_free_machine, with_changes
+from _machine import machine
+from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, hv_curve, mean_std, wait_for_free_machine, with_changes
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 

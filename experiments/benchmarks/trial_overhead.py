@@ -61,6 +61,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work
 import lightning.pytorch as pl  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
+from _machine import busy_cpu_seconds, cpu_model  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import prunetuna.search._loop as loop  # noqa: E402
@@ -128,20 +129,8 @@ def bare_worker(spec_path: str) -> None:
     print(json.dumps({str(t["number"]): bench.time_bare(t["params"], t["number"]) for t in spec["trials"]}))
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU-seconds all processes have used since boot (Linux /proc/stat; None elsewhere)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 # Seconds spent in each instrumented step during the current trial; reset after every trial.

@@ -40,7 +40,8 @@ from typing import Iterator
 
 import optuna
 import yaml
-from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, machine, wait_for_free_machine
+from _machine import machine
+from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, wait_for_free_machine
 
 TARGET_SPEEDUP = 1.7
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))

@@ -112,9 +112,7 @@ class StudyTracker:
             with _fail_fast():
                 experiment = self.client.get_experiment_by_name(self.study_name)
                 if experiment is None and create:
-                    self.experiment_id = self.client.create_experiment(
-                        self.study_name, artifact_location=self.workspace.artifact_location, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
-                    )
+                    self.experiment_id = self._create_experiment()
                 elif experiment is not None:
                     self.experiment_id = experiment.experiment_id
             if self.workspace.tracking_uri.startswith("sqlite:///"):
@@ -122,6 +120,18 @@ class StudyTracker:
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
             reason = " ".join(str(exc).split())[:200].replace(self.workspace.tracking_uri, shown)
             raise UserError(f"--tracking-uri: cannot use {shown} ({exc.__class__.__name__}: {reason}); check the URI and that the server is up") from None
+
+    def _create_experiment(self) -> str:
+        """Create the study's experiment; a worker that loses the race to create it uses the winner's."""
+        try:
+            return self.client.create_experiment(
+                self.study_name, artifact_location=self.workspace.artifact_location, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
+            )
+        except Exception:
+            experiment = self.client.get_experiment_by_name(self.study_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def find_parent(self, hint: str | None = None) -> str | None:
         """The study's parent run: ``hint`` (kept in the study) when it exists here, else by tag."""

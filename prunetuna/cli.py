@@ -83,20 +83,21 @@ def search(
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """Create the study, or resume it, and run trials until it holds N finished ones."""
+    import torch
+
     from prunetuna.search import SearchOutcome, SearchStopped, mask_url, run_search
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        launcher = _WorkerLauncher(config, workspace, workers, threads) if workers > 1 else None
+        if launcher is not None:
+            threads, worker_id = launcher.threads, 0  # this process is worker 0
         if threads is not None:
-            import torch
-
             torch.set_num_threads(threads)
-        if workers > 1:
-            raise typer.Exit(_run_workers(config, cfg, workspace, n_trials, workers))
         prefix = f"[worker {worker_id}] " if worker_id is not None else ""
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=err, transient=False, disable=worker_id is not None,
+            console=err, transient=False, disable=worker_id is not None and launcher is None,
         )
         task = progress.add_task(cfg.name, total=None, visible=False)
         dense: dict[str, float] = {}
@@ -114,53 +115,73 @@ def search(
             progress.update(task, completed=finished)
 
         try:
-            outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial)
+            outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial,
+                                 on_ready=launcher.start if launcher is not None else None)
         except KeyboardInterrupt:
             progress.stop()
+            if launcher is not None:
+                launcher.interrupt()
             err.print(f"{prefix}interrupted: the running trial is marked FAIL and enqueued again; "
                       f"run the same command to resume {cfg.name!r}", markup=False)
             raise typer.Exit(130) from None
         except SearchStopped as exc:
             progress.stop()
             err.print(f"{prefix}prunetuna: {exc}", markup=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(1 if launcher is None else max([1, *launcher.wait()])) from None
+        except BaseException:
+            if launcher is not None:
+                launcher.interrupt()
+            raise
         progress.stop()
         err.print(f"{prefix}study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials ({outcome.ran} run now, "
                   f"{outcome.failed} failed); see: prunetuna report {config}", markup=False)
+        if launcher is not None and launcher.children:
+            err.print("waiting for the other workers to finish their trials", markup=False)
+            codes = launcher.wait()
+            from prunetuna.search import count_finished, load_study
+
+            finished = count_finished(load_study(workspace, cfg.name))
+            err.print(f"study {cfg.name!r}: {finished}/{outcome.target} finished trials; workers exited {[0, *codes]}; "
+                      f"see: prunetuna report {config}", markup=False)
+            if max(codes):
+                raise typer.Exit(max(codes))
 
 
-def _run_workers(config_path: str, cfg: ExperimentConfig, workspace, n_trials: Optional[int], workers: int) -> int:  # noqa: ANN001
-    """Prepare the study once, then run ``workers`` processes on it, the CPU threads split between them."""
-    import os
-    import time
+class _WorkerLauncher:
+    """``--workers N``: this process prepares the study (dense baseline, parent run) and then runs trials as
+    worker 0; once the study is ready, N - 1 more processes join it. CPU threads are split between them."""
 
-    from prunetuna.search import count_finished, load_study, run_search
+    def __init__(self, config_path: str, workspace, workers: int, threads: Optional[int]) -> None:  # noqa: ANN001
+        import os
 
-    outcome = run_search(cfg, workspace, n_trials=n_trials, prepare_only=True)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    common = [config_path, "--workdir", str(workspace.workdir), "--storage", workspace.storage_url,
-              "--tracking-uri", workspace.tracking_uri, "--n-trials", str(outcome.target), "--threads", str(threads)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    err.print(f"study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials; starting {workers} workers "
-              f"with {threads} thread(s) each", markup=False)
-    children = [subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env)
-                for i in range(workers)]
-    study = load_study(workspace, cfg.name)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as progress:
-        task = progress.add_task(cfg.name, total=outcome.target, completed=outcome.finished)
-        try:
-            while any(child.poll() is None for child in children):
-                progress.update(task, completed=count_finished(study))
-                time.sleep(1.0)
-        except KeyboardInterrupt:
-            for child in children:
-                child.wait()
-            return 130
-        progress.update(task, completed=count_finished(study))
-    codes = [child.returncode for child in children]
-    err.print(f"study {cfg.name!r}: {count_finished(study)}/{outcome.target} finished trials; workers exited {codes}; "
-              f"see: prunetuna report {config_path}", markup=False)
-    return max(codes)
+        self.config_path = config_path
+        self.workspace = workspace
+        self.workers = workers
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self.children: list[subprocess.Popen] = []
+
+    def start(self, outcome) -> None:  # noqa: ANN001 - SearchOutcome
+        import os
+
+        common = [self.config_path, "--workdir", str(self.workspace.workdir), "--storage", self.workspace.storage_url,
+                  "--tracking-uri", self.workspace.tracking_uri, "--n-trials", str(outcome.target), "--threads", str(self.threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        err.print(f"starting {self.workers - 1} more worker process(es) on the study, {self.threads} thread(s) each "
+                  f"(this process is worker 0)", markup=False)
+        self.children = [subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env)
+                         for i in range(1, self.workers)]
+
+    def wait(self) -> list[int]:
+        return [child.wait() for child in self.children]
+
+    def interrupt(self) -> None:
+        """Ctrl-C reaches the children with the terminal's SIGINT; pass it on in case it was sent to this process only."""
+        import signal
+
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        self.wait()
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import Any
 
 from prunetuna.config import ExperimentConfig
 
-__all__ = ["config_hash", "git_commit", "manifest", "package_versions"]
+__all__ = ["config_hash", "git_commit", "manifest", "package_versions", "study_manifest"]
 
 PACKAGES = ("prunetuna", "torch", "lightning", "optuna", "mlflow", "torch-pruning", "onnxruntime", "numpy")
 
@@ -46,7 +46,8 @@ def git_commit(folder: str = ".") -> str | None:
         return None
 
 
-def manifest(config: ExperimentConfig, **extra: Any) -> dict[str, Any]:
+def study_manifest(config: ExperimentConfig) -> dict[str, Any]:
+    """The part of a manifest that is the same for every trial of a study (computed once per search)."""
     return {
         "study": config.name,
         "seed": config.seed,
@@ -54,5 +55,8 @@ def manifest(config: ExperimentConfig, **extra: Any) -> dict[str, Any]:
         "config": config.model_dump(mode="json"),
         "versions": package_versions(),
         "git_commit": git_commit(str(Path.cwd())),
-        **extra,
     }
+
+
+def manifest(config: ExperimentConfig, **extra: Any) -> dict[str, Any]:
+    return {**study_manifest(config), **extra}

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from services import free_port
 from typer.testing import CliRunner
 
 from conftest import HERE, tiny_config, write_config
@@ -22,12 +22,6 @@ from prunetuna.cli import app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (.ci/run installs Debian's chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _text(html: str) -> str:
@@ -56,7 +50,7 @@ def test_mlflow_ui_lists_the_runs_with_params_and_metrics(tmp_path: Path) -> Non
     experiment = client.get_experiment_by_name("ui-study")
     child = next(r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name == "trial-1")
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     server = subprocess.Popen([sys.executable, "-m", "prunetuna", "ui", str(config), "--workdir", str(workdir), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)

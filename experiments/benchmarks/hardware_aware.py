@@ -161,7 +161,9 @@ def main() -> None:
                  "dense_remeasured_ms": [round(dense_first.median_ms, 4), round(dense_last.median_ms, 4)]}
     figures = {
         "command": f".venv/bin/python experiments/benchmarks/hardware_aware.py --n-trials {args.n_trials} --backend {args.backend} "
-                   f"--warmup {args.warmup} --repeats {args.repeats}",
+                   f"--warmup {args.warmup} --repeats {args.repeats}"
+                   + (f" --config {os.path.relpath(Path(args.config).resolve(), REPO)}" if Path(args.config).resolve() != REPO / "experiments" / "mnist.yaml" else "")
+                   + (f" --out {args.out}" if Path(args.out).resolve() != REPO / "runs" / "benchmarks" / "hardware_aware.json" else ""),
         "machine": machine(), "dense_accuracy": dense_accuracy,
         "searches": {c: {"complete_trials": len(s["trials"]), **s["noise"]} for c, s in searches.items()},
         "remeasure": noise.summary(), "dense_remeasured_ms": round(dense_ms, 4), "comparison": comparison,

@@ -1,6 +1,6 @@
 """Does the search scale out? Trials per hour with 1 and 2 worker processes sharing a PostgreSQL study.
 
-A throwaway PostgreSQL cluster is started on 127.0.0.1 (as tests/search/test_workers.py does: Debian's
+A throwaway PostgreSQL cluster is started on 127.0.0.1 (tests/services.py, shared with tests/search/test_workers.py: Debian's
 initdb and pg_ctl, as the postgres user when run as root); MLflow uses the default SQLite store of one
 temporary work dir. All runs use the embedded default (--config, experiments/mnist.yaml) with the
 study name changed, and the same work dir, so the dense baseline is trained once, by a 1-trial warm-up
@@ -25,62 +25,24 @@ processes use under 15% of one CPU, and records the CPU-seconds other processes 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from statistics import mean, median
-from typing import Iterator
 
 import optuna
 import yaml
 from _machine import machine
 from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, wait_for_free_machine
 
+sys.path.insert(0, str(REPO / "tests"))
+from services import INITDB, POSTGRES_MISSING, throwaway_postgres  # noqa: E402 - one copy, shared with the tests
+
 TARGET_SPEEDUP = 1.7
-INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (tests/search/test_workers.py's fixture); yields the URL."""
-    if not INITDB:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    bindir = Path(INITDB[-1]).parent
-    folder = Path(tempfile.mkdtemp(prefix="prunetuna-pg-"))
-    os.chmod(folder, 0o755)
-    data = folder / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(folder, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
-                    "-o", f"-h 127.0.0.1 -p {port} -k {folder}"], check=True, capture_output=True)
-    try:
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=port, user="prunetuna", dbname="postgres", autocommit=True) as connection:
-            connection.execute("CREATE DATABASE optuna")
-        yield f"postgresql://prunetuna@127.0.0.1:{port}/optuna"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def postgres_cpu_seconds() -> float:
     """CPU-seconds of the PostgreSQL server: live processes plus backends the postmaster has reaped."""
     total = 0.0
@@ -146,7 +108,9 @@ def main() -> None:
 
     waited = wait_for_free_machine()
     runs = {}
-    with postgres() as storage:
+    if not INITDB:
+        raise SystemExit(POSTGRES_MISSING)
+    with throwaway_postgres() as storage:
         warm = run(config("warmup"), workdir, storage, 1, 1, 1)  # trains and caches the dense baseline
         print(f"warm-up (baseline training + 1 trial): {warm['command_wall_s']:.1f} s", flush=True)
         plan = [("1 worker x 1 thread", 1, 1), ("2 workers x 1 thread", 2, 1)] + ([] if args.no_reference else [("1 worker x 2 threads", 1, 2)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -20,7 +19,7 @@ from torch import nn
 from prunetuna.baseline import baseline_key, prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
-from prunetuna.manifest import manifest
+from prunetuna.manifest import study_manifest
 from prunetuna.objectives import (
     OBJECTIVES,
     Budget,
@@ -140,6 +139,7 @@ class TrialRunner:
         self.settings = trial_settings(plan.config)
         self.current: Trial | None = None
         self.target: int | None = None
+        self.manifest = study_manifest(plan.config)
 
     def _measure(self, model: nn.Module, names: tuple[str, ...]) -> dict[str, float]:
         return measure_costs(model, self.plan.context, self.plan.dense, names)
@@ -169,10 +169,9 @@ class TrialRunner:
 
     def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
-        buffer = io.BytesIO()
-        torch.save(self.plan.space.finalize(pruned).state_dict(), buffer)
-        info = manifest(self.plan.config, trial=number, origin=origin, sparsity=vector, metrics=metrics,
-                        input_shape=[1, *self.plan.workload.example.shape[1:]])
+        weights = self.plan.space.finalize(pruned).state_dict()  # serialized by the tracker's background writer
+        info = {**self.manifest, "trial": number, "origin": origin, "sparsity": vector, "metrics": metrics,
+                "input_shape": [1, *self.plan.workload.example.shape[1:]]}
         layers = self.plan.space.names
 
         def profile():  # noqa: ANN202 - drawn in the tracker's background writer; matplotlib imported there
@@ -180,7 +179,7 @@ class TrialRunner:
 
             return profile_plot({f"trial {number}": vector}, layers, f"trial {number}: sparsity per layer")
 
-        self.tracker.log_trial_model(run_id, buffer.getvalue(), info, profile)
+        self.tracker.log_trial_model(run_id, weights, info, profile)
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
         """The per-epoch stop rule the config names, for this candidate (None: train every epoch)."""
@@ -200,8 +199,8 @@ class TrialRunner:
     def _check_not_surplus(self, trial: Trial) -> None:
         """Workers that start trials together could overshoot ``n_trials``; trial numbers are handed out
         atomically, so a trial with ``n_trials`` live or finished trials before it is surplus and stops here."""
-        if self.target is None:
-            return
+        if self.target is None or trial.number < self.target:
+            return  # fewer than n_trials trials can be ahead of it
         ahead = trial.study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
         if sum(t.number < trial.number for t in ahead) >= self.target:
             trial.set_user_attr("fail_reason", SURPLUS)
@@ -296,10 +295,12 @@ def _check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConf
         return {}
     stored = [d.name.lower() for d in storage.get_study_directions(study_id)]
     attrs = storage.get_study_user_attrs(study_id)
-    objectives, mode = attrs.get("objectives"), attrs.get("mode", "pareto")
-    if stored != directions or (objectives is not None and list(objectives) != list(config.objectives)) or mode != config.mode:
+    # A worker that created the study a moment ago may not have written its attributes yet: compare what is there.
+    objectives, mode = attrs.get("objectives"), attrs.get("mode")
+    if (stored != directions or (objectives is not None and list(objectives) != list(config.objectives))
+            or (mode is not None and mode != config.mode)):
         raise UserError(
-            f"objectives: study {config.name!r} already exists with objectives {objectives or stored} ({mode}), "
+            f"objectives: study {config.name!r} already exists with objectives {objectives or stored} ({mode or 'mode unknown'}), "
             f"the config asks for {config.objectives} ({config.mode}); change 'name' to start a new study"
         )
     return attrs
@@ -467,12 +468,12 @@ def run_search(
     n_trials: int | None = None,
     on_start: Callable[[SearchOutcome], None] | None = None,
     on_trial: Callable[[TrialRecord, int], None] | None = None,
-    prepare_only: bool = False,
+    on_ready: Callable[[SearchOutcome], None] | None = None,
 ) -> SearchOutcome:
     """Create or resume the study and run trials until it holds ``n_trials`` finished ones (all workers counted).
 
-    ``prepare_only`` stops once the study, the dense baseline and the parent run exist: what a
-    launcher does before it starts worker processes on the same study.
+    ``on_ready`` is called once the study, the dense baseline and the parent run exist, before the first
+    trial (not when the study is already complete): where ``--workers`` starts more processes on the study.
     """
     # Optuna would log every failed trial with its traceback; each gets one line here, the reason in its
     # user attributes and the traceback as an MLflow artifact instead.
@@ -520,7 +521,7 @@ def run_search(
     outcome = SearchOutcome(config.name, finished, target, 0, 0, dense)
     if on_start is not None:
         on_start(outcome)
-    if finished >= target and not prepare_only:
+    if finished >= target:
         return outcome
 
     parent_params = {
@@ -542,11 +543,12 @@ def run_search(
     if study.user_attrs.get("mlflow_parent_run_id") != parent:
         study.set_user_attr("mlflow_parent_run_id", parent)
     tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
-    if prepare_only:
+    if on_ready is not None:
         tracker.flush()
-        return outcome
-    # A resumed session reseeds with the trial count, so it continues the search instead of replaying it.
-    study.sampler = make_sampler(config.search.sampler, config.seed + len(study.trials), target)
+        on_ready(outcome)
+    # Seeded per trial number: a resumed session continues the search instead of replaying it, and
+    # workers sharing the study draw different points.
+    study.sampler = make_sampler(config.search.sampler, config.seed, target)
     plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names, batches)
     _warm_start(study, plan)
     runner = TrialRunner(plan, tracker)

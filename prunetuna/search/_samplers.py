@@ -1,14 +1,17 @@
-"""Optuna samplers by name, each seeded from the config."""
+"""Optuna samplers by name, each seeded from the config and the trial number."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SAMPLERS", "make_sampler"]
+__all__ = ["SAMPLERS", "TrialSeededSampler", "make_sampler", "population_size"]
 
-def _population(n_trials: int) -> int:
+
+def population_size(n_trials: int) -> int:
     """NSGA-II's default population (50) exceeds a typical budget of 30 trials, leaving it a random
     search; about four generations fit the budget instead (at least 8 candidates each)."""
     return max(8, min(50, n_trials // 4))
@@ -16,15 +19,49 @@ def _population(n_trials: int) -> int:
 
 SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed, n: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True),
-    "nsga2": lambda seed, n: optuna.samplers.NSGAIISampler(seed=seed, population_size=_population(n)),
+    "nsga2": lambda seed, n: optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(n)),
     "random": lambda seed, n: optuna.samplers.RandomSampler(seed=seed),
     "gp": lambda seed, n: optuna.samplers.GPSampler(seed=seed),
     "cmaes": lambda seed, n: optuna.samplers.CmaEsSampler(seed=seed),
 }
 
 
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """One of :data:`SAMPLERS`, created afresh for every trial with the seed ``seed + trial number``.
+
+    Workers that start together would otherwise draw the same random points from equally seeded
+    samplers (TPE's first trials are random); trial numbers are unique in a study, so each trial gets
+    its own stream, and one process's search stays reproducible given the seed. These samplers keep
+    what they learn in the study's storage, not in the instance, so a fresh one per trial loses nothing.
+    """
+
+    def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._factory = factory
+        self._seed = seed
+        self._current = factory(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._current = self._factory(self._seed + trial.number)
+        self._current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._current.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self._current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._current.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._current.reseed_rng()
+
+
 def make_sampler(name: str, seed: int, n_trials: int = 30) -> optuna.samplers.BaseSampler:
-    """A new sampler; ``seed`` should differ between sessions of one study so a resume draws new points."""
+    """The named sampler, reseeded per trial from ``seed`` (see :class:`TrialSeededSampler`)."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return SAMPLERS[name](seed, n_trials)
+    return TrialSeededSampler(lambda s: SAMPLERS[name](s, n_trials), seed)

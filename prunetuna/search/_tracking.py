@@ -201,14 +201,19 @@ class StudyTracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._submit(self.client.log_text, run_id, text, artifact_file)
 
-    def log_trial_model(self, run_id: str, weights: bytes, manifest: dict, profile: Callable[[], Figure] | None = None) -> None:
-        """The fine-tuned weights and their manifest under ``model/``, and a sparsity-profile image (drawn off the trial's path)."""
+    def log_trial_model(
+        self, run_id: str, weights: Mapping[str, torch.Tensor], manifest: dict, profile: Callable[[], Figure] | None = None
+    ) -> None:
+        """The fine-tuned weights and their manifest under ``model/``, and a sparsity-profile image.
+
+        Serialized and drawn off the trial's path: ``weights`` must not change after the call.
+        """
 
         def write() -> None:
             with tempfile.TemporaryDirectory(prefix="prunetuna-") as folder:
                 model_dir = Path(folder) / "model"
                 model_dir.mkdir()
-                (model_dir / WEIGHTS_FILE).write_bytes(weights)
+                torch.save(weights, model_dir / WEIGHTS_FILE)
                 (model_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
                 self.client.log_artifacts(run_id, str(model_dir), "model")
                 if profile is not None:

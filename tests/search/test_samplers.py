@@ -32,3 +32,20 @@ def test_every_sampler_is_seeded_and_samples_the_space(name: str) -> None:
 def test_unknown_sampler() -> None:
     with pytest.raises(ValueError, match="unknown sampler 'grid'"):
         make_sampler("grid", 0)
+
+
+@pytest.mark.parametrize("name", ["tpe", "random", "nsga2"])
+def test_workers_with_the_same_seed_draw_different_points(name: str, tmp_path) -> None:  # noqa: ANN001
+    """Two processes on one study, samplers seeded alike (same config): each trial has its own stream."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=storage, study_name="shared", directions=["maximize", "minimize"])
+    workers = [optuna.load_study(study_name="shared", storage=storage, sampler=make_sampler(name, 0)) for _ in range(2)]
+    running = []
+    for _ in range(3):
+        for study in workers:  # both ask before either tells, as workers starting together do
+            trial = study.ask()
+            running.append((study, trial, {k: trial.suggest_float(f"sparsity.{k}", 0.0, 0.8, step=0.05) for k in "abc"}))
+    points = [tuple(p.values()) for _, _, p in running]
+    assert len(set(points)) == len(points)
+    for study, trial, p in running:
+        study.tell(trial, [1 - p["a"], p["a"] + p["b"]])

@@ -3,15 +3,11 @@ two concurrent worker processes; a worker killed with SIGKILL and resumed; NaN l
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,16 +16,9 @@ from typing import Iterator
 import optuna
 import pytest
 from mlflow import MlflowClient
+from services import INITDB, POSTGRES_MISSING, free_port, throwaway_postgres
 
 from conftest import HERE, tiny_config, write_config
-
-INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cli(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
@@ -43,36 +32,17 @@ def _cli(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | su
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1; the URL carries a password so masking can be checked."""
+    """A throwaway PostgreSQL cluster; the URL carries a password so masking can be checked."""
     if not INITDB:
-        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
-    bindir = Path(INITDB[-1]).parent
-    folder = Path(tempfile.mkdtemp(prefix="prunetuna-pg-"))
-    os.chmod(folder, 0o755)
-    data = folder / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(folder, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
-                    "-o", f"-h 127.0.0.1 -p {port} -k {folder}"], check=True, capture_output=True)
-    try:
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=port, user="prunetuna", dbname="postgres", autocommit=True) as connection:
-            connection.execute("CREATE DATABASE optuna")
-        yield f"postgresql://prunetuna:s3cret-pw@127.0.0.1:{port}/optuna"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(POSTGRES_MISSING)
+    with throwaway_postgres(password="s3cret-pw") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
@@ -129,7 +99,8 @@ def test_workers_option_on_one_machine(tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config("local2", search={"n_trials": 4}))
     result = _cli("search", str(config), "--workdir", str(tmp_path / "w"), "--workers", "2")
     assert result.returncode == 0, result.stderr
-    assert "starting 2 workers" in result.stderr and "[worker 0]" in result.stderr and "[worker 1]" in result.stderr
+    assert "starting 1 more worker process(es)" in result.stderr and "[worker 0]" in result.stderr and "[worker 1]" in result.stderr
+    assert "4/4 finished trials; workers exited [0, 0]" in result.stderr
     study = optuna.load_study(study_name="local2", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
 

@@ -1,0 +1,58 @@
+"""Throwaway servers on 127.0.0.1 for the tests and the benchmarks (one copy: both import it).
+
+PostgreSQL from Debian's package (initdb and pg_ctl, as the postgres user when run as root, since
+PostgreSQL refuses to run as root) and free local ports. Benchmarks put ``tests/`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+POSTGRES_MISSING = "PostgreSQL is not installed (.ci/run and scripts/system-packages.sh install Debian's postgresql)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def throwaway_postgres(password: str | None = None) -> Iterator[str]:
+    """A PostgreSQL cluster on 127.0.0.1 with an empty database ``optuna``; yields its URL, removed after.
+
+    The cluster trusts local connections; ``password`` only goes into the URL (to check masking).
+    """
+    if not INITDB:
+        raise FileNotFoundError(POSTGRES_MISSING)
+    bindir = Path(INITDB[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="prunetuna-pg-"))
+    os.chmod(folder, 0o755)
+    data = folder / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    try:
+        subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"], check=True, capture_output=True)
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
+                        "-o", f"-h 127.0.0.1 -p {port} -k {folder}"], check=True, capture_output=True)
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=port, user="prunetuna", dbname="postgres", autocommit=True) as connection:
+            connection.execute("CREATE DATABASE optuna")
+        user = f"prunetuna:{password}" if password else "prunetuna"
+        yield f"postgresql://{user}@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

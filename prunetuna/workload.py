@@ -52,6 +52,12 @@ def _call(factory: Callable[..., Any], kwargs: dict[str, Any], key: str) -> Any:
         return factory(**kwargs)
     except TypeError as exc:
         raise UserError(f"{key}.kwargs: {exc}; fix the keyword arguments") from None
+    except Exception as exc:  # noqa: BLE001 - a factory refusing its settings (a bad value, a missing folder) is bad input
+        raise UserError(f"{key}: building it failed ({_one_line(exc)}); check {key}.kwargs and what they point to") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -114,8 +120,11 @@ def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:
         datamodule = _call(import_target(config.target or "", "data.target"), config.kwargs, "data")
     if not isinstance(datamodule, pl.LightningDataModule):
         raise UserError(f"data.target: {config.target!r} returned {type(datamodule).__name__}, not a LightningDataModule")
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    try:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+    except Exception as exc:  # noqa: BLE001 - data that cannot be prepared is a config error
+        raise UserError(f"data: preparing the data failed ({_one_line(exc)}); check data.kwargs and the files they name") from None
     return datamodule
 
 
@@ -135,7 +144,14 @@ def load_workload(config: ExperimentConfig) -> Workload:
     torch.manual_seed(config.seed)  # the dense model's initial weights, before any baseline training
     model = build_model(config.model)
     datamodule = build_datamodule(config.data, config.seed)
-    example = first_inputs(next(iter(datamodule.train_dataloader())))
+    try:
+        example = first_inputs(next(iter(datamodule.train_dataloader())))
+    except StopIteration:
+        raise UserError("data: the training split is empty; check data.kwargs") from None
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a loader that cannot produce a batch is a config error
+        raise UserError(f"data: reading the first training batch failed ({_one_line(exc)}); check data.kwargs") from None
     model.eval()
     try:
         with torch.no_grad():

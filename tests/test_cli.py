@@ -160,6 +160,8 @@ def _bad_cases(folder: Path) -> dict[str, tuple[list[str], str]]:
         "objectives changed": ([cfg("o.yaml", objectives=["accuracy", "params"])], "already exists with objectives"),
         "storage": ([cfg("s.yaml"), "--storage", "postgresql://me:topsecret@127.0.0.1:1/db"], "--storage: cannot open"),
         "n-trials": ([cfg("z.yaml"), "--n-trials", "0"], "--n-trials"),
+        "storage password with / and #": ([cfg("s2.yaml"), "--storage", "postgresql://me:topsecret/x#y@127.0.0.1:1/db"], "--storage: cannot open"),
+        "data kwargs value": ([cfg("d.yaml", data={"kwargs": {"val_fraction": 1.5}})], "data: building it failed (ValueError: val_fraction"),
     }
 
 

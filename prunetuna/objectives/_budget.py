@@ -71,12 +71,13 @@ class Projection:
     fits: bool
 
 
-def _toward(vector: Mapping[str, float], t: float, max_sparsity: float, step: float) -> dict[str, float]:
+def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float) -> dict[str, float]:
     moved = {}
     for name, ratio in vector.items():
-        target = ratio + t * (max_sparsity - ratio)
+        cap = max_sparsity[name] if isinstance(max_sparsity, Mapping) else max_sparsity
+        target = ratio + t * (cap - ratio)
         snapped = math.ceil(target / step - 1e-9) * step
-        moved[name] = round(min(max(snapped, ratio), max_sparsity), 6)
+        moved[name] = round(min(max(snapped, ratio), max(cap, ratio)), 6)
     return moved
 
 
@@ -85,11 +86,14 @@ def project_onto_budget(
     budgets: Sequence[Budget],
     measure: Callable[[dict[str, float]], dict[str, float]],
     *,
-    max_sparsity: float,
+    max_sparsity: float | Mapping[str, float],
     step: float,
     iterations: int = 7,
 ) -> Projection:
-    """Smallest uniform move toward ``max_sparsity`` (on the ``step`` grid) whose costs fit ``budgets``."""
+    """Smallest uniform move toward ``max_sparsity`` (on the ``step`` grid) whose costs fit ``budgets``.
+
+    ``max_sparsity`` is one bound for every dimension or each dimension's own (from a sensitivity scan).
+    """
     cache: dict[tuple[float, ...], dict[str, float]] = {}
 
     def costs(candidate: dict[str, float]) -> dict[str, float]:

@@ -159,7 +159,7 @@ class TrialRunner:
             sampled,
             plan.budgets,
             lambda v: self._measure(plan.space.apply(plan.workload.model, v, plan.workload.example, structure_only=True), budget_costs),
-            max_sparsity=plan.space.max_sparsity,
+            max_sparsity={d.name: plan.space.high(d) for d in plan.space.dimensions},
             step=plan.space.step,
         )
         trial.set_user_attr("sparsity", projection.vector)
@@ -208,76 +208,110 @@ class TrialRunner:
             raise SurplusTrial(SURPLUS)
 
     def __call__(self, trial: Trial) -> list[float]:
-        plan = self.plan
+        """Run the trial; whatever fails in it (pruning, measuring, fine-tuning) leaves its reason in the
+        trial's user attributes and in its MLflow run, with the traceback as an artifact."""
         self._check_not_surplus(trial)
         self.current = trial
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
+        run = _RunState()
+        try:
+            return self._run(trial, origin, run)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            reason = f"{exc.__class__.__name__}: {exc}"[:1000]
+            trial.set_user_attr("fail_reason", reason)
+            if run.run_id is None:  # it failed before its run was created: create one to hold the reason
+                params = {**trial.params, **self.settings}
+                run.run_id = self._start_run(trial, origin, params, quiet=True)
+            if run.run_id is not None:
+                self.tracker.set_tag(run.run_id, "prunetuna.fail_reason", reason)
+                self.tracker.log_text(run.run_id, traceback.format_exc(), "traceback.txt")
+            raise
+        finally:
+            if run.run_id is not None:
+                self.tracker.end_trial(run.run_id, run.state, run.metrics, run.tags)
+
+    def _start_run(self, trial: Trial, origin: str, params: dict[str, object], *, quiet: bool = False) -> str | None:
+        """The trial's MLflow child run, its id kept in the trial (so an interrupted run can be closed later)."""
+        try:
+            run_id = self.tracker.start_trial(trial.number, origin, params)
+        except Exception:
+            if not quiet:
+                raise
+            return None  # the trial's own error is the one to report
+        trial.set_user_attr("mlflow_run_id", run_id)
+        return run_id
+
+    def _run(self, trial: Trial, origin: str, run: _RunState) -> list[float]:
+        plan = self.plan
         vector, pruned, costs, budget = self._candidate(trial)
         feasible = True
         for item in plan.budgets:
             trial.set_constraint(item.key, item.excess(costs))
             feasible = feasible and item.excess(costs) <= 0
         params = {**{f"sparsity.{k}": v for k, v in vector.items()}, **self.settings}
-        run_id = self.tracker.start_trial(trial.number, origin, params)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        tags = {"prunetuna.budget": budget} if budget else {}
-        state, metrics = "FAIL", dict(costs)
-        try:
-            if budget == "over":
-                reason = "; ".join(f"{b.key} {b.describe(costs)} > {b.limit:g}" for b in plan.budgets if b.excess(costs) > 0)
-                trial.set_user_attr("budget", budget)
-                trial.set_user_attr("metrics", metrics)
-                state = "PRUNED"
-                tags["prunetuna.pruned_reason"] = f"over budget even at max_sparsity: {reason}"
-                raise optuna.TrialPruned(tags["prunetuna.pruned_reason"])
-            if plan.batches:
-                recalibrate_batchnorm(pruned, [x for x, _ in plan.batches])
-                costs["accuracy_pruned"] = evaluate_accuracy(pruned, plan.workload.datamodule.val_dataloader())
-            stopper = self._early_stopping(trial, costs)
-            result = fine_tune(
-                pruned,
-                plan.workload.datamodule,
-                epochs=plan.config.finetune.epochs,
-                lr=plan.config.finetune.lr,
-                max_batches=plan.config.finetune.max_batches,
-                seed=plan.config.seed + trial.number,
-                on_epoch=lambda epoch, accuracy: self.tracker.log_epoch(run_id, epoch, accuracy),
-                callbacks=[stopper] if stopper else (),
-            )
-            metrics = {"accuracy": result.accuracy, **costs}
-            if stopper is not None:
-                trial.set_user_attr("epoch_accuracy", result.history)
-                if stopper.reason:
-                    trial.set_user_attr("metrics", metrics)
-                    trial.set_user_attr("pruned_reason", stopper.reason)
-                    tags["prunetuna.pruned_reason"] = stopper.reason
-                    state = "PRUNED"
-                    raise optuna.TrialPruned(stopper.reason)
-            if plan.scoring.mode == "scalarized":
-                metrics["score"] = plan.scoring.score(metrics)
-            excess = plan.scoring.accuracy_excess(result.accuracy, plan.dense["accuracy"])
-            if excess is not None:
-                trial.set_constraint("accuracy_drop", excess)
-                feasible = feasible and excess <= 0
+        run.run_id = run_id = self._start_run(trial, origin, params)
+        tags = run.tags
+        if budget:
+            tags["prunetuna.budget"] = budget
+        metrics = run.metrics = dict(costs)
+        if budget == "over":
+            reason = "; ".join(f"{b.key} {b.describe(costs)} > {b.limit:g}" for b in plan.budgets if b.excess(costs) > 0)
+            trial.set_user_attr("budget", budget)
             trial.set_user_attr("metrics", metrics)
-            self._log_model(trial.number, run_id, pruned, vector, metrics, origin)
-            if plan.budgets or excess is not None:
-                trial.set_user_attr("feasible", feasible)
-                tags["prunetuna.feasible"] = str(feasible).lower()
-            if budget:
-                trial.set_user_attr("budget", budget)
-            values = plan.scoring.values(metrics)
-            state = "COMPLETE"
-            return values
-        except optuna.TrialPruned:
-            raise
-        except Exception as exc:
-            trial.set_user_attr("fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
-            self.tracker.set_tag(run_id, "prunetuna.fail_reason", f"{exc.__class__.__name__}: {exc}"[:1000])
-            self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
-            raise
-        finally:
-            self.tracker.end_trial(run_id, state, metrics, tags)
+            run.state = "PRUNED"
+            tags["prunetuna.pruned_reason"] = f"over budget even at max_sparsity: {reason}"
+            raise optuna.TrialPruned(tags["prunetuna.pruned_reason"])
+        if plan.batches:
+            recalibrate_batchnorm(pruned, [x for x, _ in plan.batches])
+            costs["accuracy_pruned"] = evaluate_accuracy(pruned, plan.workload.datamodule.val_dataloader())
+        stopper = self._early_stopping(trial, costs)
+        result = fine_tune(
+            pruned,
+            plan.workload.datamodule,
+            epochs=plan.config.finetune.epochs,
+            lr=plan.config.finetune.lr,
+            max_batches=plan.config.finetune.max_batches,
+            seed=plan.config.seed + trial.number,
+            on_epoch=lambda epoch, accuracy: self.tracker.log_epoch(run_id, epoch, accuracy),
+            callbacks=[stopper] if stopper else (),
+        )
+        metrics = run.metrics = {"accuracy": result.accuracy, **costs}
+        if stopper is not None:
+            trial.set_user_attr("epoch_accuracy", result.history)
+            if stopper.reason:
+                trial.set_user_attr("metrics", metrics)
+                trial.set_user_attr("pruned_reason", stopper.reason)
+                tags["prunetuna.pruned_reason"] = stopper.reason
+                run.state = "PRUNED"
+                raise optuna.TrialPruned(stopper.reason)
+        if plan.scoring.mode == "scalarized":
+            metrics["score"] = plan.scoring.score(metrics)
+        excess = plan.scoring.accuracy_excess(result.accuracy, plan.dense["accuracy"])
+        if excess is not None:
+            trial.set_constraint("accuracy_drop", excess)
+            feasible = feasible and excess <= 0
+        trial.set_user_attr("metrics", metrics)
+        self._log_model(trial.number, run_id, pruned, vector, metrics, origin)
+        if plan.budgets or excess is not None:
+            trial.set_user_attr("feasible", feasible)
+            tags["prunetuna.feasible"] = str(feasible).lower()
+        if budget:
+            trial.set_user_attr("budget", budget)
+        values = plan.scoring.values(metrics)
+        run.state = "COMPLETE"
+        return values
+
+
+@dataclass
+class _RunState:
+    """A trial's MLflow run as the trial gets on: ended with these in ``TrialRunner.__call__``."""
+
+    run_id: str | None = None
+    state: str = "FAIL"
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -340,11 +374,14 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
     names = tuple(dict.fromkeys(b.cost for b in budgets))
     floor = measure_costs(space.apply(model, {d.name: space.high(d) for d in space.dimensions}, context.example, structure_only=True),
                           context, dense, names)
+    bounded = any(d.high is not None for d in space.dimensions)
+    where = ("at its bound from the sensitivity scan" if bounded else f"at max_sparsity {space.max_sparsity:g}")
+    knob = "pruning.bounds_from_sensitivity.max_drop" if bounded else "pruning.max_sparsity"
     for budget in budgets:
         if budget.excess(floor) > 0:
             raise UserError(
-                f"constraints.{budget.key}: {budget.limit:g} cannot be met: with every dimension at max_sparsity "
-                f"{space.max_sparsity:g} the lowest reachable is {budget.describe(floor)}; raise the budget or pruning.max_sparsity"
+                f"constraints.{budget.key}: {budget.limit:g} cannot be met: with every dimension {where} "
+                f"the lowest reachable is {budget.describe(floor)}; raise the budget or {knob}"
             )
 
 
@@ -503,6 +540,7 @@ def run_search(
     if config.pruning.bounds_from_sensitivity is not None:
         scan = cached_scan(config, workload, space, batches, workspace.workdir)
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
+        _check_reachable(space, workload.model, context, dense, budgets)  # within the tighter bounds too
     study = optuna.create_study(storage=storage, study_name=config.name, directions=scoring.directions, load_if_exists=True,
                                 pruner=make_pruner(config.search.pruner, config.finetune.epochs))
     for key, value in {

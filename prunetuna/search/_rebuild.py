@@ -11,7 +11,7 @@ from torch import nn
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.search._loop import prepare_space
-from prunetuna.search._stores import Workspace
+from prunetuna.search._stores import Workspace, mask_url
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.workload import Workload, load_workload
 
@@ -85,7 +85,13 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     space = prepare_space(config, workload)
     sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
     sparsity = dict(trial.user_attrs.get("sparsity", sampled))
-    model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
+    try:
+        model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
+    except ValueError as exc:
+        raise UserError(
+            f"--trial {trial.number}: its sparsity vector does not fit this config's search space ({exc}); "
+            "export with the config the study was searched with (same model and pruning section)"
+        ) from None
     run_id = trial.user_attrs.get("mlflow_run_id")
     tracker = StudyTracker(workspace, config.name)
     try:
@@ -93,7 +99,7 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     except Exception as exc:  # noqa: BLE001 - a missing artifact is reported as bad input
         raise UserError(
             f"--trial {trial.number}: its weights (MLflow run {run_id}, artifact model/state_dict.pt) cannot be read from "
-            f"{tracker.workspace.tracking_uri} ({exc.__class__.__name__}); pass the study's --tracking-uri"
+            f"{mask_url(tracker.workspace.tracking_uri)} ({exc.__class__.__name__}); pass the study's --tracking-uri"
         ) from None
     try:
         model.load_state_dict(weights, strict=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -15,21 +15,57 @@ from sqlalchemy import Engine, event
 
 from prunetuna.errors import UserError
 
-__all__ = ["Workspace", "mask_url", "open_storage", "resolve_workspace"]
+__all__ = ["Workspace", "describe_error", "mask_text", "mask_url", "open_storage", "resolve_workspace"]
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
+
+
+def _split_credentials(url: str) -> tuple[str, str, str, str] | None:
+    """(scheme://, user, password, @host...) when ``url`` carries a password, else None.
+
+    Database URLs are read as SQLAlchemy reads them: a password may hold ``/``, ``#`` or ``?``; it
+    is taken up to the last ``@`` so that nothing of it can be shown as the host. HTTP URLs follow
+    RFC 3986: the credentials end within the authority (before the first ``/``, ``?`` or ``#``).
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return None
+    scheme, rest = match.groups()
+    if scheme.lower().startswith(("http:", "https:")):
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        userinfo, at, _ = authority.rpartition("@")
+    else:
+        userinfo, at, _ = rest.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon or "/" in user:  # no credentials, or an '@' inside a file path
+        return None
+    return scheme, user, password, rest[len(userinfo):]
 
 
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (``postgresql://u:***@host/db``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    parts = _split_credentials(url)
+    if parts is None:
         return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    scheme, user, _, host = parts
+    return f"{scheme}{user}:***{host}"
+
+
+def mask_text(text: str, *urls: str) -> str:
+    """``text`` (an error message, a log line) with each URL masked and its password nowhere in it."""
+    for url in urls:
+        text = text.replace(url, mask_url(url))
+        parts = _split_credentials(url)
+        if parts is not None and len(parts[2]) >= 3:  # shorter ones would mask ordinary words
+            text = text.replace(parts[2], "***")
+    return text
+
+
+def describe_error(exc: BaseException, *urls: str, limit: int = 200) -> str:
+    """``Class: message`` on one line, masked before it is shortened (a cut URL would no longer match)."""
+    reason = mask_text(" ".join(str(exc).split()), *urls)
+    return f"{exc.__class__.__name__}: {reason[:limit]}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +114,10 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
         path = Path(url[len("sqlite:///") :])
         if not create and not path.exists():
             raise UserError(f"--storage: {shown} does not exist; run 'prunetuna search' first or pass the study's --storage")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--workdir: cannot create {path.parent} ({exc.strerror}); choose a folder you can write to") from None
     engine_kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
     try:
         beat = {} if heartbeat is None else {
@@ -95,8 +134,7 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
         driver = getattr(cause, "name", None) or "for this database"
         raise UserError(f"--storage: {shown} needs the Python driver {driver!r}; install it or use another URL") from None
     except Exception as exc:  # noqa: BLE001 - every connection failure is reported the same way
-        reason = " ".join(str(exc).split())[:200].replace(url, shown)
-        raise UserError(f"--storage: cannot open {shown} ({exc.__class__.__name__}: {reason}); check the URL and that the database is up") from None
+        raise UserError(f"--storage: cannot open {shown} ({describe_error(exc, url)}); check the URL and that the database is up") from None
 
 
 def _create_storage(url: str, engine_kwargs: dict, beat: dict) -> RDBStorage:

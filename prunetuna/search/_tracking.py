@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from prunetuna.errors import UserError
-from prunetuna.search._stores import Workspace, mask_url
+from prunetuna.search._stores import Workspace, describe_error, mask_url
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,6 +30,7 @@ MANIFEST_FILE = "manifest.json"
 ROLE_TAG = "prunetuna.role"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI then opens the study on its training runs
 _MAX_PARAM = 6000
+_log = logging.getLogger("prunetuna")
 
 
 def quiet_mlflow() -> None:
@@ -74,7 +75,7 @@ class StudyTracker:
 
     Only creating a run waits for the store (its id is needed at once); params, metrics, tags and
     run ends go to one background writer, in order, so a trial does not wait on database commits.
-    :meth:`flush` waits for them and raises the first error.
+    :meth:`flush` waits for them; a failed write is reported on stderr and does not stop the study.
     """
 
     def __init__(self, workspace: Workspace, study_name: str) -> None:
@@ -86,22 +87,27 @@ class StudyTracker:
         self.parent_run_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunetuna-mlflow")
         self._pending: list[Future[object]] = []
+        self.failed_writes = 0
 
     def _submit(self, fn, *args, **kwargs) -> None:  # noqa: ANN001 - any client method
-        self._raise_failed()
-        self._pending.append(self._writer.submit(fn, *args, **kwargs))
-
-    def _raise_failed(self) -> None:
-        done = [f for f in self._pending if f.done()]
         self._pending = [f for f in self._pending if not f.done()]
-        for future in done:
-            future.result()
+        future = self._writer.submit(fn, *args, **kwargs)
+        future.add_done_callback(self._report_failure)
+        self._pending.append(future)
+
+    def _report_failure(self, future: Future[object]) -> None:
+        """A failed background write is reported, never charged to whichever trial happens to run next."""
+        exc = future.exception()
+        if exc is not None:
+            self.failed_writes += 1
+            _log.warning("prunetuna: an MLflow write failed (%s); the study goes on, that run may be incomplete",
+                         describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url))
 
     def flush(self) -> None:
-        """Wait until everything submitted is written; raise the first error."""
+        """Wait until everything submitted is written (failures were reported as they happened)."""
         pending, self._pending = self._pending, []
         for future in pending:
-            future.result()
+            future.exception()
 
     def connect(self, *, create: bool) -> None:
         """Find (or create) the experiment; fail fast with the URI masked when the store is unusable."""
@@ -118,8 +124,8 @@ class StudyTracker:
             if self.workspace.tracking_uri.startswith("sqlite:///"):
                 _sqlite_wal(self.workspace.tracking_uri[len("sqlite:///"):])
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
-            reason = " ".join(str(exc).split())[:200].replace(self.workspace.tracking_uri, shown)
-            raise UserError(f"--tracking-uri: cannot use {shown} ({exc.__class__.__name__}: {reason}); check the URI and that the server is up") from None
+            reason = describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url)
+            raise UserError(f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up") from None
 
     def _create_experiment(self) -> str:
         """Create the study's experiment; a worker that loses the race to create it uses the winner's."""

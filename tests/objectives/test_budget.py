@@ -45,3 +45,18 @@ def test_projection_reports_an_unreachable_budget() -> None:
     [budget] = parse_budgets({"params": 0.5})
     projection = project_onto_budget({"a": 0.0}, [budget], lambda v: {"params_ratio": 0.9}, max_sparsity=0.5, step=0.1)
     assert not projection.fits and projection.vector == {"a": 0.5}
+
+
+def test_projection_keeps_each_dimension_within_its_own_bound() -> None:
+    """Bounds from a sensitivity scan are per dimension: the move toward them never passes one."""
+    [budget] = parse_budgets({"flops": 0.5})
+    bounds = {"a": 0.3, "b": 0.8}
+
+    def measure(vector: dict[str, float]) -> dict[str, float]:
+        return {"flops_ratio": 1.0 - (vector["a"] + vector["b"]) / 2}
+
+    projection = project_onto_budget({"a": 0.0, "b": 0.0}, [budget], measure, max_sparsity=bounds, step=0.05)
+    assert projection.fits and projection.vector["a"] <= 0.3 and projection.vector["b"] <= 0.8
+    assert projection.metrics["flops_ratio"] <= 0.5
+    at_bounds = project_onto_budget({"a": 0.0, "b": 0.0}, parse_budgets({"flops": 0.4}), measure, max_sparsity=bounds, step=0.05)
+    assert not at_bounds.fits and at_bounds.vector == bounds

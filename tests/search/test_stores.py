@@ -6,6 +6,7 @@ import pytest
 
 from prunetuna.errors import UserError
 from prunetuna.search import mask_url, open_storage, resolve_workspace
+from prunetuna.search._stores import describe_error, mask_text
 
 
 @pytest.mark.parametrize(
@@ -16,10 +17,25 @@ from prunetuna.search import mask_url, open_storage, resolve_workspace
         ("http://user:pw@127.0.0.1:5000", "http://user:***@127.0.0.1:5000"),
         ("sqlite:////tmp/x/optuna.db", "sqlite:////tmp/x/optuna.db"),
         ("postgresql://alice@localhost/db", "postgresql://alice@localhost/db"),
+        # SQLAlchemy reads these passwords whole; none of them may show
+        ("postgresql://u:ab/cd@db/studies", "postgresql://u:***@db/studies"),
+        ("postgresql://u:p#w?x@db:5432/studies", "postgresql://u:***@db:5432/studies"),
+        ("postgresql://u:p@ss@db/studies", "postgresql://u:***@db/studies"),
+        ("mysql+pymysql://u:pw@[::1]:3306/db", "mysql+pymysql://u:***@[::1]:3306/db"),
+        ("postgresql://u:pw@db:notaport/x", "postgresql://u:***@db:notaport/x"),
+        ("http://127.0.0.1:5000/a@b", "http://127.0.0.1:5000/a@b"),
+        ("sqlite:////tmp/a@b/optuna.db", "sqlite:////tmp/a@b/optuna.db"),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+def test_mask_text_hides_the_password_even_in_a_cut_or_rewritten_url() -> None:
+    url = "postgresql://alice:s3cret/x@db.example/optuna"
+    message = f"Could not parse URL from string '{url[:30]}' (password s3cret/x)"
+    assert "s3cret" not in mask_text(message, url)
+    assert "s3cret" not in describe_error(ValueError(f"bad {url}"), url, limit=25)
 
 
 def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

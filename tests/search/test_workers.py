@@ -165,6 +165,25 @@ def test_nan_losses_fail_trials_and_stop_the_study(tmp_path: Path) -> None:
     assert exported.returncode == 2 and "FAIL, not COMPLETE" in exported.stderr
 
 
+def test_trial_failing_before_its_fine_tune_keeps_its_reason(tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config("early", model={"builtin": None, "target": "user_models:FixedFlatten", "kwargs": {}},
+                                                pruning={"max_sparsity": 0.5, "step": 0.25}, search={"n_trials": 3, "max_failures": 2,
+                                                                                                     "warm_start": False}))
+    result = _cli("search", str(config), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 1 and "stopped after 2 failed trials" in result.stderr
+    assert "unknown error" not in result.stderr and "RuntimeError" in result.stderr
+    study = optuna.load_study(study_name="early", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(failed) == 2 and all(t.user_attrs["fail_reason"].startswith("RuntimeError") for t in failed)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
+    for trial in failed:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FAILED" and run.data.tags["prunetuna.fail_reason"] == trial.user_attrs["fail_reason"]
+        assert {k for k in run.data.params if k.startswith("sparsity.")} == set(trial.params)
+        text = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path / str(trial.number)))).read_text()
+        assert "_candidate" in text and "fine_tune" not in text  # it failed while pruning and measuring
+
+
 def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config("nowhere"))
     start = time.monotonic()

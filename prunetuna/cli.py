@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -30,7 +31,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigArg = typer.Argument(..., help="experiment YAML file", show_default=False)
 WorkdirOpt = typer.Option(None, "--workdir", help="work dir (default runs/<name>)")
-StorageOpt = typer.Option(None, "--storage", help="Optuna storage URL (default SQLite in the work dir)")
+StorageOpt = typer.Option(None, "--storage", envvar="PRUNETUNA_STORAGE", show_envvar=True,
+                          help="Optuna storage URL (default SQLite in the work dir)")
 TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in the work dir)")
 
 
@@ -114,9 +116,14 @@ def search(
             progress.console.print(prefix + _summary_line(record, dense), markup=False)
             progress.update(task, completed=finished)
 
+        def on_wait(running: int) -> None:
+            progress.console.print(f"{prefix}waiting for {running} trial(s) running elsewhere (other workers, or a killed "
+                                   f"process: its trials are retried here once they miss three heartbeats)", markup=False)
+
+        started_by_launcher = worker_id is not None and launcher is None
         try:
-            outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial,
-                                 on_ready=launcher.start if launcher is not None else None)
+            outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial, on_wait=on_wait,
+                                 on_ready=launcher.start if launcher is not None else None, plots=not started_by_launcher)
         except KeyboardInterrupt:
             progress.stop()
             if launcher is not None:
@@ -136,13 +143,8 @@ def search(
         err.print(f"{prefix}study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials ({outcome.ran} run now, "
                   f"{outcome.failed} failed); see: prunetuna report {config}", markup=False)
         if launcher is not None and launcher.children:
-            err.print("waiting for the other workers to finish their trials", markup=False)
             codes = launcher.wait()
-            from prunetuna.search import count_finished, load_study
-
-            finished = count_finished(load_study(workspace, cfg.name))
-            err.print(f"study {cfg.name!r}: {finished}/{outcome.target} finished trials; workers exited {[0, *codes]}; "
-                      f"see: prunetuna report {config}", markup=False)
+            err.print(f"workers exited {[0, *codes]}", markup=False)
             if max(codes):
                 raise typer.Exit(max(codes))
 
@@ -152,34 +154,41 @@ class _WorkerLauncher:
     worker 0; once the study is ready, N - 1 more processes join it. CPU threads are split between them."""
 
     def __init__(self, config_path: str, workspace, workers: int, threads: Optional[int]) -> None:  # noqa: ANN001
-        import os
-
         self.config_path = config_path
         self.workspace = workspace
         self.workers = workers
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.children: list[subprocess.Popen] = []
 
-    def start(self, outcome) -> None:  # noqa: ANN001 - SearchOutcome
-        import os
-
-        common = [self.config_path, "--workdir", str(self.workspace.workdir), "--storage", self.workspace.storage_url,
-                  "--tracking-uri", self.workspace.tracking_uri, "--n-trials", str(outcome.target), "--threads", str(self.threads)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+    def start(self, outcome):  # noqa: ANN001, ANN201 - SearchOutcome in, the join callable out
+        """Start workers 1..N-1 on the prepared study; returns what waits for them (run_search's on_ready)."""
+        common = [self.config_path, "--workdir", str(self.workspace.workdir), "--tracking-uri", self.workspace.tracking_uri,
+                  "--n-trials", str(outcome.target), "--threads", str(self.threads)]
+        # The storage URL may hold a password: through the environment, not the command line others can read.
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PRUNETUNA_STORAGE": self.workspace.storage_url}
         err.print(f"starting {self.workers - 1} more worker process(es) on the study, {self.threads} thread(s) each "
                   f"(this process is worker 0)", markup=False)
         self.children = [subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env)
                          for i in range(1, self.workers)]
+        return self.join
+
+    def join(self) -> list[int]:
+        if any(child.poll() is None for child in self.children):
+            err.print("waiting for the other workers to finish their trials", markup=False)
+        return self.wait()
 
     def wait(self) -> list[int]:
         return [child.wait() for child in self.children]
 
     def interrupt(self) -> None:
-        """Ctrl-C reaches the children with the terminal's SIGINT; pass it on in case it was sent to this process only."""
+        """After Ctrl-C: the terminal's SIGINT reached the children too, so give them time to mark their trials;
+        pass it on only to those still running after that (it was sent to this process alone)."""
         import signal
 
         for child in self.children:
-            if child.poll() is None:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGINT)
         self.wait()
 
@@ -289,9 +298,11 @@ def ui(
         if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
             raise UserError(f"--tracking-uri: {uri} does not exist; run 'prunetuna search {config}' first")
     err.print(f"MLflow UI for study {cfg.name!r}: http://{host}:{port}  (Ctrl-C stops it)", markup=False)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
+    # The store URI may hold a password: through the environment, not the command line others can read.
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
     try:
-        raise typer.Exit(subprocess.call(command))
+        raise typer.Exit(subprocess.call(command, env=env))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -98,9 +99,17 @@ def save_study_plots(report: dict[str, Any], layers: Sequence[str], folder: Path
     paths = []
     for name, figure in figures.items():
         path = folder / name
-        figure.savefig(path, dpi=110)
+        save_figure(figure, path)
         paths.append(path)
     return paths
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    """Write ``figure`` as a PNG under a temporary name, then rename: a worker writing the same plot, or
+    MLflow reading it, never sees half a file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    figure.savefig(partial, dpi=110, format="png")
+    os.replace(partial, path)
 
 
 def sensitivity_plot(scan: dict[str, Any], study: str) -> Figure:

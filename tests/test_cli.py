@@ -89,7 +89,7 @@ def test_search_resume_report_end_to_end(tmp_path: Path) -> None:
     assert len(report["trials"]) == 5
     for item in report["trials"]:
         assert {"number", "state", "metrics", "sparsity", "pareto", "feasible", "origin", "mlflow_run_id"} <= set(item)
-        assert {"accuracy", "flops", "flops_ratio", "params", "params_ratio", "latency_ms", "latency_ratio", "speedup"} <= set(item["metrics"])
+        assert {"accuracy", "flops", "flops_ratio", "params", "params_ratio", "latency_ms", "latency_ratio", "dense_latency_ms", "speedup"} <= set(item["metrics"])
         assert set(item["sparsity"]) == set(names) and item["origin"] == "sampler" and item["feasible"] is True
     pareto = {t["number"] for t in report["trials"] if t["pareto"]}
     assert pareto == {t.number for t in study.best_trials}

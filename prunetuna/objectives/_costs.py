@@ -117,7 +117,7 @@ def measure_costs(
 ) -> dict[str, float]:
     """Every cost in ``names`` (default: all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
 
-    Where latency is measured with FLOPs, ``speedup`` (dense latency / latency) and
+    With latency, ``dense_latency_ms`` is the reference its ratio used. Where latency is measured with FLOPs, ``speedup`` (dense latency / latency) and
     ``flops_reduction`` (dense FLOPs / FLOPs) are added, to show whether fewer FLOPs really ran faster.
     """
     context = example if isinstance(example, CostContext) else CostContext(example)
@@ -127,6 +127,8 @@ def measure_costs(
         result.update(cost.measure(model, context))
         if dense is not None and dense.get(cost.metric):
             result[f"{name}_ratio"] = result[cost.metric] / dense[cost.metric]
+    if dense is not None and "latency_ms" in result and dense.get("latency_ms"):
+        result["dense_latency_ms"] = dense["latency_ms"]  # the reference of latency_ratio, measured by this process
     if dense is not None and "latency_ms" in result and "flops" in result and dense.get("latency_ms") and result["flops"]:
         result["speedup"] = dense["latency_ms"] / result["latency_ms"]
         result["flops_reduction"] = dense["flops"] / result["flops"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
+import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -385,6 +387,34 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
             )
 
 
+PARENT_WAIT_S = 120.0  # how long a worker waits for the parent run of a study another worker is creating
+
+
+def _open_study(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it: exactly one of the workers starting together did."""
+    pruner = make_pruner(config.search.pruner, config.finetune.epochs)
+    try:
+        study = optuna.create_study(storage=storage, study_name=config.name, directions=directions, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=config.name, storage=storage, pruner=pruner), False
+    study.set_user_attr("created_at", time.time())
+    return study, True
+
+
+def _published_parent(study: optuna.Study) -> str | None:
+    """The parent run id the study's creator published; waits while a creator is still preparing the
+    study (created moments ago), so that workers starting together share its run."""
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while True:
+        attrs = study.user_attrs
+        if "mlflow_parent_run_id" in attrs:
+            return str(attrs["mlflow_parent_run_id"])
+        created_at = attrs.get("created_at")
+        if created_at is None or time.time() - float(created_at) > PARENT_WAIT_S or time.monotonic() > deadline:
+            return None  # its creator is gone: StudyTracker.start_parent settles it (earliest run wins)
+        time.sleep(0.5)
+
+
 def _close_interrupted_runs(study: optuna.Study, tracker: StudyTracker) -> None:
     """A trial whose process died leaves its MLflow run RUNNING: end it FAILED (then it is no longer RUNNING)."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
@@ -505,12 +535,18 @@ def run_search(
     n_trials: int | None = None,
     on_start: Callable[[SearchOutcome], None] | None = None,
     on_trial: Callable[[TrialRecord, int], None] | None = None,
-    on_ready: Callable[[SearchOutcome], None] | None = None,
+    on_ready: Callable[[SearchOutcome], Callable[[], object] | None] | None = None,
+    on_wait: Callable[[int], None] | None = None,
+    plots: bool = True,
 ) -> SearchOutcome:
     """Create or resume the study and run trials until it holds ``n_trials`` finished ones (all workers counted).
 
     ``on_ready`` is called once the study, the dense baseline and the parent run exist, before the first
     trial (not when the study is already complete): where ``--workers`` starts more processes on the study.
+    What it returns, if anything, is called after this process's last trial, before the plots are drawn.
+    ``on_wait(running)`` is called once when this process waits for trials running elsewhere (other
+    workers, or a killed process whose trials are failed and retried once they stop beating).
+    ``plots``: draw the study's plots at the end (workers started by ``--workers`` leave it to the launcher).
     """
     # Optuna would log every failed trial with its traceback; each gets one line here, the reason in its
     # user attributes and the traceback as an MLflow artifact instead.
@@ -541,8 +577,7 @@ def run_search(
         scan = cached_scan(config, workload, space, batches, workspace.workdir)
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
         _check_reachable(space, workload.model, context, dense, budgets)  # within the tighter bounds too
-    study = optuna.create_study(storage=storage, study_name=config.name, directions=scoring.directions, load_if_exists=True,
-                                pruner=make_pruner(config.search.pruner, config.finetune.epochs))
+    study, created = _open_study(storage, config, scoring.directions)
     for key, value in {
         "objectives": list(config.objectives),
         "mode": config.mode,
@@ -575,20 +610,29 @@ def run_search(
         **{f"dense.{k}": v for k, v in dense.items()},
         **trial_settings(config),
     }
-    optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
-    _close_interrupted_runs(study, tracker)
-    parent = tracker.start_parent(study.user_attrs.get("mlflow_parent_run_id"), parent_params)
-    if study.user_attrs.get("mlflow_parent_run_id") != parent:
-        study.set_user_attr("mlflow_parent_run_id", parent)
-    tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
-    if on_ready is not None:
-        tracker.flush()
-        on_ready(outcome)
     # Seeded per trial number: a resumed session continues the search instead of replaying it, and
     # workers sharing the study draw different points.
     study.sampler = make_sampler(config.search.sampler, config.seed, target)
     plan = TrialPlan(config, workload, space, scoring, budgets, context, dense, cost_names, batches)
-    _warm_start(study, plan)
+    if created:
+        # The one process that created the study enqueues the baselines and creates the parent run; the
+        # others wait for the run id it publishes (one parent, whatever the workers' clocks say).
+        _warm_start(study, plan)
+        parent = tracker.start_parent(None, parent_params)
+        study.set_user_attr("mlflow_parent_run_id", parent)
+    else:
+        optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
+        _close_interrupted_runs(study, tracker)
+        hint = _published_parent(study)
+        parent = tracker.start_parent(hint, parent_params)
+        if hint != parent:
+            study.set_user_attr("mlflow_parent_run_id", parent)
+        _warm_start(study, plan)  # a resumed study whose config now asks for baselines
+    tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
+    join = None
+    if on_ready is not None:
+        tracker.flush()
+        join = on_ready(outcome)
     runner = TrialRunner(plan, tracker)
 
     stop_reason: list[str] = []
@@ -616,8 +660,24 @@ def run_search(
             on_trial(item, outcome.finished)
 
     status = "FAILED"
+    waited = False
     try:
-        while outcome.finished < target and not stop_reason and not surplus:
+        while not stop_reason:
+            outcome.finished = count_finished(study)
+            if outcome.finished >= target:
+                break
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if outcome.finished + running >= target:
+                # The rest is running elsewhere: wait for it, and fail (and enqueue again) the trials of
+                # processes that stopped beating, then run those here.
+                if on_wait is not None and not waited:
+                    on_wait(running)
+                waited = True
+                time.sleep(min(2.0, config.search.heartbeat))
+                optuna.storages.fail_stale_trials(study)
+                _close_interrupted_runs(study, tracker)
+                continue
+            surplus.clear()
             study.optimize(
                 runner,
                 n_trials=target - outcome.finished,
@@ -625,14 +685,17 @@ def run_search(
                 catch=(Exception,),
                 gc_after_trial=False,
             )
-            outcome.finished = count_finished(study)
         status = "FINISHED"
     except KeyboardInterrupt:
         _retry_later(study, runner.current)
         raise
     finally:
-        if outcome.ran:
+        if join is not None:
+            join()  # the workers started by on_ready: the plots should show their trials too
+        if outcome.ran and plots:
             _log_study_plots(study, space, workspace, tracker)
+        with contextlib.suppress(Exception):  # best effort: never hides the error that ended the search
+            _close_interrupted_runs(study, tracker)  # trials Optuna failed as stale while this process ran
         tracker.end_parent(status)
     if stop_reason:
         raise SearchStopped(

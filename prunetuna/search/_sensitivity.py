@@ -75,7 +75,7 @@ def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequ
 def run_sensitivity(config, workspace) -> dict:  # noqa: ANN001 - ExperimentConfig, Workspace
     """``prunetuna sensitivity``: scan (or reuse the cached scan), save JSON and a plot, log an MLflow run."""
     from prunetuna.baseline import prepare_baseline
-    from prunetuna.plots import sensitivity_plot
+    from prunetuna.plots import save_figure, sensitivity_plot
     from prunetuna.search._loop import cached_scan, calibration_batches, prepare_space, trial_settings
     from prunetuna.search._tracking import StudyTracker
     from prunetuna.workload import load_workload
@@ -95,7 +95,7 @@ def run_sensitivity(config, workspace) -> dict:  # noqa: ANN001 - ExperimentConf
     json_path.write_text(json.dumps(result, indent=2))
     plot_path = workspace.workdir / "plots" / "sensitivity.png"
     plot_path.parent.mkdir(parents=True, exist_ok=True)
-    sensitivity_plot(scan.as_dict(), config.name).savefig(plot_path, dpi=110)
+    save_figure(sensitivity_plot(scan.as_dict(), config.name), plot_path)
     parent = tracker.start_parent(None, {"seed": config.seed, **trial_settings(config)})
     run = tracker.client.create_run(tracker.experiment_id, run_name="sensitivity",
                                     tags={"mlflow.parentRunId": parent, "prunetuna.role": "sensitivity"})

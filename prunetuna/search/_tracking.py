@@ -161,6 +161,11 @@ class StudyTracker:
         """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params."""
         if self.find_parent(hint):
             self.client.update_run(self.parent_run_id, status="RUNNING")
+            # A parent created by `prunetuna sensitivity` lacks the search's settings; params are write-once.
+            logged = self.client.get_run(self.parent_run_id).data.params
+            missing = {k: v for k, v in params.items() if k not in logged}
+            if missing:
+                self.client.log_batch(self.parent_run_id, params=_params(missing))
             return self.parent_run_id  # type: ignore[return-value]
         assert self.experiment_id is not None
         run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={ROLE_TAG: "study"})

@@ -68,3 +68,6 @@ def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
     for trial in study.trials:
         for name, bound in saved["bounds"].items():
             assert trial.distributions[f"sparsity.{name}"].high == min(bound, 0.75)
+    # the search reuses the parent run the scan created, and adds the study's settings to it
+    parents = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("prunetuna.role") == "study"]
+    assert len(parents) == 1 and {"objectives", "storage", "dense.accuracy"} <= set(parents[0].data.params)

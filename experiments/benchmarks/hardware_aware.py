@@ -22,7 +22,7 @@ of one CPU meanwhile; the CPU-seconds they used are recorded for it and for each
 is run once more, as a fresh study, when they used more than 25% of one CPU; the quieter is kept).
 
     .venv/bin/python experiments/benchmarks/hardware_aware.py [--n-trials 30] [--backend onnxruntime]
-        [--warmup 20] [--repeats 200] [--config experiments/mnist.yaml] [--keep]
+        [--warmup 20] [--repeats 200] [--config experiments/mnist.yaml] [--round-to N|none] [--keep]
         [--out runs/benchmarks/hardware_aware.json]
 """
 
@@ -93,11 +93,15 @@ def main() -> None:
     parser.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"))
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--round-to", default=None, help="override pruning.round_to of the config (an integer, or 'none')")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "hardware_aware.json"))
     args = parser.parse_args()
 
     base = yaml.safe_load(Path(args.config).read_text())
+    if args.round_to is not None:
+        round_to = None if args.round_to.lower() in ("none", "null", "0") else int(args.round_to)
+        base = {**base, "name": f"{base['name']}-round{round_to}", "pruning": {**base.get("pruning", {}), "round_to": round_to}}
     workdir = Path(tempfile.mkdtemp(prefix="prunetuna-hw-"))
     searches: dict[str, dict] = {}
     for cost in ("flops", "latency"):
@@ -163,6 +167,7 @@ def main() -> None:
         "command": f".venv/bin/python experiments/benchmarks/hardware_aware.py --n-trials {args.n_trials} --backend {args.backend} "
                    f"--warmup {args.warmup} --repeats {args.repeats}"
                    + (f" --config {os.path.relpath(Path(args.config).resolve(), REPO)}" if Path(args.config).resolve() != REPO / "experiments" / "mnist.yaml" else "")
+                   + (f" --round-to {args.round_to}" if args.round_to is not None else "")
                    + (f" --out {args.out}" if Path(args.out).resolve() != REPO / "runs" / "benchmarks" / "hardware_aware.json" else ""),
         "machine": machine(), "dense_accuracy": dense_accuracy,
         "searches": {c: {"complete_trials": len(s["trials"]), **s["noise"]} for c, s in searches.items()},

@@ -37,7 +37,8 @@ def cpu_model() -> str:
 def machine() -> dict:
     import torch
 
-    return {"cpus": os.cpu_count(), "processor": cpu_model(), "python": platform.python_version(), "torch": torch.__version__}
+    return {"cpus": os.cpu_count(), "processor": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
 
 
 def wait_idle(min_idle: float = 0.95, window: float = 2.0, timeout: float = 900.0) -> dict:

@@ -117,6 +117,9 @@ def search(
             progress.update(task, completed=finished)
 
         def on_wait(running: int) -> None:
+            if running == 0:
+                progress.console.print(f"{prefix}waiting for the worker that created the study to finish preparing it", markup=False)
+                return
             progress.console.print(f"{prefix}waiting for {running} trial(s) running elsewhere (other workers, or a killed "
                                    f"process: its trials are retried here once they miss three heartbeats)", markup=False)
 
@@ -162,14 +165,14 @@ class _WorkerLauncher:
 
     def start(self, outcome):  # noqa: ANN001, ANN201 - SearchOutcome in, the join callable out
         """Start workers 1..N-1 on the prepared study; returns what waits for them (run_search's on_ready)."""
-        common = [self.config_path, "--workdir", str(self.workspace.workdir), "--tracking-uri", self.workspace.tracking_uri,
-                  "--n-trials", str(outcome.target), "--threads", str(self.threads)]
-        # The storage URL may hold a password: through the environment, not the command line others can read.
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PRUNETUNA_STORAGE": self.workspace.storage_url}
+        common = [self.config_path, "--workdir", str(self.workspace.workdir), "--n-trials", str(outcome.target), "--threads", str(self.threads)]
+        # The URLs may hold passwords: through the environment, not the command line others can read.
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PRUNETUNA_STORAGE": self.workspace.storage_url,
+               "MLFLOW_TRACKING_URI": self.workspace.tracking_uri}
         err.print(f"starting {self.workers - 1} more worker process(es) on the study, {self.threads} thread(s) each "
                   f"(this process is worker 0)", markup=False)
-        self.children = [subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env)
-                         for i in range(1, self.workers)]
+        for i in range(1, self.workers):  # one by one: if a start fails, the ones started are still waited for
+            self.children.append(subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env))
         return self.join
 
     def join(self) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import json
 import math
@@ -387,7 +388,8 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
             )
 
 
-PARENT_WAIT_S = 120.0  # how long a worker waits for the parent run of a study another worker is creating
+PARENT_WAIT_S = 600.0  # how long a worker waits for the parent run of a study another worker is preparing
+NEVER_STARTED_S = 600.0  # a RUNNING trial this old without an MLflow run never got going (killed inside Optuna's ask)
 
 
 def _open_study(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> tuple[optuna.Study, bool]:
@@ -401,26 +403,50 @@ def _open_study(storage: optuna.storages.BaseStorage, config: ExperimentConfig, 
     return study, True
 
 
-def _published_parent(study: optuna.Study) -> str | None:
+def _published_parent(study: optuna.Study, on_wait: Callable[[int], None] | None = None) -> str | None:
     """The parent run id the study's creator published; waits while a creator is still preparing the
-    study (created moments ago), so that workers starting together share its run."""
+    study (its warm start, its parent run), so that workers starting together share its run."""
     deadline = time.monotonic() + PARENT_WAIT_S
+    told = False
     while True:
         attrs = study.user_attrs
         if "mlflow_parent_run_id" in attrs:
             return str(attrs["mlflow_parent_run_id"])
         created_at = attrs.get("created_at")
-        if created_at is None or time.time() - float(created_at) > PARENT_WAIT_S or time.monotonic() > deadline:
+        # created_at is written just after the study: a study with no trials and no attribute is that moment
+        fresh = (created_at is None and not study.get_trials(deepcopy=False)) or (
+            created_at is not None and time.time() - float(created_at) < PARENT_WAIT_S)
+        if not fresh or time.monotonic() > deadline:
             return None  # its creator is gone: StudyTracker.start_parent settles it (earliest run wins)
+        if on_wait is not None and not told:
+            on_wait(0)
+            told = True
         time.sleep(0.5)
 
 
-def _close_interrupted_runs(study: optuna.Study, tracker: StudyTracker) -> None:
-    """A trial whose process died leaves its MLflow run RUNNING: end it FAILED (then it is no longer RUNNING)."""
+def _fail_never_started(study: optuna.Study) -> None:
+    """A process killed inside Optuna's ask leaves a RUNNING trial that never beat, so Optuna never finds
+    it stale; one that old without an MLflow run is failed here (nothing of it ran)."""
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "mlflow_run_id" in trial.user_attrs or trial.datetime_start is None:
+            continue
+        if (now - trial.datetime_start).total_seconds() > NEVER_STARTED_S:
+            with contextlib.suppress(Exception):  # another worker may have failed it first
+                study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _close_interrupted_runs(study: optuna.Study, tracker: StudyTracker, closed: set[int] | None = None) -> None:
+    """A trial whose process died leaves its MLflow run RUNNING: end it FAILED (then it is no longer RUNNING).
+
+    ``closed`` remembers the trials already looked at, so a waiting worker does not ask MLflow again.
+    """
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if not run_id or "fail_reason" in trial.user_attrs:
+        if not run_id or "fail_reason" in trial.user_attrs or (closed is not None and trial.number in closed):
             continue
+        if closed is not None:
+            closed.add(trial.number)
         reason = "interrupted: its process stopped beating (killed); the trial was enqueued again"
         try:
             if tracker.client.get_run(run_id).info.status == "RUNNING":
@@ -511,7 +537,8 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
                 # as a sampled candidate would be, rather than drop the baseline.
                 budget = Budget(cost, cost, level, False)
                 projection = project_onto_budget(allocate(space.max_sparsity), [budget],
-                                                 lambda v: {f"{cost}_ratio": ratio_of(v)}, max_sparsity=space.max_sparsity, step=space.step)
+                                                 lambda v: {f"{cost}_ratio": ratio_of(v)},
+                                                 max_sparsity={d.name: space.high(d) for d in space.dimensions}, step=space.step)
                 if not projection.fits:
                     continue  # the level cannot be met at all; the budget check has said so where it matters
                 vector = projection.vector
@@ -545,7 +572,8 @@ def run_search(
     trial (not when the study is already complete): where ``--workers`` starts more processes on the study.
     What it returns, if anything, is called after this process's last trial, before the plots are drawn.
     ``on_wait(running)`` is called once when this process waits for trials running elsewhere (other
-    workers, or a killed process whose trials are failed and retried once they stop beating).
+    workers, or a killed process whose trials are failed and retried once they stop beating), and
+    ``on_wait(0)`` when it waits for the worker that created the study to finish preparing it.
     ``plots``: draw the study's plots at the end (workers started by ``--workers`` leave it to the launcher).
     """
     # Optuna would log every failed trial with its traceback; each gets one line here, the reason in its
@@ -623,20 +651,15 @@ def run_search(
     else:
         optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
         _close_interrupted_runs(study, tracker)
-        hint = _published_parent(study)
+        hint = _published_parent(study, on_wait)
         parent = tracker.start_parent(hint, parent_params)
         if hint != parent:
             study.set_user_attr("mlflow_parent_run_id", parent)
         _warm_start(study, plan)  # a resumed study whose config now asks for baselines
-    tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
-    join = None
-    if on_ready is not None:
-        tracker.flush()
-        join = on_ready(outcome)
     runner = TrialRunner(plan, tracker)
-
     stop_reason: list[str] = []
     surplus: list[int] = []
+    closed: set[int] = set()
     runner.target = target
 
     def record(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -661,7 +684,12 @@ def run_search(
 
     status = "FAILED"
     waited = False
+    join = None
     try:
+        tracker.log_parent_metrics({f"dense_{k}": v for k, v in dense.items()})
+        if on_ready is not None:
+            tracker.flush()
+            join = on_ready(outcome)
         while not stop_reason:
             outcome.finished = count_finished(study)
             if outcome.finished >= target:
@@ -675,7 +703,9 @@ def run_search(
                 waited = True
                 time.sleep(min(2.0, config.search.heartbeat))
                 optuna.storages.fail_stale_trials(study)
-                _close_interrupted_runs(study, tracker)
+                _fail_never_started(study)
+                tracker.flush()
+                _close_interrupted_runs(study, tracker, closed)
                 continue
             surplus.clear()
             study.optimize(
@@ -690,13 +720,16 @@ def run_search(
         _retry_later(study, runner.current)
         raise
     finally:
-        if join is not None:
-            join()  # the workers started by on_ready: the plots should show their trials too
-        if outcome.ran and plots:
-            _log_study_plots(study, space, workspace, tracker)
-        with contextlib.suppress(Exception):  # best effort: never hides the error that ended the search
-            _close_interrupted_runs(study, tracker)  # trials Optuna failed as stale while this process ran
-        tracker.end_parent(status)
+        try:
+            if join is not None and (status == "FINISHED" or stop_reason):
+                join()  # the workers started by on_ready: the plots should show their trials too
+            if outcome.ran and plots:
+                _log_study_plots(study, space, workspace, tracker)
+            with contextlib.suppress(Exception):  # best effort: never hides the error that ended the search
+                tracker.flush()  # this process's own run ends are written before runs are judged interrupted
+                _close_interrupted_runs(study, tracker, closed)  # trials Optuna failed as stale meanwhile
+        finally:
+            tracker.end_parent(status)
     if stop_reason:
         raise SearchStopped(
             f"study {config.name!r} stopped after {outcome.failed} failed trials in this run "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["SAMPLERS", "TrialSeededSampler", "make_sampler", "population_size"]
+__all__ = ["SAMPLERS", "TrialSeededSampler", "make_sampler", "population_size", "trial_seed"]
 
 
 def population_size(n_trials: int) -> int:
@@ -26,13 +27,21 @@ SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
 }
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number``: (seed, number) mixed, so that studies with neighbouring
+    seeds do not replay each other's streams shifted by one trial (as ``seed + number`` would)."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """One of :data:`SAMPLERS`, created afresh for every trial with the seed ``seed + trial number``.
+    """One of :data:`SAMPLERS`, created afresh for every trial with the seed :func:`trial_seed`.
 
     Workers that start together would otherwise draw the same random points from equally seeded
     samplers (TPE's first trials are random); trial numbers are unique in a study, so each trial gets
-    its own stream, and one process's search stays reproducible given the seed. These samplers keep
-    what they learn in the study's storage, not in the instance, so a fresh one per trial loses nothing.
+    its own stream, and one process's search stays reproducible given the seed. TPE, NSGA-II, CMA-ES
+    and random keep what they learn in the study's storage, so a fresh instance per trial loses
+    nothing; GP loses its cache of fitted kernel parameters (it refits from the trials). One trial at
+    a time per process (prunetuna runs no ``n_jobs``); ``reseed_rng`` has nothing to do.
     """
 
     def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
@@ -41,7 +50,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._current = factory(seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._current = self._factory(self._seed + trial.number)
+        self._current = self._factory(trial_seed(self._seed, trial.number))
         self._current.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -24,9 +24,10 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
 def _split_credentials(url: str) -> tuple[str, str, str, str] | None:
     """(scheme://, user, password, @host...) when ``url`` carries a password, else None.
 
-    Database URLs are read as SQLAlchemy reads them: a password may hold ``/``, ``#`` or ``?``; it
-    is taken up to the last ``@`` so that nothing of it can be shown as the host. HTTP URLs follow
-    RFC 3986: the credentials end within the authority (before the first ``/``, ``?`` or ``#``).
+    Database URLs: SQLAlchemy lets a password hold ``/``, ``#`` or ``?``, so the credentials are taken
+    up to the *last* ``@``: nothing of a password can then show as the host (an ``@`` further on, in
+    a query string, makes the shown host wrong, never the password visible). HTTP URLs follow RFC
+    3986: the credentials end within the authority (before the first ``/``, ``?`` or ``#``).
     """
     match = _SCHEME.match(url)
     if match is None:

@@ -49,3 +49,19 @@ def test_workers_with_the_same_seed_draw_different_points(name: str, tmp_path) -
     assert len(set(points)) == len(points)
     for study, trial, p in running:
         study.tell(trial, [1 - p["a"], p["a"] + p["b"]])
+
+
+def test_neighbouring_seeds_do_not_replay_each_other() -> None:
+    """Seeds 0 and 1 are two searches, not one search shifted by a trial."""
+
+    def points(seed: int) -> list[tuple[float, ...]]:
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("random", seed))
+        out = []
+        for _ in range(6):
+            trial = study.ask()
+            out.append(tuple(trial.suggest_float(f"sparsity.{k}", 0.0, 0.8, step=0.05) for k in "ab"))
+            study.tell(trial, [0.5, 0.5])
+        return out
+
+    zero, one = points(0), points(1)
+    assert zero != one and zero[1:] != one[:-1]  # seed + trial number made the second the first shifted by one

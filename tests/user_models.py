@@ -104,15 +104,9 @@ class NaNWhenPruned(nn.Module):
         return logits if self.conv.out_channels == self.channels else logits * float("nan")
 
 
-class FixedFlatten(nn.Module):
-    """Runs dense, but its forward hard-codes the dense channel count: every pruned copy fails in its
-    first forward pass, while its costs are measured, before any fine-tune."""
-
-    def __init__(self, channels: int = 8, num_classes: int = 10) -> None:
-        super().__init__()
-        self.channels = channels
-        self.conv = nn.Conv2d(1, channels, 3, padding=1)
-        self.head = nn.Linear(channels, num_classes)
+class FixedFlatten(NaNWhenPruned):
+    """NaNWhenPruned's layers, but its forward hard-codes the dense channel count: every pruned copy
+    fails in its first forward pass, while its costs are measured, before any fine-tune."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.relu(self.conv(x)).mean(dim=(2, 3))

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError
 
 from prunetuna.errors import UserError
 
@@ -119,7 +120,11 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"--workdir: cannot create {path.parent} ({exc.strerror}); choose a folder you can write to") from None
-    engine_kwargs = {"connect_args": {"connect_timeout": 5}} if url.startswith("postgresql") else {}
+    engine_kwargs: dict = {}
+    if url.startswith("postgresql"):
+        engine_kwargs = {"connect_args": {"connect_timeout": 5}}
+    elif url.startswith("sqlite:"):  # another process creating the tables holds the lock for a moment
+        engine_kwargs = {"connect_args": {"timeout": 30}}
     try:
         beat = {} if heartbeat is None else {
             "heartbeat_interval": heartbeat,
@@ -138,15 +143,21 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
         raise UserError(f"--storage: cannot open {shown} ({describe_error(exc, url)}); check the URL and that the database is up") from None
 
 
+def _lost_schema_race(exc: Exception) -> bool:
+    """Whether ``exc`` is another process creating Optuna's tables at the same moment: a table that
+    already exists, or the schema version row it inserted first (SQLite and PostgreSQL word it differently)."""
+    return isinstance(exc, IntegrityError) or "already exists" in str(exc)
+
+
 def _create_storage(url: str, engine_kwargs: dict, beat: dict) -> RDBStorage:
     """RDBStorage, retried when workers starting together race to create the schema of a new database."""
     for attempt in range(5):
         try:
             return RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
         except Exception as exc:  # noqa: BLE001 - only the schema race is retried
-            if "already exists" not in str(exc) or attempt == 4:
+            if not _lost_schema_race(exc) or attempt == 4:
                 raise
-            time.sleep(0.5 + random.random())
+            time.sleep(0.2 + random.random() / 2)
     raise AssertionError("unreachable")
 
 

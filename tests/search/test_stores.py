@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,26 @@ def test_missing_sqlite_is_not_created_for_reading(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         open_storage(workspace, create=False)
     assert not (tmp_path / "w").exists()
+
+
+def _open_fresh(args: tuple[str, float]) -> str:
+    """Open the storage at a shared start instant (one process of a pool): 'ok' or the error line."""
+    url, start = args
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        open_storage(resolve_workspace("race", Path(url[len("sqlite:///"):]).parent, url, None), create=True)
+    except UserError as exc:
+        return str(exc)
+    return "ok"
+
+
+def test_processes_opening_a_fresh_database_together_all_get_it(tmp_path: Path) -> None:
+    # Workers (or a `report` run) that start on a new database together race to create Optuna's schema;
+    # the loser used to exit 2 (UNIQUE constraint failed: alembic_version.version_num).
+    context = multiprocessing.get_context("fork")
+    with context.Pool(4) as pool:
+        pool.map(abs, range(4))  # the workers are up before the clock starts
+        for attempt in range(4):
+            url = f"sqlite:///{tmp_path / f'fresh{attempt}' / 'optuna.db'}"
+            start = time.time() + 0.5
+            assert pool.map(_open_fresh, [(url, start)] * 4) == ["ok"] * 4

@@ -129,7 +129,7 @@ def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
             victim = running[0].number
             os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=60)
-    assert victim is not None, "no trial was caught running"
+    assert victim is not None, f"no trial was caught running (exit {worker.returncode}): {worker.stderr.read()[-3000:]}"
 
     resumed = _cli("search", str(config), "--workdir", str(workdir))
     assert resumed.returncode == 0, resumed.stderr

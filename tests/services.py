@@ -1,4 +1,4 @@
-"""Throwaway servers on 127.0.0.1 for the tests and the benchmarks (one copy: both import it).
+"""Throwaway servers on 127.0.0.1 for the tests and the benchmarks (one copy: both import it), and processes that start together.
 
 PostgreSQL from Debian's package (initdb and pg_ctl, as the postgres user when run as root, since
 PostgreSQL refuses to run as root) and free local ports. Benchmarks put ``tests/`` on ``sys.path``.
@@ -7,17 +7,20 @@ PostgreSQL refuses to run as root) and free local ports. Benchmarks put ``tests/
 from __future__ import annotations
 
 import glob
+import multiprocessing
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
 POSTGRES_MISSING = "PostgreSQL is not installed (.ci/run and scripts/system-packages.sh install Debian's postgresql)"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -56,3 +59,19 @@ def throwaway_postgres(password: str | None = None) -> Iterator[str]:
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_together(fn: Callable[[Any], T], args: Sequence[Any]) -> list[T]:
+    """``fn(arg)`` for every arg, each in its own process, all starting at one instant: how workers
+    that start together meet a new database. ``fn`` must be a module-level function."""
+    context = multiprocessing.get_context("fork")  # the test's imports are done once, not per process
+    with context.Pool(len(args)) as pool:
+        pool.map(abs, range(len(args)))  # every process is up before the clock starts
+        start = time.time() + 0.3
+        return pool.map(_at, [(fn, arg, start) for arg in args])
+
+
+def _at(job: tuple[Callable[[Any], T], Any, float]) -> T:
+    fn, arg, start = job
+    time.sleep(max(0.0, start - time.time()))
+    return fn(arg)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ContextManager
 
 import optuna
+from filelock import FileLock
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import IntegrityError
 
 from prunetuna.errors import UserError
 
-__all__ = ["Workspace", "describe_error", "mask_text", "mask_url", "open_storage", "resolve_workspace"]
+__all__ = ["Workspace", "describe_error", "mask_text", "mask_url", "open_storage", "resolve_workspace", "sqlite_creation_lock"]
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
@@ -131,7 +134,8 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
             "grace_period": 3 * heartbeat,
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
         }
-        storage = _create_storage(url, engine_kwargs, beat)
+        with sqlite_creation_lock(url):
+            storage = _create_storage(url, engine_kwargs, beat)
         if url.startswith("sqlite:"):
             tune_sqlite_engine(storage.engine)
         return storage
@@ -141,6 +145,20 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
         raise UserError(f"--storage: {shown} needs the Python driver {driver!r}; install it or use another URL") from None
     except Exception as exc:  # noqa: BLE001 - every connection failure is reported the same way
         raise UserError(f"--storage: cannot open {shown} ({describe_error(exc, url)}); check the URL and that the database is up") from None
+
+
+def sqlite_creation_lock(url: str) -> ContextManager[object]:
+    """Held while a SQLite database is opened, and so created and migrated when new: processes that
+    migrate one file at the same moment can leave it broken (MLflow's half-copied ``_alembic_tmp_*``
+    tables), so they take turns. The lock file lies beside the database; other URLs need none."""
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    path = Path(url[len("sqlite:///"):])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for its store
+    except OSError:
+        return contextlib.nullcontext()  # opening fails anyway, with the caller's message
+    return FileLock(f"{path}.lock", timeout=120)
 
 
 def _lost_schema_race(exc: Exception) -> bool:

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from prunetuna.errors import UserError
-from prunetuna.search._stores import Workspace, describe_error, mask_url
+from prunetuna.search._stores import Workspace, describe_error, mask_url, sqlite_creation_lock
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -66,6 +66,31 @@ def _sqlite_wal(path: str) -> None:
             connection.execute("PRAGMA journal_mode=WAL")
 
 
+STORE_CREATION_WAIT_S = 60.0  # how long a process waits for another that is creating a new tracking database
+
+
+def _open_client(workspace: Workspace) -> MlflowClient:
+    """The client of the study's tracking store; bad input (one line, URI masked) when it cannot be opened.
+
+    MLflow creates and migrates a database store when it is first opened, so processes starting together
+    on a new one (workers sharing a work dir) race: on SQLite they take turns (a lock file), on another
+    database the loser's migration fails ("already exists") and it opens the store again.
+    """
+    uri = workspace.tracking_uri
+    deadline = time.monotonic() + STORE_CREATION_WAIT_S
+    delay = 0.2
+    while True:
+        try:
+            with sqlite_creation_lock(uri):
+                return MlflowClient(tracking_uri=uri)
+        except Exception as exc:  # noqa: BLE001 - only a database store is created on open; others fail below
+            if uri.startswith(("http://", "https://")) or time.monotonic() + delay > deadline:
+                reason = describe_error(exc, uri, workspace.storage_url)
+                raise UserError(f"--tracking-uri: cannot open {mask_url(uri)} ({reason}); check the URI") from None
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -82,7 +107,7 @@ class StudyTracker:
         quiet_mlflow()
         self.workspace = workspace
         self.study_name = study_name
-        self.client = MlflowClient(tracking_uri=workspace.tracking_uri)
+        self.client = _open_client(workspace)
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunetuna-mlflow")

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import multiprocessing
-import time
 from pathlib import Path
 
 import pytest
+from services import run_together
 
 from prunetuna.errors import UserError
 from prunetuna.search import mask_url, open_storage, resolve_workspace
@@ -68,10 +67,8 @@ def test_missing_sqlite_is_not_created_for_reading(tmp_path: Path) -> None:
     assert not (tmp_path / "w").exists()
 
 
-def _open_fresh(args: tuple[str, float]) -> str:
-    """Open the storage at a shared start instant (one process of a pool): 'ok' or the error line."""
-    url, start = args
-    time.sleep(max(0.0, start - time.time()))
+def _open_fresh(url: str) -> str:
+    """Open (so create) the storage at ``url``: 'ok' or the error line."""
     try:
         open_storage(resolve_workspace("race", Path(url[len("sqlite:///"):]).parent, url, None), create=True)
     except UserError as exc:
@@ -82,10 +79,6 @@ def _open_fresh(args: tuple[str, float]) -> str:
 def test_processes_opening_a_fresh_database_together_all_get_it(tmp_path: Path) -> None:
     # Workers (or a `report` run) that start on a new database together race to create Optuna's schema;
     # the loser used to exit 2 (UNIQUE constraint failed: alembic_version.version_num).
-    context = multiprocessing.get_context("fork")
-    with context.Pool(4) as pool:
-        pool.map(abs, range(4))  # the workers are up before the clock starts
-        for attempt in range(4):
-            url = f"sqlite:///{tmp_path / f'fresh{attempt}' / 'optuna.db'}"
-            start = time.time() + 0.5
-            assert pool.map(_open_fresh, [(url, start)] * 4) == ["ok"] * 4
+    for attempt in range(4):
+        url = f"sqlite:///{tmp_path / f'fresh{attempt}' / 'optuna.db'}"
+        assert run_together(_open_fresh, [url] * 4) == ["ok"] * 4

@@ -3,6 +3,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from services import run_together
+
+from prunetuna.errors import UserError
 from prunetuna.search import resolve_workspace
 from prunetuna.search._tracking import StudyTracker
 
@@ -38,3 +41,20 @@ def test_concurrent_connects_share_one_experiment(tmp_path: Path) -> None:
     assert errors == []
     assert len({t.experiment_id for t in trackers}) == 1
     assert trackers[0].client.search_experiments(filter_string="name = 'race'")[0].experiment_id == trackers[0].experiment_id
+
+
+def _connect_fresh(workdir: Path) -> str:
+    try:
+        tracker = StudyTracker(resolve_workspace("race", workdir, None, None), "race")
+        tracker.connect(create=True)
+    except UserError as exc:
+        return str(exc)
+    return str(tracker.experiment_id)
+
+
+def test_processes_opening_a_fresh_tracking_store_together_share_it(tmp_path: Path) -> None:
+    # MLflow creates and migrates a new SQLite store on open; processes migrating it at once broke it
+    # for good ("table _alembic_tmp_experiments already exists"), or one of them exited with a traceback.
+    for attempt in range(3):
+        ids = run_together(_connect_fresh, [tmp_path / f"w{attempt}"] * 3)
+        assert len(set(ids)) == 1 and ids[0].isdigit(), ids

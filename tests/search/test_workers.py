@@ -49,7 +49,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240  # a loaded 2-core CI machine takes its time to start it
     while True:
         try:
             with urllib.request.urlopen(url + "/health", timeout=2):
@@ -65,7 +65,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_two_workers_share_one_study_and_one_parent_run(tmp_path: Path, postgres: str, mlflow_server: str) -> None:
     # with a budget, the study's creator enqueues the uniform and global baselines once, for both workers
-    config = write_config(tmp_path, tiny_config("shared", constraints={"flops": 0.6}, search={"sampler": "tpe", "n_trials": 6}))
+    # trials of a few seconds: the study's creator prepares it (baselines, parent run) before the other worker
+    # may start, and with one-second trials it could finish all six before the other took one
+    config = write_config(tmp_path, tiny_config("shared", constraints={"flops": 0.6}, finetune={"max_batches": 40},
+                                                search={"sampler": "tpe", "n_trials": 6}))
     args = ["search", str(config), "--storage", postgres, "--tracking-uri", mlflow_server, "--threads", "1"]
     workers = [_cli(*args, "--workdir", str(tmp_path / f"w{i}"), wait=False) for i in range(2)]
     outputs = [worker.communicate(timeout=600) for worker in workers]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,14 @@ def test_processes_opening_a_fresh_database_together_all_get_it(tmp_path: Path) 
     for attempt in range(4):
         url = f"sqlite:///{tmp_path / f'fresh{attempt}' / 'optuna.db'}"
         assert run_together(_open_fresh, [url] * 4) == ["ok"] * 4
+
+
+def test_report_and_ui_need_neither_lightning_nor_torch() -> None:
+    # `prunetuna report` took 11 s, 8 of them importing Lightning and torch it never used
+    import prunetuna.search as search
+
+    assert sorted(search.__all__) == sorted(search._HOME) and all(getattr(search, name) for name in search.__all__)
+    code = ("import sys; from prunetuna.cli import app; from prunetuna.search import load_study, mask_url, resolve_workspace; "
+            "import prunetuna.report; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr

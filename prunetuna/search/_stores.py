@@ -158,6 +158,8 @@ def sqlite_creation_lock(url: str) -> ContextManager[object]:
         path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for its store
     except OSError:
         return contextlib.nullcontext()  # opening fails anyway, with the caller's message
+    if not os.access(path.parent, os.W_OK):
+        return contextlib.nullcontext()  # read-only: nobody creates a database there
     return FileLock(f"{path}.lock", timeout=120)
 
 

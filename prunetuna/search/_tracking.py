@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -58,12 +59,24 @@ def _fail_fast() -> Iterator[None]:
 
 
 def _sqlite_wal(path: str) -> None:
-    """Switch MLflow's SQLite file to a write-ahead log (persistent in the file): cheaper commits."""
+    """Switch MLflow's SQLite file to a write-ahead log (persistent in the file): cheaper commits.
+
+    Called under the store's creation lock. The switch needs the file to itself and SQLite refuses it
+    at once, without waiting, while another process or thread reads it: then it is tried again a few
+    times and otherwise left for the next start (it only makes commits cheaper).
+    """
     import sqlite3
 
-    if os.path.exists(path):
-        with sqlite3.connect(path, timeout=30) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
+    if not os.path.exists(path):
+        return
+    for attempt in range(5):
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            time.sleep(0.1 * (attempt + 1))
 
 
 STORE_CREATION_WAIT_S = 60.0  # how long a process waits for another that is creating a new tracking database
@@ -82,7 +95,10 @@ def _open_client(workspace: Workspace) -> MlflowClient:
     while True:
         try:
             with sqlite_creation_lock(uri):
-                return MlflowClient(tracking_uri=uri)
+                client = MlflowClient(tracking_uri=uri)
+                if uri.startswith("sqlite:///"):
+                    _sqlite_wal(uri[len("sqlite:///"):])
+                return client
         except Exception as exc:  # noqa: BLE001 - only a database store is created on open; others fail below
             if uri.startswith(("http://", "https://")) or time.monotonic() + delay > deadline:
                 reason = describe_error(exc, uri, workspace.storage_url)
@@ -146,8 +162,6 @@ class StudyTracker:
                     self.experiment_id = self._create_experiment()
                 elif experiment is not None:
                     self.experiment_id = experiment.experiment_id
-            if self.workspace.tracking_uri.startswith("sqlite:///"):
-                _sqlite_wal(self.workspace.tracking_uri[len("sqlite:///"):])
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
             reason = describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url)
             raise UserError(f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up") from None

@@ -112,10 +112,11 @@ def test_workers_option_on_one_machine(tmp_path: Path) -> None:
 
 
 def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
-    # Resumed at once, long before the killed trial misses three heartbeats (30 s): the new process runs
-    # what it can, waits for the dead trial to go stale, and then retries it.
+    # Killed while its last trial runs, resumed at once, long before that trial misses three heartbeats
+    # (45 s; the new process needs about 15 s to start on a slow machine): with nothing else to run, the
+    # new process says it waits for the dead trial to go stale, and then retries it.
     config = write_config(tmp_path, tiny_config("killed", finetune={"epochs": 25, "max_batches": None},
-                                                search={"n_trials": 3, "heartbeat": 10}))
+                                                search={"n_trials": 3, "heartbeat": 15}))
     workdir = tmp_path / "w"
     storage = f"sqlite:///{workdir / 'optuna.db'}"
     worker = _cli("search", str(config), "--workdir", str(workdir), wait=False)
@@ -128,7 +129,7 @@ def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
         running = [t for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
-        if any(t.state.name == "COMPLETE" for t in trials) and running:
+        if sum(t.state.name == "COMPLETE" for t in trials) == 2 and running:
             victim = running[0].number
             os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=60)
@@ -136,7 +137,7 @@ def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
 
     resumed = _cli("search", str(config), "--workdir", str(workdir))
     assert resumed.returncode == 0, resumed.stderr
-    assert "waiting for 1 trial(s) running elsewhere" in resumed.stderr and "3/3 finished trials" in resumed.stderr
+    assert "waiting for 1 trial(s) running elsewhere" in resumed.stderr and "3/3 finished trials" in resumed.stderr, resumed.stderr
     study = optuna.load_study(study_name="killed", storage=storage)
     states = {t.number: t.state.name for t in study.trials}
     assert states[victim] == "FAIL"

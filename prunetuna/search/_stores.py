@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from prunetuna.errors import UserError
 
-__all__ = ["Workspace", "describe_error", "mask_text", "mask_url", "open_storage", "resolve_workspace", "sqlite_creation_lock"]
+__all__ = ["Workspace", "describe_error", "mask_text", "mask_url", "open_storage", "resolve_workspace", "sqlite_creation_lock", "sqlite_path"]
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
@@ -115,8 +115,8 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
     """
     url = workspace.storage_url
     shown = mask_url(url)
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
+    path = sqlite_path(url)
+    if path is not None:
         if not create and not path.exists():
             raise UserError(f"--storage: {shown} does not exist; run 'prunetuna search' first or pass the study's --storage")
         try:
@@ -147,13 +147,18 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
         raise UserError(f"--storage: cannot open {shown} ({describe_error(exc, url)}); check the URL and that the database is up") from None
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (Optuna storage or MLflow store); None for any other URL."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
 def sqlite_creation_lock(url: str) -> ContextManager[object]:
     """Held while a SQLite database is opened, and so created and migrated when new: processes that
     migrate one file at the same moment can leave it broken (MLflow's half-copied ``_alembic_tmp_*``
     tables), so they take turns. The lock file lies beside the database; other URLs need none."""
-    if not url.startswith("sqlite:///"):
+    path = sqlite_path(url)
+    if path is None:
         return contextlib.nullcontext()
-    path = Path(url[len("sqlite:///"):])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for its store
     except OSError:

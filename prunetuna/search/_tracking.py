@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from prunetuna.errors import UserError
-from prunetuna.search._stores import Workspace, describe_error, mask_url, sqlite_creation_lock
+from prunetuna.search._stores import Workspace, describe_error, mask_url, sqlite_creation_lock, sqlite_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,7 +58,7 @@ def _fail_fast() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _sqlite_wal(path: str) -> None:
+def _sqlite_wal(path: Path) -> None:
     """Switch MLflow's SQLite file to a write-ahead log (persistent in the file): cheaper commits.
 
     Called under the store's creation lock. The switch needs the file to itself and SQLite refuses it
@@ -67,7 +67,7 @@ def _sqlite_wal(path: str) -> None:
     """
     import sqlite3
 
-    if not os.path.exists(path):
+    if not path.exists():
         return
     for attempt in range(5):
         try:
@@ -87,20 +87,23 @@ def _open_client(workspace: Workspace) -> MlflowClient:
 
     MLflow creates and migrates a database store when it is first opened, so processes starting together
     on a new one (workers sharing a work dir) race: on SQLite they take turns (a lock file), on another
-    database the loser's migration fails ("already exists") and it opens the store again.
+    database the loser's migration fails ("already exists") and it opens the store again. Anything else
+    (a server, a SQLite file that cannot be made) fails at once.
     """
     uri = workspace.tracking_uri
+    path = sqlite_path(uri)
+    may_race = path is None and not uri.startswith(("http://", "https://", "file:", "databricks"))
     deadline = time.monotonic() + STORE_CREATION_WAIT_S
     delay = 0.2
     while True:
         try:
             with sqlite_creation_lock(uri):
                 client = MlflowClient(tracking_uri=uri)
-                if uri.startswith("sqlite:///"):
-                    _sqlite_wal(uri[len("sqlite:///"):])
+                if path is not None:
+                    _sqlite_wal(path)
                 return client
         except Exception as exc:  # noqa: BLE001 - only a database store is created on open; others fail below
-            if uri.startswith(("http://", "https://")) or time.monotonic() + delay > deadline:
+            if not may_race or time.monotonic() + delay > deadline:
                 reason = describe_error(exc, uri, workspace.storage_url)
                 raise UserError(f"--tracking-uri: cannot open {mask_url(uri)} ({reason}); check the URI") from None
             time.sleep(delay)

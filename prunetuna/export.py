@@ -14,7 +14,7 @@ from torch import nn
 from prunetuna.config import ExperimentConfig, parse_config
 from prunetuna.errors import UserError
 from prunetuna.manifest import manifest
-from prunetuna.objectives import evaluate_accuracy, export_onnx
+from prunetuna.objectives import evaluate_accuracy, export_onnx, portable_attention
 from prunetuna.workload import first_inputs
 
 __all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "export_trial", "load_pruned", "load_pruned_file"]
@@ -48,7 +48,7 @@ def _run_onnx(path: Path, batch: torch.Tensor) -> np.ndarray:
 
 
 def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
-    with torch.no_grad():
+    with torch.no_grad(), portable_attention():
         traced = torch.jit.trace(model, example[:1])
     traced.save(str(path))
 

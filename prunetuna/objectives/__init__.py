@@ -8,7 +8,7 @@ from __future__ import annotations
 from prunetuna.objectives._budget import Budget, Projection, parse_budgets, project_onto_budget, within_budgets
 from prunetuna.objectives._costs import COSTS, Cost, CostContext, count_flops, count_params, measure_costs, serialized_size
 from prunetuna.objectives._finetune import ClassifierModule, FinetuneResult, evaluate_accuracy, fine_tune, recalibrate_batchnorm
-from prunetuna.objectives._latency import LATENCY_BACKENDS, LatencyResult, LatencySettings, export_onnx, measure_latency
+from prunetuna.objectives._latency import LATENCY_BACKENDS, LatencyResult, LatencySettings, export_onnx, measure_latency, portable_attention
 from prunetuna.objectives._objectives import OBJECTIVES, Objective, Scoring, objective_values
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "export_onnx",
     "measure_latency",
     "parse_budgets",
+    "portable_attention",
     "project_onto_budget",
     "recalibrate_batchnorm",
     "serialized_size",

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["LATENCY_BACKENDS", "LatencyResult", "LatencySettings", "export_onnx", "measure_latency"]
+__all__ = ["LATENCY_BACKENDS", "LatencyResult", "LatencySettings", "export_onnx", "measure_latency", "portable_attention"]
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,27 @@ def _torch_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> Runner
     return run
 
 
+@contextmanager
+def portable_attention() -> Iterator[None]:
+    """``nn.MultiheadAttention`` without its inference fast path, restored after.
+
+    In eval mode without gradients the fast path runs ``aten::_native_multi_head_attention``, one
+    fused kernel that ONNX has no operator for and that makes a TorchScript trace differ between
+    runs; the plain path computes the same attention from ordinary operators.
+    """
+    saved = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(saved)
+
+
 def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
     """The model as ONNX bytes (TorchScript-based exporter: a fraction of a second for small CNNs)."""
     model.eval()
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), portable_attention():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (batch,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})

@@ -8,9 +8,13 @@ copy of the dense model.
 
 from __future__ import annotations
 
+from prunetuna.spaces._attention import WIDTH_FIXERS, WidthFixer, fix_widths, head_counts
+from prunetuna.spaces._dimensions import Dimension, find_output_layer
+from prunetuna.spaces._graph import GraphLimits, GraphTooExpensive
 from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent, nm_mask
-from prunetuna.spaces._space import Batches, Dimension, Granularity, PruningSpace, SparsityVector, find_output_layer, tie_dimensions
+from prunetuna.spaces._space import Batches, Granularity, PruningSpace, SparsityVector
+from prunetuna.spaces._tie import tie_dimensions
 
 __all__ = [
     "IMPORTANCES",
@@ -18,7 +22,13 @@ __all__ = [
     "NEEDS_GRADIENTS",
     "Batches",
     "Dimension",
+    "GraphLimits",
+    "GraphTooExpensive",
     "Granularity",
+    "WIDTH_FIXERS",
+    "WidthFixer",
+    "fix_widths",
+    "head_counts",
     "PruningSpace",
     "SparsityVector",
     "find_output_layer",

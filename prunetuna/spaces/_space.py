@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
-from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Protocol, Sequence
+from dataclasses import replace
+from typing import Mapping, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 
+from prunetuna.spaces._attention import fix_widths, head_counts
+from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_dimensions, find_output_layer, ignored_layers
+from prunetuna.spaces._graph import GraphLimits
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent
+from prunetuna.spaces._tie import Granularity, tie_dimensions
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
 
 SparsityVector = dict[str, float]
-"""Ratio of channels to remove, by dimension name (the root layer of its group)."""
-
-ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
+"""Ratio of channels to remove, by dimension name (the first layer of its group)."""
 
 
 class _Suggester(Protocol):
@@ -30,58 +31,7 @@ class _Suggester(Protocol):
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """A few (inputs, labels) batches, for criteria that need gradients."""
 
-Granularity = Literal["layer", "block", "stage"]
 METHODS = ("structured", *MASK_METHODS)
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One search dimension: its name, channel count and coupled layers.
-
-    ``members`` are the root layers of the torch-pruning groups that share this ratio (one for
-    ``layer`` granularity; a residual block's or a stage's groups otherwise); ``high`` is an upper
-    bound of its own (from a sensitivity scan), else the space's ``max_sparsity``.
-    """
-
-    name: str
-    channels: int
-    layers: tuple[str, ...]
-    members: tuple[str, ...] = ()
-    high: float | None = None
-
-    @property
-    def roots(self) -> tuple[str, ...]:
-        return self.members or (self.name,)
-
-
-def find_output_layer(model: nn.Module, example: torch.Tensor) -> str | None:
-    """Name of the layer whose output is the model's output (the classifier head, never pruned).
-
-    Falls back to the last convolution or linear layer that ran when the output passes
-    through a parameter-free op (a flatten, a softmax) after it.
-    """
-    outputs: dict[str, object] = {}
-    order: list[str] = []
-    hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, ROOT_TYPES):
-            def hook(_m: nn.Module, _i: object, out: object, name: str = name) -> None:
-                outputs[name] = out
-                order.append(name)
-            hooks.append(module.register_forward_hook(hook))
-    try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            result = model(example)
-        model.train(was_training)
-    finally:
-        for handle in hooks:
-            handle.remove()
-    for name in reversed(order):
-        if outputs[name] is result:
-            return name
-    return order[-1] if order else None
 
 
 class PruningSpace:
@@ -135,6 +85,7 @@ class PruningSpace:
         groups: Mapping[str, Sequence[str]] | None = None,
         method: str = "structured",
         nm: tuple[int, int] = (2, 4),
+        graph_limits: GraphLimits | None = None,
     ) -> PruningSpace:
         """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch).
 
@@ -142,24 +93,14 @@ class PruningSpace:
         ``groups`` ties the groups whose root matches a name's patterns into one dimension.
         ``round_to`` keeps every pruned channel count a multiple of it (kernels favour such widths).
         ``method`` ``unstructured`` or ``nm`` masks weights per layer instead of removing channels.
+        ``graph_limits`` bounds the time and memory spent on torch-pruning's dependency graph.
         """
-        ignored = _ignored_layers(model, example, ignore)
-        names = {module: name for name, module in model.named_modules()}
-        by_name = dict(model.named_modules())
-        dimensions = []
+        ignored = ignored_layers(model, example, ignore)
         if method in MASK_METHODS:
-            dimensions = [Dimension(name=n, channels=int(m.weight.numel()), layers=(n,)) for n, m in by_name.items()
+            dimensions = [Dimension(name=n, channels=int(m.weight.numel()), layers=(n,)) for n, m in model.named_modules()
                           if isinstance(m, ROOT_TYPES) and n not in ignored and m.weight.numel() > 1]
-        graph = _graph(model, example) if method == "structured" else None
-        for group in graph.get_all_groups(ignored_layers=[by_name[n] for n in ignored], root_module_types=ROOT_TYPES) if graph else ():
-            root_dep, idxs = group[0]
-            root = names.get(root_dep.source.module)
-            if root is None or len(idxs) < 2:
-                continue
-            layers = tuple(dict.fromkeys(names[d.target.module] for d, _ in group if d.target.module in names))
-            dimensions.append(Dimension(name=root, channels=len(idxs), layers=layers))
-        position = {name: i for i, name in enumerate(by_name)}
-        dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
+        else:
+            dimensions = find_dimensions(model, example, ignored, graph_limits)
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
         return cls(tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to,
                    method=method, nm=nm)
@@ -210,9 +151,10 @@ class PruningSpace:
             pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
             pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
             ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
+            num_heads=head_counts(pruned),
         )
         pruner.step()
-        after = _root_channels(pruned)
+        after = _root_channels(fix_widths(pruned))
         vector = {}
         for d in self.dimensions:
             total = sum(before[r] for r in d.roots)
@@ -276,94 +218,15 @@ class PruningSpace:
             ignored_layers=[modules[n] for n in self.ignored],
             root_module_types=list(ROOT_TYPES),
             round_to=self.round_to,
+            num_heads=head_counts(pruned),  # every head of an attention layer keeps the same width
         )
         pruner.step()
+        fix_widths(pruned)  # cached widths (num_heads * head_dim, hidden_dim) follow the pruned layers
         pruned.zero_grad(set_to_none=True)
         pruned.train(was_training)
         return pruned
 
 
-def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
-    was_training = model.training
-    model.eval()
-    try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
-    finally:
-        model.train(was_training)
-
-
-def _ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Sequence[str]) -> list[str]:
-    output = find_output_layer(model, example[:1])
-    ignored = [output] if output is not None else []
-    for name, module in model.named_modules():
-        if name and isinstance(module, ROOT_TYPES) and any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            if name not in ignored:
-                ignored.append(name)
-    return ignored
-
-
 def _root_channels(model: nn.Module) -> dict[str, int]:
     return {n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
             for n, m in model.named_modules() if isinstance(m, ROOT_TYPES)}
-
-
-def _block_of(root: str, modules: Mapping[str, nn.Module]) -> str:
-    """The residual block a layer belongs to: its nearest enclosing module that is not a plain container."""
-    parts = root.split(".")
-    for end in range(len(parts) - 1, 0, -1):
-        prefix = ".".join(parts[:end])
-        if not isinstance(modules[prefix], (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-            return prefix
-    return root
-
-
-def _resolutions(model: nn.Module, example: torch.Tensor, roots: Sequence[str]) -> dict[str, str]:
-    """Each root layer's output resolution (``14x14``; ``features`` for linear layers)."""
-    shapes: dict[str, str] = {}
-    modules = dict(model.named_modules())
-    hooks = [modules[r].register_forward_hook(
-        lambda _m, _i, out, r=r: shapes.__setitem__(r, "x".join(map(str, out.shape[2:])) or "features")) for r in roots]
-    try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            model(example[:1])
-        model.train(was_training)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return shapes
-
-
-def tie_dimensions(
-    dimensions: Sequence[Dimension],
-    model: nn.Module,
-    example: torch.Tensor,
-    granularity: Granularity,
-    groups: Mapping[str, Sequence[str]],
-) -> list[Dimension]:
-    """Tie per-group dimensions: explicit ``groups`` first, then by block or stage (``layer``: unchanged)."""
-    modules = dict(model.named_modules())
-    keys: dict[str, str] = {}
-    for dimension in dimensions:
-        explicit = next((name for name, patterns in groups.items() if any(fnmatch.fnmatchcase(dimension.name, p) for p in patterns)), None)
-        if explicit is not None:
-            keys[dimension.name] = explicit
-        elif granularity == "block":
-            keys[dimension.name] = _block_of(dimension.name, modules)
-        elif granularity == "stage":
-            keys[dimension.name] = "stage@" + _resolutions(model, example, [dimension.name])[dimension.name]
-        else:
-            keys[dimension.name] = dimension.name
-    if granularity == "stage":  # stage@14x14 -> stage1, stage2 ... in layer order
-        order = list(dict.fromkeys(k for k in keys.values() if k.startswith("stage@")))
-        keys = {n: f"stage{order.index(k) + 1}" if k in order else k for n, k in keys.items()}
-    tied: dict[str, list[Dimension]] = {}
-    for dimension in dimensions:
-        tied.setdefault(keys[dimension.name], []).append(dimension)
-    return [
-        Dimension(name=key, channels=sum(m.channels for m in members),
-                  layers=tuple(dict.fromkeys(layer for m in members for layer in m.layers)),
-                  members=tuple(m.name for m in members) if (len(members) > 1 or key != members[0].name) else ())
-        for key, members in tied.items()
-    ]

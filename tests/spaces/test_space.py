@@ -21,8 +21,8 @@ def _out_channels(model: nn.Module) -> dict[str, int]:
 
 def test_tiny_resnet_groups_coupled_channels() -> None:
     space = _space(TinyResNet(width=8))
-    # Residual adds tie stem + block outputs into one group per stage; each block's inner conv is its own.
-    assert space.names == ["stem.0", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.downsample.0", "layer3.0.conv1", "layer3.0.downsample.0"]
+    # Residual adds tie stem + block outputs into one group per stage, named after its first layer; each block's inner conv is its own.
+    assert space.names == ["stem.0", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.conv2", "layer3.0.conv1", "layer3.0.conv2"]
     stem = next(d for d in space.dimensions if d.name == "stem.0")
     assert {"layer1.0.conv2", "layer2.0.conv1"} <= set(stem.layers)
     assert space.ignored == ("fc",)
@@ -116,9 +116,9 @@ def test_dimension_counts_per_granularity() -> None:
     assert counts == {"layer": 9, "block": 7, "stage": 3}
     stages = _space(model, granularity="stage")
     assert stages.names == ["stage1", "stage2", "stage3"]
-    assert stages.dimensions[1].roots == ("layer2.0.conv1", "layer2.0.downsample.0", "layer2.1.conv1")
+    assert stages.dimensions[1].roots == ("layer2.0.conv1", "layer2.0.conv2", "layer2.1.conv1")
     blocks = _space(model, granularity="block")
-    assert ("layer2.0", ("layer2.0.conv1", "layer2.0.downsample.0")) in [(d.name, d.roots) for d in blocks.dimensions]
+    assert ("layer2.0", ("layer2.0.conv1", "layer2.0.conv2")) in [(d.name, d.roots) for d in blocks.dimensions]
 
 
 def test_explicit_groups_tie_matching_layers() -> None:

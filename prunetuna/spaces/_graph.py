@@ -1,0 +1,120 @@
+"""torch-pruning's dependency graph, built under a time and memory guard, its failures turned into bad input.
+
+Graph building is pure Python (a forward pass with hooks, then a walk over the autograd graph and,
+per group, over the coupled layers), so a periodic ``SIGALRM`` interrupts it between bytecodes: the
+handler checks elapsed time and resident memory, prints progress once building takes more than a
+few seconds, and raises :class:`GraphTooExpensive` past a limit. The guard needs the main thread
+(where Python delivers signals); elsewhere the graph is built unguarded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunetuna.errors import UserError
+
+__all__ = ["GraphLimits", "GraphTooExpensive", "build_graph", "guarded", "model_label"]
+
+T = TypeVar("T")
+WHAT_TO_TRY = ("put the layers around it in pruning.ignore, or use pruning.method: unstructured or nm "
+               "(masks need no dependency graph)")
+
+
+@dataclass(frozen=True)
+class GraphLimits:
+    """At most ``seconds`` of wall time and ``memory_gb`` of resident memory gained while building the graph."""
+
+    seconds: float = 45.0
+    memory_gb: float = 4.0
+    progress_after: float = 5.0
+    tick: float = 0.5
+
+
+class GraphTooExpensive(UserError):
+    """Graph building ran past its time or memory limit (bad input: exit status 2)."""
+
+
+def model_label(model: nn.Module) -> str:
+    return type(model).__name__
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # not Linux: time is still bounded
+        return 0
+
+
+@contextmanager
+def _alarm(limits: GraphLimits, label: str, what: str) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    start, base = time.monotonic(), _rss_bytes()
+    shown = [0.0]
+
+    def check(_signum: int, _frame: object) -> None:
+        elapsed, grown = time.monotonic() - start, (_rss_bytes() - base) / 2**30
+        if elapsed > limits.seconds or grown > limits.memory_gb:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            over = f"{elapsed:.0f} s (limit {limits.seconds:g} s)" if elapsed > limits.seconds else f"{grown:.1f} GB (limit {limits.memory_gb:g} GB)"
+            raise GraphTooExpensive(f"model: {label}: {what} stopped after {over}; torch-pruning's dependency graph of this "
+                                    f"architecture is too costly to build (window attention and many reshapes multiply it); {WHAT_TO_TRY}")
+        if elapsed >= limits.progress_after and elapsed - shown[0] >= limits.progress_after:
+            shown[0] = elapsed
+            print(f"prunetuna: {what} of {label}: {elapsed:.0f} s, +{grown:.1f} GB so far "
+                  f"(stops at {limits.seconds:g} s or {limits.memory_gb:g} GB)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGALRM, check)
+    signal.setitimer(signal.ITIMER_REAL, limits.tick, limits.tick)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    inside = [f.name for f in frames if "torch_pruning" in f.filename]
+    return f" in torch-pruning's {inside[-1]}" if inside else ""
+
+
+def guarded(model: nn.Module, what: str, build: Callable[[], T], limits: GraphLimits | None = None) -> T:
+    """``build()`` (which builds or walks the graph of ``model``) under ``limits``; any failure is a one-line UserError."""
+    label = model_label(model)
+    try:
+        with _alarm(limits or GraphLimits(), label, what):
+            return build()
+    except UserError:
+        raise
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside torch-pruning means this model cannot be handled
+        message = " ".join(str(exc).split())[:160]
+        raise UserError(f"model: {label}: torch-pruning cannot build its dependency graph ({exc.__class__.__name__}{_where(exc)}: "
+                        f"{message}), e.g. a channel shuffle or a reshape it cannot map; {WHAT_TO_TRY}") from None
+
+
+def build_graph(model: nn.Module, example: torch.Tensor, limits: GraphLimits | None = None) -> tp.DependencyGraph:
+    """The dependency graph of ``model`` in eval mode, traced on one example."""
+    was_training = model.training
+    model.eval()
+    try:
+        return guarded(model, "building the dependency graph",
+                       lambda: tp.DependencyGraph().build_dependency(model, example_inputs=example[:1]), limits)
+    finally:
+        model.train(was_training)

@@ -47,6 +47,7 @@ class ConcatNet(nn.Module):
 
     def __init__(self, channels: int = 8, num_classes: int = 10) -> None:
         super().__init__()
+        self.channels = channels
         self.left = nn.Conv2d(1, channels, 3, padding=1)
         self.right = nn.Conv2d(1, channels * 2, 3, padding=1)
         self.fuse = nn.Conv2d(channels * 3, channels, 1)
@@ -106,8 +107,29 @@ class NaNWhenPruned(nn.Module):
 
 class FixedFlatten(NaNWhenPruned):
     """NaNWhenPruned's layers, but its forward hard-codes the dense channel count: every pruned copy
-    fails in its first forward pass, while its costs are measured, before any fine-tune."""
+    fails in its first forward pass. The pre-flight check refuses it before any trial."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.relu(self.conv(x)).mean(dim=(2, 3))
         return self.head(pooled.reshape(x.shape[0], self.channels))
+
+
+class MatchedWidths(nn.Module):
+    """Two branches whose forward needs equal widths (a check torch-pruning cannot see): each pruned alone
+    at the bound, or both at it, runs, so it passes the pre-flight check; trials that prune the branches
+    unequally fail in their first forward pass, while costs are measured, before any fine-tune."""
+
+    def __init__(self, channels: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        self.channels = channels
+        self.left = nn.Conv2d(1, channels, 3, padding=1)
+        self.right = nn.Conv2d(1, channels, 3, padding=1)
+        self.mix = nn.Conv2d(channels, 1, 1)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left, right = torch.relu(self.left(x)), torch.relu(self.right(x))
+        widths = (left.shape[1], right.shape[1])
+        if self.channels not in widths and widths[0] != widths[1]:
+            raise RuntimeError(f"branch widths {widths} differ")
+        return self.head(left.mean(dim=(2, 3))) + self.mix(right).mean(dim=(2, 3))

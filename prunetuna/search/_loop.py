@@ -42,7 +42,7 @@ from prunetuna.search._samplers import make_sampler
 from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cache_path, scan_grid, scan_sensitivity
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
-from prunetuna.spaces import PruningSpace
+from prunetuna.spaces import GraphLimits, PruningSpace, preflight
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["FINISHED_STATES", "SearchOutcome", "SearchStopped", "TrialPlan", "TrialRecord", "TrialRunner", "count_finished", "prepare_space", "run_search"]
@@ -91,6 +91,7 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
         groups=config.pruning.groups,
         method=config.pruning.method,
         nm=tuple(config.pruning.nm),
+        graph_limits=GraphLimits(seconds=config.pruning.graph_seconds, memory_gb=config.pruning.graph_memory_gb),
     )
     if not space.dimensions:
         raise UserError(
@@ -99,7 +100,11 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
         )
     if config.pruning.max_sparsity == 0:
         raise UserError("pruning.max_sparsity: 0 leaves nothing to search; set it in (0, 1)")
-    return space
+    return preflight(space, workload.model, workload.example, label=f"model {_model_source(config)}")[0]
+
+
+def _model_source(config: ExperimentConfig) -> str:
+    return config.model.target or config.model.builtin or "?"
 
 
 def trial_settings(config: ExperimentConfig) -> dict[str, object]:

@@ -13,6 +13,7 @@ from prunetuna.spaces._dimensions import Dimension, find_output_layer
 from prunetuna.spaces._graph import GraphLimits, GraphTooExpensive
 from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent, nm_mask
+from prunetuna.spaces._preflight import BrokenDimension, preflight
 from prunetuna.spaces._space import Batches, Granularity, PruningSpace, SparsityVector
 from prunetuna.spaces._tie import tie_dimensions
 
@@ -21,6 +22,7 @@ __all__ = [
     "MASK_METHODS",
     "NEEDS_GRADIENTS",
     "Batches",
+    "BrokenDimension",
     "Dimension",
     "GraphLimits",
     "GraphTooExpensive",
@@ -35,5 +37,6 @@ __all__ = [
     "make_importance",
     "make_permanent",
     "nm_mask",
+    "preflight",
     "tie_dimensions",
 ]

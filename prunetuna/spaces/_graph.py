@@ -72,7 +72,8 @@ def _alarm(limits: GraphLimits, label: str, what: str) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, 0)
             over = f"{elapsed:.0f} s (limit {limits.seconds:g} s)" if elapsed > limits.seconds else f"{grown:.1f} GB (limit {limits.memory_gb:g} GB)"
             raise GraphTooExpensive(f"model: {label}: {what} stopped after {over}; torch-pruning's dependency graph of this "
-                                    f"architecture is too costly to build (window attention and many reshapes multiply it); {WHAT_TO_TRY}")
+                                    f"architecture grows too costly (many reshapes and permutes multiply it); raise pruning.graph_seconds / "
+                                    f"pruning.graph_memory_gb if the machine can afford it, or {WHAT_TO_TRY}")
         if elapsed >= limits.progress_after and elapsed - shown[0] >= limits.progress_after:
             shown[0] = elapsed
             print(f"prunetuna: {what} of {label}: {elapsed:.0f} s, +{grown:.1f} GB so far "

@@ -175,8 +175,8 @@ def test_nan_losses_fail_trials_and_stop_the_study(tmp_path: Path) -> None:
 
 
 def test_trial_failing_before_its_fine_tune_keeps_its_reason(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("early", model={"builtin": None, "target": "user_models:FixedFlatten", "kwargs": {}},
-                                                pruning={"max_sparsity": 0.5, "step": 0.25}, search={"n_trials": 3, "max_failures": 2,
+    config = write_config(tmp_path, tiny_config("early", model={"builtin": None, "target": "user_models:MatchedWidths", "kwargs": {}},
+                                                pruning={"max_sparsity": 0.5, "step": 0.125}, search={"n_trials": 6, "max_failures": 2,
                                                                                                      "warm_start": False}))
     result = _cli("search", str(config), "--workdir", str(tmp_path / "w"))
     assert result.returncode == 1 and "stopped after 2 failed trials" in result.stderr

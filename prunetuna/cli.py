@@ -248,7 +248,8 @@ def export(
     metrics = card["metrics"]
     err.print(f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
               f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
-              f"{card['checks']['max_abs_diff_vs_torch']:.2g}; model card {out}.json", markup=False)
+              f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the largest output); "
+              f"model card {out}.json", markup=False)
 
 
 @app.command()

@@ -9,6 +9,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
+from prunetuna.sparsity import applied
+
 __all__ = ["SLOW_FOR_FLOPS", "build_report", "pareto_front", "render_report"]
 
 SLOW_FOR_FLOPS = 0.8
@@ -64,14 +66,13 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
     items = []
     for trial in trials:
         attrs = trial.user_attrs
-        sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
         metrics = dict(attrs.get("metrics", {}))
         items.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
                 "metrics": metrics,
-                "sparsity": dict(attrs.get("sparsity", sampled)),
+                "sparsity": applied(trial),
                 "pareto": trial.number in front,
                 "feasible": attrs.get("feasible", True) if trial.state == TrialState.COMPLETE else None,
                 "origin": attrs.get("origin", "sampler"),

@@ -43,6 +43,7 @@ from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cac
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.spaces import GraphLimits, PruningSpace, preflight
+from prunetuna.sparsity import APPLIED_ATTR, as_params, canonical, from_params
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["FINISHED_STATES", "SearchOutcome", "SearchStopped", "TrialPlan", "TrialRecord", "TrialRunner", "count_finished", "prepare_space", "run_search"]
@@ -170,10 +171,10 @@ class TrialRunner:
             max_sparsity={d.name: plan.space.high(d) for d in plan.space.dimensions},
             step=plan.space.step,
         )
-        trial.set_user_attr("sparsity", projection.vector)
         trial.set_user_attr("projection_t", projection.t)
-        pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example, plan.batches)
-        return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
+        vector = canonical(projection.vector)
+        pruned = plan.space.apply(plan.workload.model, vector, plan.workload.example, plan.batches)
+        return vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
     def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
@@ -230,7 +231,7 @@ class TrialRunner:
             reason = f"{exc.__class__.__name__}: {exc}"[:1000]
             trial.set_user_attr("fail_reason", reason)
             if run.run_id is None:  # it failed before its run was created: create one to hold the reason
-                params = {**trial.params, **self.settings}
+                params = {**as_params(from_params(trial.params)), **self.settings}
                 run.run_id = self._start_run(trial, origin, params, quiet=True)
             if run.run_id is not None:
                 self.tracker.set_tag(run.run_id, "prunetuna.fail_reason", reason)
@@ -254,11 +255,12 @@ class TrialRunner:
     def _run(self, trial: Trial, origin: str, run: _RunState) -> list[float]:
         plan = self.plan
         vector, pruned, costs, budget = self._candidate(trial)
+        trial.set_user_attr(APPLIED_ATTR, vector)  # the one source of every rebuild (prunetuna.sparsity)
         feasible = True
         for item in plan.budgets:
             trial.set_constraint(item.key, item.excess(costs))
             feasible = feasible and item.excess(costs) <= 0
-        params = {**{f"sparsity.{k}": v for k, v in vector.items()}, **self.settings}
+        params = {**as_params(vector), **self.settings}
         run.run_id = run_id = self._start_run(trial, origin, params)
         tags = run.tags
         if budget:
@@ -547,7 +549,7 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
                 if not projection.fits:
                     continue  # the level cannot be met at all; the budget check has said so where it matters
                 vector = projection.vector
-            study.enqueue_trial({f"sparsity.{k}": v for k, v in vector.items()},
+            study.enqueue_trial(as_params(vector),
                                 user_attrs={"origin": origin, "warm_start_level": level})
 
 

@@ -17,11 +17,9 @@ from prunetuna.spaces._graph import GraphLimits
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent
 from prunetuna.spaces._tie import Granularity, tie_dimensions
+from prunetuna.sparsity import SparsityVector, canonical, param_name
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
-
-SparsityVector = dict[str, float]
-"""Ratio of channels to remove, by dimension name (the first layer of its group)."""
 
 
 class _Suggester(Protocol):
@@ -115,20 +113,17 @@ class PruningSpace:
         return self.max_sparsity if dimension.high is None else dimension.high
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
-        """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``."""
-        # Rounded so that 0.6000000000000001 (a float step artefact) reads 0.6 in logs and reports.
-        return {
-            d.name: round(trial.suggest_float(f"sparsity.{d.name}", 0.0, self.high(d), step=self.step), 6)
-            for d in self.dimensions
-        }
+        """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``, in canonical form
+        (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity)."""
+        return canonical({d.name: trial.suggest_float(param_name(d.name), 0.0, self.high(d), step=self.step) for d in self.dimensions})
 
     def snap(self, vector: Mapping[str, float]) -> SparsityVector:
         """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn)."""
-        return {d.name: round(min(round(vector.get(d.name, 0.0) / self.step) * self.step, self.high(d)), 6) for d in self.dimensions}
+        return canonical({d.name: min(round(vector.get(d.name, 0.0) / self.step) * self.step, self.high(d)) for d in self.dimensions})
 
     def uniform(self, ratio: float) -> SparsityVector:
         """The same ratio in every dimension (capped by each dimension's bound)."""
-        return {d.name: round(min(ratio, self.high(d)), 6) for d in self.dimensions}
+        return canonical({d.name: min(ratio, self.high(d)) for d in self.dimensions})
 
     def _cap_for_rounding(self, module: nn.Module, ratio: float) -> float:
         """At most the ratio that still keeps ``round_to`` channels: past it torch-pruning would round the
@@ -191,6 +186,7 @@ class PruningSpace:
         ``structure_only`` is for measuring costs: channel counts do not depend on which channels
         go, so a magnitude criterion stands in for one that needs gradients.
         """
+        vector = canonical(vector)  # the same channel counts whichever float spelling of a ratio comes in
         self.check(vector)
         pruned = copy.deepcopy(model)
         modules = dict(pruned.named_modules())

@@ -9,7 +9,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from prunetuna.spaces._graph import GraphLimits, build_graph, guarded
+from prunetuna.errors import UserError
+from prunetuna.spaces._graph import GraphLimits, build_graph, guarded, model_label
 
 __all__ = ["ROOT_TYPES", "Dimension", "find_dimensions", "find_output_layer", "ignored_layers"]
 
@@ -104,4 +105,9 @@ def find_dimensions(model: nn.Module, example: torch.Tensor, ignored: Sequence[s
         name = min(producers, key=position.__getitem__) if producers else names[root_dep.source.module]
         dimensions.append(Dimension(name=name, channels=len(idxs), layers=layers))
     dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
+    unreached = [n for n, m in by_name.items() if isinstance(m, ROOT_TYPES) and m not in graph.module2node and n not in ignored]
+    if not dimensions and unreached:
+        raise UserError(f"model: {model_label(model)}: torch-pruning's trace of the forward pass does not reach {unreached[:3]}"
+                        f"{' ...' if len(unreached) > 3 else ''} (a forward that leaves autograd: .tolist(), .numpy(), .item(), "
+                        "torch.no_grad or a detach), so it cannot be pruned structurally; try pruning.method: unstructured or nm")
     return dimensions

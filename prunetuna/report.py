@@ -92,6 +92,8 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
         "constraints": dict(study.user_attrs.get("constraints", {})),
         "tolerance": study.user_attrs.get("tolerance"),
         "dense": dict(study.user_attrs.get("dense", {})),
+        "dimensions": [{"name": name, "layers": study.user_attrs.get("dimension_layers", {}).get(name)}
+                       for name in study.user_attrs.get("dimensions", [])],
         "best": next(iter(front)) if mode != "pareto" and front else None,
         "baselines": baseline_gains(items, cost),
         "trials": items,
@@ -142,6 +144,9 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report['trials'])} trials ({summary}); {len(shown)} shown")
+    if report.get("dimensions"):
+        covered = ", ".join(f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report["dimensions"])
+        console.print(f"{len(report['dimensions'])} dimensions (sparsity.<name>, with the layers each prunes): {covered}")
     for gain in report.get("baselines", []):
         where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
         if gain["gain_points"] is None:

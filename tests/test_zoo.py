@@ -23,9 +23,9 @@ REPLICAS = ["InvertedResidualSE", "DepthwiseSeparable", "GroupedConv", "ChannelC
 
 
 def _config(folder: Path, name: str, target: str, kwargs: dict, size: int = 16, **overrides: object) -> Path:
+    data = overrides.pop("data", {"builtin": None, "target": "zoo_models:Images", "kwargs": {"n": 96, "size": size}, "batch_size": 32})
     return write_config(folder, tiny_config(
-        name, model={"builtin": None, "target": target, "kwargs": kwargs},
-        data={"builtin": None, "target": "zoo_models:Images", "kwargs": {"n": 96, "size": size}, "batch_size": 32},
+        name, model={"builtin": None, "target": target, "kwargs": kwargs}, data=data,
         finetune={"epochs": 1, "lr": 0.001, "max_batches": 2}, search={"n_trials": 2, "warm_start": False}, **overrides))
 
 
@@ -59,8 +59,14 @@ def _search_and_export(folder: Path, config: Path, name: str) -> list[dict]:
 @pytest.mark.parametrize("model", REPLICAS)
 def test_family_blocks_search_and_export(tmp_path: Path, model: str) -> None:
     name = model.lower()
-    cards = _search_and_export(tmp_path, _config(tmp_path, name, f"zoo_models:{model}", {}), name)
+    config = _config(tmp_path, name, f"zoo_models:{model}", {})
+    cards = _search_and_export(tmp_path, config, name)
     assert cards[0]["metrics"]["flops_ratio"] < 1.0
+    shown = runner.invoke(app, ["report", str(config), "--workdir", str(tmp_path / "w"), "--json"])
+    dimensions = json.loads(shown.stdout)["dimensions"]
+    assert [d["name"] for d in dimensions] == list(cards[0]["sparsity"]) and all(d["layers"] >= 1 for d in dimensions)
+    if model in ("ViTEncoder", "TimmStyleViT"):  # the residual stream, named after the layer that creates it
+        assert dimensions[0]["name"] in ("conv_proj", "patch_embed.proj") and dimensions[0]["layers"] > 10
 
 
 def test_attention_widths_are_dimensions() -> None:
@@ -96,7 +102,8 @@ def test_dimension_that_breaks_the_model_is_dropped_with_a_warning(tmp_path: Pat
     ("zoo_models:ChannelShuffle", {"pruning": {"max_sparsity": 0.5, "step": 0.25, "graph_seconds": 2}},
      "ChannelShuffle: grouping coupled layers stopped after"),
     ("zoo_models:Untraceable", {}, "does not reach ['conv']"),
-    ("user_models:FixedFlatten", {}, "every dimension breaks the model when pruned (first: sparsity.conv"),
+    ("user_models:FixedFlatten", {"data": {"builtin": None, "target": "user_models:RandomImages", "kwargs": {"n": 96}}},
+     "every dimension breaks the model when pruned (first: sparsity.conv"),
 ])
 def test_models_torch_pruning_cannot_handle_are_refused_in_one_line(tmp_path: Path, target: str, extra: dict, message: str) -> None:
     config = _config(tmp_path, "refused", target, {}, **extra)

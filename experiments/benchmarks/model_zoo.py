@@ -9,7 +9,7 @@ wall time. With ``--rest``, every other torchvision classification model gets th
 (dependency graph, pre-flight; one process each, 60 s limit): it either yields a search space or is
 refused in one line. One model at a time, each in its own process.
 
-    nice .venv/bin/python experiments/benchmarks/model_zoo.py [--rest] [--only resnet18,...] [--out runs/benchmarks/model_zoo.json]
+    nice .venv/bin/python experiments/benchmarks/model_zoo.py [--rest | --rest-only] [--only resnet18,...] [--out runs/benchmarks/model_zoo.json]
 """
 
 from __future__ import annotations
@@ -152,9 +152,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated labels of ZOO")
     parser.add_argument("--rest", action="store_true", help="also the space check of every other torchvision classification model")
+    parser.add_argument("--rest-only", action="store_true", help="only that space check")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "model_zoo.json"))
     args = parser.parse_args()
-    chosen = [label for label in ZOO if not args.only or label in args.only.split(",")]
+    chosen = [] if args.rest_only else [label for label in ZOO if not args.only or label in args.only.split(",")]
     rows, rest = [], []
     for label in chosen:
         with tempfile.TemporaryDirectory() as folder:
@@ -163,7 +164,7 @@ def main() -> None:
             row["wall_s"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    if args.rest:
+    if args.rest or args.rest_only:
         import torchvision
 
         done = {"resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "convnext_tiny"}

@@ -619,6 +619,7 @@ def run_search(
         "dense": dense,
         "latency_settings": context.latency.__dict__,
         "dimensions": space.names,
+        "dimension_layers": {d.name: len(d.layers) for d in space.dimensions},
         "method": config.pruning.method,
         "constraints": dict(config.constraints),
         "tolerance": config.tolerance.accuracy_drop if config.tolerance else None,

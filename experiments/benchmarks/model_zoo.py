@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated labels of ZOO")
     parser.add_argument("--rest", action="store_true", help="also the space check of every other torchvision classification model")
     parser.add_argument("--rest-only", action="store_true", help="only that space check")
+    parser.add_argument("--rest-models", default="", help="comma-separated torchvision names for the space check (default: all the others)")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "model_zoo.json"))
     args = parser.parse_args()
     chosen = [] if args.rest_only else [label for label in ZOO if not args.only or label in args.only.split(",")]
@@ -168,7 +169,8 @@ def main() -> None:
         import torchvision
 
         done = {"resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "convnext_tiny"}
-        for name in sorted(set(torchvision.models.list_models(module=torchvision.models)) - done):
+        names = args.rest_models.split(",") if args.rest_models else sorted(set(torchvision.models.list_models(module=torchvision.models)) - done)
+        for name in names:
             with tempfile.TemporaryDirectory() as folder:
                 rest.append(space_only(name, Path(folder)))
             print(json.dumps(rest[-1]), flush=True)

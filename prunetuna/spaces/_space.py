@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
+import warnings
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Iterator, Literal, Mapping, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
@@ -201,11 +203,12 @@ class PruningSpace:
         modules = dict(pruned.named_modules())
         self._gradients(pruned, batches)
         pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
-            pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
-            ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
-        )
+        with _quiet_copies():
+            pruner = tp.pruner.MetaPruner(
+                pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
+                pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
+                ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
+            )
         pruner.step()
         after = _root_channels(pruned)
         vector = {}
@@ -263,20 +266,31 @@ class PruningSpace:
         if importance in NEEDS_GRADIENTS:
             self._gradients(pruned, batches)
         pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned,
-            example[:1].to(next(pruned.parameters()).device),
-            importance=make_importance(importance),
-            pruning_ratio=0.0,
-            pruning_ratio_dict=ratios,
-            ignored_layers=[modules[n] for n in self.ignored],
-            root_module_types=list(ROOT_TYPES),
-            round_to=self.round_to,
-        )
+        with _quiet_copies():
+            pruner = tp.pruner.MetaPruner(
+                pruned,
+                example[:1].to(next(pruned.parameters()).device),
+                importance=make_importance(importance),
+                pruning_ratio=0.0,
+                pruning_ratio_dict=ratios,
+                ignored_layers=[modules[n] for n in self.ignored],
+                root_module_types=list(ROOT_TYPES),
+                round_to=self.round_to,
+            )
         pruner.step()
         pruned.zero_grad(set_to_none=True)
         pruned.train(was_training)
         return pruned
+
+
+@contextlib.contextmanager
+def _quiet_copies() -> Iterator[None]:
+    """torch-pruning warns about parameters outside layers (a ViT's class token, a layer scale) at every graph it
+    builds: the space's own graph (:meth:`PruningSpace.from_model`, once a search) says it; the copies pruned for
+    every trial do not repeat it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        yield
 
 
 def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:

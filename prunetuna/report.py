@@ -112,7 +112,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("constraints"):
         title += f"; budget {report['constraints']}"
     table = Table(title=title)
-    for column in ("trial", "origin", "accuracy", "drop (pts)", *[f"{name} ratio" for name, _ in costs]):
+    for column in ("trial", "origin", "accuracy", "vs dense (pts)", *[f"{name} ratio" for name, _ in costs]):
         table.add_column(column, justify="right" if column not in ("origin",) else "left")
     has_speed = any(metric == "latency_ms" for _, metric in costs)
     if has_speed:
@@ -120,7 +120,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         table.add_column("FLOPs red.", justify="right")
     table.add_column("feasible")
     table.add_column("mlflow run")
-    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "0.00", *["1.00"] * len(costs)]
+    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "+0.00", *["1.00"] * len(costs)]
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
@@ -130,7 +130,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         metrics = trial["metrics"]
         accuracy = metrics.get("accuracy", float("nan"))
         row = [str(trial["number"]), trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
-               f"{accuracy:.4f}", f"{(dense.get('accuracy', accuracy) - accuracy) * 100:.2f}"]
+               f"{accuracy:.4f}", f"{(accuracy - dense.get('accuracy', accuracy)) * 100:+.2f}"]  # as the per-trial line: - is worse
         row += [f"{metrics[f'{name}_ratio']:.3f}" if f"{name}_ratio" in metrics else "-" for name, _ in costs]
         if has_speed:
             flag = " (!)" if trial.get("slow_for_flops") else ""

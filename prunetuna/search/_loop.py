@@ -480,14 +480,15 @@ def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tens
     return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
 
 
-def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path) -> SensitivityScan:
+def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path,
+                on_step: Callable[[int, int], None] | None = None) -> SensitivityScan:
     """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
     grid = scan_grid(space)
     path = cache_path(workdir, baseline_key(config), space, grid)
     if path.is_file():
         data = json.loads(path.read_text())
         return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
-    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid)
+    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid, on_step)
     path.write_text(json.dumps(scan.as_dict(), indent=2))
     return scan
 

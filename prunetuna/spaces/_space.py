@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 from dataclasses import replace
-from typing import Mapping, Protocol, Sequence
+from typing import Iterator, Mapping, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
@@ -142,12 +144,13 @@ class PruningSpace:
         modules = dict(pruned.named_modules())
         self._gradients(pruned, batches)
         pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
-            pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
-            ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
-            num_heads=head_counts(pruned),
-        )
+        with _quiet_copies():
+            pruner = tp.pruner.MetaPruner(
+                pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
+                pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
+                ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
+                num_heads=head_counts(pruned),
+            )
         pruner.step()
         after = _root_channels(fix_widths(pruned))
         vector = {}
@@ -205,17 +208,18 @@ class PruningSpace:
         if importance in NEEDS_GRADIENTS:
             self._gradients(pruned, batches)
         pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned,
-            example[:1].to(next(pruned.parameters()).device),
-            importance=make_importance(importance),
-            pruning_ratio=0.0,
-            pruning_ratio_dict=ratios,
-            ignored_layers=[modules[n] for n in self.ignored],
-            root_module_types=list(ROOT_TYPES),
-            round_to=self.round_to,
-            num_heads=head_counts(pruned),  # every head of an attention layer keeps the same width
-        )
+        with _quiet_copies():
+            pruner = tp.pruner.MetaPruner(
+                pruned,
+                example[:1].to(next(pruned.parameters()).device),
+                importance=make_importance(importance),
+                pruning_ratio=0.0,
+                pruning_ratio_dict=ratios,
+                ignored_layers=[modules[n] for n in self.ignored],
+                root_module_types=list(ROOT_TYPES),
+                round_to=self.round_to,
+                num_heads=head_counts(pruned),  # every head of an attention layer keeps the same width
+            )
         pruner.step()
         fix_widths(pruned)  # cached widths (num_heads * head_dim, hidden_dim) follow the pruned layers
         pruned.zero_grad(set_to_none=True)
@@ -226,3 +230,13 @@ class PruningSpace:
 def _root_channels(model: nn.Module) -> dict[str, int]:
     return {n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
             for n, m in model.named_modules() if isinstance(m, ROOT_TYPES)}
+
+
+@contextlib.contextmanager
+def _quiet_copies() -> Iterator[None]:
+    """torch-pruning warns about parameters outside layers (a ViT's class token, a layer scale) at every graph it
+    builds: the space's own graph (:meth:`PruningSpace.from_model`, once a search) says it; the copies pruned for
+    every trial do not repeat it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        yield

@@ -6,7 +6,7 @@ then ``prunetuna export --trial N`` of the trial that removed the most, as ONNX 
 (export re-checks accuracy and compares the file's outputs with torch's). Reported: dimensions
 found, search ok, FLOPs ratio range of the trials, export ok per format, max output difference,
 wall time. With ``--rest``, every other torchvision classification model gets the space check only
-(dependency graph, pre-flight; one process each, 60 s limit): it either yields a search space or is
+(dependency graph, pre-flight; one process each, 60 s limit by default): it either yields a search space or is
 refused in one line. One model at a time, each in its own process.
 
     nice .venv/bin/python experiments/benchmarks/model_zoo.py [--rest | --rest-only] [--only resnet18,...] [--out runs/benchmarks/model_zoo.json]
@@ -133,18 +133,18 @@ print(f"dimensions {len(space.dimensions)}", file=sys.stderr)
 """
 
 
-def space_only(name: str, folder: Path) -> dict:
-    """The dependency graph and the pre-flight check only, in a fresh process under a 60 s limit."""
+def space_only(name: str, folder: Path, limit: float = 60.0) -> dict:
+    """The dependency graph and the pre-flight check only, in a fresh process under ``limit`` seconds."""
     config = folder / "experiment.yaml"
     config.write_text(yaml.safe_dump({**_config(name, f"torchvision.models:{name}", {"num_classes": 4}), "baseline": {"epochs": 0}}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", SPACE_CHECK, str(config)], capture_output=True, text=True, env=env, timeout=60)
+        done = subprocess.run([sys.executable, "-c", SPACE_CHECK, str(config)], capture_output=True, text=True, env=env, timeout=limit)
         line = _last_line(done)
         outcome = "space" if done.returncode == 0 else ("refused" if "UserError" in done.stderr or line.startswith("prunetuna") else "error")
     except subprocess.TimeoutExpired:
-        line, outcome = "not refused within 60 s", "timeout"
+        line, outcome = f"no space and not refused within {limit:g} s", "timeout"
     return {"model": name, "outcome": outcome, "seconds": round(time.perf_counter() - start, 1), "line": line}
 
 
@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--rest", action="store_true", help="also the space check of every other torchvision classification model")
     parser.add_argument("--rest-only", action="store_true", help="only that space check")
     parser.add_argument("--rest-models", default="", help="comma-separated torchvision names for the space check (default: all the others)")
+    parser.add_argument("--rest-limit", type=float, default=60.0, help="seconds per model of the space check")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "model_zoo.json"))
     args = parser.parse_args()
     chosen = [] if args.rest_only else [label for label in ZOO if not args.only or label in args.only.split(",")]
@@ -172,7 +173,7 @@ def main() -> None:
         names = args.rest_models.split(",") if args.rest_models else sorted(set(torchvision.models.list_models(module=torchvision.models)) - done)
         for name in names:
             with tempfile.TemporaryDirectory() as folder:
-                rest.append(space_only(name, Path(folder)))
+                rest.append(space_only(name, Path(folder), args.rest_limit))
             print(json.dumps(rest[-1]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ class PruningConfig(_Section):
     groups: dict[str, list[str]] = Field(default_factory=dict)  # explicit ties: {name: [layer-name patterns]}
     calibration_batches: int = Field(4, ge=0)  # BN recalibration (accuracy_pruned) and gradients for taylor
     bounds_from_sensitivity: SensitivityBounds | None = None
-    graph_seconds: float = Field(45.0, gt=0)  # guard on torch-pruning's dependency graph: wall time ...
+    graph_seconds: float = Field(30.0, gt=0)  # guard on torch-pruning's dependency graph: wall time ...
     graph_memory_gb: float = Field(4.0, gt=0)  # ... and resident memory gained while it is built
 
     @field_validator("max_sparsity")

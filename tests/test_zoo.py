@@ -100,7 +100,7 @@ def test_dimension_that_breaks_the_model_is_dropped_with_a_warning(tmp_path: Pat
 
 @pytest.mark.parametrize(("target", "extra", "message"), [
     ("zoo_models:ChannelShuffle", {"pruning": {"max_sparsity": 0.5, "step": 0.25, "graph_seconds": 2}},
-     "ChannelShuffle: grouping coupled layers stopped after"),
+     "ChannelShuffle: building the dependency graph stopped after"),
     ("zoo_models:Untraceable", {}, "does not reach ['conv']"),
     ("user_models:FixedFlatten", {"data": {"builtin": None, "target": "user_models:RandomImages", "kwargs": {"n": 96}}},
      "every dimension breaks the model when pruned (first: sparsity.conv"),

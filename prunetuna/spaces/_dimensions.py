@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prunetuna.errors import UserError
-from prunetuna.spaces._graph import GraphLimits, build_graph, guarded, model_label
+from prunetuna.spaces._graph import GraphLimits, graph_and_groups, model_label
 
 __all__ = ["ROOT_TYPES", "Dimension", "find_dimensions", "find_output_layer", "ignored_layers"]
 
@@ -86,16 +86,12 @@ def find_dimensions(model: nn.Module, example: torch.Tensor, ignored: Sequence[s
     of a vision transformer is ``conv_proj`` (``patch_embed.proj`` in timm), the layer that creates
     it, and every other layer it couples is listed in ``layers``.
     """
-    graph = build_graph(model, example, limits)
-    names = {module: name for name, module in model.named_modules()}
     by_name = dict(model.named_modules())
+    graph, groups = graph_and_groups(model, example, [by_name[n] for n in ignored], ROOT_TYPES, limits)
+    names = {module: name for name, module in model.named_modules()}
     position = {name: i for i, name in enumerate(by_name)}
-
-    def groups() -> list:
-        return list(graph.get_all_groups(ignored_layers=[by_name[n] for n in ignored], root_module_types=ROOT_TYPES))
-
     dimensions = []
-    for group in guarded(model, "grouping coupled layers", groups, limits):
+    for group in groups:
         root_dep, idxs = group[0]
         if names.get(root_dep.source.module) is None or len(idxs) < 2:
             continue

@@ -17,7 +17,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch_pruning as tp
@@ -25,7 +25,7 @@ from torch import nn
 
 from prunetuna.errors import UserError
 
-__all__ = ["GraphLimits", "GraphTooExpensive", "build_graph", "guarded", "model_label"]
+__all__ = ["GraphLimits", "GraphTooExpensive", "graph_and_groups", "guarded", "model_label"]
 
 T = TypeVar("T")
 WHAT_TO_TRY = ("put the layers around it in pruning.ignore, or use pruning.method: unstructured or nm "
@@ -36,7 +36,7 @@ WHAT_TO_TRY = ("put the layers around it in pruning.ignore, or use pruning.metho
 class GraphLimits:
     """At most ``seconds`` of wall time and ``memory_gb`` of resident memory gained while building the graph."""
 
-    seconds: float = 45.0
+    seconds: float = 30.0
     memory_gb: float = 4.0
     progress_after: float = 5.0
     tick: float = 0.5
@@ -110,12 +110,18 @@ def guarded(model: nn.Module, what: str, build: Callable[[], T], limits: GraphLi
                         f"{message}), e.g. a channel shuffle or a reshape it cannot map; {WHAT_TO_TRY}") from None
 
 
-def build_graph(model: nn.Module, example: torch.Tensor, limits: GraphLimits | None = None) -> tp.DependencyGraph:
-    """The dependency graph of ``model`` in eval mode, traced on one example."""
+def graph_and_groups(
+    model: nn.Module, example: torch.Tensor, ignored: Sequence[nn.Module], root_types: Sequence[type[nn.Module]], limits: GraphLimits | None = None,
+) -> tuple[tp.DependencyGraph, list]:
+    """The dependency graph of ``model`` (eval mode, traced on one example) and its groups, under one guard."""
+
+    def build() -> tuple[tp.DependencyGraph, list]:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
+        return graph, list(graph.get_all_groups(ignored_layers=list(ignored), root_module_types=tuple(root_types)))
+
     was_training = model.training
     model.eval()
     try:
-        return guarded(model, "building the dependency graph",
-                       lambda: tp.DependencyGraph().build_dependency(model, example_inputs=example[:1]), limits)
+        return guarded(model, "building the dependency graph", build, limits)
     finally:
         model.train(was_training)

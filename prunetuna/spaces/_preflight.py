@@ -17,7 +17,7 @@ patterns in ``pruning.ignore`` silences the warning. Nothing left to search is b
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -92,5 +92,5 @@ def preflight(space: PruningSpace, model: nn.Module, example: torch.Tensor, labe
 
 def replace_dimensions(space: PruningSpace, dimensions: list[Dimension]) -> PruningSpace:
     """``space`` with only ``dimensions`` (bounds, importance and method kept)."""
-    return PruningSpace([replace(d) for d in dimensions], max_sparsity=space.max_sparsity, step=space.step, importance=space.importance,
+    return PruningSpace(dimensions, max_sparsity=space.max_sparsity, step=space.step, importance=space.importance,
                         ignored=space.ignored, round_to=space.round_to, method=space.method, nm=space.nm)

@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["SLOW_FOR_FLOPS", "build_report", "pareto_front", "render_report"]
+__all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "render_report"]
 
 SLOW_FOR_FLOPS = 0.8
 """A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
@@ -97,6 +97,19 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
     }
 
 
+def gain_lines(report: dict[str, Any]) -> list[str]:
+    """One line per baseline: what the best searched candidate at equal or lower cost gained over it."""
+    lines = []
+    for gain in report.get("baselines", []):
+        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
+        if gain["gain_points"] is None:
+            lines.append(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
+        else:
+            lines.append(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
+                         f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+    return lines
+
+
 def render_report(report: dict[str, Any], console: Console) -> None:
     """A table of the Pareto trials (best accuracy first) under a dense row, then one line of totals."""
     dense = report["dense"]
@@ -141,13 +154,8 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report['trials'])} trials ({summary}); {len(shown)} shown")
-    for gain in report.get("baselines", []):
-        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
-        if gain["gain_points"] is None:
-            console.print(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
-        else:
-            console.print(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
-                          f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+    for line in gain_lines(report):
+        console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):
         console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-layer costs eat the savings")
     if report["mode"] == "tolerance":

@@ -100,7 +100,8 @@ def _front(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _run_link(experiment_id: str, run_id: str | None) -> str:
-    return f"#/experiments/{experiment_id}/runs/{run_id}" if run_id else ""
+    """The run's page, relative to the UI's address (a link in a description resolves against the page)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning" if run_id else ""
 
 
 def pareto_table(report: Mapping[str, Any], experiment_id: str) -> dict[str, list[Any]]:

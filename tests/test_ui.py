@@ -98,11 +98,11 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def _serving(config: Path, workdir: Path, *args: str) -> Iterator[Served]:
+def _serving(config: Path, workdir: Path, *args: str, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
     """``prunetuna ui`` in a child process until the MLflow UI it prints answers; killed (whole tree) after."""
     port = free_port()
     log = workdir.parent / f"ui-{port}.log"
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "PYTHONPATH": str(HERE), **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     with log.open("w") as sink:  # a file, not a pipe: the servers' request logs must never block them
         process = subprocess.Popen([sys.executable, "-m", "prunetuna", "ui", str(config), "--workdir", str(workdir), "--port", str(port), *args],
@@ -207,10 +207,14 @@ def test_the_parent_run_shows_the_gain_lines_and_the_pareto_table(served: Served
         assert f"plots/{name}" in [a.path for a in _client(workdir).list_artifacts(parent.info.run_id, "plots")]
 
 
-def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(study: tuple[Path, Path]) -> None:
+def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(study: tuple[Path, Path], tmp_path: Path) -> None:
     pytest.importorskip("optuna_dashboard")
     dashboard_port = free_port()
-    with _serving(*study, "--optuna", "--optuna-port", str(dashboard_port)) as serving:
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"  # what --open runs: $BROWSER, as Python's webbrowser does
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    with _serving(*study, "--optuna", "--optuna-port", str(dashboard_port), "--open", extra_env={"BROWSER": str(browser)}) as serving:
         api = f"http://127.0.0.1:{dashboard_port}/api/studies"
         with urllib.request.urlopen(api, timeout=30) as response:
             studies = json.load(response)["study_summaries"]
@@ -220,6 +224,10 @@ def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(study:
             detail = json.load(response)
         assert detail["objective_names"] == ["accuracy", "flops_ratio"] and len(detail["trials"]) == 3
         assert f"/dashboard/studies/{study_id}" in serving.log.read_text()
+        deadline = time.monotonic() + 30
+        while len(opened.read_text().splitlines() if opened.exists() else []) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sorted(opened.read_text().split()) == sorted([f"http://127.0.0.1:{dashboard_port}/dashboard/studies/{study_id}", serving.url])
 
         servers = _descendants(serving.process.pid)
         assert servers, "mlflow ui and its uvicorn run under prunetuna ui"

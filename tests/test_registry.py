@@ -114,8 +114,14 @@ def test_mlflow_models_serve_answers_like_the_exported_file(sqlite_study: tuple[
         serving.wait(timeout=30)
 
 
-def test_register_against_an_mlflow_server(tmp_path: Path, server: str) -> None:
-    config = _search(tmp_path, "reg-server", "--tracking-uri", server)
+@pytest.fixture(scope="module")
+def server_study(tmp_path_factory: pytest.TempPathFactory, server: str) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("registry-server")
+    return _search(folder, "reg-server", "--tracking-uri", server), folder
+
+
+def test_register_against_an_mlflow_server(server_study: tuple[Path, Path], server: str) -> None:
+    config, tmp_path = server_study
     result, out = _register(config, tmp_path, "onnx", "reg-on-server", "--tracking-uri", server)
     assert result.exit_code == 0, result.output
     mlflow.set_tracking_uri(server)
@@ -138,3 +144,13 @@ def test_a_name_the_registry_refuses_is_one_line_and_writes_nothing(sqlite_study
     assert len(lines) == 1 and "--register" in lines[0] and bad in lines[0] and "Traceback" not in result.output
     assert not out.exists() and not Path(f"{out}.json").exists()
     assert [m.name for m in MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()] == before
+
+
+def test_ui_on_a_tracking_server_prints_the_trials_page_there(server_study: tuple[Path, Path], server: str) -> None:
+    """Nothing to serve here: the saved view is written to the server's experiment and its address printed."""
+    config, folder = server_study
+    result = runner.invoke(app, ["ui", str(config), "--workdir", str(folder / "w"), "--tracking-uri", server])
+    assert result.exit_code == 0, result.output
+    experiment = MlflowClient(tracking_uri=server).get_experiment_by_name("reg-server")
+    assert f"{server}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=" in result.stderr
+    assert "mlflow.sharedViewState.prunetuna-trials" in experiment.tags

@@ -297,7 +297,7 @@ def ui(
     config: str = ConfigArg,
     port: int = typer.Option(5000, "--port", help="port of the MLflow UI"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default loopback only)"),
-    optuna: bool = typer.Option(False, "--optuna", help="also serve optuna-dashboard on the study's storage (the [ui] extra)"),
+    optuna: bool = typer.Option(False, "--optuna", help="also serve optuna-dashboard on the study's storage (optional install: the ui extra)"),
     optuna_port: int = typer.Option(8080, "--optuna-port", help="port of optuna-dashboard"),
     open_browser: bool = typer.Option(False, "--open", help="open the pages in the browser once they are up"),
     workdir: Optional[Path] = WorkdirOpt,

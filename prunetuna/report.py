@@ -9,6 +9,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
+from prunetuna.sparsity import applied
+
 __all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "render_report"]
 
 SLOW_FOR_FLOPS = 0.8
@@ -64,14 +66,13 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
     items = []
     for trial in trials:
         attrs = trial.user_attrs
-        sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
         metrics = dict(attrs.get("metrics", {}))
         items.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
                 "metrics": metrics,
-                "sparsity": dict(attrs.get("sparsity", sampled)),
+                "sparsity": applied(trial),
                 "pareto": trial.number in front,
                 "feasible": attrs.get("feasible", True) if trial.state == TrialState.COMPLETE else None,
                 "origin": attrs.get("origin", "sampler"),
@@ -122,7 +123,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("constraints"):
         title += f"; budget {report['constraints']}"
     table = Table(title=title)
-    for column in ("trial", "origin", "accuracy", "drop (pts)", *[f"{name} ratio" for name, _ in costs]):
+    for column in ("trial", "origin", "accuracy", "vs dense (pts)", *[f"{name} ratio" for name, _ in costs]):
         table.add_column(column, justify="right" if column not in ("origin",) else "left")
     has_speed = any(metric == "latency_ms" for _, metric in costs)
     if has_speed:
@@ -130,7 +131,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         table.add_column("FLOPs red.", justify="right")
     table.add_column("feasible")
     table.add_column("mlflow run")
-    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "0.00", *["1.00"] * len(costs)]
+    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "+0.00", *["1.00"] * len(costs)]
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
@@ -140,7 +141,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         metrics = trial["metrics"]
         accuracy = metrics.get("accuracy", float("nan"))
         row = [str(trial["number"]), trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
-               f"{accuracy:.4f}", f"{(dense.get('accuracy', accuracy) - accuracy) * 100:.2f}"]
+               f"{accuracy:.4f}", f"{(accuracy - dense.get('accuracy', accuracy)) * 100:+.2f}"]  # as the per-trial line: - is worse
         row += [f"{metrics[f'{name}_ratio']:.3f}" if f"{name}_ratio" in metrics else "-" for name, _ in costs]
         if has_speed:
             flag = " (!)" if trial.get("slow_for_flops") else ""

@@ -43,6 +43,7 @@ from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cac
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.spaces import PruningSpace
+from prunetuna.sparsity import APPLIED_ATTR, as_params, canonical, from_params
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["FINISHED_STATES", "SearchOutcome", "SearchStopped", "TrialPlan", "TrialRecord", "TrialRunner", "count_finished", "prepare_space", "run_search"]
@@ -165,10 +166,10 @@ class TrialRunner:
             max_sparsity={d.name: plan.space.high(d) for d in plan.space.dimensions},
             step=plan.space.step,
         )
-        trial.set_user_attr("sparsity", projection.vector)
         trial.set_user_attr("projection_t", projection.t)
-        pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example, plan.batches)
-        return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
+        vector = canonical(projection.vector)
+        pruned = plan.space.apply(plan.workload.model, vector, plan.workload.example, plan.batches)
+        return vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
     def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
@@ -225,7 +226,7 @@ class TrialRunner:
             reason = f"{exc.__class__.__name__}: {exc}"[:1000]
             trial.set_user_attr("fail_reason", reason)
             if run.run_id is None:  # it failed before its run was created: create one to hold the reason
-                params = {**trial.params, **self.settings}
+                params = {**as_params(from_params(trial.params)), **self.settings}
                 run.run_id = self._start_run(trial, origin, params, quiet=True)
             if run.run_id is not None:
                 self.tracker.set_tag(run.run_id, "prunetuna.fail_reason", reason)
@@ -249,11 +250,12 @@ class TrialRunner:
     def _run(self, trial: Trial, origin: str, run: _RunState) -> list[float]:
         plan = self.plan
         vector, pruned, costs, budget = self._candidate(trial)
+        trial.set_user_attr(APPLIED_ATTR, vector)  # the one source of every rebuild (prunetuna.sparsity)
         feasible = True
         for item in plan.budgets:
             trial.set_constraint(item.key, item.excess(costs))
             feasible = feasible and item.excess(costs) <= 0
-        params = {**{f"sparsity.{k}": v for k, v in vector.items()}, **self.settings}
+        params = {**as_params(vector), **self.settings}
         run.run_id = run_id = self._start_run(trial, origin, params)
         tags = run.tags
         if budget:
@@ -473,14 +475,15 @@ def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tens
     return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
 
 
-def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path) -> SensitivityScan:
+def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path,
+                on_step: Callable[[int, int], None] | None = None) -> SensitivityScan:
     """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
     grid = scan_grid(space)
     path = cache_path(workdir, baseline_key(config), space, grid)
     if path.is_file():
         data = json.loads(path.read_text())
         return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
-    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid)
+    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid, on_step)
     path.write_text(json.dumps(scan.as_dict(), indent=2))
     return scan
 
@@ -542,7 +545,7 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
                 if not projection.fits:
                     continue  # the level cannot be met at all; the budget check has said so where it matters
                 vector = projection.vector
-            study.enqueue_trial({f"sparsity.{k}": v for k, v in vector.items()},
+            study.enqueue_trial(as_params(vector),
                                 user_attrs={"origin": origin, "warm_start_level": level})
 
 

@@ -10,10 +10,12 @@ description; the trial, study, source run and metrics become its tags. The model
 from __future__ import annotations
 
 import json
+import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -141,6 +143,28 @@ def _version_tags(card: dict) -> dict[str, str]:
     return tags
 
 
+@contextmanager
+def _fluent_store(uri: str) -> Iterator[None]:
+    """MLflow's ``log_model`` writes through its process-wide tracking and registry URIs (and their environment
+    variables): pointed at the study's store for the call only, so nothing later in this process inherits them."""
+    import mlflow
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {key: os.environ.get(key) for key in keys}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def register_export(config, workspace, card: dict, out: Path, name: str) -> RegisteredVersion:  # noqa: ANN001
     """Log the file ``out`` (described by ``card``) as a new version of registered model ``name``."""
     import mlflow
@@ -160,10 +184,9 @@ def register_export(config, workspace, card: dict, out: Path, name: str) -> Regi
     example = _example(config)
     flavor = FLAVORS[card["format"]]
     model = flavor.load(out, example)
-    mlflow.set_tracking_uri(workspace.tracking_uri)
-    mlflow.set_registry_uri(workspace.tracking_uri)
     tags = {"prunetuna.role": "export", "prunetuna.trial": str(card["trial"]), **({"mlflow.parentRunId": parent} if parent else {})}
-    with mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"export-trial-{card['trial']}", tags=tags) as run:
+    with _fluent_store(workspace.tracking_uri), \
+            mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"export-trial-{card['trial']}", tags=tags) as run:
         mlflow.log_dict(card, "model_card.json")
         output = EXPORTERS[card["format"]].run(out, torch.from_numpy(example))  # what the exported file answers
         info = flavor.log(model, name="model", input_example=example, signature=infer_signature(example, output),

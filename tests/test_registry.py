@@ -55,6 +55,12 @@ def _predictions(prediction: object) -> np.ndarray:
     return np.asarray(next(iter(prediction.values()))) if isinstance(prediction, dict) else np.asarray(prediction)
 
 
+def _use_store(monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
+    """Where ``models:/`` URIs resolve, for this test only (``mlflow.set_tracking_uri`` would outlive it)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+
+
 def _register(config: Path, folder: Path, fmt: str, name: str, *args: str) -> tuple[object, Path]:
     out = folder / f"{name}.{fmt}"
     result = runner.invoke(app, ["export", str(config), "--workdir", str(folder / "w"), "--trial", "1", "--format", fmt,
@@ -63,15 +69,15 @@ def _register(config: Path, folder: Path, fmt: str, name: str, *args: str) -> tu
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt"])
-def test_registered_version_predicts_what_the_exported_file_predicts(sqlite_study: tuple[Path, Path], fmt: str) -> None:
+def test_registered_version_predicts_what_the_exported_file_predicts(sqlite_study: tuple[Path, Path], fmt: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     config, folder = sqlite_study
     name = f"reg-{fmt}"
     result, out = _register(config, folder, fmt, name)
     assert result.exit_code == 0, result.output
     assert f"registered models:/{name}/1" in result.stderr
     uri = f"sqlite:///{folder / 'w' / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _use_store(monkeypatch, uri)
     x = _inputs()
     expected = EXPORTERS[fmt].run(out, torch.from_numpy(x))
     model = mlflow.pyfunc.load_model(f"models:/{name}/1")
@@ -120,12 +126,11 @@ def server_study(tmp_path_factory: pytest.TempPathFactory, server: str) -> tuple
     return _search(folder, "reg-server", "--tracking-uri", server), folder
 
 
-def test_register_against_an_mlflow_server(server_study: tuple[Path, Path], server: str) -> None:
+def test_register_against_an_mlflow_server(server_study: tuple[Path, Path], server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     config, tmp_path = server_study
     result, out = _register(config, tmp_path, "onnx", "reg-on-server", "--tracking-uri", server)
     assert result.exit_code == 0, result.output
-    mlflow.set_tracking_uri(server)
-    mlflow.set_registry_uri(server)
+    _use_store(monkeypatch, server)
     x = _inputs(2)
     model = mlflow.pyfunc.load_model("models:/reg-on-server/1")
     torch.testing.assert_close(_predictions(model.predict(x)), EXPORTERS["onnx"].run(out, torch.from_numpy(x)), rtol=1e-5, atol=1e-5)

@@ -237,7 +237,8 @@ def serve(
             say(f"MLflow UI for study {study_name!r}, on its trials: {url}  (Ctrl-C stops it)")
             command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
             # The store URI may hold a password: through the environment, not the command line others can read.
-            env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": workspace.tracking_uri}
+            env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI jobs (scorers, ...): 8 fewer processes; yours wins
+                   **os.environ, "MLFLOW_BACKEND_STORE_URI": workspace.tracking_uri}
             child = subprocess.Popen(command, env=env, start_new_session=True)
             if open_browser:
                 _open_when_up(f"http://{shown_host}:{port}/health", url)

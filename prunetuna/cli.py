@@ -240,11 +240,12 @@ def export(
     out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
     threads: Optional[int] = ThreadsOpt,
+    register: Optional[str] = typer.Option(None, "--register", help="also log it to the MLflow Model Registry as a new version of this model"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
-    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt."""
+    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt (and register it)."""
     from prunetuna.runtime import prepare_torch
 
     with _user_errors():
@@ -253,6 +254,10 @@ def export(
         if trial is not None and (max_flops is not None or max_drop is not None):
             raise UserError("export: --max-flops and --max-drop go with --best, not --trial")
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        if register is not None:
+            from prunetuna.registry import check_model_name
+
+            check_model_name(workspace, register)
         prepare_torch(threads)
         from prunetuna.export import ExportCheckFailed, export_trial
 
@@ -266,6 +271,13 @@ def export(
               f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
               f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the largest output); "
               f"model card {out}.json", markup=False)
+    if register is not None:
+        from prunetuna.registry import register_export
+
+        with _user_errors():
+            version = register_export(cfg, workspace, card, out, register)
+        err.print(f"registered {version.model_uri} (run {version.run_id}); serve it with: mlflow models serve -m {version.model_uri} "
+                  "--env-manager local", markup=False)
 
 
 @app.command()
@@ -317,29 +329,21 @@ def ui(
     config: str = ConfigArg,
     port: int = typer.Option(5000, "--port", help="port of the MLflow UI"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default loopback only)"),
+    optuna: bool = typer.Option(False, "--optuna", help="also serve optuna-dashboard on the study's storage (optional install: the ui extra)"),
+    optuna_port: int = typer.Option(8080, "--optuna-port", help="port of optuna-dashboard"),
+    open_browser: bool = typer.Option(False, "--open", help="open the pages in the browser once they are up"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
-    """Open the MLflow UI on the study's tracking store."""
-    from prunetuna.search import mask_url
+    """Open the MLflow UI on the study's trials (and optuna-dashboard on its storage); SIGTERM or Ctrl-C stops both."""
+    from prunetuna.ui import serve
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
-        uri = workspace.tracking_uri
-        if uri.startswith(("http://", "https://")):
-            err.print(f"study {cfg.name!r} is tracked by a server: open {mask_url(uri)}", markup=False)
-            return
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-            raise UserError(f"--tracking-uri: {uri} does not exist; run 'prunetuna search {config}' first")
-    err.print(f"MLflow UI for study {cfg.name!r}: http://{host}:{port}  (Ctrl-C stops it)", markup=False)
-    command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
-    # The store URI may hold a password: through the environment, not the command line others can read.
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
-    try:
-        raise typer.Exit(subprocess.call(command, env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        code = serve(workspace, cfg.name, host=host, port=port, optuna_port=optuna_port if optuna else None,
+                     open_browser=open_browser, say=lambda line: err.print(line, markup=False))
+    raise typer.Exit(code)
 
 
 def main() -> None:

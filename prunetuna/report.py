@@ -11,7 +11,7 @@ from rich.table import Table
 
 from prunetuna.sparsity import applied
 
-__all__ = ["SLOW_FOR_FLOPS", "build_report", "pareto_front", "render_report"]
+__all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "render_report"]
 
 SLOW_FOR_FLOPS = 0.8
 """A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
@@ -100,6 +100,19 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
     }
 
 
+def gain_lines(report: dict[str, Any]) -> list[str]:
+    """One line per baseline: what the best searched candidate at equal or lower cost gained over it."""
+    lines = []
+    for gain in report.get("baselines", []):
+        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
+        if gain["gain_points"] is None:
+            lines.append(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
+        else:
+            lines.append(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
+                         f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+    return lines
+
+
 def render_report(report: dict[str, Any], console: Console) -> None:
     """A table of the Pareto trials (best accuracy first) under a dense row, then one line of totals."""
     dense = report["dense"]
@@ -147,13 +160,8 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("dimensions"):
         covered = ", ".join(f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report["dimensions"])
         console.print(f"{len(report['dimensions'])} dimensions (sparsity.<name>, with the layers each prunes): {covered}")
-    for gain in report.get("baselines", []):
-        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
-        if gain["gain_points"] is None:
-            console.print(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
-        else:
-            console.print(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
-                          f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+    for line in gain_lines(report):
+        console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):
         console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-layer costs eat the savings")
     if report["mode"] == "tolerance":

@@ -75,3 +75,42 @@ def _at(job: tuple[Callable[[Any], T], Any, float]) -> T:
     fn, arg, start = job
     time.sleep(max(0.0, start - time.time()))
     return fn(arg)
+
+
+def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: float = 240.0) -> None:
+    """Until ``url`` answers (a loaded 2-core CI machine takes its time to start a server); fails when
+    ``process`` exits first or the time is up."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                raise TimeoutError(f"{url} did not answer") from None
+            time.sleep(0.5)
+
+
+@contextmanager
+def throwaway_mlflow_server() -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store in a temporary folder; yields its URL."""
+    import signal
+    import sys
+
+    folder = Path(tempfile.mkdtemp(prefix="prunetuna-mlflow-"))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/health", server)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -555,12 +555,17 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
 
 
 def _log_study_plots(study: optuna.Study, space: PruningSpace, workspace: Workspace, tracker: StudyTracker) -> None:
-    """Pareto front, sparsity profiles and history: written to ``<workdir>/plots`` and logged to the parent run."""
+    """Pareto front, sparsity profiles and history: written to ``<workdir>/plots`` and logged to the parent run;
+    then the summary the MLflow UI shows first (saved view, descriptions, Pareto table)."""
     from prunetuna.plots import save_study_plots
     from prunetuna.report import build_report
+    from prunetuna.search._summary import publish_summary
 
-    paths = save_study_plots(build_report(study), space.names, workspace.workdir / "plots")
+    report = build_report(study)
+    paths = save_study_plots(report, space.names, workspace.workdir / "plots")
     tracker.log_parent_files(paths)
+    if tracker.experiment_id is not None:
+        publish_summary(tracker.client, tracker.experiment_id, tracker.parent_run_id, report)
 
 
 def run_search(

@@ -75,3 +75,36 @@ def _at(job: tuple[Callable[[Any], T], Any, float]) -> T:
     fn, arg, start = job
     time.sleep(max(0.0, start - time.time()))
     return fn(arg)
+
+
+@contextmanager
+def mlflow_server(folder: Path, port: int | None = None) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with its store and artifacts in ``folder``; yields its URL, stopped after.
+
+    Started again on the same folder and port, it serves the same runs (how a server that went away comes back).
+    """
+    import signal
+    import sys
+    import urllib.request
+
+    port = port or free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240  # a loaded 2-core CI machine takes its time to start it
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("mlflow server did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

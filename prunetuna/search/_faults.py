@@ -32,10 +32,28 @@ def _armed() -> tuple[str, int | None] | None:
     return point, int(trial) if trial else None
 
 
+_told: set[int | None] = set()
+_told_changed = threading.Condition()
+AFTER_TELL_S = 120.0  # how long ``upload`` waits for Optuna to be told about its trial
+
+
 def fault(point: str, trial: int | None = None) -> None:
-    """SIGKILL this process here when ``PRUNETUNA_FAULT`` names this point (and this trial, if it names one)."""
+    """SIGKILL this process here when ``PRUNETUNA_FAULT`` names this point (and this trial, if it names one).
+
+    ``upload`` runs in the MLflow writer, alongside the trial loop: it fires once Optuna has been told
+    about its trial (the ``told`` point is reached after every tell), so the kill lands where it is named.
+    """
     armed = _armed()
-    if armed is not None and armed[0] == point and armed[1] in (None, trial):
+    if armed is None:
+        return
+    if point == "told":
+        with _told_changed:
+            _told.add(trial)
+            _told_changed.notify_all()
+    if armed[0] == point and armed[1] in (None, trial):
+        if point == "upload":
+            with _told_changed:
+                _told_changed.wait_for(lambda: trial in _told, timeout=AFTER_TELL_S)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

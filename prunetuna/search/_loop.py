@@ -37,9 +37,10 @@ from prunetuna.objectives import (
     recalibrate_batchnorm,
     within_budgets,
 )
-from prunetuna.search._durable import FinalRecord, TrialStore
+from prunetuna.search._durable import TrialStore
 from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, make_pruner, optuna_decision
 from prunetuna.search._faults import fault
+from prunetuna.search._finish import RunState, TrialModel, finish_run
 from prunetuna.search._outage import TrackingAway
 from prunetuna.search._reconcile import close_finished_parent, reconcile
 from prunetuna.search._samplers import make_sampler
@@ -176,7 +177,7 @@ class TrialRunner:
         pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example, plan.batches)
         return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
-    def _model(self, number: int, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> _Model:
+    def _model(self, number: int, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> TrialModel:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
         weights = self.plan.space.finalize(pruned).state_dict()
         info = {**self.manifest, "trial": number, "origin": origin, "sparsity": vector, "metrics": metrics,
@@ -188,23 +189,7 @@ class TrialRunner:
 
             return profile_plot({f"trial {number}": vector}, layers, f"trial {number}: sparsity per layer")
 
-        return _Model(weights, info, profile)
-
-    def _finish_run(self, number: int, run: _RunState) -> None:
-        """A finished trial's final record is made durable here, before Optuna is told; its MLflow writes follow
-        in the background, and the record is marked synced once they have all landed."""
-        run_id = run.run_id
-        assert run_id is not None
-        on_written = None
-        if run.state in ("COMPLETE", "PRUNED"):
-            record = FinalRecord(number, run.state, run_id, run.metrics, {"optuna.state": run.state, **run.tags},
-                                 {k: str(v) for k, v in run.params.items()}, run.epochs)
-            model = run.model
-            self.store.write(record, model.weights if model else None, model.manifest if model else None)
-            if model is not None:
-                self.tracker.log_trial_model(run_id, self.store.model_dir(number), model.profile)
-            on_written = lambda: self.store.mark_synced(number, run_id)  # noqa: E731
-        self.tracker.end_trial(run_id, run.state, run.metrics, run.tags, on_written)
+        return TrialModel(weights, info, profile)
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
         """The per-epoch stop rule the config names, for this candidate (None: train every epoch)."""
@@ -238,7 +223,7 @@ class TrialRunner:
         self._check_not_surplus(trial)
         self.current = trial
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
-        run = _RunState()
+        run = RunState()
         try:
             return self._run(trial, origin, run)
         except optuna.TrialPruned:
@@ -258,7 +243,7 @@ class TrialRunner:
             raise
         finally:
             if run.run_id is not None:
-                self._finish_run(trial.number, run)
+                finish_run(self.store, self.tracker, trial.number, run)
 
     def _start_run(self, trial: Trial, origin: str, params: dict[str, object], *, quiet: bool = False) -> str | None:
         """The trial's MLflow child run, its id kept in the trial (so an interrupted run can be closed later)."""
@@ -271,7 +256,7 @@ class TrialRunner:
         trial.set_user_attr("mlflow_run_id", run_id)
         return run_id
 
-    def _run(self, trial: Trial, origin: str, run: _RunState) -> list[float]:
+    def _run(self, trial: Trial, origin: str, run: RunState) -> list[float]:
         plan = self.plan
         vector, pruned, costs, budget = self._candidate(trial)
         feasible = True
@@ -333,33 +318,11 @@ class TrialRunner:
         run.state = "COMPLETE"
         return values
 
-    def _epoch(self, number: int, run: _RunState, epoch: int, accuracy: float) -> None:
+    def _epoch(self, number: int, run: RunState, epoch: int, accuracy: float) -> None:
         run.epochs.append(accuracy)
         assert run.run_id is not None
         self.tracker.log_epoch(run.run_id, epoch, accuracy)
         fault("fine_tune", number)
-
-
-@dataclass
-class _Model:
-    """A COMPLETE trial's fine-tuned weights, manifest and (drawn later) sparsity profile."""
-
-    weights: dict[str, torch.Tensor]
-    manifest: dict[str, object]
-    profile: Callable[[], object]
-
-
-@dataclass
-class _RunState:
-    """A trial's MLflow run as the trial gets on: ended with these in ``TrialRunner.__call__``."""
-
-    run_id: str | None = None
-    state: str = "FAIL"
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    params: dict[str, object] = field(default_factory=dict)
-    epochs: list[float] = field(default_factory=list)
-    model: _Model | None = None
 
 
 def count_finished(study: optuna.Study) -> int:

@@ -124,11 +124,24 @@ def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: 
     metrics = record.metrics if record is not None else dict(trial.user_attrs.get("metrics", {}))
     complete = (run.info.status == "FINISHED" and all(k in run.data.metrics for k in metrics)
                 and run.data.tags.get("optuna.state") == trial.state.name)
+    if record is not None:
+        complete = complete and all(k in run.data.params for k in record.params) and (not record.epochs or "val_accuracy" in run.data.metrics)
     if record is None:
         finished_at = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
         if complete or time.time() - finished_at < FOREIGN_GRACE_S:
             return
+    elif complete and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id)):
+        store.mark_synced(trial.number, run_id)  # all there (its writer died after the last write): left as it is
+        return
     _repair(trial, run, tracker, store, record, metrics, done)
+
+
+def _model_files(tracker: StudyTracker, run_id: str) -> set[str]:
+    return {f.path.rsplit("/", 1)[-1] for f in tracker.outage.call(tracker.client.list_artifacts, run_id, "model")}
+
+
+def _has_model(tracker: StudyTracker, run_id: str) -> bool:
+    return {WEIGHTS_FILE, MANIFEST_FILE} <= _model_files(tracker, run_id)
 
 
 def _repair(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: TrialStore, record: FinalRecord | None,
@@ -146,7 +159,7 @@ def _repair(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: TrialSto
         if missing:
             call(client.log_batch, run_id, metrics=missing)
     if trial.state == TrialState.COMPLETE:
-        present = {f.path.rsplit("/", 1)[-1] for f in call(client.list_artifacts, run_id, "model")}
+        present = _model_files(tracker, run_id)
         wanted = [name for name in (WEIGHTS_FILE, MANIFEST_FILE) if name not in present]
         if wanted and (record is None or not record.has_model):
             done.weights_elsewhere.append(trial.number)

@@ -31,13 +31,17 @@ class StopSignals:
     def exit_code(self) -> int:
         return 128 + (self.received or signal.SIGINT)
 
+    def _say(self, text: str) -> None:
+        os.write(sys.stderr.fileno(), f"\n{self.prefix}{text}\n".encode())  # unbuffered: safe wherever the signal lands
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
         if self.received is None:
             self.received = signum
+            self._say(f"{name}: stopping (the running trial is failed and enqueued again); Ctrl-C again stops at once")
             raise KeyboardInterrupt
-        sys.stderr.write(f"{self.prefix}stopped at once ({signal.Signals(signum).name} again); run the same command to "
-                         "resume: it fails, retries and repairs what this process left\n")
-        sys.stderr.flush()
+        self._say(f"stopped at once ({name} again); run the same command to resume: it fails, retries and repairs what "
+                  "this process left")
         os._exit(self.exit_code)
 
     def __enter__(self) -> StopSignals:

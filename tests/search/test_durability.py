@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import collections
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,26 +139,36 @@ def test_tracking_server_going_away_and_coming_back(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "double-ctrl-c"])
 def test_stop_signals(tmp_path: Path, signals: tuple[int, ...]) -> None:
+    # long fine-tunes, so that the signal finds the trial running; resumed with short ones (not part of the study's identity)
     config = write_config(tmp_path, tiny_config("stop", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 2, "heartbeat": 2}))
+    quick = write_config(tmp_path, tiny_config("stop", search={"n_trials": 2, "heartbeat": 2}), "quick.yaml")
     workdir = tmp_path / "w"
     search = _cli("search", str(config), "--workdir", str(workdir), wait=False)
     victim: list[int] = []
 
     def running(trials: list) -> bool:  # noqa: ANN001
-        # after one finished trial, so that stopping also has plots to draw: the second signal lands in that
-        live = [t for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
-        if live and any(t.state.name == "COMPLETE" for t in trials):
-            victim.append(live[0].number)
-            return True
-        return False
+        victim.extend(t.number for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs)
+        return bool(victim)
 
-    _wait_for(lambda: _study(workdir, "stop"), running, search, "second trial running")
-    time.sleep(0.5)
-    for number in signals:
-        search.send_signal(number)
-        time.sleep(0.1)
-    _, err = search.communicate(timeout=120)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in search.stderr], daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: _study(workdir, "stop"), running, search, "a trial running")
+        time.sleep(0.5)
+        search.send_signal(signals[0])
+        while "stopping" not in (line := lines.get(timeout=120)):
+            pass
+        if len(signals) > 1:  # while the first is handled (failing the trial, ending its runs)
+            search.send_signal(signals[1])
+        search.wait(timeout=120)
+        reader.join(timeout=30)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    err = line + "".join(lines.queue)
     assert "run the same command to resume" in err and "Traceback" not in err, err
+    assert "SIGTERM: stopping" in err if signals[0] == signal.SIGTERM else "SIGINT: stopping" in err
     study = _study(workdir, "stop")
     if len(signals) == 1:
         assert search.returncode == 143
@@ -167,6 +179,6 @@ def test_stop_signals(tmp_path: Path, signals: tuple[int, ...]) -> None:
         assert run.info.status == "FAILED"
     else:
         assert search.returncode == 130 and "stopped at once (SIGINT again)" in err
-    resumed = _cli("search", str(config), "--workdir", str(workdir), "--n-trials", "2")
+    resumed = _cli("search", str(quick), "--workdir", str(workdir))
     assert resumed.returncode == 0, resumed.stderr
-    assert_nothing_lost(config, workdir, "stop", 2)
+    assert_nothing_lost(quick, workdir, "stop", 2)

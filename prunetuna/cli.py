@@ -34,6 +34,7 @@ WorkdirOpt = typer.Option(None, "--workdir", help="work dir (default runs/<name>
 StorageOpt = typer.Option(None, "--storage", envvar="PRUNETUNA_STORAGE", show_envvar=True,
                           help="Optuna storage URL (default SQLite in the work dir)")
 TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in the work dir)")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads of this process (default: torch's)")
 
 
 @contextmanager
@@ -51,6 +52,19 @@ def _setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tr
 
     config = load_config(config_path)
     return config, resolve_workspace(config.name, workdir, storage, tracking_uri)
+
+
+def _store_args(workdir: Optional[Path], storage: Optional[str], tracking_uri: Optional[str]) -> str:
+    """The ``--workdir/--storage/--tracking-uri`` a command was given, to repeat in the next command it suggests
+    (a storage from ``$PRUNETUNA_STORAGE`` is left to the environment; a password shows masked)."""
+    from prunetuna.search import mask_url
+
+    parts = [f"--workdir {workdir}"] if workdir is not None else []
+    if storage is not None and storage != os.environ.get("PRUNETUNA_STORAGE"):
+        parts.append(f"--storage '{mask_url(storage)}'")
+    if tracking_uri is not None:
+        parts.append(f"--tracking-uri '{mask_url(tracking_uri)}'")
+    return "".join(f" {p}" for p in parts)
 
 
 def _table_console() -> Console:
@@ -78,25 +92,23 @@ def search(
     config: str = ConfigArg,
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="finished trials the study should reach (default search.n_trials)"),
     workers: int = typer.Option(1, "--workers", min=1, help="worker processes on this machine, sharing the study; threads split between them"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads of this process (default: torch's)"),
+    threads: Optional[int] = ThreadsOpt,
     worker_id: Optional[int] = typer.Option(None, "--worker-id", hidden=True, help="set by --workers for its children"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """Create the study, or resume it, and run trials until it holds N finished ones."""
-    import torch
-
-    from prunetuna.search import SearchOutcome, SearchStopped, mask_url, run_search
-    from prunetuna.search._signals import StopSignals
+    from prunetuna.runtime import prepare_torch
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
         launcher = _WorkerLauncher(config, workspace, workers, threads) if workers > 1 else None
         if launcher is not None:
             threads, worker_id = launcher.threads, 0  # this process is worker 0
-        if threads is not None:
-            torch.set_num_threads(threads)
+        prepare_torch(threads)
+        from prunetuna.search import SearchOutcome, SearchStopped, mask_url, run_search  # Lightning and torch: after the check
+        from prunetuna.search._signals import StopSignals
         prefix = f"[worker {worker_id}] " if worker_id is not None else ""
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -150,7 +162,7 @@ def search(
             raise
         progress.stop()
         err.print(f"{prefix}study {cfg.name!r}: {outcome.finished}/{outcome.target} finished trials ({outcome.ran} run now, "
-                  f"{outcome.failed} failed); see: prunetuna report {config}", markup=False)
+                  f"{outcome.failed} failed); see: prunetuna report {config}{_store_args(workdir, storage, tracking_uri)}", markup=False)
         if launcher is not None and launcher.children:
             codes = launcher.wait()
             err.print(f"workers exited {[0, *codes]}", markup=False)
@@ -233,12 +245,14 @@ def export(
     fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt"),
     out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
+    threads: Optional[int] = ThreadsOpt,
+    register: Optional[str] = typer.Option(None, "--register", help="also log it to the MLflow Model Registry as a new version of this model"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
-    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt."""
-    from prunetuna.export import ExportCheckFailed, export_trial
+    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt (and register it)."""
+    from prunetuna.runtime import prepare_torch
 
     with _user_errors():
         if (trial is None) == (not best):
@@ -246,6 +260,13 @@ def export(
         if trial is not None and (max_flops is not None or max_drop is not None):
             raise UserError("export: --max-flops and --max-drop go with --best, not --trial")
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
+        if register is not None:
+            from prunetuna.registry import check_model_name
+
+            check_model_name(workspace, register)
+        prepare_torch(threads)
+        from prunetuna.export import ExportCheckFailed, export_trial
+
         try:
             card = export_trial(cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force)
         except ExportCheckFailed as exc:
@@ -254,22 +275,45 @@ def export(
     metrics = card["metrics"]
     err.print(f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
               f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
-              f"{card['checks']['max_abs_diff_vs_torch']:.2g}; model card {out}.json", markup=False)
+              f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the largest output); "
+              f"model card {out}.json", markup=False)
+    if register is not None:
+        from prunetuna.registry import register_export
+
+        with _user_errors():
+            version = register_export(cfg, workspace, card, out, register)
+        err.print(f"registered {version.model_uri} (run {version.run_id}); serve it with: mlflow models serve -m {version.model_uri} "
+                  "--env-manager local", markup=False)
 
 
 @app.command()
 def sensitivity(
     config: str = ConfigArg,
+    threads: Optional[int] = ThreadsOpt,
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """Accuracy (BN recalibrated, no fine-tune) with one dimension pruned at a time: a table, JSON, a plot, an MLflow run."""
-    from prunetuna.search import run_sensitivity
+    from prunetuna.runtime import prepare_torch
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
-        result = run_sensitivity(cfg, workspace)
+        prepare_torch(threads)
+        from prunetuna.search import run_sensitivity
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=err, transient=False)
+        task = progress.add_task(f"{cfg.name}: pruned candidates (one dimension each)", total=None, visible=False)
+
+        def on_step(done: int, total: int) -> None:
+            if not progress.live.is_started:
+                progress.start()
+            progress.update(task, completed=done, total=total, visible=True)
+
+        try:
+            result = run_sensitivity(cfg, workspace, on_step)
+        finally:
+            progress.stop()
     scan = result["scan"]
     table = Table(title=f"study {cfg.name}: accuracy with one dimension pruned (dense {scan['dense_accuracy']:.4f}; no fine-tune)")
     table.add_column("dimension")
@@ -291,29 +335,21 @@ def ui(
     config: str = ConfigArg,
     port: int = typer.Option(5000, "--port", help="port of the MLflow UI"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default loopback only)"),
+    optuna: bool = typer.Option(False, "--optuna", help="also serve optuna-dashboard on the study's storage (optional install: the ui extra)"),
+    optuna_port: int = typer.Option(8080, "--optuna-port", help="port of optuna-dashboard"),
+    open_browser: bool = typer.Option(False, "--open", help="open the pages in the browser once they are up"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
-    """Open the MLflow UI on the study's tracking store."""
-    from prunetuna.search import mask_url
+    """Open the MLflow UI on the study's trials (and optuna-dashboard on its storage); SIGTERM or Ctrl-C stops both."""
+    from prunetuna.ui import serve
 
     with _user_errors():
         cfg, workspace = _setup(config, workdir, storage, tracking_uri)
-        uri = workspace.tracking_uri
-        if uri.startswith(("http://", "https://")):
-            err.print(f"study {cfg.name!r} is tracked by a server: open {mask_url(uri)}", markup=False)
-            return
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-            raise UserError(f"--tracking-uri: {uri} does not exist; run 'prunetuna search {config}' first")
-    err.print(f"MLflow UI for study {cfg.name!r}: http://{host}:{port}  (Ctrl-C stops it)", markup=False)
-    command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
-    # The store URI may hold a password: through the environment, not the command line others can read.
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
-    try:
-        raise typer.Exit(subprocess.call(command, env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        code = serve(workspace, cfg.name, host=host, port=port, optuna_port=optuna_port if optuna else None,
+                     open_browser=open_browser, say=lambda line: err.print(line, markup=False))
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -17,9 +17,14 @@ from prunetuna.manifest import manifest
 from prunetuna.objectives import evaluate_accuracy, export_onnx
 from prunetuna.workload import first_inputs
 
-__all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "export_trial", "load_pruned", "load_pruned_file"]
+__all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "OutputCheck", "compare_outputs", "export_trial", "load_pruned", "load_pruned_file"]
 
-MAX_ABS_DIFF = 1e-4
+RTOL = 1e-4
+ATOL = 1e-4
+"""The file's outputs pass when every element is within ``ATOL * scale + RTOL * |torch's|`` of torch's, with
+``scale`` the largest torch output magnitude (at least 1): float32 error grows with the size of the values a
+deep network computes (resnet50's ONNX logits differ by 2e-4 at magnitudes near 5), so a fixed absolute
+bound fails correct exports of large models while a scaled one still catches a wrong graph."""
 PT_FORMAT = "prunetuna-pruned-v1"
 
 
@@ -125,6 +130,32 @@ def load_pruned(
     return rebuild_trial(config, workspace, chosen).model
 
 
+@dataclass(frozen=True)
+class OutputCheck:
+    """How an exported file's outputs compare with torch's on one validation batch."""
+
+    max_abs_diff: float
+    max_rel_diff: float  # max_abs_diff / scale
+    scale: float  # the largest |torch output|, at least 1
+    same_top_class: float | None  # share of samples whose argmax agrees (2-D outputs), else None
+    passed: bool
+
+
+def compare_outputs(got: np.ndarray, expected: np.ndarray) -> OutputCheck:
+    """``got`` against ``expected`` with :data:`ATOL` scaled to the outputs and :data:`RTOL` (torch.testing.assert_close)."""
+    got_t, expected_t = (torch.from_numpy(np.array(a, dtype=np.float32)) for a in (got, expected))
+    scale = max(1.0, float(expected_t.abs().max())) if expected_t.numel() else 1.0
+    difference = float((got_t - expected_t).abs().max()) if got_t.shape == expected_t.shape and got_t.numel() else float("inf")
+    try:
+        torch.testing.assert_close(got_t, expected_t, rtol=RTOL, atol=ATOL * scale)
+        passed = True
+    except AssertionError:
+        passed = False
+    same_shape_2d = got_t.shape == expected_t.shape and expected_t.dim() == 2
+    top = float((got_t.argmax(1) == expected_t.argmax(1)).float().mean()) if same_shape_2d else None
+    return OutputCheck(difference, difference / scale, scale, top, passed)
+
+
 def _card_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
@@ -166,14 +197,24 @@ def export_trial(
                     input_shape=[1, *workload.example.shape[1:]])
     exporter = EXPORTERS[fmt]
     model.eval()
-    exporter.write(model, workload.example, out, info)
     batch = first_inputs(next(iter(workload.datamodule.val_dataloader())))[:32]
     with torch.no_grad():
         expected = model(batch).numpy()
-    got = exporter.run(out, batch)
-    difference = float(np.abs(got - expected).max())
-    if not difference <= MAX_ABS_DIFF:
-        raise ExportCheckFailed(f"{out}: the {fmt} model's outputs differ from torch's by {difference:.3g} (> {MAX_ABS_DIFF:g})")
+    # Written beside ``out`` under a temporary name and moved into place only once its check passed:
+    # a failed check leaves no file behind (nor a stale one from an earlier --force run replaced half-way).
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        exporter.write(model, workload.example, partial, info)
+        check = compare_outputs(exporter.run(partial, batch), expected)
+        if not check.passed:
+            raise ExportCheckFailed(
+                f"{out}: the {fmt} model's outputs differ from torch's by up to {check.max_abs_diff:.3g} "
+                f"({check.max_rel_diff:.3g} of the largest output {check.scale:.3g}; allowed {ATOL:g} of it + {RTOL:g} relative); "
+                "no file was written"
+            )
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
     card = {
         "file": out.name,
         "format": fmt,
@@ -184,10 +225,14 @@ def export_trial(
         "dense": dict(study.user_attrs.get("dense", {})),
         "sparsity": rebuilt.sparsity,
         "input_shape": info["input_shape"],
-        "checks": {"validation_accuracy": accuracy, "logged_accuracy": logged, "max_abs_diff_vs_torch": difference},
+        "checks": {"validation_accuracy": accuracy, "logged_accuracy": logged, "max_abs_diff_vs_torch": check.max_abs_diff,
+                   "max_rel_diff_vs_torch": check.max_rel_diff, "output_scale": check.scale, "rtol": RTOL, "atol": ATOL * check.scale,
+                   "same_top_class": check.same_top_class},
         "versions": info["versions"],
         "git_commit": info["git_commit"],
         "config_sha256": info["config_sha256"],
     }
-    card_path.write_text(json.dumps(card, indent=2))
+    card_partial = card_path.with_name(f".{card_path.name}.partial")
+    card_partial.write_text(json.dumps(card, indent=2))
+    card_partial.replace(card_path)
     return card

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from prunetuna.config import ExperimentConfig
 
 __all__ = ["config_hash", "git_commit", "manifest", "package_versions", "study_manifest"]
 
-PACKAGES = ("prunetuna", "torch", "lightning", "optuna", "mlflow", "torch-pruning", "onnxruntime", "numpy")
+PACKAGES = ("prunetuna", "torch", "torchvision", "timm", "lightning", "optuna", "mlflow", "torch-pruning", "onnxruntime", "numpy")
 
 
 def config_hash(config: ExperimentConfig) -> str:
@@ -30,6 +31,8 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    if "torch" in sys.modules:  # with its build tag (2.14.1+cu130, 2.13.0+cpu), which the wheel's metadata leaves out
+        versions["torch"] = sys.modules["torch"].__version__
     return versions
 
 

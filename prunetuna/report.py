@@ -9,7 +9,9 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["SLOW_FOR_FLOPS", "build_report", "pareto_front", "render_report"]
+from prunetuna.sparsity import applied
+
+__all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "render_report"]
 
 SLOW_FOR_FLOPS = 0.8
 """A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
@@ -64,14 +66,13 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
     items = []
     for trial in trials:
         attrs = trial.user_attrs
-        sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
         metrics = dict(attrs.get("metrics", {}))
         items.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
                 "metrics": metrics,
-                "sparsity": dict(attrs.get("sparsity", sampled)),
+                "sparsity": applied(trial),
                 "pareto": trial.number in front,
                 "feasible": attrs.get("feasible", True) if trial.state == TrialState.COMPLETE else None,
                 "origin": attrs.get("origin", "sampler"),
@@ -97,6 +98,19 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
     }
 
 
+def gain_lines(report: dict[str, Any]) -> list[str]:
+    """One line per baseline: what the best searched candidate at equal or lower cost gained over it."""
+    lines = []
+    for gain in report.get("baselines", []):
+        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
+        if gain["gain_points"] is None:
+            lines.append(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
+        else:
+            lines.append(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
+                         f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+    return lines
+
+
 def render_report(report: dict[str, Any], console: Console) -> None:
     """A table of the Pareto trials (best accuracy first) under a dense row, then one line of totals."""
     dense = report["dense"]
@@ -109,7 +123,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("constraints"):
         title += f"; budget {report['constraints']}"
     table = Table(title=title)
-    for column in ("trial", "origin", "accuracy", "drop (pts)", *[f"{name} ratio" for name, _ in costs]):
+    for column in ("trial", "origin", "accuracy", "vs dense (pts)", *[f"{name} ratio" for name, _ in costs]):
         table.add_column(column, justify="right" if column not in ("origin",) else "left")
     has_speed = any(metric == "latency_ms" for _, metric in costs)
     if has_speed:
@@ -117,7 +131,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         table.add_column("FLOPs red.", justify="right")
     table.add_column("feasible")
     table.add_column("mlflow run")
-    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "0.00", *["1.00"] * len(costs)]
+    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "+0.00", *["1.00"] * len(costs)]
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
@@ -127,7 +141,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         metrics = trial["metrics"]
         accuracy = metrics.get("accuracy", float("nan"))
         row = [str(trial["number"]), trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
-               f"{accuracy:.4f}", f"{(dense.get('accuracy', accuracy) - accuracy) * 100:.2f}"]
+               f"{accuracy:.4f}", f"{(accuracy - dense.get('accuracy', accuracy)) * 100:+.2f}"]  # as the per-trial line: - is worse
         row += [f"{metrics[f'{name}_ratio']:.3f}" if f"{name}_ratio" in metrics else "-" for name, _ in costs]
         if has_speed:
             flag = " (!)" if trial.get("slow_for_flops") else ""
@@ -141,13 +155,8 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         states[trial["state"]] = states.get(trial["state"], 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report['trials'])} trials ({summary}); {len(shown)} shown")
-    for gain in report.get("baselines", []):
-        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
-        if gain["gain_points"] is None:
-            console.print(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
-        else:
-            console.print(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
-                          f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+    for line in gain_lines(report):
+        console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):
         console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-layer costs eat the savings")
     if report["mode"] == "tolerance":

@@ -77,6 +77,22 @@ def _at(job: tuple[Callable[[Any], T], Any, float]) -> T:
     return fn(arg)
 
 
+def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: float = 240.0) -> None:
+    """Until ``url`` answers (a loaded 2-core CI machine takes its time to start a server); fails when
+    ``process`` exits first or the time is up."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                raise TimeoutError(f"{url} did not answer") from None
+            time.sleep(0.5)
+
+
 @contextmanager
 def mlflow_server(folder: Path, port: int | None = None) -> Iterator[str]:
     """``mlflow server`` on 127.0.0.1 with its store and artifacts in ``folder``; yields its URL, stopped after.
@@ -85,7 +101,6 @@ def mlflow_server(folder: Path, port: int | None = None) -> Iterator[str]:
     """
     import signal
     import sys
-    import urllib.request
 
     port = port or free_port()
     server = subprocess.Popen(
@@ -94,17 +109,20 @@ def mlflow_server(folder: Path, port: int | None = None) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240  # a loaded 2-core CI machine takes its time to start it
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("mlflow server did not start") from None
-                time.sleep(0.5)
+        wait_for_http(url + "/health", server)
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@contextmanager
+def throwaway_mlflow_server() -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store in a temporary folder; yields its URL."""
+    folder = Path(tempfile.mkdtemp(prefix="prunetuna-mlflow-"))
+    try:
+        with mlflow_server(folder) as url:
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -49,6 +49,7 @@ def test_search_resume_report_end_to_end(tmp_path: Path) -> None:
     first = _cli("search", str(config), "--workdir", str(workdir))
     assert first.returncode == 0, first.stderr
     assert "trial   0" in first.stderr and "3/3 finished" in first.stderr
+    assert f"see: prunetuna report {config} --workdir {workdir}\n" in first.stderr  # the next command, pointed at the same study
     assert len(list(workdir.glob("baseline-*.pt"))) == 1
 
     resumed = _cli("search", str(config), "--workdir", str(workdir), "--n-trials", "5")

@@ -16,6 +16,7 @@ import prunetuna
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.data import digits
+from prunetuna.export import EXPORTERS, Exporter, compare_outputs
 from prunetuna.objectives import evaluate_accuracy
 
 runner = CliRunner()
@@ -50,7 +51,9 @@ def test_export_round_trip_reproduces_the_logged_trial(searched: tuple[Path, Pat
     assert card["trial"] == 1 and card["format"] == fmt
     assert card["metrics"] == logged["metrics"] and card["sparsity"] == logged["sparsity"]
     assert card["checks"]["validation_accuracy"] == logged["metrics"]["accuracy"]
-    assert card["checks"]["max_abs_diff_vs_torch"] <= 1e-4
+    checks = card["checks"]
+    assert checks["max_abs_diff_vs_torch"] <= checks["atol"] and checks["max_rel_diff_vs_torch"] == checks["max_abs_diff_vs_torch"] / checks["output_scale"]
+    assert checks["same_top_class"] == 1.0
     assert card["input_shape"] == [1, 1, 8, 8] and "torch" in card["versions"]
     # The file itself reproduces the trial's accuracy on the validation split.
     val = digits(batch_size=32).val_dataloader()
@@ -120,3 +123,35 @@ def test_export_bad_input(searched: tuple[Path, Path]) -> None:
     assert (folder / "taken.onnx").read_bytes() == b"keep me"
     forced = _export(config, folder, "--trial", "0", "--format", "onnx", "--out", str(folder / "taken.onnx"), "--force")
     assert forced.exit_code == 0 and np.frombuffer((folder / "taken.onnx").read_bytes()[:4], dtype=np.uint8).size == 4
+
+
+def test_output_check_is_scaled_to_the_outputs() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.uniform(-4.0, 4.0, (32, 1000)).astype(np.float32)
+    logits[np.arange(32), rng.integers(0, 1000, 32)] = 4.9  # each sample's top class, with a margin
+    # resnet50's ONNX export: 2.1e-4 at logits up to 4.9, same top class everywhere -- a correct export
+    drift = np.float32(2.1e-4) * np.sign(rng.normal(size=logits.shape)).astype(np.float32)
+    check = compare_outputs(logits + drift, logits)
+    assert check.passed and check.scale == pytest.approx(4.9) and check.same_top_class == 1.0
+    assert check.max_abs_diff == pytest.approx(2.1e-4, rel=1e-2) and check.max_rel_diff == pytest.approx(2.1e-4 / 4.9, rel=1e-2)
+    # a wrong graph is still caught, and so is a small drift on small outputs (the bound is absolute below magnitude 1)
+    assert not compare_outputs(logits + 0.05, logits).passed
+    assert not compare_outputs(logits[:, ::-1], logits).passed
+    small = logits / 10
+    assert compare_outputs(small + 5e-5, small).passed and not compare_outputs(small + 5e-4, small).passed
+    assert not compare_outputs(logits[:, :10], logits).passed  # a shape change never passes
+
+
+def test_failed_output_check_leaves_no_file(searched: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, config = searched
+    onnx = EXPORTERS["onnx"]
+    monkeypatch.setitem(EXPORTERS, "onnx", Exporter(onnx.suffix, onnx.write, lambda path, batch: onnx.run(path, batch) + 0.5))
+    out = folder / "broken.onnx"
+    result = _export(config, folder, "--trial", "0", "--format", "onnx", "--out", str(out))
+    assert result.exit_code == 1 and "export check failed" in result.stderr and "no file was written" in result.stderr
+    assert not out.exists() and not (folder / "broken.onnx.json").exists()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".partial")]
+    monkeypatch.setitem(EXPORTERS, "onnx", onnx)
+    again = _export(config, folder, "--trial", "0", "--format", "onnx", "--out", str(out))  # no --force needed
+    assert again.exit_code == 0, again.output
+    assert out.exists() and (folder / "broken.onnx.json").exists()

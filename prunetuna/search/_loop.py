@@ -48,6 +48,7 @@ from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cac
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.spaces import PruningSpace
+from prunetuna.sparsity import APPLIED_ATTR, as_params, canonical, from_params
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["FINISHED_STATES", "SearchOutcome", "SearchStopped", "TrialPlan", "TrialRecord", "TrialRunner", "count_finished", "prepare_space", "run_search"]
@@ -172,10 +173,10 @@ class TrialRunner:
             max_sparsity={d.name: plan.space.high(d) for d in plan.space.dimensions},
             step=plan.space.step,
         )
-        trial.set_user_attr("sparsity", projection.vector)
         trial.set_user_attr("projection_t", projection.t)
-        pruned = plan.space.apply(plan.workload.model, projection.vector, plan.workload.example, plan.batches)
-        return projection.vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
+        vector = canonical(projection.vector)
+        pruned = plan.space.apply(plan.workload.model, vector, plan.workload.example, plan.batches)
+        return vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
     def _model(self, number: int, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> TrialModel:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
@@ -235,7 +236,7 @@ class TrialRunner:
                 raise
             trial.set_user_attr("fail_reason", reason)
             if run.run_id is None:  # it failed before its run was created: create one to hold the reason
-                params = {**trial.params, **self.settings}
+                params = {**as_params(from_params(trial.params)), **self.settings}
                 run.run_id = self._start_run(trial, origin, params, quiet=True)
             if run.run_id is not None:
                 self.tracker.set_tag(run.run_id, "prunetuna.fail_reason", reason)
@@ -259,11 +260,12 @@ class TrialRunner:
     def _run(self, trial: Trial, origin: str, run: RunState) -> list[float]:
         plan = self.plan
         vector, pruned, costs, budget = self._candidate(trial)
+        trial.set_user_attr(APPLIED_ATTR, vector)  # the one source of every rebuild (prunetuna.sparsity)
         feasible = True
         for item in plan.budgets:
             trial.set_constraint(item.key, item.excess(costs))
             feasible = feasible and item.excess(costs) <= 0
-        params = {**{f"sparsity.{k}": v for k, v in vector.items()}, **self.settings}
+        params = {**as_params(vector), **self.settings}
         run.run_id = self._start_run(trial, origin, params)
         run.params = params
         fault("pruned", trial.number)
@@ -461,14 +463,15 @@ def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tens
     return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
 
 
-def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path) -> SensitivityScan:
+def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path,
+                on_step: Callable[[int, int], None] | None = None) -> SensitivityScan:
     """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
     grid = scan_grid(space)
     path = cache_path(workdir, baseline_key(config), space, grid)
     if path.is_file():
         data = json.loads(path.read_text())
         return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
-    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid)
+    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid, on_step)
     path.write_text(json.dumps(scan.as_dict(), indent=2))
     return scan
 
@@ -530,19 +533,24 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
                 if not projection.fits:
                     continue  # the level cannot be met at all; the budget check has said so where it matters
                 vector = projection.vector
-            study.enqueue_trial({f"sparsity.{k}": v for k, v in vector.items()},
+            study.enqueue_trial(as_params(vector),
                                 user_attrs={"origin": origin, "warm_start_level": level})
 
 
 def _log_study_plots(study: optuna.Study, space: PruningSpace, workspace: Workspace, tracker: StudyTracker) -> None:
-    """Pareto front, sparsity profiles and history: written to ``<workdir>/plots`` and logged to the parent run."""
+    """Pareto front, sparsity profiles and history: written to ``<workdir>/plots`` and logged to the parent run;
+    then the summary the MLflow UI shows first (saved view, descriptions, Pareto table)."""
     from prunetuna.plots import save_study_plots
     from prunetuna.report import build_report
+    from prunetuna.search._summary import publish_summary
 
-    paths = save_study_plots(build_report(study), space.names, workspace.workdir / "plots")
+    report = build_report(study)
+    paths = save_study_plots(report, space.names, workspace.workdir / "plots")
     tracker.log_parent_files(paths[:1])
     fault("plots")
     tracker.log_parent_files(paths[1:])
+    if tracker.experiment_id is not None:
+        tracker.outage.call(publish_summary, tracker.client, tracker.experiment_id, tracker.parent_run_id, report)
 
 
 def run_search(

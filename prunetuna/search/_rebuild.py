@@ -13,6 +13,7 @@ from prunetuna.errors import UserError
 from prunetuna.search._loop import prepare_space
 from prunetuna.search._stores import Workspace, mask_url
 from prunetuna.search._tracking import StudyTracker
+from prunetuna.sparsity import applied
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["RebuiltTrial", "rebuild_trial", "select_trial"]
@@ -83,8 +84,7 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     """
     workload = load_workload(config)
     space = prepare_space(config, workload)
-    sampled = {k.removeprefix("sparsity."): v for k, v in trial.params.items() if k.startswith("sparsity.")}
-    sparsity = dict(trial.user_attrs.get("sparsity", sampled))
+    sparsity = applied(trial)
     try:
         model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
     except ValueError as exc:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from torch import nn
 from prunetuna.objectives import evaluate_accuracy, recalibrate_batchnorm
 from prunetuna.spaces import Batches, PruningSpace
 
-__all__ = ["SensitivityScan", "bounds_from_scan", "run_sensitivity", "scan_grid", "scan_sensitivity"]
+__all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "run_sensitivity", "scan_grid", "scan_sensitivity"]
 
 
 @dataclass
@@ -37,19 +37,27 @@ def scan_grid(space: PruningSpace, points: int = 8) -> list[float]:
     return [round(k * space.step, 6) for k in range(stride, steps + 1, stride)]
 
 
+ScanProgress = Callable[[int, int], None]
+"""``on_step(done, total)``: called after each pruned candidate of a scan (a progress bar)."""
+
+
 def scan_sensitivity(
-    space: PruningSpace, model: nn.Module, example: torch.Tensor, batches: Batches, val_loader, grid: Sequence[float]  # noqa: ANN001
+    space: PruningSpace, model: nn.Module, example: torch.Tensor, batches: Batches, val_loader, grid: Sequence[float],  # noqa: ANN001
+    on_step: ScanProgress | None = None,
 ) -> SensitivityScan:
     """Prune each dimension alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
     inputs = [x for x, _ in batches]
     dense = evaluate_accuracy(model, val_loader)
     accuracy: dict[str, list[float]] = {}
+    total = len(space.dimensions) * len(grid)
     for dimension in space.dimensions:
         row = []
         for ratio in grid:
             pruned = space.apply(model, {dimension.name: min(ratio, space.high(dimension))}, example, batches)
             recalibrate_batchnorm(pruned, inputs)
             row.append(evaluate_accuracy(pruned, val_loader))
+            if on_step is not None:
+                on_step(sum(map(len, accuracy.values())) + len(row), total)
         accuracy[dimension.name] = row
     return SensitivityScan(dense, list(grid), accuracy)
 
@@ -72,7 +80,7 @@ def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequ
     return workdir / f"sensitivity-{digest}.json"
 
 
-def run_sensitivity(config, workspace) -> dict:  # noqa: ANN001 - ExperimentConfig, Workspace
+def run_sensitivity(config, workspace, on_step: ScanProgress | None = None) -> dict:  # noqa: ANN001 - ExperimentConfig, Workspace
     """``prunetuna sensitivity``: scan (or reuse the cached scan), save JSON and a plot, log an MLflow run."""
     from prunetuna.baseline import prepare_baseline
     from prunetuna.plots import save_figure, sensitivity_plot
@@ -86,7 +94,7 @@ def run_sensitivity(config, workspace) -> dict:  # noqa: ANN001 - ExperimentConf
     tracker.connect(create=True)
     prepare_baseline(config, workload, workspace.workdir)
     batches = calibration_batches(workload, max(config.pruning.calibration_batches, 1))
-    scan = cached_scan(config, workload, space, batches, workspace.workdir)
+    scan = cached_scan(config, workload, space, batches, workspace.workdir, on_step)
     bounds = None
     if config.pruning.bounds_from_sensitivity is not None:
         bounds = bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
+import warnings
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Iterator, Literal, Mapping, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
@@ -14,11 +16,9 @@ from torch.nn import functional as F
 
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent
+from prunetuna.sparsity import SparsityVector, canonical, param_name
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
-
-SparsityVector = dict[str, float]
-"""Ratio of channels to remove, by dimension name (the root layer of its group)."""
 
 ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -174,20 +174,17 @@ class PruningSpace:
         return self.max_sparsity if dimension.high is None else dimension.high
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
-        """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``."""
-        # Rounded so that 0.6000000000000001 (a float step artefact) reads 0.6 in logs and reports.
-        return {
-            d.name: round(trial.suggest_float(f"sparsity.{d.name}", 0.0, self.high(d), step=self.step), 6)
-            for d in self.dimensions
-        }
+        """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``, in canonical form
+        (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity)."""
+        return canonical({d.name: trial.suggest_float(param_name(d.name), 0.0, self.high(d), step=self.step) for d in self.dimensions})
 
     def snap(self, vector: Mapping[str, float]) -> SparsityVector:
         """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn)."""
-        return {d.name: round(min(round(vector.get(d.name, 0.0) / self.step) * self.step, self.high(d)), 6) for d in self.dimensions}
+        return canonical({d.name: min(round(vector.get(d.name, 0.0) / self.step) * self.step, self.high(d)) for d in self.dimensions})
 
     def uniform(self, ratio: float) -> SparsityVector:
         """The same ratio in every dimension (capped by each dimension's bound)."""
-        return {d.name: round(min(ratio, self.high(d)), 6) for d in self.dimensions}
+        return canonical({d.name: min(ratio, self.high(d)) for d in self.dimensions})
 
     def _cap_for_rounding(self, module: nn.Module, ratio: float) -> float:
         """At most the ratio that still keeps ``round_to`` channels: past it torch-pruning would round the
@@ -206,11 +203,12 @@ class PruningSpace:
         modules = dict(pruned.named_modules())
         self._gradients(pruned, batches)
         pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
-            pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
-            ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
-        )
+        with _quiet_copies():
+            pruner = tp.pruner.MetaPruner(
+                pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
+                pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
+                ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
+            )
         pruner.step()
         after = _root_channels(pruned)
         vector = {}
@@ -249,6 +247,7 @@ class PruningSpace:
         ``structure_only`` is for measuring costs: channel counts do not depend on which channels
         go, so a magnitude criterion stands in for one that needs gradients.
         """
+        vector = canonical(vector)  # the same channel counts whichever float spelling of a ratio comes in
         self.check(vector)
         pruned = copy.deepcopy(model)
         modules = dict(pruned.named_modules())
@@ -267,20 +266,31 @@ class PruningSpace:
         if importance in NEEDS_GRADIENTS:
             self._gradients(pruned, batches)
         pruned.eval()
-        pruner = tp.pruner.MetaPruner(
-            pruned,
-            example[:1].to(next(pruned.parameters()).device),
-            importance=make_importance(importance),
-            pruning_ratio=0.0,
-            pruning_ratio_dict=ratios,
-            ignored_layers=[modules[n] for n in self.ignored],
-            root_module_types=list(ROOT_TYPES),
-            round_to=self.round_to,
-        )
+        with _quiet_copies():
+            pruner = tp.pruner.MetaPruner(
+                pruned,
+                example[:1].to(next(pruned.parameters()).device),
+                importance=make_importance(importance),
+                pruning_ratio=0.0,
+                pruning_ratio_dict=ratios,
+                ignored_layers=[modules[n] for n in self.ignored],
+                root_module_types=list(ROOT_TYPES),
+                round_to=self.round_to,
+            )
         pruner.step()
         pruned.zero_grad(set_to_none=True)
         pruned.train(was_training)
         return pruned
+
+
+@contextlib.contextmanager
+def _quiet_copies() -> Iterator[None]:
+    """torch-pruning warns about parameters outside layers (a ViT's class token, a layer scale) at every graph it
+    builds: the space's own graph (:meth:`PruningSpace.from_model`, once a search) says it; the copies pruned for
+    every trial do not repeat it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+        yield
 
 
 def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:

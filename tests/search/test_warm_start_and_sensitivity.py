@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import optuna
+import torch
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -44,8 +45,14 @@ def test_baselines_enqueued_tagged_and_fine_tuned(tmp_path: Path) -> None:
 def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config("sens", pruning={"max_sparsity": 0.75, "step": 0.25, "bounds_from_sensitivity": {"max_drop": 0.05}},
                                                 search={"n_trials": 2}))
-    result = runner.invoke(app, ["sensitivity", str(config), "--workdir", str(tmp_path / "w")])
+    threads = torch.get_num_threads()
+    try:
+        result = runner.invoke(app, ["sensitivity", str(config), "--workdir", str(tmp_path / "w"), "--threads", "1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
+    assert "pruned candidates (one dimension each)" in result.stderr and "18/18" in result.stderr  # progress: 6 dimensions x 3 ratios
     saved = json.loads((tmp_path / "w" / "sensitivity.json").read_text())
     scan = saved["scan"]
     assert scan["grid"] == [0.25, 0.5, 0.75]

@@ -108,6 +108,7 @@ def search(
             threads, worker_id = launcher.threads, 0  # this process is worker 0
         prepare_torch(threads)
         from prunetuna.search import SearchOutcome, SearchStopped, mask_url, run_search  # Lightning and torch: after the check
+        from prunetuna.search._signals import StopSignals
         prefix = f"[worker {worker_id}] " if worker_id is not None else ""
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -136,20 +137,25 @@ def search(
                                    f"process: its trials are retried here once they miss three heartbeats)", markup=False)
 
         started_by_launcher = worker_id is not None and launcher is None
+        signals = StopSignals(prefix)
         try:
-            outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial, on_wait=on_wait,
-                                 on_ready=launcher.start if launcher is not None else None, plots=not started_by_launcher)
-        except KeyboardInterrupt:
-            progress.stop()
-            if launcher is not None:
-                launcher.interrupt()
-            err.print(f"{prefix}interrupted: the running trial is marked FAIL and enqueued again; "
-                      f"run the same command to resume {cfg.name!r}", markup=False)
-            raise typer.Exit(130) from None
+            with signals:  # SIGTERM as Ctrl-C; a second one stops at once
+                try:
+                    outcome = run_search(cfg, workspace, n_trials=n_trials, on_start=on_start, on_trial=on_trial, on_wait=on_wait,
+                                         on_ready=launcher.start if launcher is not None else None, plots=not started_by_launcher)
+                except KeyboardInterrupt:
+                    progress.stop()
+                    if launcher is not None:
+                        launcher.interrupt()
+                    err.print(f"{prefix}interrupted: the running trial is marked FAIL and enqueued again; "
+                              f"run the same command to resume {cfg.name!r}", markup=False)
+                    raise typer.Exit(signals.exit_code) from None
         except SearchStopped as exc:
             progress.stop()
             err.print(f"{prefix}prunetuna: {exc}", markup=False)
             raise typer.Exit(1 if launcher is None else max([1, *launcher.wait()])) from None
+        except typer.Exit:
+            raise
         except BaseException:
             if launcher is not None:
                 launcher.interrupt()

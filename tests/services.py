@@ -94,13 +94,15 @@ def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: fl
 
 
 @contextmanager
-def throwaway_mlflow_server() -> Iterator[str]:
-    """``mlflow server`` on 127.0.0.1 with a SQLite store in a temporary folder; yields its URL."""
+def mlflow_server(folder: Path, port: int | None = None) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with its store and artifacts in ``folder``; yields its URL, stopped after.
+
+    Started again on the same folder and port, it serves the same runs (how a server that went away comes back).
+    """
     import signal
     import sys
 
-    folder = Path(tempfile.mkdtemp(prefix="prunetuna-mlflow-"))
-    port = free_port()
+    port = port or free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
@@ -113,4 +115,14 @@ def throwaway_mlflow_server() -> Iterator[str]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+@contextmanager
+def throwaway_mlflow_server() -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with a SQLite store in a temporary folder; yields its URL."""
+    folder = Path(tempfile.mkdtemp(prefix="prunetuna-mlflow-"))
+    try:
+        with mlflow_server(folder) as url:
+            yield url
+    finally:
         shutil.rmtree(folder, ignore_errors=True)

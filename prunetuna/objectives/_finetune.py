@@ -149,6 +149,18 @@ def evaluate_accuracy(model: nn.Module, dataloader: DataLoader) -> float:
     return correct / max(seen, 1)
 
 
+class _KeepSigintHandler(pl.Callback):
+    """Lightning ignores SIGINT while it shuts down after Ctrl-C; the caller's handler is put back at once
+    (``on_exception`` runs right after), so a second Ctrl-C reaches it (the search stops at once then)."""
+
+    def __init__(self, handler: Callable) -> None:
+        self.handler = handler
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, self.handler)
+
+
 def fine_tune(
     model: nn.Module,
     datamodule: pl.LightningDataModule,
@@ -171,6 +183,8 @@ def fine_tune(
     quiet_lightning()
     pl.seed_everything(seed, workers=True, verbose=False)
     recorder = EpochRecorder(on_epoch)
+    on_sigint = signal.getsignal(signal.SIGINT)
+    keep = [_KeepSigintHandler(on_sigint)] if callable(on_sigint) else []
     trainer = pl.Trainer(
         max_epochs=epochs,
         limit_train_batches=max_batches if max_batches is not None else 1.0,
@@ -181,17 +195,17 @@ def fine_tune(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[recorder, *callbacks],
+        callbacks=[recorder, *keep, *callbacks],
     )
     model.train()  # Lightning keeps each module's mode; a model left in eval mode would train with frozen BN stats
     try:
         trainer.fit(ClassifierModule(model, lr), datamodule=datamodule)
     except SystemExit:
         # Lightning answers Ctrl-C with sys.exit(1) and SIGINT ignored; a caller (the search) wants the
-        # interrupt itself, to mark the trial and say how to resume, and Ctrl-C working again.
+        # interrupt itself, to mark the trial and say how to resume, and its own Ctrl-C handler back.
         if not trainer.interrupted:
             raise
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, on_sigint if callable(on_sigint) else signal.default_int_handler)
         raise KeyboardInterrupt from None
     model.cpu()
     accuracy = recorder.history[-1] if recorder.history else evaluate_accuracy(model, datamodule.val_dataloader())

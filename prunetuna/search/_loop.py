@@ -37,7 +37,12 @@ from prunetuna.objectives import (
     recalibrate_batchnorm,
     within_budgets,
 )
+from prunetuna.search._durable import TrialStore
 from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, make_pruner, optuna_decision
+from prunetuna.search._faults import fault
+from prunetuna.search._finish import RunState, TrialModel, finish_run
+from prunetuna.search._outage import TrackingAway
+from prunetuna.search._reconcile import close_finished_parent, reconcile
 from prunetuna.search._samplers import make_sampler
 from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cache_path, scan_grid, scan_sensitivity
 from prunetuna.search._stores import Workspace, mask_url, open_storage
@@ -142,9 +147,10 @@ class TrialPlan:
 class TrialRunner:
     """One trial: sample, prune a copy, measure costs (projecting onto the budget), fine-tune, log, score."""
 
-    def __init__(self, plan: TrialPlan, tracker: StudyTracker) -> None:
+    def __init__(self, plan: TrialPlan, tracker: StudyTracker, store: TrialStore) -> None:
         self.plan = plan
         self.tracker = tracker
+        self.store = store
         self.settings = trial_settings(plan.config)
         self.current: Trial | None = None
         self.target: int | None = None
@@ -157,6 +163,7 @@ class TrialRunner:
         """The vector to fine-tune, its pruned model and costs, and what the budget did (within/projected/over)."""
         plan = self.plan
         sampled = plan.space.suggest(trial)
+        fault("sampled", trial.number)
         pruned = plan.space.apply(plan.workload.model, sampled, plan.workload.example, plan.batches)
         costs = self._measure(pruned, plan.cost_names)
         if not plan.budgets:
@@ -176,9 +183,9 @@ class TrialRunner:
         pruned = plan.space.apply(plan.workload.model, vector, plan.workload.example, plan.batches)
         return vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
-    def _log_model(self, number: int, run_id: str, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> None:
+    def _model(self, number: int, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> TrialModel:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
-        weights = self.plan.space.finalize(pruned).state_dict()  # serialized by the tracker's background writer
+        weights = self.plan.space.finalize(pruned).state_dict()
         info = {**self.manifest, "trial": number, "origin": origin, "sparsity": vector, "metrics": metrics,
                 "input_shape": [1, *self.plan.workload.example.shape[1:]]}
         layers = self.plan.space.names
@@ -188,7 +195,7 @@ class TrialRunner:
 
             return profile_plot({f"trial {number}": vector}, layers, f"trial {number}: sparsity per layer")
 
-        self.tracker.log_trial_model(run_id, weights, info, profile)
+        return TrialModel(weights, info, profile)
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
         """The per-epoch stop rule the config names, for this candidate (None: train every epoch)."""
@@ -222,13 +229,16 @@ class TrialRunner:
         self._check_not_surplus(trial)
         self.current = trial
         origin = str(trial.user_attrs.get("origin", "sampler"))  # enqueued baselines carry theirs
-        run = _RunState()
+        run = RunState()
         try:
             return self._run(trial, origin, run)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
             reason = f"{exc.__class__.__name__}: {exc}"[:1000]
+            if isinstance(exc, TrackingAway):
+                trial.set_user_attr("tracking_away", True)  # not the candidate's fault: run_search stops and enqueues it again
+                raise
             trial.set_user_attr("fail_reason", reason)
             if run.run_id is None:  # it failed before its run was created: create one to hold the reason
                 params = {**as_params(from_params(trial.params)), **self.settings}
@@ -239,7 +249,7 @@ class TrialRunner:
             raise
         finally:
             if run.run_id is not None:
-                self.tracker.end_trial(run.run_id, run.state, run.metrics, run.tags)
+                finish_run(self.store, self.tracker, trial.number, run)
 
     def _start_run(self, trial: Trial, origin: str, params: dict[str, object], *, quiet: bool = False) -> str | None:
         """The trial's MLflow child run, its id kept in the trial (so an interrupted run can be closed later)."""
@@ -252,7 +262,7 @@ class TrialRunner:
         trial.set_user_attr("mlflow_run_id", run_id)
         return run_id
 
-    def _run(self, trial: Trial, origin: str, run: _RunState) -> list[float]:
+    def _run(self, trial: Trial, origin: str, run: RunState) -> list[float]:
         plan = self.plan
         vector, pruned, costs, budget = self._candidate(trial)
         trial.set_user_attr(APPLIED_ATTR, vector)  # the one source of every rebuild (prunetuna.sparsity)
@@ -261,7 +271,9 @@ class TrialRunner:
             trial.set_constraint(item.key, item.excess(costs))
             feasible = feasible and item.excess(costs) <= 0
         params = {**as_params(vector), **self.settings}
-        run.run_id = run_id = self._start_run(trial, origin, params)
+        run.run_id = self._start_run(trial, origin, params)
+        run.params = params
+        fault("pruned", trial.number)
         tags = run.tags
         if budget:
             tags["prunetuna.budget"] = budget
@@ -284,7 +296,7 @@ class TrialRunner:
             lr=plan.config.finetune.lr,
             max_batches=plan.config.finetune.max_batches,
             seed=plan.config.seed + trial.number,
-            on_epoch=lambda epoch, accuracy: self.tracker.log_epoch(run_id, epoch, accuracy),
+            on_epoch=lambda epoch, accuracy: self._epoch(trial.number, run, epoch, accuracy),
             callbacks=[stopper] if stopper else (),
         )
         metrics = run.metrics = {"accuracy": result.accuracy, **costs}
@@ -303,7 +315,7 @@ class TrialRunner:
             trial.set_constraint("accuracy_drop", excess)
             feasible = feasible and excess <= 0
         trial.set_user_attr("metrics", metrics)
-        self._log_model(trial.number, run_id, pruned, vector, metrics, origin)
+        run.model = self._model(trial.number, pruned, vector, metrics, origin)
         if plan.budgets or excess is not None:
             trial.set_user_attr("feasible", feasible)
             tags["prunetuna.feasible"] = str(feasible).lower()
@@ -313,15 +325,11 @@ class TrialRunner:
         run.state = "COMPLETE"
         return values
 
-
-@dataclass
-class _RunState:
-    """A trial's MLflow run as the trial gets on: ended with these in ``TrialRunner.__call__``."""
-
-    run_id: str | None = None
-    state: str = "FAIL"
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
+    def _epoch(self, number: int, run: RunState, epoch: int, accuracy: float) -> None:
+        run.epochs.append(accuracy)
+        assert run.run_id is not None
+        self.tracker.log_epoch(run.run_id, epoch, accuracy)
+        fault("fine_tune", number)
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -443,26 +451,6 @@ def _fail_never_started(study: optuna.Study) -> None:
                 study.tell(trial.number, state=TrialState.FAIL)
 
 
-def _close_interrupted_runs(study: optuna.Study, tracker: StudyTracker, closed: set[int] | None = None) -> None:
-    """A trial whose process died leaves its MLflow run RUNNING: end it FAILED (then it is no longer RUNNING).
-
-    ``closed`` remembers the trials already looked at, so a waiting worker does not ask MLflow again.
-    """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if not run_id or "fail_reason" in trial.user_attrs or (closed is not None and trial.number in closed):
-            continue
-        if closed is not None:
-            closed.add(trial.number)
-        reason = "interrupted: its process stopped beating (killed); the trial was enqueued again"
-        try:
-            if tracker.client.get_run(run_id).info.status == "RUNNING":
-                tracker.set_tag(run_id, "prunetuna.fail_reason", reason)
-                tracker.end_trial(run_id, "FAIL")
-        except Exception:  # noqa: BLE001 - a run in another tracking store is left alone
-            continue
-
-
 def _retry_later(study: optuna.Study, trial: Trial | None) -> None:
     """Ctrl-C fails the running trial; enqueue its parameters so that the next run tries it again."""
     if trial is None:
@@ -563,9 +551,11 @@ def _log_study_plots(study: optuna.Study, space: PruningSpace, workspace: Worksp
 
     report = build_report(study)
     paths = save_study_plots(report, space.names, workspace.workdir / "plots")
-    tracker.log_parent_files(paths)
+    tracker.log_parent_files(paths[:1])
+    fault("plots")
+    tracker.log_parent_files(paths[1:])
     if tracker.experiment_id is not None:
-        publish_summary(tracker.client, tracker.experiment_id, tracker.parent_run_id, report)
+        tracker.outage.call(publish_summary, tracker.client, tracker.experiment_id, tracker.parent_run_id, report)
 
 
 def run_search(
@@ -619,6 +609,10 @@ def run_search(
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
         _check_reachable(space, workload.model, context, dense, budgets)  # within the tighter bounds too
     study, created = _open_study(storage, config, scoring.directions)
+    store = TrialStore(workspace.workdir)
+    if not created:
+        optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
+        reconcile(study, tracker, store)  # runs those and earlier kills left incomplete: repaired from the work dir
     for key, value in {
         "objectives": list(config.objectives),
         "mode": config.mode,
@@ -637,6 +631,7 @@ def run_search(
     if on_start is not None:
         on_start(outcome)
     if finished >= target:
+        close_finished_parent(study, tracker, lambda: _log_study_plots(study, space, workspace, tracker) if plots else None)
         return outcome
 
     parent_params = {
@@ -663,20 +658,24 @@ def run_search(
         parent = tracker.start_parent(None, parent_params)
         study.set_user_attr("mlflow_parent_run_id", parent)
     else:
-        optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
-        _close_interrupted_runs(study, tracker)
         hint = _published_parent(study, on_wait)
         parent = tracker.start_parent(hint, parent_params)
         if hint != parent:
             study.set_user_attr("mlflow_parent_run_id", parent)
         _warm_start(study, plan)  # a resumed study whose config now asks for baselines
-    runner = TrialRunner(plan, tracker)
+    runner = TrialRunner(plan, tracker, store)
     stop_reason: list[str] = []
+    away: list[str] = []
     surplus: list[int] = []
-    closed: set[int] = set()
     runner.target = target
 
     def record(study: optuna.Study, trial: FrozenTrial) -> None:
+        fault("told", trial.number)
+        if trial.user_attrs.get("tracking_away"):  # the tracking store stayed away: stop, and run this trial next time
+            study.enqueue_trial(trial.params, user_attrs={"origin": trial.user_attrs.get("origin", "sampler"), "retry_of": trial.number})
+            away.append(trial.user_attrs.get("fail_reason", "tracking store away"))
+            study.stop()
+            return
         if trial.user_attrs.get("fail_reason") == SURPLUS:
             surplus.append(trial.number)
             return
@@ -704,7 +703,7 @@ def run_search(
         if on_ready is not None:
             tracker.flush()
             join = on_ready(outcome)
-        while not stop_reason:
+        while not stop_reason and not away:
             outcome.finished = count_finished(study)
             if outcome.finished >= target:
                 break
@@ -719,7 +718,7 @@ def run_search(
                 optuna.storages.fail_stale_trials(study)
                 _fail_never_started(study)
                 tracker.flush()
-                _close_interrupted_runs(study, tracker, closed)
+                reconcile(study, tracker, store)
                 continue
             surplus.clear()
             study.optimize(
@@ -735,15 +734,18 @@ def run_search(
         raise
     finally:
         try:
-            if join is not None and (status == "FINISHED" or stop_reason):
+            if join is not None and (status == "FINISHED" or stop_reason or away):
                 join()  # the workers started by on_ready: the plots should show their trials too
             if outcome.ran and plots:
-                _log_study_plots(study, space, workspace, tracker)
+                with contextlib.suppress(TrackingAway):  # reported once; drawn again by the next start
+                    _log_study_plots(study, space, workspace, tracker)
             with contextlib.suppress(Exception):  # best effort: never hides the error that ended the search
                 tracker.flush()  # this process's own run ends are written before runs are judged interrupted
-                _close_interrupted_runs(study, tracker, closed)  # trials Optuna failed as stale meanwhile
+                reconcile(study, tracker, store)  # writes that failed, trials Optuna failed as stale meanwhile
         finally:
             tracker.end_parent(status)
+    if away:
+        raise SearchStopped(f"study {config.name!r} stopped: the tracking store is away (above); rerun the same command once it is back")
     if stop_reason:
         raise SearchStopped(
             f"study {config.name!r} stopped after {outcome.failed} failed trials in this run "

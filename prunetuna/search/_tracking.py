@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
@@ -18,6 +17,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from prunetuna.errors import UserError
+from prunetuna.search._faults import fault, hold
+from prunetuna.search._outage import Outage, TrackingAway
 from prunetuna.search._stores import Workspace, describe_error, mask_url, sqlite_creation_lock, sqlite_path
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class StudyTracker:
     Only creating a run waits for the store (its id is needed at once); params, metrics, tags and
     run ends go to one background writer, in order, so a trial does not wait on database commits.
     :meth:`flush` waits for them; a failed write is reported on stderr and does not stop the study.
+    Every call is retried while the store does not answer (:class:`Outage`), up to its patience.
     """
 
     def __init__(self, workspace: Workspace, study_name: str) -> None:
@@ -127,23 +129,45 @@ class StudyTracker:
         self.workspace = workspace
         self.study_name = study_name
         self.client = _open_client(workspace)
+        # MLflow's own HTTP retries take minutes per call; Outage retries with a deadline instead.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        uri = workspace.tracking_uri
+        self.outage = Outage(mask_url(uri), server=uri.startswith(("http://", "https://")),
+                             describe=lambda exc: describe_error(exc, uri, workspace.storage_url))
+        self._trials: dict[str, int] = {}  # run id -> trial number, for the fault points
+        self._unwritten: set[str] = set()  # runs one of whose writes failed
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunetuna-mlflow")
         self._pending: list[Future[object]] = []
         self.failed_writes = 0
 
-    def _submit(self, fn, *args, **kwargs) -> None:  # noqa: ANN001 - any client method
+    def _submit(self, fn, *args, **kwargs) -> None:  # noqa: ANN001 - any client method; args[0] is the run id
         self._pending = [f for f in self._pending if not f.done()]
-        future = self._writer.submit(fn, *args, **kwargs)
+        future = self._writer.submit(self._write, fn, *args, **kwargs)
         future.add_done_callback(self._report_failure)
         self._pending.append(future)
+
+    def _write(self, fn, *args, **kwargs) -> object:  # noqa: ANN001
+        run_id = args[0] if args and isinstance(args[0], str) else None
+        hold(self._trials.get(run_id))  # type: ignore[arg-type]
+        if fn == self._written:
+            return fn(*args)  # local: says nothing about the store
+        try:
+            return self.outage.call(fn, *args, **kwargs)
+        except BaseException:
+            if run_id is not None:
+                self._unwritten.add(run_id)
+            raise
 
     def _report_failure(self, future: Future[object]) -> None:
         """A failed background write is reported, never charged to whichever trial happens to run next."""
         exc = future.exception()
         if exc is not None:
             self.failed_writes += 1
+            if isinstance(exc, TrackingAway):
+                return  # reported once, by the Outage
             _log.warning("prunetuna: an MLflow write failed (%s); the study goes on, that run may be incomplete",
                          describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url))
 
@@ -224,7 +248,8 @@ class StudyTracker:
     def end_parent(self, status: str) -> None:
         self.flush()
         if self.parent_run_id:
-            self.client.set_terminated(self.parent_run_id, status=status)
+            with contextlib.suppress(TrackingAway):  # reported once; the next start ends it
+                self.outage.call(self.client.set_terminated, self.parent_run_id, status=status)
 
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.parent_run_id:
@@ -241,7 +266,8 @@ class StudyTracker:
             "prunetuna.origin": origin,
             ROLE_TAG: "trial",
         }
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        run = self.outage.call(self.client.create_run, self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        self._trials[run.info.run_id] = number
         self._submit(self.client.log_batch, run.info.run_id, params=_params(params))
         return run.info.run_id
 
@@ -254,30 +280,25 @@ class StudyTracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._submit(self.client.log_text, run_id, text, artifact_file)
 
-    def log_trial_model(
-        self, run_id: str, weights: Mapping[str, torch.Tensor], manifest: dict, profile: Callable[[], Figure] | None = None
-    ) -> None:
-        """The fine-tuned weights and their manifest under ``model/``, and a sparsity-profile image.
+    def log_trial_model(self, run_id: str, model_dir: Path, profile: Callable[[], Figure] | None = None) -> None:
+        """The files of ``model_dir`` (weights, then manifest) under ``model/``, and a sparsity-profile image.
 
-        Serialized and drawn off the trial's path: ``weights`` must not change after the call.
+        Uploaded and drawn off the trial's path; ``model_dir`` is the trial's durable record, never changed after.
         """
 
-        def write() -> None:
-            with tempfile.TemporaryDirectory(prefix="prunetuna-") as folder:
-                model_dir = Path(folder) / "model"
-                model_dir.mkdir()
-                torch.save(weights, model_dir / WEIGHTS_FILE)
-                (model_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-                self.client.log_artifacts(run_id, str(model_dir), "model")
-                if profile is not None:
-                    self.client.log_figure(run_id, profile(), "sparsity_profile.png")
+        def write(run_id: str) -> None:
+            self.client.log_artifact(run_id, str(model_dir / WEIGHTS_FILE), "model")
+            fault("upload", self._trials.get(run_id))
+            self.client.log_artifact(run_id, str(model_dir / MANIFEST_FILE), "model")
+            if profile is not None:
+                self.client.log_figure(run_id, profile(), "sparsity_profile.png")
 
-        self._submit(write)
+        self._submit(write, run_id)
 
     def log_parent_files(self, paths: Sequence[Path], artifact_path: str = "plots") -> None:
         if self.parent_run_id:
             for path in paths:
-                self.client.log_artifact(self.parent_run_id, str(path), artifact_path)
+                self.outage.call(self.client.log_artifact, self.parent_run_id, str(path), artifact_path)
 
     def download_weights(self, run_id: str) -> dict[str, torch.Tensor]:
         """The fine-tuned state_dict a trial logged (loaded with ``weights_only=True``)."""
@@ -286,9 +307,11 @@ class StudyTracker:
             return torch.load(path, map_location="cpu", weights_only=True)
 
     def end_trial(
-        self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None
+        self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+        on_written: Callable[[], None] | None = None,
     ) -> None:
-        """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise."""
+        """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise; then ``on_written``,
+        when every write of the run has landed."""
         stamp = _now_ms()
         all_tags = {"optuna.state": state, **(tags or {})}
         self._submit(
@@ -300,6 +323,12 @@ class StudyTracker:
         finished = state in ("COMPLETE", "PRUNED")
         status = RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.FAILED)
         self._submit(self.client.set_terminated, run_id, status=status, end_time=stamp)
+        if on_written is not None:
+            self._submit(self._written, run_id, on_written)
+
+    def _written(self, run_id: str, then: Callable[[], None]) -> None:
+        if run_id not in self._unwritten:
+            then()
 
 
 def _params(params: Mapping[str, object]) -> list[Param]:

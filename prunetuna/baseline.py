@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from prunetuna.config import ExperimentConfig, config_section
-from prunetuna.objectives import evaluate_accuracy, fine_tune
+from prunetuna.objectives import evaluate_accuracy, fine_tune, trainer_setup
 from prunetuna.workload import Workload
 
 __all__ = ["DenseBaseline", "baseline_key", "prepare_baseline"]
@@ -29,6 +29,9 @@ class DenseBaseline:
 def baseline_key(config: ExperimentConfig) -> str:
     """Hash of everything that decides the dense weights: model, data, baseline settings, seed."""
     payload = {**config_section(config, "model", "data", "baseline"), "seed": config.seed}
+    finetune = config_section(config, "finetune")["finetune"]
+    if config.finetune.trainer != type(config.finetune.trainer)() or config.finetune.callbacks:  # they train the baseline too
+        payload["trainer"] = {"trainer": finetune["trainer"], "callbacks": finetune["callbacks"]}
     if config.model.checkpoint:
         checkpoint = Path(config.model.checkpoint)
         payload["checkpoint_stat"] = [checkpoint.stat().st_size, checkpoint.stat().st_mtime_ns]
@@ -52,6 +55,7 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
                 epochs=config.baseline.epochs,
                 lr=config.baseline.lr,
                 seed=config.seed,
+                trainer=trainer_setup(config.finetune),  # finetune.trainer and .callbacks; no distillation (it is the teacher)
             )
             accuracy = evaluate_accuracy(workload.model, workload.datamodule.val_dataloader())
             workdir.mkdir(parents=True, exist_ok=True)

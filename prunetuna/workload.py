@@ -52,6 +52,8 @@ def _call(factory: Callable[..., Any], kwargs: dict[str, Any], key: str) -> Any:
         return factory(**kwargs)
     except TypeError as exc:
         raise UserError(f"{key}.kwargs: {exc}; fix the keyword arguments") from None
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a factory refusing its settings (a bad value, a missing folder) is bad input
         raise UserError(f"{key}: building it failed ({_one_line(exc)}); check {key}.kwargs and what they point to") from None
 
@@ -159,4 +161,7 @@ def load_workload(config: ExperimentConfig) -> Workload:
         model.train()
     except Exception as exc:  # noqa: BLE001 - a model that cannot take the data is a config error
         raise UserError(f"model: the model fails on a batch of the data ({exc.__class__.__name__}: {exc}); check model and data") from None
+    from prunetuna.objectives._trainer import check_finetune  # objectives import the workload's target resolution
+
+    check_finetune(config.finetune)  # finetune.trainer and .callbacks, before any store is written
     return Workload(model=model, datamodule=datamodule, example=example)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from prunetuna.objectives._budget import Budget, Projection, parse_budgets, project_onto_budget, within_budgets
 from prunetuna.objectives._costs import COSTS, Cost, CostContext, count_flops, count_params, measure_costs, serialized_size
+from prunetuna.objectives._distill import Distillation, distillation_loss
 from prunetuna.objectives._finetune import ClassifierModule, FinetuneResult, evaluate_accuracy, fine_tune, recalibrate_batchnorm
 from prunetuna.objectives._latency import LATENCY_BACKENDS, LatencyResult, LatencySettings, export_onnx, measure_latency, portable_attention
 from prunetuna.objectives._objectives import OBJECTIVES, Objective, Scoring, objective_values
+from prunetuna.objectives._trainer import TrainerSetup, check_finetune, finetune_options, trainer_setup
 
 __all__ = [
     "COSTS",
@@ -17,6 +19,12 @@ __all__ = [
     "Budget",
     "Cost",
     "CostContext",
+    "Distillation",
+    "TrainerSetup",
+    "check_finetune",
+    "distillation_loss",
+    "finetune_options",
+    "trainer_setup",
     "LatencyResult",
     "LatencySettings",
     "Projection",

@@ -15,6 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from prunetuna.objectives._distill import Distillation
+from prunetuna.objectives._trainer import TrainerSetup
+
 __all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "quiet_lightning", "recalibrate_batchnorm"]
 
 
@@ -23,14 +26,20 @@ class ClassifierModule(pl.LightningModule):
 
     The decay ends each run at a small learning rate, so the final accuracy is not the luck of the
     last step. The optimizer is stepped by hand (Lightning's manual optimization): the same updates
-    without the closure machinery, which is measurable per batch on short fine-tunes.
+    without the closure machinery, which is measurable per batch on short fine-tunes. Trainer settings
+    that Lightning applies around its own step (``accumulate_grad_batches``, ``gradient_clip_val``,
+    a precision other than 32-true) take ``automatic=True``: Lightning's optimization then.
+    With ``distill``, the loss is :func:`~prunetuna.objectives._distill.distillation_loss` against a
+    frozen copy of the dense model, put on this module's device and dtype when training starts.
     """
 
-    def __init__(self, model: nn.Module, lr: float) -> None:
+    def __init__(self, model: nn.Module, lr: float, *, automatic: bool = False, distill: Distillation | None = None) -> None:
         super().__init__()
         self.model = model
         self.lr = lr
-        self.automatic_optimization = False
+        self.automatic_optimization = automatic
+        self._distill = distill
+        self._teacher: list[nn.Module] = []  # a list, so that the teacher is not a submodule (not trained, not saved)
         self._correct = 0
         self._seen = 0
         self.last_val_accuracy: float | None = None
@@ -38,12 +47,30 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_train_start(self) -> None:
+        if self._distill is not None:
+            self._teacher = [self._distill.frozen_copy(self.device, next(self.model.parameters()).dtype)]
+
+    def on_train_end(self) -> None:
+        self._teacher = []
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, or the distillation loss when a teacher is set (run once, without gradients)."""
+        logits = self.model(x)
+        if not self._teacher or self._distill is None:
+            return F.cross_entropy(logits, y)
+        with torch.no_grad():
+            teacher_logits = self._teacher[0](x)
+        return self._distill.loss(logits, teacher_logits, y)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        optimizer = self.optimizers(use_pl_optimizer=False)
-        scheduler = self.lr_schedulers()
-        loss = F.cross_entropy(self.model(batch[0]), batch[1])
+        loss = self.loss(batch[0], batch[1])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss.item()} at epoch {self.current_epoch + 1}, batch {batch_idx}")
+        if self.automatic_optimization:
+            return loss
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        scheduler = self.lr_schedulers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
@@ -172,10 +199,15 @@ def fine_tune(
     on_epoch: Callable[[int, float], None] | None = None,
     callbacks: Sequence[pl.Callback] = (),
     accelerator: str = "auto",
+    trainer: TrainerSetup | None = None,
+    distill: Distillation | None = None,
 ) -> FinetuneResult:
     """Train ``model`` in place for ``epochs`` (at most ``max_batches`` per epoch), validating after each.
 
     Deterministic given ``seed``: the global RNGs (shuffling, dropout) are seeded before the run.
+    ``trainer``: the user's Trainer arguments and callbacks (``finetune.trainer``, ``finetune.callbacks``);
+    ``distill``: the dense teacher (``finetune.distill``). With a precision other than 32-true the final
+    accuracy is measured again in float32 (as ``export`` re-checks it).
     """
     start = time.perf_counter()
     if epochs == 0:
@@ -185,28 +217,31 @@ def fine_tune(
     recorder = EpochRecorder(on_epoch)
     on_sigint = signal.getsignal(signal.SIGINT)
     keep = [_KeepSigintHandler(on_sigint)] if callable(on_sigint) else []
-    trainer = pl.Trainer(
+    setup = trainer or TrainerSetup({"accelerator": accelerator, "devices": 1})
+    fit = pl.Trainer(
         max_epochs=epochs,
         limit_train_batches=max_batches if max_batches is not None else 1.0,
-        accelerator=accelerator,
-        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[recorder, *keep, *callbacks],
+        callbacks=[recorder, *keep, *callbacks, *setup.callbacks()],
+        **{"accelerator": accelerator, "devices": 1, **setup.kwargs},
     )
     model.train()  # Lightning keeps each module's mode; a model left in eval mode would train with frozen BN stats
     try:
-        trainer.fit(ClassifierModule(model, lr), datamodule=datamodule)
+        fit.fit(ClassifierModule(model, lr, automatic=setup.automatic_optimization, distill=distill), datamodule=datamodule)
     except SystemExit:
         # Lightning answers Ctrl-C with sys.exit(1) and SIGINT ignored; a caller (the search) wants the
         # interrupt itself, to mark the trial and say how to resume, and its own Ctrl-C handler back.
-        if not trainer.interrupted:
+        if not fit.interrupted:
             raise
         signal.signal(signal.SIGINT, on_sigint if callable(on_sigint) else signal.default_int_handler)
         raise KeyboardInterrupt from None
+    exact = setup.kwargs.get("precision", "32-true") == "32-true"
+    if not exact:  # a "-true" precision converted the weights: back to float32, on the device the fit used
+        model.to(device=fit.strategy.root_device, dtype=torch.float32)
+    accuracy = recorder.history[-1] if recorder.history and exact else evaluate_accuracy(model, datamodule.val_dataloader())
     model.cpu()
-    accuracy = recorder.history[-1] if recorder.history else evaluate_accuracy(model, datamodule.val_dataloader())
     return FinetuneResult(accuracy, recorder.history, time.perf_counter() - start)

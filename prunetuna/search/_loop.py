@@ -31,6 +31,7 @@ from prunetuna.objectives import (
     Scoring,
     evaluate_accuracy,
     fine_tune,
+    finetune_options,
     measure_costs,
     parse_budgets,
     project_onto_budget,
@@ -298,6 +299,7 @@ class TrialRunner:
             seed=plan.config.seed + trial.number,
             on_epoch=lambda epoch, accuracy: self._epoch(trial.number, run, epoch, accuracy),
             callbacks=[stopper] if stopper else (),
+            **finetune_options(plan.config, teacher=plan.workload.model),  # finetune.trainer, .callbacks, .distill (issue 12)
         )
         metrics = run.metrics = {"accuracy": result.accuracy, **costs}
         if stopper is not None:

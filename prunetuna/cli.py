@@ -17,6 +17,7 @@ from rich.table import Table
 
 from prunetuna.config import ExperimentConfig, load_config
 from prunetuna.errors import UserError
+from prunetuna.worker_devices import cuda_device_count, worker_device_env
 
 if TYPE_CHECKING:
     from prunetuna.search import TrialRecord
@@ -190,7 +191,8 @@ class _WorkerLauncher:
         err.print(f"starting {self.workers - 1} more worker process(es) on the study, {self.threads} thread(s) each "
                   f"(this process is worker 0)", markup=False)
         for i in range(1, self.workers):  # one by one: if a start fails, the ones started are still waited for
-            self.children.append(subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)], env=env))
+            self.children.append(subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)],
+                                                  env={**env, **worker_device_env(i, cuda_device_count(), env)}))  # a GPU each (issue 12)
         return self.join
 
     def join(self) -> list[int]:

@@ -91,3 +91,13 @@ def register_data(name: str, factory: Callable[..., pl.LightningDataModule]) -> 
 
 register_data("mnist-5k", mnist_5k)
 register_data("digits", digits)
+
+
+def _register_image_data() -> None:
+    from prunetuna.datasets import cifar10, image_folder
+
+    register_data("image-folder", image_folder)
+    register_data("cifar10", cifar10)
+
+
+_register_image_data()

@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import user_callbacks
 from typer.testing import CliRunner
 
-import user_callbacks
 from conftest import tiny_config, write_config
 from prunetuna.baseline import baseline_key
 from prunetuna.cli import app

@@ -118,3 +118,21 @@ def test_search_on_an_image_folder(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "1/1 finished trials" in result.stderr
     assert "image-folder" in BUILTIN_DATA and "cifar10" in BUILTIN_DATA
+
+
+def test_the_example_folder_and_config(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import HERE
+    from prunetuna.config import load_config
+
+    script = HERE.parent / "experiments" / "examples" / "make_digit_folder.py"
+    made = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "digits"), "--per-class", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    config = load_config(HERE.parent / "experiments" / "examples" / "image-folder.yaml")
+    assert config.finetune.distill is not None and config.finetune.trainer.gradient_clip_val == 5.0
+    data = BUILTIN_DATA[config.data.builtin](**{**config.data.kwargs, "root": str(tmp_path / "digits")}, batch_size=4, seed=0)
+    assert data.classes == [str(d) for d in range(10)]
+    assert data.train_set.images.shape == (20, 1, 28, 28) and len(data.val_set) == 10

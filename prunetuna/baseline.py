@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from prunetuna.config import ExperimentConfig, config_section
-from prunetuna.objectives import evaluate_accuracy, fine_tune, trainer_setup
+from prunetuna.objectives import check_finetune, evaluate_accuracy, fine_tune, trainer_setup
 from prunetuna.workload import Workload
 
 __all__ = ["DenseBaseline", "baseline_key", "prepare_baseline"]
@@ -49,6 +49,7 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
             workload.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             accuracy = float(json.loads(record.read_text())["accuracy"])
         else:
+            check_finetune(config.finetune)  # once per process (sensitivity trains the baseline too)
             fine_tune(
                 workload.model,
                 workload.datamodule,

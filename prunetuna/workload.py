@@ -161,7 +161,4 @@ def load_workload(config: ExperimentConfig) -> Workload:
         model.train()
     except Exception as exc:  # noqa: BLE001 - a model that cannot take the data is a config error
         raise UserError(f"model: the model fails on a batch of the data ({exc.__class__.__name__}: {exc}); check model and data") from None
-    from prunetuna.objectives._trainer import check_finetune  # objectives import the workload's target resolution
-
-    check_finetune(config.finetune)  # finetune.trainer and .callbacks, before any store is written
     return Workload(model=model, datamodule=datamodule, example=example)

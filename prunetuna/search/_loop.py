@@ -29,6 +29,7 @@ from prunetuna.objectives import (
     CostContext,
     LatencySettings,
     Scoring,
+    check_finetune,
     evaluate_accuracy,
     fine_tune,
     finetune_options,
@@ -590,6 +591,7 @@ def run_search(
         raise UserError(f"--n-trials: must be at least 1, got {target}")
     # Everything that can be wrong with the input is checked before any store is written.
     workload = load_workload(config)
+    check_finetune(config.finetune)  # finetune.trainer and .callbacks (issue 12)
     space = prepare_space(config, workload)
     scoring = _scoring(config)
     budgets = parse_budgets(config.constraints)

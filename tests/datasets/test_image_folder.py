@@ -132,7 +132,7 @@ def test_the_example_folder_and_config(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
     config = load_config(HERE.parent / "experiments" / "examples" / "image-folder.yaml")
-    assert config.finetune.distill is not None and config.finetune.trainer.gradient_clip_val == 5.0
+    assert config.finetune.trainer.gradient_clip_val == 5.0
     data = BUILTIN_DATA[config.data.builtin](**{**config.data.kwargs, "root": str(tmp_path / "digits")}, batch_size=4, seed=0)
     assert data.classes == [str(d) for d in range(10)]
     assert data.train_set.images.shape == (20, 1, 28, 28) and len(data.val_set) == 10

@@ -113,3 +113,18 @@ def test_an_accelerator_this_machine_lacks_is_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert "\n" not in line and "finetune.trainer: Lightning refuses these settings here" in line, line
+
+
+def test_a_lower_precision_fine_tune_leaves_float32_weights_and_their_accuracy() -> None:
+    """bf16-true trains in bfloat16 (the teacher copy too); the result is float32 weights and the float32 accuracy export re-checks."""
+    from prunetuna.objectives import Distillation, evaluate_accuracy
+
+    datamodule = digits(batch_size=32)
+    torch.manual_seed(0)
+    teacher, model = TinyResNet(width=8), TinyResNet(width=4)
+    setup = trainer_setup(parse_config({"name": "b", "finetune": {"trainer": {"accelerator": "cpu", "precision": "bf16-true"}}}).finetune)
+    assert setup.automatic_optimization
+    result = fine_tune(model, datamodule, epochs=1, lr=0.01, seed=0, max_batches=4, trainer=setup, distill=Distillation(teacher))
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    assert next(teacher.parameters()).dtype == torch.float32, "the dense model is not converted"
+    assert result.accuracy == evaluate_accuracy(model, datamodule.val_dataloader())

@@ -15,6 +15,7 @@ from prunetuna.config import ExperimentConfig, parse_config
 from prunetuna.errors import UserError
 from prunetuna.manifest import manifest
 from prunetuna.objectives import evaluate_accuracy, export_onnx, portable_attention
+from prunetuna.trial_record import StudyRecord, TrialRecord
 from prunetuna.workload import first_inputs
 
 __all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "OutputCheck", "compare_outputs", "export_trial", "load_pruned", "load_pruned_file"]
@@ -220,9 +221,9 @@ def export_trial(
         "format": fmt,
         "study": config.name,
         "trial": chosen.number,
-        "mlflow_run_id": chosen.user_attrs.get("mlflow_run_id"),
+        "mlflow_run_id": TrialRecord.of(chosen).mlflow_run_id,
         "metrics": rebuilt.metrics,
-        "dense": dict(study.user_attrs.get("dense", {})),
+        "dense": StudyRecord.of(study.user_attrs).dense,
         "sparsity": rebuilt.sparsity,
         "input_shape": info["input_shape"],
         "checks": {"validation_accuracy": accuracy, "logged_accuracy": logged, "max_abs_diff_vs_torch": check.max_abs_diff,

@@ -173,10 +173,10 @@ def register_export(config, workspace, card: dict, out: Path, name: str) -> Regi
     from mlflow.models import infer_signature
 
     from prunetuna.export import EXPORTERS
+    from prunetuna.runtime import quiet_libraries
     from prunetuna.search import StudyTracker
-    from prunetuna.search._tracking import quiet_mlflow
 
-    quiet_mlflow()
+    quiet_libraries()
     warnings.filterwarnings("ignore", module="mlflow")  # notes on pip pins and input examples, one per call
     tracker = StudyTracker(workspace, config.name)
     tracker.connect(create=False)

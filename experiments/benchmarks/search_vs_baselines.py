@@ -53,8 +53,7 @@ from prunetuna.baseline import prepare_baseline  # noqa: E402
 from prunetuna.config import load_config  # noqa: E402
 from prunetuna.objectives import fine_tune, recalibrate_batchnorm  # noqa: E402
 from prunetuna.report import build_report  # noqa: E402
-from prunetuna.search import load_study, prepare_space, resolve_workspace, run_search  # noqa: E402
-from prunetuna.search._loop import calibration_batches  # noqa: E402
+from prunetuna.search import calibration_batches, load_study, prepare_space, resolve_workspace, run_search  # noqa: E402
 from prunetuna.search._samplers import population_size  # noqa: E402
 from prunetuna.workload import load_workload  # noqa: E402
 

@@ -61,6 +61,10 @@ class Scoring:
     def score(self, metrics: Mapping[str, float]) -> float:
         return float(metrics["accuracy"]) - sum(w * float(metrics[OBJECTIVES[c].metric]) for c, w in self.weights)
 
+    def score_of(self, metrics: Mapping[str, float]) -> float | None:
+        """The scalarized score a trial records as ``metrics["score"]`` (None in the other modes)."""
+        return self.score(metrics) if self.mode == "scalarized" else None
+
     def values(self, metrics: Mapping[str, float]) -> list[float]:
         if self.mode == "tolerance":
             return [float(metrics[OBJECTIVES[self.costs[0]].metric])]

@@ -15,6 +15,8 @@ import lightning.pytorch as pl
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from prunetuna.trial_record import TrialRecord
+
 __all__ = [
     "EpochRecord",
     "StopDecision",
@@ -56,8 +58,8 @@ def epoch_records(trials: Sequence[FrozenTrial], cost_metrics: Sequence[str]) ->
     """Records of the finished trials that kept their per-epoch accuracy."""
     records = []
     for trial in trials:
-        curve = trial.user_attrs.get("epoch_accuracy")
-        metrics = trial.user_attrs.get("metrics", {})
+        record = TrialRecord.of(trial)
+        curve, metrics = record.epoch_accuracy, record.metrics
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and curve and all(m in metrics for m in cost_metrics):
             records.append(EpochRecord(trial.number, tuple(curve), tuple(metrics[m] for m in cost_metrics)))
     return records

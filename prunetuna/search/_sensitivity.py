@@ -15,7 +15,7 @@ from torch import nn
 from prunetuna.objectives import evaluate_accuracy, recalibrate_batchnorm
 from prunetuna.spaces import Batches, PruningSpace
 
-__all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "run_sensitivity", "scan_grid", "scan_sensitivity"]
+__all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "cache_path", "cached_scan", "scan_grid", "scan_sensitivity"]
 
 
 @dataclass
@@ -80,36 +80,16 @@ def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequ
     return workdir / f"sensitivity-{digest}.json"
 
 
-def run_sensitivity(config, workspace, on_step: ScanProgress | None = None) -> dict:  # noqa: ANN001 - ExperimentConfig, Workspace
-    """``prunetuna sensitivity``: scan (or reuse the cached scan), save JSON and a plot, log an MLflow run."""
-    from prunetuna.baseline import prepare_baseline
-    from prunetuna.plots import save_figure, sensitivity_plot
-    from prunetuna.search._loop import cached_scan, calibration_batches, prepare_space, trial_settings
-    from prunetuna.search._tracking import StudyTracker
-    from prunetuna.workload import load_workload
+def cached_scan(config, workload, space: PruningSpace, batches: Batches, workdir: Path,  # noqa: ANN001 - ExperimentConfig, Workload
+                on_step: ScanProgress | None = None) -> SensitivityScan:
+    """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
+    from prunetuna.baseline import baseline_key
 
-    workload = load_workload(config)
-    space = prepare_space(config, workload)
-    tracker = StudyTracker(workspace, config.name)
-    tracker.connect(create=True)
-    prepare_baseline(config, workload, workspace.workdir)
-    batches = calibration_batches(workload, max(config.pruning.calibration_batches, 1))
-    scan = cached_scan(config, workload, space, batches, workspace.workdir, on_step)
-    bounds = None
-    if config.pruning.bounds_from_sensitivity is not None:
-        bounds = bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step)
-    result = {"study": config.name, "scan": scan.as_dict(), "bounds": bounds}
-    json_path = workspace.workdir / "sensitivity.json"
-    json_path.write_text(json.dumps(result, indent=2))
-    plot_path = workspace.workdir / "plots" / "sensitivity.png"
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(sensitivity_plot(scan.as_dict(), config.name), plot_path)
-    parent = tracker.start_parent(None, {"seed": config.seed, **trial_settings(config)})
-    run = tracker.client.create_run(tracker.experiment_id, run_name="sensitivity",
-                                    tags={"mlflow.parentRunId": parent, "prunetuna.role": "sensitivity"})
-    tracker.client.log_artifact(run.info.run_id, str(json_path))
-    tracker.client.log_artifact(run.info.run_id, str(plot_path))
-    tracker.client.log_param(run.info.run_id, "grid", ",".join(f"{g:g}" for g in scan.grid))
-    tracker.client.set_terminated(run.info.run_id)
-    tracker.end_parent("FINISHED")
-    return {**result, "json": json_path, "plot": plot_path, "run_id": run.info.run_id}
+    grid = scan_grid(space)
+    path = cache_path(workdir, baseline_key(config), space, grid)
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
+    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid, on_step)
+    path.write_text(json.dumps(scan.as_dict(), indent=2))
+    return scan

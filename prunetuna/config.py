@@ -10,6 +10,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prunetuna.errors import UserError
+from prunetuna.names import (
+    ABSOLUTE_BUDGETS,
+    COST_NAMES,
+    EARLY_STOPPING_NAMES,
+    GRADIENT_IMPORTANCES,
+    IMPORTANCE_NAMES,
+    LATENCY_BACKEND_NAMES,
+    METHOD_NAMES,
+    MODE_NAMES,
+    OBJECTIVE_NAMES,
+    SAMPLER_NAMES,
+    SINGLE_OBJECTIVE_PRUNERS,
+    SINGLE_OBJECTIVE_SAMPLERS,
+)
+from prunetuna.registry import check_name
 
 __all__ = [
     "BaselineConfig",
@@ -24,26 +39,11 @@ __all__ = [
     "parse_config",
 ]
 
-# Names that later parts register; checked here so that a typo fails before any work.
-OBJECTIVE_NAMES = ("accuracy", "flops", "params", "size", "latency")
-COST_NAMES = ("flops", "params", "size", "latency")
-# Budget keys: a cost name is a ratio to the dense model; these name an absolute amount of a cost.
-ABSOLUTE_BUDGETS = {"flops_count": "flops", "params_count": "params", "size_bytes": "size", "latency_ms": "latency"}
-LATENCY_BACKENDS = ("torch", "onnxruntime")
-Mode = Literal["pareto", "tolerance", "scalarized"]
-SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
-IMPORTANCE_NAMES = ("l1", "l2", "bn_scale", "taylor", "random")
-PRUNER_NAMES = ("none", "median", "hyperband", "dominated")
+Mode = Literal[MODE_NAMES]  # type: ignore[valid-type]
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def _one_of(value: str, names: tuple[str, ...], what: str) -> str:
-    if value not in names:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(names)}")
-    return value
 
 
 class _Source(_Section):
@@ -78,7 +78,7 @@ class SensitivityBounds(_Section):
 
 
 class PruningConfig(_Section):
-    method: Literal["structured", "unstructured", "nm"] = "structured"
+    method: Literal[METHOD_NAMES] = "structured"  # type: ignore[valid-type]
     nm: list[int] = Field(default_factory=lambda: [2, 4])  # N:M for method nm: keep N of every M weights
     importance: str = "l2"
     max_sparsity: float = 0.8
@@ -102,7 +102,7 @@ class PruningConfig(_Section):
     @field_validator("importance")
     @classmethod
     def _importance(cls, value: str) -> str:
-        return _one_of(value, IMPORTANCE_NAMES, "importance")
+        return check_name("importance", value, IMPORTANCE_NAMES)
 
     @model_validator(mode="after")
     def _step_fits(self) -> PruningConfig:
@@ -110,8 +110,8 @@ class PruningConfig(_Section):
             raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
         if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
             raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
-        if self.importance == "taylor" and self.calibration_batches == 0:
-            raise ValueError("importance 'taylor' needs gradients: set pruning.calibration_batches to 1 or more")
+        if self.importance in GRADIENT_IMPORTANCES and self.calibration_batches == 0:
+            raise ValueError(f"importance {self.importance!r} needs gradients: set pruning.calibration_batches to 1 or more")
         return self
 
 
@@ -136,7 +136,7 @@ class LatencyConfig(_Section):
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
-        return _one_of(value, LATENCY_BACKENDS, "latency backend")
+        return check_name("latency backend", value, LATENCY_BACKEND_NAMES)
 
 
 class ToleranceConfig(_Section):
@@ -171,12 +171,12 @@ class SearchConfig(_Section):
     @field_validator("pruner")
     @classmethod
     def _pruner(cls, value: str) -> str:
-        return _one_of(value, PRUNER_NAMES, "pruner")
+        return check_name("pruner", value, EARLY_STOPPING_NAMES)
 
     @field_validator("sampler")
     @classmethod
     def _sampler(cls, value: str) -> str:
-        return _one_of(value, SAMPLER_NAMES, "sampler")
+        return check_name("sampler", value, SAMPLER_NAMES)
 
 
 class ExperimentConfig(_Section):
@@ -221,8 +221,7 @@ class ExperimentConfig(_Section):
         if not value:
             raise ValueError("name at least one objective")
         for name in value:
-            if name not in OBJECTIVE_NAMES:
-                raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
+            check_name("objective", name, OBJECTIVE_NAMES)
         if len(set(value)) != len(value):
             raise ValueError(f"an objective is listed twice: {value}")
         return value
@@ -235,9 +234,7 @@ class ExperimentConfig(_Section):
                 if bound <= 0:
                     raise ValueError(f"{name}: an absolute budget must be positive, got {bound}")
                 continue
-            if name not in COST_NAMES:
-                known = ", ".join([*COST_NAMES, *ABSOLUTE_BUDGETS])
-                raise ValueError(f"unknown constraint {name!r}; choose from {known}")
+            check_name("constraint", name, [*COST_NAMES, *ABSOLUTE_BUDGETS])
             if not 0.0 < bound <= 1.0:
                 absolute = next(k for k, v in ABSOLUTE_BUDGETS.items() if v == name)
                 raise ValueError(f"{name}: {bound} is a ratio to the dense model and must lie in (0, 1]; for an absolute budget write {absolute}: {bound}")
@@ -251,8 +248,7 @@ class ExperimentConfig(_Section):
         if not value:
             raise ValueError("give a weight per cost, e.g. {flops: 0.5}")
         for name, weight in value.items():
-            if name not in COST_NAMES:
-                raise ValueError(f"unknown cost {name!r}; choose from {', '.join(COST_NAMES)}")
+            check_name("cost", name, COST_NAMES)
             if weight < 0:
                 raise ValueError(f"{name}: a weight must be >= 0, got {weight}")
         return value
@@ -266,11 +262,12 @@ class ExperimentConfig(_Section):
         if self.scalarize is not None and set(self.scalarize) != set(self.costs):
             raise ValueError(f"scalarize needs one weight per cost in objectives {self.costs}, got {sorted(self.scalarize)}")
         single = self.mode != "pareto" or len(self.objectives) == 1
-        if self.search.pruner in ("median", "hyperband") and not single:
+        if self.search.pruner in SINGLE_OBJECTIVE_PRUNERS and not single:
             raise ValueError(f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
                              "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode")
-        if self.search.sampler == "cmaes" and not single:
-            raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random, or a tolerance or scalarize mode")
+        if self.search.sampler in SINGLE_OBJECTIVE_SAMPLERS and not single:
+            others = ", ".join(n for n in SAMPLER_NAMES if n not in SINGLE_OBJECTIVE_SAMPLERS)
+            raise ValueError(f"search.sampler {self.search.sampler!r} handles one objective; use one of {others}, or a tolerance or scalarize mode")
         return self
 
 

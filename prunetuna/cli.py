@@ -217,7 +217,7 @@ class _WorkerLauncher:
 @app.command()
 def report(
     config: str = ConfigArg,
-    as_json: bool = typer.Option(False, "--json", help="print DESIGN.md's JSON schema instead of a table"),
+    as_json: bool = typer.Option(False, "--json", help="print the JSON of docs/design.md instead of a table"),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,

@@ -1,4 +1,4 @@
-"""``prunetuna report``: the Pareto-optimal trials beside the dense model, as a table or DESIGN.md's JSON."""
+"""``prunetuna report``: the Pareto-optimal trials beside the dense model, as a table or the JSON of docs/design.md."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
+from prunetuna.names import COSTS
 from prunetuna.sparsity import applied
 
 __all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "render_report"]
@@ -16,7 +17,7 @@ __all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "rend
 SLOW_FOR_FLOPS = 0.8
 """A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
 
-COST_METRICS = (("flops", "flops"), ("params", "params"), ("size", "size_bytes"), ("latency", "latency_ms"))
+COST_METRICS = tuple((cost.name, cost.metric) for cost in COSTS.values())
 
 
 def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
@@ -58,7 +59,7 @@ def baseline_gains(items: Sequence[dict[str, Any]], cost: str) -> list[dict[str,
 
 
 def build_report(study: optuna.Study) -> dict[str, Any]:
-    """The study as plain data: DESIGN.md's ``report --json`` schema, plus ``mode`` and ``best``."""
+    """The study as plain data: the ``report --json`` schema of docs/design.md, plus ``mode`` and ``best``."""
     trials = study.get_trials(deepcopy=False)
     feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
     front = {t.number for t in pareto_front(feasible, study.directions)}

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunetuna import names
 from prunetuna.objectives._latency import LatencySettings, measure_latency
+from prunetuna.registry import Registry
 
 __all__ = ["COSTS", "Cost", "CostContext", "count_flops", "count_params", "measure_costs", "serialized_size"]
 
@@ -87,12 +89,19 @@ def serialized_size(model: nn.Module, example: torch.Tensor | None = None) -> fl
 
 @dataclass(frozen=True)
 class Cost:
-    """A cost: ``metric`` is the key of its absolute value in a trial's metrics; ``<name>_ratio`` is to dense."""
+    """A cost: ``measure`` returns its metrics; ``metric`` is the key of its absolute value in a trial's
+    metrics, ``<name>_ratio`` is to dense (names, keys and units in :mod:`prunetuna.names`)."""
 
     name: str
-    metric: str
-    unit: str
     measure: Callable[[nn.Module, CostContext], dict[str, float]]
+
+    @property
+    def metric(self) -> str:
+        return names.COSTS[self.name].metric
+
+    @property
+    def unit(self) -> str:
+        return names.COSTS[self.name].unit
 
 
 def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
@@ -101,12 +110,11 @@ def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
             "latency_attempts": float(result.attempts)}
 
 
-COSTS: dict[str, Cost] = {
-    "flops": Cost("flops", "flops", "FLOPs", lambda m, c: {"flops": count_flops(m, c.example)}),
-    "params": Cost("params", "params", "parameters", lambda m, c: {"params": count_params(m)}),
-    "size": Cost("size", "size_bytes", "bytes", lambda m, c: {"size_bytes": serialized_size(m)}),
-    "latency": Cost("latency", "latency_ms", "ms", _latency),
-}
+COSTS: Registry[Cost] = Registry("cost")
+COSTS.register("flops", Cost("flops", lambda m, c: {"flops": count_flops(m, c.example)}))
+COSTS.register("params", Cost("params", lambda m, c: {"params": count_params(m)}))
+COSTS.register("size", Cost("size", lambda m, c: {"size_bytes": serialized_size(m)}))
+COSTS.register("latency", Cost("latency", _latency))
 
 
 def measure_costs(

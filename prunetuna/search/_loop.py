@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import itertools
 import json
-import math
 import time
 import traceback
 import warnings
@@ -31,6 +30,7 @@ from prunetuna.objectives import (
     Scoring,
     evaluate_accuracy,
     fine_tune,
+    lowest_fitting,
     measure_costs,
     parse_budgets,
     project_onto_budget,
@@ -38,7 +38,7 @@ from prunetuna.objectives import (
     within_budgets,
 )
 from prunetuna.search._durable import TrialStore
-from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, make_pruner, optuna_decision
+from prunetuna.search._early_stopping import EARLY_STOPPING, StopContext, TrialPruningCallback, make_pruner
 from prunetuna.search._faults import fault
 from prunetuna.search._finish import RunState, TrialModel, finish_run
 from prunetuna.search._outage import TrackingAway
@@ -47,7 +47,7 @@ from prunetuna.search._samplers import make_sampler
 from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, cache_path, scan_grid, scan_sensitivity
 from prunetuna.search._stores import Workspace, mask_url, open_storage
 from prunetuna.search._tracking import StudyTracker
-from prunetuna.spaces import GraphLimits, PruningSpace, preflight
+from prunetuna.spaces import PruningSpace
 from prunetuna.sparsity import APPLIED_ATTR, as_params, canonical, from_params
 from prunetuna.workload import Workload, load_workload
 
@@ -84,29 +84,8 @@ class SearchStopped(Exception):
 
 
 def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
-    """The search space of the config's model; a model with nothing prunable is bad input."""
-    space = PruningSpace.from_model(
-        workload.model,
-        workload.example,
-        max_sparsity=config.pruning.max_sparsity,
-        step=config.pruning.step,
-        importance=config.pruning.importance,
-        ignore=config.pruning.ignore,
-        round_to=config.pruning.round_to,
-        granularity=config.pruning.granularity,
-        groups=config.pruning.groups,
-        method=config.pruning.method,
-        nm=tuple(config.pruning.nm),
-        graph_limits=GraphLimits(seconds=config.pruning.graph_seconds, memory_gb=config.pruning.graph_memory_gb),
-    )
-    if not space.dimensions:
-        raise UserError(
-            "model: nothing to prune (no convolution or linear layer with 2+ output channels outside "
-            f"the output layer and pruning.ignore {list(config.pruning.ignore)}); check the model or pruning.ignore"
-        )
-    if config.pruning.max_sparsity == 0:
-        raise UserError("pruning.max_sparsity: 0 leaves nothing to search; set it in (0, 1)")
-    return preflight(space, workload.model, workload.example, label=f"model {_model_source(config)}")[0]
+    """The search space of the config's model (:meth:`PruningSpace.from_config`)."""
+    return PruningSpace.from_config(config.pruning, workload.model, workload.example, label=f"model {_model_source(config)}")
 
 
 def _model_source(config: ExperimentConfig) -> str:
@@ -164,7 +143,7 @@ class TrialRunner:
         plan = self.plan
         sampled = plan.space.suggest(trial)
         fault("sampled", trial.number)
-        pruned = plan.space.apply(plan.workload.model, sampled, plan.workload.example, plan.batches)
+        pruned = plan.space.apply(sampled, plan.batches)
         costs = self._measure(pruned, plan.cost_names)
         if not plan.budgets:
             return sampled, pruned, costs, ""
@@ -174,13 +153,13 @@ class TrialRunner:
         projection = project_onto_budget(
             sampled,
             plan.budgets,
-            lambda v: self._measure(plan.space.apply(plan.workload.model, v, plan.workload.example, structure_only=True), budget_costs),
-            max_sparsity={d.name: plan.space.high(d) for d in plan.space.dimensions},
+            lambda v: self._measure(plan.space.apply(v, structure_only=True), budget_costs),
+            max_sparsity=plan.space.highest(),
             step=plan.space.step,
         )
         trial.set_user_attr("projection_t", projection.t)
         vector = canonical(projection.vector)
-        pruned = plan.space.apply(plan.workload.model, vector, plan.workload.example, plan.batches)
+        pruned = plan.space.apply(vector, plan.batches)
         return vector, pruned, self._measure(pruned, plan.cost_names), "projected" if projection.fits else "over"
 
     def _model(self, number: int, pruned: nn.Module, vector: dict[str, float], metrics: dict[str, float], origin: str) -> TrialModel:
@@ -200,17 +179,14 @@ class TrialRunner:
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
         """The per-epoch stop rule the config names, for this candidate (None: train every epoch)."""
         plan = self.plan
-        name = plan.config.search.pruner
-        if name == "none" or plan.config.finetune.epochs < 2:
+        if plan.config.finetune.epochs < 2:
             return None
-        if name == "dominated":
-            metrics = [OBJECTIVES[c].metric for c in plan.scoring.costs]
-            records = epoch_records(trial.study.get_trials(deepcopy=False, states=FINISHED_STATES), metrics)
-            decide = dominance_decision([costs[m] for m in metrics], records, plan.config.search.min_dominating, plan.config.finetune.epochs)
-        else:
-            dense_accuracy = plan.dense["accuracy"]
-            decide = optuna_decision(trial, lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy), name)
-        return TrialPruningCallback(decide)
+        dense_accuracy = plan.dense["accuracy"]
+        context = StopContext(trial, costs, tuple(OBJECTIVES[c].metric for c in plan.scoring.costs),
+                              lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy),
+                              plan.config.search.min_dominating, plan.config.finetune.epochs)
+        decide = EARLY_STOPPING.get(plan.config.search.pruner).decision(context)
+        return TrialPruningCallback(decide) if decide is not None else None
 
     def _check_not_surplus(self, trial: Trial) -> None:
         """Workers that start trials together could overshoot ``n_trials``; trial numbers are handed out
@@ -308,8 +284,7 @@ class TrialRunner:
                 tags["prunetuna.pruned_reason"] = stopper.reason
                 run.state = "PRUNED"
                 raise optuna.TrialPruned(stopper.reason)
-        if plan.scoring.mode == "scalarized":
-            metrics["score"] = plan.scoring.score(metrics)
+        metrics.update(plan.scoring.extra_metrics(metrics))
         excess = plan.scoring.accuracy_excess(result.accuracy, plan.dense["accuracy"])
         if excess is not None:
             trial.set_constraint("accuracy_drop", excess)
@@ -390,7 +365,7 @@ def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext
     if not budgets:
         return
     names = tuple(dict.fromkeys(b.cost for b in budgets))
-    floor = measure_costs(space.apply(model, {d.name: space.high(d) for d in space.dimensions}, context.example, structure_only=True),
+    floor = measure_costs(space.apply(space.highest(), structure_only=True),
                           context, dense, names)
     bounded = any(d.high is not None for d in space.dimensions)
     where = ("at its bound from the sensitivity scan" if bounded else f"at max_sparsity {space.max_sparsity:g}")
@@ -461,11 +436,15 @@ def _retry_later(study: optuna.Study, trial: Trial | None) -> None:
 
 
 def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``count`` training batches: BN recalibration and gradient-based importance."""
+    """The first ``count`` training batches: BN recalibration and gradient-based importance.
+
+    The same batches in every process: the loader's shuffle is seeded, in a scope that restores torch's
+    global RNG afterwards (nothing else's randomness depends on this call)."""
     if count == 0:
         return []
-    torch.manual_seed(0)
-    return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
 
 
 def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpace, batches: list, workdir: Path,
@@ -476,23 +455,9 @@ def cached_scan(config: ExperimentConfig, workload: Workload, space: PruningSpac
     if path.is_file():
         data = json.loads(path.read_text())
         return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
-    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid, on_step)
+    scan = scan_sensitivity(space, batches, workload.datamodule.val_dataloader(), grid, on_step)
     path.write_text(json.dumps(scan.as_dict(), indent=2))
     return scan
-
-
-def _lowest_fitting(candidate: Callable[[float], dict[str, float]], fits: Callable[[dict[str, float]], bool], high: float) -> dict[str, float] | None:
-    """Bisection on a scalar knob in [0, high]: the smallest whose vector fits (None when even ``high`` does not)."""
-    if not fits(candidate(high)):
-        return None
-    low = 0.0
-    for _ in range(10):
-        middle = (low + high) / 2
-        if fits(candidate(middle)):
-            high = middle
-        else:
-            low = middle
-    return candidate(high)
 
 
 def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
@@ -508,33 +473,29 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
     if not config.search.warm_start or not levels:
         return
     done = {(t.user_attrs.get("origin"), t.user_attrs.get("warm_start_level")) for t in study.get_trials(deepcopy=False)}
-    model, example = plan.workload.model, plan.workload.example
 
     def ratio_of(vector: dict[str, float]) -> float:
-        pruned = space.apply(model, vector, example, structure_only=True)
+        pruned = space.apply(vector, structure_only=True)
         return measure_costs(pruned, plan.context, plan.dense, (cost,))[f"{cost}_ratio"]
 
-    def step_up(vector: dict[str, float]) -> dict[str, float]:
-        """Onto the step grid, rounding up so that the level still holds."""
-        return {d.name: min(round(math.ceil(vector[d.name] / space.step - 1e-9) * space.step, 6), space.high(d)) for d in space.dimensions}
-
     allocations = {
-        "uniform": lambda r: step_up(space.uniform(r)),
-        "global": lambda r: step_up(space.global_allocation(model, r, example, plan.batches)),
+        "uniform": lambda r: space.snap(space.uniform(r), up=True),  # onto the grid, rounding up: the level still holds
+        "global": lambda r: space.snap(space.global_allocation(r, plan.batches), up=True),
     }
     for level in levels:
         for origin, allocate in allocations.items():
             if (origin, level) in done:
                 continue
             fits = lambda v, level=level: ratio_of(v) <= level + 1e-12  # noqa: E731
-            vector = _lowest_fitting(allocate, fits, space.max_sparsity)
+            found = lowest_fitting(allocate, fits, space.max_sparsity)
+            vector = found[1] if found is not None else None
             if vector is None:
                 # Even its largest setting misses the level (global ranking spares some layers): project it,
                 # as a sampled candidate would be, rather than drop the baseline.
                 budget = Budget(cost, cost, level, False)
                 projection = project_onto_budget(allocate(space.max_sparsity), [budget],
                                                  lambda v: {f"{cost}_ratio": ratio_of(v)},
-                                                 max_sparsity={d.name: space.high(d) for d in space.dimensions}, step=space.step)
+                                                 max_sparsity=space.highest(), step=space.step)
                 if not projection.fits:
                     continue  # the level cannot be met at all; the budget check has said so where it matters
                 vector = projection.vector

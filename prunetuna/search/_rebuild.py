@@ -86,7 +86,7 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     space = prepare_space(config, workload)
     sparsity = applied(trial)
     try:
-        model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
+        model = space.finalize(space.apply(sparsity, structure_only=True))
     except ValueError as exc:
         raise UserError(
             f"--trial {trial.number}: its sparsity vector does not fit this config's search space ({exc}); "

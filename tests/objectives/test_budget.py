@@ -28,7 +28,7 @@ def test_projection_fits_the_budget_with_the_smallest_uniform_move() -> None:
 
     def measure(vector: dict[str, float]) -> dict[str, float]:
         measured.append(vector)
-        return measure_costs(space.apply(model, vector, example), CostContext(example), dense, ("flops",))
+        return measure_costs(space.apply(vector), CostContext(example), dense, ("flops",))
 
     sampled = {name: 0.1 for name in space.names}
     assert not within_budgets([budget], measure(sampled))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunetuna import names
+from prunetuna.names import COSTS as COST_INFO
 from prunetuna.objectives._latency import LatencySettings, measure_latency
 from prunetuna.registry import Registry
 
@@ -97,11 +97,11 @@ class Cost:
 
     @property
     def metric(self) -> str:
-        return names.COSTS[self.name].metric
+        return COST_INFO[self.name].metric
 
     @property
     def unit(self) -> str:
-        return names.COSTS[self.name].unit
+        return COST_INFO[self.name].unit
 
 
 def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:

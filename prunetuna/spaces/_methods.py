@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
@@ -23,13 +23,20 @@ from prunetuna.spaces._graph import GraphLimits
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import mask_nm, mask_unstructured
 
-if TYPE_CHECKING:
-    from prunetuna.spaces._space import PruningSpace
-
-__all__ = ["METHODS", "Batches", "PruningMethod", "accumulate_gradients", "quiet_copies"]
+__all__ = ["METHODS", "Batches", "PruningMethod", "SpaceSettings", "accumulate_gradients", "quiet_copies"]
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """A few (inputs, labels) batches, for criteria that need gradients."""
+
+
+class SpaceSettings(Protocol):
+    """What a method reads from the space it prunes for (:class:`prunetuna.spaces.PruningSpace`)."""
+
+    example: torch.Tensor
+    importance: str
+    ignored: tuple[str, ...]
+    round_to: int | None
+    nm: tuple[int, int]
 
 
 class PruningMethod(ABC):
@@ -46,7 +53,7 @@ class PruningMethod(ABC):
     def dimensions(self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None) -> list[Dimension]: ...
 
     @abstractmethod
-    def prune(self, space: PruningSpace, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
+    def prune(self, space: SpaceSettings, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
         """Prune ``pruned`` (a copy) in place: ``ratios`` by root layer, every one above 0."""
 
 
@@ -56,7 +63,7 @@ class Structured(PruningMethod):
     def dimensions(self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None) -> list[Dimension]:
         return find_dimensions(model, example, ignored, limits)
 
-    def prune(self, space: PruningSpace, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
+    def prune(self, space: SpaceSettings, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
         if space.round_to:
             ratios = {module: _cap_for_rounding(module, ratio, space.round_to) for module, ratio in ratios.items()}
             ratios = {module: ratio for module, ratio in ratios.items() if ratio > 0}
@@ -95,7 +102,7 @@ class Masked(PruningMethod):
         return [Dimension(name=n, channels=int(m.weight.numel()), layers=(n,)) for n, m in model.named_modules()
                 if isinstance(m, ROOT_TYPES) and n not in ignored and m.weight.numel() > 1]
 
-    def prune(self, space: PruningSpace, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
+    def prune(self, space: SpaceSettings, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
         for module, ratio in ratios.items():
             self.mask(module, ratio, space.nm)
 

@@ -18,17 +18,37 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol, Sequence, TypeVar
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunetuna.errors import UserError
 from prunetuna.spaces._dimensions import Dimension
+from prunetuna.spaces._methods import PruningMethod
 from prunetuna.sparsity import SparsityVector
 
-if TYPE_CHECKING:
-    from prunetuna.spaces._space import PruningSpace
+S = TypeVar("S", bound="CheckedSpace")
+
+
+class CheckedSpace(Protocol):
+    """What the check uses of a space (:class:`prunetuna.spaces.PruningSpace`)."""
+
+    model: nn.Module
+    example: torch.Tensor
+    strategy: PruningMethod
+
+    @property
+    def dimensions(self) -> Sequence[Dimension]: ...
+
+    def high(self, dimension: Dimension) -> float: ...
+
+    def highest(self) -> SparsityVector: ...
+
+    def apply(self, vector: SparsityVector, *, structure_only: bool = False) -> nn.Module: ...
+
+    def only(self: S, dimensions: Sequence[Dimension]) -> S: ...
 
 __all__ = ["BrokenDimension", "preflight"]
 
@@ -45,7 +65,7 @@ class BrokenDimension:
         return list(self.dimension.roots)
 
 
-def _runs(space: PruningSpace, vector: SparsityVector, shape: torch.Size) -> str | None:
+def _runs(space: CheckedSpace, vector: SparsityVector, shape: torch.Size) -> str | None:
     """None when the pruned model runs and keeps the dense output shape; else what went wrong, in one line."""
     try:
         pruned = space.apply(vector, structure_only=True).eval()
@@ -60,7 +80,7 @@ def _runs(space: PruningSpace, vector: SparsityVector, shape: torch.Size) -> str
     return None
 
 
-def preflight(space: PruningSpace, label: str = "model") -> tuple[PruningSpace, list[BrokenDimension]]:
+def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]:
     """``space`` without the dimensions that break its model when pruned alone at their bound, and those dimensions."""
     if not space.strategy.changes_shapes or not space.dimensions:
         return space, []  # masks keep every shape

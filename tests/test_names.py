@@ -56,3 +56,11 @@ def test_the_config_accepts_every_registered_name() -> None:
     modes = [config.parse_config({**base, "objectives": ["accuracy", "flops"], **extra}).mode
              for extra in ({}, {"tolerance": {"accuracy_drop": 0.01}}, {"scalarize": {"flops": 1.0}})]
     assert tuple(modes) == SCORING_MODES.names()
+
+
+def test_the_config_and_the_names_stay_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, prunetuna.config, prunetuna.names, prunetuna.registry; sys.exit('torch' in sys.modules or 'optuna' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0, "importing the config pulled in torch or optuna"

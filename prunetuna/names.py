@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ABSOLUTE_BUDGETS",
+    "CHEAP_COSTS",
     "COSTS",
     "COST_NAMES",
     "CostName",
@@ -34,7 +35,8 @@ class CostName:
     """A cost as the config, the report and the plots name it.
 
     ``metric`` is the key of its absolute value in a trial's metrics (``<name>_ratio`` is the ratio to
-    the dense model); ``absolute`` is the budget key of an absolute amount (``constraints``).
+    the dense model); ``absolute`` is the budget key of an absolute amount (``constraints``). A ``cheap``
+    cost is counted, not timed: measured on every candidate, and on the many candidates of a projection.
     """
 
     name: str
@@ -42,6 +44,7 @@ class CostName:
     absolute: str
     unit: str
     label: str
+    cheap: bool = True
 
     @property
     def ratio(self) -> str:
@@ -54,10 +57,11 @@ COSTS: dict[str, CostName] = {
         CostName("flops", "flops", "flops_count", "FLOPs", "FLOPs"),
         CostName("params", "params", "params_count", "parameters", "params"),
         CostName("size", "size_bytes", "size_bytes", "bytes", "size"),
-        CostName("latency", "latency_ms", "latency_ms", "ms", "latency"),
+        CostName("latency", "latency_ms", "latency_ms", "ms", "latency", cheap=False),
     )
 }
 COST_NAMES = tuple(COSTS)
+CHEAP_COSTS = tuple(name for name, cost in COSTS.items() if cost.cheap)
 OBJECTIVE_NAMES = ("accuracy", *COST_NAMES)
 ABSOLUTE_BUDGETS = {cost.absolute: cost.name for cost in COSTS.values()}
 """Budget keys: a cost name is a ratio to the dense model; these name an absolute amount of a cost."""

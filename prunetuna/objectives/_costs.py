@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunetuna.names import CHEAP_COSTS
 from prunetuna.names import COSTS as COST_INFO
 from prunetuna.objectives._latency import LatencySettings, measure_latency
 from prunetuna.registry import Registry
@@ -123,14 +124,14 @@ def measure_costs(
     dense: dict[str, float] | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Every cost in ``names`` (default: all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
+    """Every cost in ``names`` (default: the cheap ones, all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
 
     With latency, ``dense_latency_ms`` is the reference its ratio used. Where latency is measured with FLOPs, ``speedup`` (dense latency / latency) and
     ``flops_reduction`` (dense FLOPs / FLOPs) are added, to show whether fewer FLOPs really ran faster.
     """
     context = example if isinstance(example, CostContext) else CostContext(example)
     result: dict[str, float] = {}
-    for name in names or ("flops", "params", "size"):
+    for name in names or CHEAP_COSTS:
         cost = COSTS[name]
         result.update(cost.measure(model, context))
         if dense is not None and dense.get(cost.metric):

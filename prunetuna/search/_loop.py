@@ -22,6 +22,8 @@ from prunetuna.baseline import baseline_key, prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
 from prunetuna.manifest import study_manifest
+from prunetuna.names import CHEAP_COSTS
+from prunetuna.names import COSTS as COST_INFO
 from prunetuna.objectives import (
     OBJECTIVES,
     Budget,
@@ -343,7 +345,7 @@ def _scoring(config: ExperimentConfig) -> Scoring:
 
 
 def _cost_names(config: ExperimentConfig, budgets: list[Budget]) -> tuple[str, ...]:
-    names = ["flops", "params", "size"]
+    names = list(CHEAP_COSTS)
     if config.latency.every_trial or "latency" in config.objectives or any(b.cost == "latency" for b in budgets):
         names.append("latency")
     return tuple(names)
@@ -467,7 +469,7 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
     fine-tuned like sampled trials, so the report can state what the search gained over them.
     """
     config, space = plan.config, plan.space
-    ratio_budgets = [b for b in plan.budgets if not b.absolute and b.cost != "latency"]
+    ratio_budgets = [b for b in plan.budgets if not b.absolute and COST_INFO[b.cost].cheap]
     cost = ratio_budgets[0].cost if ratio_budgets else "flops"
     levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets]
     if not config.search.warm_start or not levels:

@@ -9,13 +9,14 @@ returns one or raises :class:`UnknownName` with the one message every unknown na
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterable, Iterator, TypeVar, overload
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar, overload
 
 from prunetuna.errors import UserError
 
 __all__ = ["Registry", "UnknownName", "check_name", "unknown_message"]
 
 T = TypeVar("T")
+_MISSING: Any = object()
 
 
 class UnknownName(UserError, ValueError):
@@ -65,14 +66,18 @@ class Registry(Generic[T]):
     def __delitem__(self, name: str) -> None:
         del self._items[name]
 
-    def get(self, name: str) -> T:
-        """The part registered as ``name``; :class:`UnknownName` naming the known ones otherwise."""
+    def get(self, name: str, default: Any = _MISSING) -> T:
+        """The part registered as ``name``; :class:`UnknownName` naming the known ones otherwise (``default``,
+        when given, instead: the mapping protocol, for code that treats the registry as a dict)."""
         try:
             return self._items[name]
         except (KeyError, TypeError):
+            if default is not _MISSING:
+                return default
             raise UnknownName(unknown_message(self.kind, name, self._items)) from None
 
-    __getitem__ = get
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._items)

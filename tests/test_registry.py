@@ -20,6 +20,7 @@ def test_register_get_and_names_keep_order() -> None:
     assert shapes.names() == ("square", "triangle") and list(shapes) == ["square", "triangle"] and len(shapes) == 2
     assert "square" in shapes and "circle" not in shapes
     assert shapes.items() == [("square", 4), ("triangle", triangle)]
+    assert shapes.get("circle", None) is None, "with a default, get is a mapping's get"
 
 
 def test_unknown_name_is_one_line_user_error_naming_the_choices() -> None:

@@ -193,3 +193,29 @@ def test_round_to_keeps_multiples_and_cost_falls_monotonically() -> None:
         assert all(c % 8 == 0 for n, c in _out_channels(pruned).items() if n != "fc")
         flops.append(count_flops(pruned, EXAMPLE))
     assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0] / 2
+
+
+def test_from_config_keeps_model_and_example_and_refuses_nothing_to_prune() -> None:
+    from prunetuna.config import PruningConfig
+    from prunetuna.errors import UserError
+
+    model = TinyResNet(width=8)
+    space = PruningSpace.from_config(PruningConfig(max_sparsity=0.75, step=0.25), model, EXAMPLE, label="model tiny")
+    assert space.model is model and space.example is EXAMPLE
+    assert space.names == _space(model).names
+    assert space.only(space.dimensions[:1]).model is model and space.with_bounds({}).example is EXAMPLE
+    with pytest.raises(UserError, match="nothing to prune"):
+        PruningSpace.from_config(PruningConfig(), LinearOnly(), torch.randn(2, 64))
+    with pytest.raises(UserError, match="max_sparsity: 0 leaves nothing"):
+        PruningSpace.from_config(PruningConfig(max_sparsity=0.0, step=0.05), model, EXAMPLE)
+
+
+def test_methods_are_strategies_in_a_registry() -> None:
+    from prunetuna.registry import UnknownName
+    from prunetuna.spaces import METHODS
+
+    assert METHODS.names() == ("structured", "unstructured", "nm")
+    nm = _space(TinyResNet(width=8), method="nm", nm=(1, 4))
+    assert nm.max_sparsity == nm.step == 0.75  # a layer is dense or 1:4
+    with pytest.raises(UnknownName, match="unknown pruning method 'channel'"):
+        _space(TinyResNet(width=8), method="channel")

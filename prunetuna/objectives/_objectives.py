@@ -44,6 +44,10 @@ class ScoringMode(ABC):
     @abstractmethod
     def values(self, scoring: Scoring, metrics: Mapping[str, float]) -> list[float]: ...
 
+    @abstractmethod
+    def value_names(self, scoring: Scoring) -> list[str]:
+        """The metric behind each Optuna value (what optuna-dashboard labels its axes with)."""
+
     def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
         return accuracy
 
@@ -64,6 +68,9 @@ class Pareto(ScoringMode):
     def values(self, scoring: Scoring, metrics: Mapping[str, float]) -> list[float]:
         return objective_values(scoring.objectives, metrics)
 
+    def value_names(self, scoring: Scoring) -> list[str]:
+        return [OBJECTIVES[name].metric for name in scoring.objectives]
+
 
 class Tolerance(ScoringMode):
     """Minimize the one listed cost, subject to accuracy >= dense - ``accuracy_drop``."""
@@ -73,6 +80,9 @@ class Tolerance(ScoringMode):
 
     def values(self, scoring: Scoring, metrics: Mapping[str, float]) -> list[float]:
         return [float(metrics[OBJECTIVES[scoring.costs[0]].metric])]
+
+    def value_names(self, scoring: Scoring) -> list[str]:
+        return [OBJECTIVES[scoring.costs[0]].metric]
 
     def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
         return dense_accuracy - accuracy  # minimized, like the study: the accuracy lost so far
@@ -91,6 +101,9 @@ class Scalarized(ScoringMode):
 
     def values(self, scoring: Scoring, metrics: Mapping[str, float]) -> list[float]:
         return [scoring.score(metrics)]
+
+    def value_names(self, scoring: Scoring) -> list[str]:
+        return ["score"]
 
     def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
         return scoring.score({**metrics, "accuracy": accuracy})
@@ -134,6 +147,10 @@ class Scoring:
 
     def values(self, metrics: Mapping[str, float]) -> list[float]:
         return self.strategy.values(self, metrics)
+
+    @property
+    def value_names(self) -> list[str]:
+        return self.strategy.value_names(self)
 
     def intermediate(self, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
         """The value an epoch's accuracy gives in the study's direction, for Optuna's pruners (one objective)."""

@@ -54,9 +54,9 @@ class ScoringMode(ABC):
     def accuracy_excess(self, scoring: Scoring, accuracy: float, dense_accuracy: float) -> float | None:
         return None
 
-    def extra_metrics(self, scoring: Scoring, metrics: Mapping[str, float]) -> dict[str, float]:
-        """Metrics the mode adds to a finished candidate's (the scalarized score)."""
-        return {}
+    def score_of(self, scoring: Scoring, metrics: Mapping[str, float]) -> float | None:
+        """The one number a trial records as ``metrics["score"]`` (None: the mode has none)."""
+        return None
 
 
 class Pareto(ScoringMode):
@@ -108,8 +108,8 @@ class Scalarized(ScoringMode):
     def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
         return scoring.score({**metrics, "accuracy": accuracy})
 
-    def extra_metrics(self, scoring: Scoring, metrics: Mapping[str, float]) -> dict[str, float]:
-        return {"score": scoring.score(metrics)}
+    def score_of(self, scoring: Scoring, metrics: Mapping[str, float]) -> float | None:
+        return scoring.score(metrics)
 
 
 SCORING_MODES: Registry[ScoringMode] = Registry("mode")
@@ -160,5 +160,6 @@ class Scoring:
         """In tolerance mode, the accuracy loss beyond the tolerance (feasible when <= 0)."""
         return self.strategy.accuracy_excess(self, accuracy, dense_accuracy)
 
-    def extra_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        return self.strategy.extra_metrics(self, metrics)
+    def score_of(self, metrics: Mapping[str, float]) -> float | None:
+        """The scalarized score a trial records as ``metrics["score"]`` (None in the other modes)."""
+        return self.strategy.score_of(self, metrics)

@@ -286,7 +286,9 @@ class TrialRunner:
                 tags["prunetuna.pruned_reason"] = stopper.reason
                 run.state = "PRUNED"
                 raise optuna.TrialPruned(stopper.reason)
-        metrics.update(plan.scoring.extra_metrics(metrics))
+        score = plan.scoring.score_of(metrics)
+        if score is not None:
+            metrics["score"] = score
         excess = plan.scoring.accuracy_excess(result.accuracy, plan.dense["accuracy"])
         if excess is not None:
             trial.set_constraint("accuracy_drop", excess)

@@ -16,7 +16,7 @@ def test_pareto_is_one_objective_each_in_its_direction() -> None:
     assert scoring.values(METRICS) == [0.90, 0.40, 0.70]
     assert scoring.intermediate(0.8, METRICS, dense_accuracy=0.95) == 0.8
     assert scoring.accuracy_excess(0.8, 0.95) is None
-    assert scoring.extra_metrics(METRICS) == {}
+    assert scoring.score_of(METRICS) is None
     assert scoring.value_names == ["accuracy", "flops_ratio", "latency_ratio"]
 
 
@@ -27,7 +27,7 @@ def test_tolerance_minimizes_the_cost_with_accuracy_loss_as_constraint() -> None
     assert scoring.intermediate(0.90, METRICS, dense_accuracy=0.95) == pytest.approx(0.05)  # the accuracy lost so far
     assert scoring.accuracy_excess(0.90, 0.95) == pytest.approx(0.03)  # 5 points lost, 2 allowed
     assert scoring.accuracy_excess(0.94, 0.95) == pytest.approx(-0.01)  # feasible
-    assert scoring.extra_metrics(METRICS) == {}
+    assert scoring.score_of(METRICS) is None
     assert scoring.value_names == ["params_ratio"]
 
 
@@ -38,7 +38,7 @@ def test_scalarized_maximizes_accuracy_minus_weighted_costs() -> None:
     assert scoring.values(METRICS) == [pytest.approx(expected)]
     assert scoring.intermediate(0.80, METRICS, dense_accuracy=0.95) == pytest.approx(expected - 0.10)
     assert scoring.accuracy_excess(0.5, 0.95) is None
-    assert scoring.extra_metrics(METRICS) == {"score": pytest.approx(expected)}
+    assert scoring.score_of(METRICS) == pytest.approx(expected)
     assert scoring.value_names == ["score"]
 
 

@@ -72,10 +72,9 @@ class Projection:
     fits: bool
 
 
-def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], high: float = 1.0,
-                   iterations: int = 10) -> tuple[float, V] | None:
-    """Bisection on a scalar knob in [0, ``high``]: the smallest knob found whose candidate fits, and that
-    candidate (None when even ``high`` does not fit). ``iterations`` halvings of the interval."""
+def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], high: float = 1.0, iterations: int = 10) -> V | None:
+    """Bisection on a scalar knob in [0, ``high``]: the candidate of the smallest knob found that fits
+    (None when even ``high`` does not); ``iterations`` halvings of the interval."""
     best = candidate(high)
     if not fits(best):
         return None
@@ -87,7 +86,7 @@ def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], h
             high, best = middle, trying
         else:
             low = middle
-    return high, best
+    return best
 
 
 def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float) -> dict[str, float]:
@@ -119,7 +118,8 @@ def project_onto_budget(
             cache[key] = measure(candidate)
         return cache[key]
 
-    found = lowest_fitting(lambda t: _toward(vector, t, max_sparsity, step), lambda v: within_budgets(budgets, costs(v)), 1.0, iterations)
+    found = lowest_fitting(lambda t: (t, _toward(vector, t, max_sparsity, step)),
+                           lambda moved: within_budgets(budgets, costs(moved[1])), 1.0, iterations)
     if found is None:
         high = _toward(vector, 1.0, max_sparsity, step)
         return Projection(high, costs(high), 1.0, len(cache), False)

@@ -491,8 +491,7 @@ def _warm_start(study: optuna.Study, plan: TrialPlan) -> None:
             if (origin, level) in done:
                 continue
             fits = lambda v, level=level: ratio_of(v) <= level + 1e-12  # noqa: E731
-            found = lowest_fitting(allocate, fits, space.max_sparsity)
-            vector = found[1] if found is not None else None
+            vector = lowest_fitting(allocate, fits, space.max_sparsity)
             if vector is None:
                 # Even its largest setting misses the level (global ranking spares some layers): project it,
                 # as a sampled candidate would be, rather than drop the baseline.

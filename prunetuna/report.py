@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
+from prunetuna.names import COSTS
 from prunetuna.trial_record import StudyRecord, TrialRecord
 
 __all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "render_report"]
@@ -16,7 +17,7 @@ __all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "render_report"]
 SLOW_FOR_FLOPS = 0.8
 """A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
 
-COST_METRICS = (("flops", "flops"), ("params", "params"), ("size", "size_bytes"), ("latency", "latency_ms"))
+COST_METRICS = tuple((cost.name, cost.metric) for cost in COSTS.values())
 
 
 def _speed_flag(metrics: dict[str, float]) -> bool | None:

@@ -10,9 +10,10 @@ applied, the applied one is stored with the trial (user attribute ``sparsity``),
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
-__all__ = ["DECIMALS", "PARAM_PREFIX", "SparsityVector", "as_params", "canonical", "from_params", "param_name"]
+__all__ = ["DECIMALS", "PARAM_PREFIX", "SparsityVector", "as_params", "canonical", "from_params", "param_name", "snap"]
 
 SparsityVector = dict[str, float]
 """Ratio of channels to remove, by dimension name."""
@@ -26,6 +27,14 @@ DECIMALS = 6
 def canonical(vector: Mapping[str, float]) -> SparsityVector:
     """``vector`` with every ratio rounded to 6 decimals: 0.7000000000000001 reads, and prunes, as 0.7."""
     return {name: round(float(ratio), DECIMALS) for name, ratio in vector.items()}
+
+
+def snap(ratio: float, step: float, *, up: bool = False, high: float | None = None) -> float:
+    """``ratio`` on the ``step`` grid, in canonical form: the nearest point, or with ``up`` the first point
+    at or above it (a cost level reached at ``ratio`` still holds); at most ``high`` when given."""
+    points = math.ceil(ratio / step - 1e-9) if up else round(ratio / step)
+    value = points * step
+    return round(value if high is None else min(value, high), DECIMALS)
 
 
 def param_name(dimension: str) -> str:

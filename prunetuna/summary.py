@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
+from prunetuna.names import COSTS
+
 __all__ = ["NOTE_TAG", "PARETO_TABLE", "VIEW_KEY", "DrawnStudy", "landing_url", "landing_view", "publish_summary", "publish_view", "trial_description"]
 
 NOTE_TAG = "mlflow.note.content"
@@ -29,7 +31,7 @@ TRIAL_FILTER = "tags.`prunetuna.role` = 'trial'"
 # The trials' columns, in this order: objectives and costs, then where each trial came from.
 VIEW_METRICS = ("accuracy", "score", "flops_ratio", "latency_ratio", "speedup", "params_ratio", "size_ratio")
 VIEW_TAGS = ("prunetuna.feasible", "prunetuna.origin", "prunetuna.budget")
-COST_LABELS = (("flops", "FLOPs"), ("params", "params"), ("size", "size"), ("latency", "latency"))
+COST_LABELS = tuple((cost.name, cost.label) for cost in COSTS.values())
 SAME_SPEED = 1.05  # a measured speedup within 5% of dense reads "as fast as dense"
 
 

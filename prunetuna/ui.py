@@ -46,15 +46,10 @@ class StudyLinks:
 
 def objective_names(study) -> list[str]:  # noqa: ANN001 - optuna.Study
     """The metric behind each Optuna value, by mode: what optuna-dashboard labels its axes with."""
-    from prunetuna.objectives import OBJECTIVES
+    from prunetuna.objectives import Scoring
 
     record = StudyRecord.of(study.user_attrs)
-    objectives, mode = list(record.objectives), record.mode
-    if mode == "scalarized":
-        return ["score"]
-    if mode == "tolerance":
-        return [OBJECTIVES[next(o for o in objectives if o != "accuracy")].metric]
-    return [OBJECTIVES[o].metric for o in objectives]
+    return Scoring(record.mode, record.objectives).value_names
 
 
 def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - prunetuna.search.Workspace

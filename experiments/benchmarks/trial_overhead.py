@@ -114,7 +114,7 @@ class Bench:
         if model is not None:
             candidate = model
         else:
-            candidate = self.space.apply(self.workload.model, vector, self.workload.example, self.batches)
+            candidate = self.space.apply(vector, self.batches)
             recalibrate_batchnorm(candidate, [x for x, _ in self.batches])
         ft = self.config.finetune
         return bare_loop(candidate, self.workload.datamodule, epochs=ft.epochs, lr=ft.lr, seed=self.config.seed + number, max_batches=ft.max_batches)

@@ -30,11 +30,11 @@ class Candidate:
 
 def draw_candidate(plan: TrialPlan, trial: Trial, timer: StepTimer) -> Candidate:
     """Sample, prune and measure; a candidate over a budget is moved onto it (``projection_t`` recorded)."""
-    space, example = plan.space, plan.workload.example
+    space = plan.space
     sampled = space.suggest(trial)
     fault("sampled", trial.number)
     with timer.step("prune"):
-        pruned = space.apply(plan.model, sampled, example, plan.batches)
+        pruned = space.apply(sampled, plan.batches)
     with timer.step("measure"):
         costs = plan.measure(pruned)
     if not plan.budgets:
@@ -47,13 +47,13 @@ def draw_candidate(plan: TrialPlan, trial: Trial, timer: StepTimer) -> Candidate
             sampled,
             plan.budgets,
             lambda vector: plan.structure_costs(vector, budget_costs),
-            max_sparsity={d.name: space.high(d) for d in space.dimensions},
+            max_sparsity=space.highest(),
             step=space.step,
         )
     write_trial(trial, projection_t=projection.t)
     vector = canonical(projection.vector)
     with timer.step("prune"):
-        pruned = space.apply(plan.model, vector, example, plan.batches)
+        pruned = space.apply(vector, plan.batches)
     with timer.step("measure"):
         costs = plan.measure(pruned)
     return Candidate(vector, pruned, costs, BudgetStatus.PROJECTED if projection.fits else BudgetStatus.OVER)

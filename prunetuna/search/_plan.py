@@ -14,9 +14,10 @@ from torch import nn
 from prunetuna.baseline import prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
+from prunetuna.names import CHEAP_COSTS
 from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, measure_costs, parse_budgets
 from prunetuna.search._sensitivity import bounds_from_scan, cached_scan
-from prunetuna.spaces import GraphLimits, PruningSpace, preflight
+from prunetuna.spaces import PruningSpace
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["Inputs", "TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
@@ -24,29 +25,8 @@ __all__ = ["Inputs", "TrialPlan", "calibration_batches", "check_inputs", "comple
 
 def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
     """The search space of the config's model; a model with nothing prunable is bad input."""
-    space = PruningSpace.from_model(
-        workload.model,
-        workload.example,
-        max_sparsity=config.pruning.max_sparsity,
-        step=config.pruning.step,
-        importance=config.pruning.importance,
-        ignore=config.pruning.ignore,
-        round_to=config.pruning.round_to,
-        granularity=config.pruning.granularity,
-        groups=config.pruning.groups,
-        method=config.pruning.method,
-        nm=tuple(config.pruning.nm),
-        graph_limits=GraphLimits(seconds=config.pruning.graph_seconds, memory_gb=config.pruning.graph_memory_gb),
-    )
-    if not space.dimensions:
-        raise UserError(
-            "model: nothing to prune (no convolution or linear layer with 2+ output channels outside "
-            f"the output layer and pruning.ignore {list(config.pruning.ignore)}); check the model or pruning.ignore"
-        )
-    if config.pruning.max_sparsity == 0:
-        raise UserError("pruning.max_sparsity: 0 leaves nothing to search; set it in (0, 1)")
     source = config.model.target or config.model.builtin or "?"
-    return preflight(space, workload.model, workload.example, label=f"model {source}")[0]
+    return PruningSpace.from_config(config.pruning, workload.model, workload.example, label=f"model {source}")
 
 
 def trial_settings(config: ExperimentConfig) -> dict[str, object]:
@@ -78,7 +58,7 @@ def _scoring(config: ExperimentConfig) -> Scoring:
 
 
 def _cost_names(config: ExperimentConfig, budgets: list[Budget]) -> tuple[str, ...]:
-    names = ["flops", "params", "size"]
+    names = list(CHEAP_COSTS)
     if config.latency.every_trial or "latency" in config.objectives or any(b.cost == "latency" for b in budgets):
         names.append("latency")
     return tuple(names)
@@ -108,7 +88,7 @@ class TrialPlan:
 
     def structure_costs(self, vector: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:
         """Costs of the vector's pruned structure (weights not copied): what budgets and baselines bisect on."""
-        return self.measure(self.space.apply(self.model, vector, self.workload.example, structure_only=True), names)
+        return self.measure(self.space.apply(vector, structure_only=True), names)
 
 
 def check_reachable(plan: TrialPlan) -> None:
@@ -116,7 +96,7 @@ def check_reachable(plan: TrialPlan) -> None:
     if not plan.budgets:
         return
     space = plan.space
-    floor = plan.structure_costs({d.name: space.high(d) for d in space.dimensions}, tuple(dict.fromkeys(b.cost for b in plan.budgets)))
+    floor = plan.structure_costs(space.highest(), tuple(dict.fromkeys(b.cost for b in plan.budgets)))
     bounded = any(d.high is not None for d in space.dimensions)
     where = "at its bound from the sensitivity scan" if bounded else f"at max_sparsity {space.max_sparsity:g}"
     knob = "pruning.bounds_from_sensitivity.max_drop" if bounded else "pruning.max_sparsity"

@@ -88,7 +88,7 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     record = TrialRecord.of(trial)
     sparsity = record.sparsity
     try:
-        model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
+        model = space.finalize(space.apply(sparsity, structure_only=True))
     except ValueError as exc:
         raise UserError(
             f"--trial {trial.number}: its sparsity vector does not fit this config's search space ({exc}); "

@@ -14,7 +14,7 @@ from prunetuna.manifest import study_manifest
 from prunetuna.objectives import OBJECTIVES, evaluate_accuracy, fine_tune, recalibrate_batchnorm
 from prunetuna.search._candidate import Candidate, draw_candidate
 from prunetuna.search._durable import TrialStore
-from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, optuna_decision
+from prunetuna.search._early_stopping import EARLY_STOPPING, StopContext, TrialPruningCallback
 from prunetuna.search._events import StepTimer
 from prunetuna.search._finish import RunState, TrialModel, finish_run
 from prunetuna.search._outage import TrackingAway
@@ -173,19 +173,16 @@ class TrialRunner:
         raise optuna.TrialPruned(reason)
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
-        """The per-epoch stop rule the config names, for this candidate (None: train every epoch)."""
+        """The per-epoch stop rule the config names (``search.pruner``), for this candidate (None: train every epoch)."""
         plan = self.plan
-        name = plan.config.search.pruner
-        if name == "none" or plan.config.finetune.epochs < 2:
+        if plan.config.finetune.epochs < 2:
             return None
-        if name == "dominated":
-            metrics = [OBJECTIVES[c].metric for c in plan.scoring.costs]
-            records = epoch_records(trial.study.get_trials(deepcopy=False, states=FINISHED_STATES), metrics)
-            decide = dominance_decision([costs[m] for m in metrics], records, plan.config.search.min_dominating, plan.config.finetune.epochs)
-        else:
-            dense_accuracy = plan.dense["accuracy"]
-            decide = optuna_decision(trial, lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy), name)
-        return TrialPruningCallback(decide)
+        dense_accuracy = plan.dense["accuracy"]
+        context = StopContext(trial, costs, tuple(OBJECTIVES[c].metric for c in plan.scoring.costs),
+                              lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy),
+                              plan.config.search.min_dominating, plan.config.finetune.epochs)
+        decide = EARLY_STOPPING.get(plan.config.search.pruner).decision(context)
+        return TrialPruningCallback(decide) if decide is not None else None
 
     def _model(self, number: int, candidate: Candidate, metrics: dict[str, float], origin: str) -> TrialModel:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
-from torch import nn
-
 from prunetuna.objectives import evaluate_accuracy, recalibrate_batchnorm
 from prunetuna.spaces import Batches, PruningSpace
+from prunetuna.sparsity import snap
 
 __all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "cache_path", "cached_scan", "scan_grid", "scan_sensitivity"]
 
@@ -34,7 +32,7 @@ def scan_grid(space: PruningSpace, points: int = 8) -> list[float]:
     """Ratios from one step up to ``max_sparsity``, on the step grid, at most ``points`` of them."""
     steps = max(1, round(space.max_sparsity / space.step))
     stride = max(1, -(-steps // points))
-    return [round(k * space.step, 6) for k in range(stride, steps + 1, stride)]
+    return [snap(k * space.step, space.step) for k in range(stride, steps + 1, stride)]
 
 
 ScanProgress = Callable[[int, int], None]
@@ -42,18 +40,18 @@ ScanProgress = Callable[[int, int], None]
 
 
 def scan_sensitivity(
-    space: PruningSpace, model: nn.Module, example: torch.Tensor, batches: Batches, val_loader, grid: Sequence[float],  # noqa: ANN001
+    space: PruningSpace, batches: Batches, val_loader, grid: Sequence[float],  # noqa: ANN001
     on_step: ScanProgress | None = None,
 ) -> SensitivityScan:
-    """Prune each dimension alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
+    """Prune each dimension of the space's model alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
     inputs = [x for x, _ in batches]
-    dense = evaluate_accuracy(model, val_loader)
+    dense = evaluate_accuracy(space.model, val_loader)
     accuracy: dict[str, list[float]] = {}
     total = len(space.dimensions) * len(grid)
     for dimension in space.dimensions:
         row = []
         for ratio in grid:
-            pruned = space.apply(model, {dimension.name: min(ratio, space.high(dimension))}, example, batches)
+            pruned = space.apply({dimension.name: min(ratio, space.high(dimension))}, batches)
             recalibrate_batchnorm(pruned, inputs)
             row.append(evaluate_accuracy(pruned, val_loader))
             if on_step is not None:
@@ -90,6 +88,6 @@ def cached_scan(config, workload, space: PruningSpace, batches: Batches, workdir
     if path.is_file():
         data = json.loads(path.read_text())
         return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
-    scan = scan_sensitivity(space, workload.model, workload.example, batches, workload.datamodule.val_dataloader(), grid, on_step)
+    scan = scan_sensitivity(space, batches, workload.datamodule.val_dataloader(), grid, on_step)
     path.write_text(json.dumps(scan.as_dict(), indent=2))
     return scan

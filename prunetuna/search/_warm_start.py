@@ -3,31 +3,15 @@ level, enqueued once per study and fine-tuned like sampled trials (the report st
 
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import optuna
 
-from prunetuna.objectives import Budget, project_onto_budget
+from prunetuna.names import COSTS
+from prunetuna.objectives import Budget, lowest_fitting, project_onto_budget
 from prunetuna.search._plan import TrialPlan
 from prunetuna.sparsity import SparsityVector, as_params
 from prunetuna.trial_record import TrialRecord, enqueue_attrs
 
-__all__ = ["enqueue_baselines", "lowest_fitting"]
-
-
-def lowest_fitting(candidate: Callable[[float], SparsityVector], fits: Callable[[SparsityVector], bool], high: float) -> SparsityVector | None:
-    """Bisection on a scalar knob in [0, high]: the smallest whose vector fits (None when even ``high`` does not)."""
-    if not fits(candidate(high)):
-        return None
-    low = 0.0
-    for _ in range(10):
-        middle = (low + high) / 2
-        if fits(candidate(middle)):
-            high = middle
-        else:
-            low = middle
-    return candidate(high)
+__all__ = ["enqueue_baselines"]
 
 
 def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
@@ -36,7 +20,7 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
     Levels are the config's ``search.warm_start_levels``, else the ratio budget.
     """
     config, space = plan.config, plan.space
-    ratio_budgets = [b for b in plan.budgets if not b.absolute and b.cost != "latency"]
+    ratio_budgets = [b for b in plan.budgets if not b.absolute and COSTS[b.cost].cheap]
     cost = ratio_budgets[0].cost if ratio_budgets else "flops"
     levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets]
     if not config.search.warm_start or not levels:
@@ -47,13 +31,9 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
     def ratio_of(vector: SparsityVector) -> float:
         return plan.structure_costs(vector, (cost,))[f"{cost}_ratio"]
 
-    def step_up(vector: SparsityVector) -> SparsityVector:
-        """Onto the step grid, rounding up so that the level still holds."""
-        return {d.name: min(round(math.ceil(vector[d.name] / space.step - 1e-9) * space.step, 6), space.high(d)) for d in space.dimensions}
-
     allocations = {
-        "uniform": lambda r: step_up(space.uniform(r)),
-        "global": lambda r: step_up(space.global_allocation(plan.model, r, plan.workload.example, plan.batches)),
+        "uniform": lambda r: space.snap(space.uniform(r), up=True),  # onto the grid, rounding up: the level still holds
+        "global": lambda r: space.snap(space.global_allocation(r, plan.batches), up=True),
     }
     for level in levels:
         for origin, allocate in allocations.items():
@@ -66,7 +46,7 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
                 # as a sampled candidate would be, rather than drop the baseline.
                 budget = Budget(cost, cost, level, False)
                 projection = project_onto_budget(allocate(space.max_sparsity), [budget], lambda v: {f"{cost}_ratio": ratio_of(v)},
-                                                 max_sparsity={d.name: space.high(d) for d in space.dimensions}, step=space.step)
+                                                 max_sparsity=space.highest(), step=space.step)
                 if not projection.fits:
                     continue  # the level cannot be met at all; the budget check has said so where it matters
                 vector = projection.vector

@@ -15,7 +15,7 @@ from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan
 from prunetuna.search._runner import TrialRunner
 from prunetuna.search._stores import Workspace, open_storage, resolve_workspace
 from prunetuna.search._tracking import StudyTracker
-from prunetuna.search._warm_start import enqueue_baselines, lowest_fitting
+from prunetuna.search._warm_start import enqueue_baselines
 from prunetuna.trial_record import BudgetStatus, TrialRecord
 
 
@@ -98,12 +98,3 @@ def test_warm_start_enqueues_both_baselines_once_within_the_level(tmp_path: Path
         vector = {k.removeprefix("sparsity."): v for k, v in trial.system_attrs["fixed_params"].items()}  # enqueued, not yet run
         assert plan.structure_costs(vector, ("flops",))["flops_ratio"] <= 0.5 + 1e-12
         assert TrialRecord.of(trial).warm_start_level == 0.5
-
-
-def test_lowest_fitting_bisects_to_the_smallest_knob_that_fits() -> None:
-    def vector(x: float) -> dict[str, float]:
-        return {"a": x}
-
-    found = lowest_fitting(vector, lambda v: v["a"] >= 0.3, 1.0)
-    assert found is not None and 0.3 <= found["a"] < 0.3 + 1.0 / 2**10 + 1e-12
-    assert lowest_fitting(vector, lambda v: v["a"] > 2.0, 1.0) is None

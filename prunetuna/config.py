@@ -7,9 +7,33 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from prunetuna.config_sections import (
+    BaselineConfig,
+    DataConfig,
+    DistillConfig,
+    FinetuneConfig,
+    LatencyConfig,
+    ModelConfig,
+    PruningConfig,
+    SearchConfig,
+    Section,
+    SensitivityBounds,
+    ToleranceConfig,
+    TrainerConfig,
+)
 from prunetuna.errors import UserError
+from prunetuna.names import (
+    ABSOLUTE_BUDGETS,
+    COST_NAMES,
+    MODE_NAMES,
+    OBJECTIVE_NAMES,
+    SAMPLER_NAMES,
+    SINGLE_OBJECTIVE_PRUNERS,
+    SINGLE_OBJECTIVE_SAMPLERS,
+)
+from prunetuna.registry import check_name
 
 __all__ = [
     "BaselineConfig",
@@ -21,249 +45,18 @@ __all__ = [
     "ModelConfig",
     "PruningConfig",
     "SearchConfig",
+    "SensitivityBounds",
+    "ToleranceConfig",
     "TrainerConfig",
+    "config_section",
     "load_config",
     "parse_config",
 ]
 
-# Names that later parts register; checked here so that a typo fails before any work.
-OBJECTIVE_NAMES = ("accuracy", "flops", "params", "size", "latency")
-COST_NAMES = ("flops", "params", "size", "latency")
-# Budget keys: a cost name is a ratio to the dense model; these name an absolute amount of a cost.
-ABSOLUTE_BUDGETS = {"flops_count": "flops", "params_count": "params", "size_bytes": "size", "latency_ms": "latency"}
-LATENCY_BACKENDS = ("torch", "onnxruntime")
-Mode = Literal["pareto", "tolerance", "scalarized"]
-SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
-IMPORTANCE_NAMES = ("l1", "l2", "bn_scale", "taylor", "random")
-PRUNER_NAMES = ("none", "median", "hyperband", "dominated")
+Mode = Literal[MODE_NAMES]  # type: ignore[valid-type]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-def _one_of(value: str, names: tuple[str, ...], what: str) -> str:
-    if value not in names:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(names)}")
-    return value
-
-
-class _Source(_Section):
-    """A built-in by name, or ``target: "package.module:callable"`` called with ``kwargs``."""
-
-    builtin: str | None = None
-    target: str | None = None
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> _Source:
-        if (self.builtin is None) == (self.target is None):
-            raise ValueError("give exactly one of 'builtin' or 'target'")
-        return self
-
-
-class ModelConfig(_Source):
-    checkpoint: str | None = None
-
-
-class DataConfig(_Source):
-    batch_size: int = Field(64, ge=1)
-
-
-class BaselineConfig(_Section):
-    epochs: int = Field(5, ge=0)
-    lr: float = Field(1e-3, gt=0)
-
-
-class SensitivityBounds(_Section):
-    max_drop: float = Field(gt=0, lt=1)  # per-dimension bound: the largest ratio losing at most this accuracy alone
-
-
-class PruningConfig(_Section):
-    method: Literal["structured", "unstructured", "nm"] = "structured"
-    nm: list[int] = Field(default_factory=lambda: [2, 4])  # N:M for method nm: keep N of every M weights
-    importance: str = "l2"
-    max_sparsity: float = 0.8
-    step: float = Field(0.05, gt=0)
-    ignore: list[str] = Field(default_factory=list)
-    round_to: int | None = Field(None, ge=1)
-    granularity: Literal["layer", "block", "stage"] = "layer"
-    groups: dict[str, list[str]] = Field(default_factory=dict)  # explicit ties: {name: [layer-name patterns]}
-    calibration_batches: int = Field(4, ge=0)  # BN recalibration (accuracy_pruned) and gradients for taylor
-    bounds_from_sensitivity: SensitivityBounds | None = None
-    graph_seconds: float = Field(30.0, gt=0)  # guard on torch-pruning's dependency graph: wall time ...
-    graph_memory_gb: float = Field(4.0, gt=0)  # ... and resident memory gained while it is built
-
-    @field_validator("max_sparsity")
-    @classmethod
-    def _bound(cls, value: float) -> float:
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"must lie in [0, 1), got {value}")
-        return value
-
-    @field_validator("importance")
-    @classmethod
-    def _importance(cls, value: str) -> str:
-        return _one_of(value, IMPORTANCE_NAMES, "importance")
-
-    @model_validator(mode="after")
-    def _step_fits(self) -> PruningConfig:
-        if self.max_sparsity > 0 and self.step > self.max_sparsity:
-            raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
-        if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
-            raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
-        if self.importance == "taylor" and self.calibration_batches == 0:
-            raise ValueError("importance 'taylor' needs gradients: set pruning.calibration_batches to 1 or more")
-        return self
-
-
-ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
-PRECISION_ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}  # as Lightning reads them
-# Trainer arguments prunetuna sets itself, and the key that decides them instead.
-TRAINER_OWNED = {"max_epochs": "finetune.epochs", "limit_train_batches": "finetune.max_batches", "callbacks": "finetune.callbacks",
-                 "logger": "MLflow (prunetuna logs every trial)", "strategy": "one device per fine-tune (--workers for several GPUs)"}
-
-
-class TrainerConfig(_Section):
-    """The Lightning ``Trainer`` arguments a user may set, for the dense baseline's training and every fine-tune."""
-
-    accelerator: str = "auto"
-    devices: int | list[int] = 1  # one device per fine-tune: 1 (the first visible one) or [index]
-    precision: str = "32-true"
-    accumulate_grad_batches: int = Field(1, ge=1)
-    gradient_clip_val: float | None = Field(None, gt=0)
-    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
-    deterministic: bool | None = None
-    benchmark: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _owned(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, owner in TRAINER_OWNED.items():
-                if key in data:
-                    raise ValueError(f"'{key}' is set by prunetuna ({owner}); allowed keys here: {', '.join(cls.model_fields)}")
-            precision = data.get("precision")
-            if not isinstance(precision, bool) and str(precision) in PRECISION_ALIASES:  # Lightning's short names: 16, "bf16"
-                data = {**data, "precision": PRECISION_ALIASES[str(precision)]}
-        return data
-
-    @field_validator("accelerator")
-    @classmethod
-    def _accelerator(cls, value: str) -> str:
-        return _one_of(value, ACCELERATORS, "accelerator")
-
-    @field_validator("precision")
-    @classmethod
-    def _precision(cls, value: str) -> str:
-        return _one_of(value, PRECISIONS, "precision")
-
-    @field_validator("devices")
-    @classmethod
-    def _devices(cls, value: int | list[int]) -> int | list[int]:
-        if value != 1 and not (isinstance(value, list) and len(value) == 1 and value[0] >= 0):
-            raise ValueError("one device per fine-tune: 1 (the first visible one) or [index]; "
-                             "use --workers N to run fine-tunes on N devices at once")
-        return value
-
-    @property
-    def automatic_optimization(self) -> bool:
-        """Settings that Lightning applies only around its own optimizer step (accumulation, clipping, AMP scaling)."""
-        return self.accumulate_grad_batches != 1 or self.gradient_clip_val is not None or self.precision != "32-true"
-
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """The arguments for ``lightning.pytorch.Trainer``; unset ones are left to Lightning's defaults."""
-        kwargs = self.model_dump()
-        if self.gradient_clip_val is None:
-            kwargs.pop("gradient_clip_val"), kwargs.pop("gradient_clip_algorithm")
-        return {key: value for key, value in kwargs.items() if value is not None}
-
-
-class DistillConfig(_Section):
-    """Knowledge distillation from the dense model: loss = (1 - alpha) * task loss + alpha * T^2 * KL(teacher || student)."""
-
-    alpha: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(4.0, gt=0)
-
-
-class FinetuneConfig(_Section):
-    epochs: int = Field(2, ge=0)
-    lr: float = Field(1e-3, gt=0)
-    max_batches: int | None = Field(None, ge=1)
-    trainer: TrainerConfig = TrainerConfig()
-    callbacks: list[str] = Field(default_factory=list)  # "package.module:callable" targets, each returning a Lightning Callback
-    distill: DistillConfig | None = None
-
-    @field_validator("callbacks")
-    @classmethod
-    def _callbacks(cls, value: list[str]) -> list[str]:
-        for spec in value:
-            module, sep, attr = spec.partition(":")
-            if not sep or not module or not attr:
-                raise ValueError(f"{spec!r} is not of the form 'package.module:callable'")
-        return value
-
-
-class LatencyConfig(_Section):
-    """How latency is measured: on this machine's CPU, median of ``repeats`` after ``warmup``, fixed threads."""
-
-    backend: str = "torch"
-    batch_size: int = Field(1, ge=1)
-    threads: int = Field(1, ge=1)
-    warmup: int = Field(10, ge=0)
-    repeats: int = Field(50, ge=5)
-    max_ci: float = Field(0.05, gt=0)  # measured again when the median's 95% interval is wider than this share
-    attempts: int = Field(3, ge=1)
-    every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value: str) -> str:
-        return _one_of(value, LATENCY_BACKENDS, "latency backend")
-
-
-class ToleranceConfig(_Section):
-    accuracy_drop: float
-
-    @field_validator("accuracy_drop")
-    @classmethod
-    def _drop(cls, value: float) -> float:
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"must lie in [0, 1) (a fraction: 0.01 is one point), got {value}")
-        return value
-
-
-class SearchConfig(_Section):
-    sampler: str = "tpe"
-    n_trials: int = Field(20, ge=1)
-    max_failures: int = Field(5, ge=1)
-    heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
-    pruner: str = "none"  # early stopping: none | median | hyperband (one objective) | dominated (any)
-    min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
-    warm_start: bool = True  # enqueue the uniform and global-ranking allocations at each level first
-    warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
-
-    @field_validator("warm_start_levels")
-    @classmethod
-    def _levels(cls, value: list[float]) -> list[float]:
-        for level in value:
-            if not 0.0 < level <= 1.0:
-                raise ValueError(f"a level is a ratio to the dense model in (0, 1], got {level}")
-        return value
-
-    @field_validator("pruner")
-    @classmethod
-    def _pruner(cls, value: str) -> str:
-        return _one_of(value, PRUNER_NAMES, "pruner")
-
-    @field_validator("sampler")
-    @classmethod
-    def _sampler(cls, value: str) -> str:
-        return _one_of(value, SAMPLER_NAMES, "sampler")
-
-
-class ExperimentConfig(_Section):
+class ExperimentConfig(Section):
     name: str
     seed: int = 0
     model: ModelConfig = ModelConfig(builtin="tiny-resnet")
@@ -305,8 +98,7 @@ class ExperimentConfig(_Section):
         if not value:
             raise ValueError("name at least one objective")
         for name in value:
-            if name not in OBJECTIVE_NAMES:
-                raise ValueError(f"unknown objective {name!r}; choose from {', '.join(OBJECTIVE_NAMES)}")
+            check_name("objective", name, OBJECTIVE_NAMES)
         if len(set(value)) != len(value):
             raise ValueError(f"an objective is listed twice: {value}")
         return value
@@ -319,9 +111,7 @@ class ExperimentConfig(_Section):
                 if bound <= 0:
                     raise ValueError(f"{name}: an absolute budget must be positive, got {bound}")
                 continue
-            if name not in COST_NAMES:
-                known = ", ".join([*COST_NAMES, *ABSOLUTE_BUDGETS])
-                raise ValueError(f"unknown constraint {name!r}; choose from {known}")
+            check_name("constraint", name, [*COST_NAMES, *ABSOLUTE_BUDGETS])
             if not 0.0 < bound <= 1.0:
                 absolute = next(k for k, v in ABSOLUTE_BUDGETS.items() if v == name)
                 raise ValueError(f"{name}: {bound} is a ratio to the dense model and must lie in (0, 1]; for an absolute budget write {absolute}: {bound}")
@@ -335,8 +125,7 @@ class ExperimentConfig(_Section):
         if not value:
             raise ValueError("give a weight per cost, e.g. {flops: 0.5}")
         for name, weight in value.items():
-            if name not in COST_NAMES:
-                raise ValueError(f"unknown cost {name!r}; choose from {', '.join(COST_NAMES)}")
+            check_name("cost", name, COST_NAMES)
             if weight < 0:
                 raise ValueError(f"{name}: a weight must be >= 0, got {weight}")
         return value
@@ -350,11 +139,12 @@ class ExperimentConfig(_Section):
         if self.scalarize is not None and set(self.scalarize) != set(self.costs):
             raise ValueError(f"scalarize needs one weight per cost in objectives {self.costs}, got {sorted(self.scalarize)}")
         single = self.mode != "pareto" or len(self.objectives) == 1
-        if self.search.pruner in ("median", "hyperband") and not single:
+        if self.search.pruner in SINGLE_OBJECTIVE_PRUNERS and not single:
             raise ValueError(f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
                              "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode")
-        if self.search.sampler == "cmaes" and not single:
-            raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random, or a tolerance or scalarize mode")
+        if self.search.sampler in SINGLE_OBJECTIVE_SAMPLERS and not single:
+            others = ", ".join(n for n in SAMPLER_NAMES if n not in SINGLE_OBJECTIVE_SAMPLERS)
+            raise ValueError(f"search.sampler {self.search.sampler!r} handles one objective; use one of {others}, or a tolerance or scalarize mode")
         return self
 
 

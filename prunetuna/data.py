@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from prunetuna.registry import Registry
+
 __all__ = ["BUILTIN_DATA", "TensorDataModule", "register_data"]
 
 
@@ -79,14 +81,12 @@ def digits(batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0) -> Te
     )
 
 
-BUILTIN_DATA: dict[str, Callable[..., pl.LightningDataModule]] = {}
+BUILTIN_DATA: Registry[Callable[..., pl.LightningDataModule]] = Registry("data set")
 
 
 def register_data(name: str, factory: Callable[..., pl.LightningDataModule]) -> None:
     """Make ``factory(batch_size=..., seed=..., **kwargs)`` available as ``data.builtin: name``."""
-    if name in BUILTIN_DATA:
-        raise ValueError(f"data set {name!r} is already registered")
-    BUILTIN_DATA[name] = factory
+    BUILTIN_DATA.register(name, factory)
 
 
 register_data("mnist-5k", mnist_5k)

@@ -15,6 +15,8 @@ from prunetuna.config import ExperimentConfig, parse_config
 from prunetuna.errors import UserError
 from prunetuna.manifest import manifest
 from prunetuna.objectives import evaluate_accuracy, export_onnx, portable_attention
+from prunetuna.registry import Registry, unknown_message
+from prunetuna.trial_record import StudyRecord, TrialRecord
 from prunetuna.workload import first_inputs
 
 __all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "OutputCheck", "compare_outputs", "export_trial", "load_pruned", "load_pruned_file"]
@@ -75,11 +77,10 @@ def _run_pt(path: Path, batch: torch.Tensor) -> np.ndarray:
         return model(batch).numpy()
 
 
-EXPORTERS: dict[str, Exporter] = {
-    "onnx": Exporter(".onnx", _write_onnx, _run_onnx),
-    "torchscript": Exporter(".pt", _write_torchscript, _run_torchscript),
-    "pt": Exporter(".pt", _write_pt, _run_pt),
-}
+EXPORTERS: Registry[Exporter] = Registry("format")
+EXPORTERS.register("onnx", Exporter(".onnx", _write_onnx, _run_onnx))
+EXPORTERS.register("torchscript", Exporter(".pt", _write_torchscript, _run_torchscript))
+EXPORTERS.register("pt", Exporter(".pt", _write_pt, _run_pt))
 
 
 def load_pruned_file(path: str | Path) -> nn.Module:
@@ -94,11 +95,8 @@ def load_pruned_file(path: str | Path) -> nn.Module:
     torch.manual_seed(config.seed)
     model = build_model(config.model.model_copy(update={"checkpoint": None}))
     example = torch.zeros(data["input_shape"])
-    pruning = config.pruning
-    space = PruningSpace.from_model(model, example, max_sparsity=pruning.max_sparsity, step=pruning.step,
-                                    importance=pruning.importance, ignore=pruning.ignore, round_to=pruning.round_to,
-                                    granularity=pruning.granularity, groups=pruning.groups, method=pruning.method, nm=tuple(pruning.nm))
-    pruned = space.finalize(space.apply(model, data["sparsity"], example, structure_only=True))
+    space = PruningSpace.from_config(config.pruning, model, example, label=str(path), check=False)  # the vector names what the search kept
+    pruned = space.finalize(space.apply(data["sparsity"], structure_only=True))
     pruned.load_state_dict(data["state_dict"], strict=True)
     return pruned.eval()
 
@@ -175,7 +173,7 @@ def export_trial(
     from prunetuna.search import load_study, rebuild_trial, select_trial
 
     if fmt not in EXPORTERS:
-        raise UserError(f"--format: unknown format {fmt!r}; choose one of {', '.join(EXPORTERS)}")
+        raise UserError(f"--format: {unknown_message('format', fmt, EXPORTERS)}")
     card_path = _card_path(out)
     for path in (out, card_path):
         if path.exists() and not force:
@@ -220,9 +218,9 @@ def export_trial(
         "format": fmt,
         "study": config.name,
         "trial": chosen.number,
-        "mlflow_run_id": chosen.user_attrs.get("mlflow_run_id"),
+        "mlflow_run_id": TrialRecord.of(chosen).mlflow_run_id,
         "metrics": rebuilt.metrics,
-        "dense": dict(study.user_attrs.get("dense", {})),
+        "dense": StudyRecord.of(study.user_attrs).dense,
         "sparsity": rebuilt.sparsity,
         "input_shape": info["input_shape"],
         "checks": {"validation_accuracy": accuracy, "logged_accuracy": logged, "max_abs_diff_vs_torch": check.max_abs_diff,

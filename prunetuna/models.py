@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from prunetuna.registry import Registry
+
 __all__ = ["BUILTIN_MODELS", "BasicBlock", "TinyResNet", "register_model"]
 
 
@@ -75,14 +77,12 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-BUILTIN_MODELS: dict[str, Callable[..., nn.Module]] = {}
+BUILTIN_MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
     """Make ``factory`` available as ``model.builtin: name``."""
-    if name in BUILTIN_MODELS:
-        raise ValueError(f"model {name!r} is already registered")
-    BUILTIN_MODELS[name] = factory
+    BUILTIN_MODELS.register(name, factory)
 
 
 register_model("tiny-resnet", TinyResNet)

@@ -8,9 +8,11 @@ from typing import Any, Sequence
 
 from matplotlib.figure import Figure
 
+from prunetuna.names import COST_NAMES, COSTS
+
 __all__ = ["history_plot", "pareto_plot", "profile_plot", "save_study_plots"]
 
-COST_LABELS = {"flops": "FLOPs ratio", "params": "params ratio", "size": "size ratio", "latency": "latency ratio"}
+COST_LABELS = {cost.name: f"{cost.label} ratio" for cost in COSTS.values()}
 ORIGIN_MARKERS = {"uniform": "s", "global": "D"}
 
 
@@ -33,7 +35,7 @@ def profile_plot(vectors: dict[str, dict[str, float]], layers: Sequence[str], ti
 
 def pareto_plot(report: dict[str, Any]) -> Figure:
     """Accuracy against each cost ratio: every finished trial, the Pareto front, the dense model and baselines."""
-    measured = [c for c in ("flops", "params", "size", "latency") if any(f"{c}_ratio" in t["metrics"] for t in report["trials"])]
+    measured = [c for c in COST_NAMES if any(f"{c}_ratio" in t["metrics"] for t in report["trials"])]
     # The study's own costs first; latency too when measured (does the front hold on the device?).
     costs = [c for c in measured if c in report["objectives"] or c == "latency"] or measured[:1]
     figure = Figure(figsize=(4.2 * max(len(costs), 1), 3.8), layout="constrained")
@@ -75,7 +77,7 @@ def history_plot(report: dict[str, Any]) -> Figure:
     axes.step(numbers, best, where="post", c="C0", alpha=0.6, label="best so far")
     axes.set_xlabel("trial")
     axes.set_ylabel("validation accuracy")
-    cost = next((c for c in ("flops", "latency", "params", "size") if done and f"{c}_ratio" in done[0]["metrics"]), None)
+    cost = next((c for c in COST_NAMES if done and f"{c}_ratio" in done[0]["metrics"]), None)
     if cost:
         twin = axes.twinx()
         twin.plot(numbers, [t["metrics"][f"{cost}_ratio"] for t in done], "x", ms=4, c="C1", label=COST_LABELS[cost])

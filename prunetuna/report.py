@@ -1,37 +1,23 @@
-"""``prunetuna report``: the Pareto-optimal trials beside the dense model, as a table or DESIGN.md's JSON."""
+"""``prunetuna report``: the Pareto-optimal trials beside the dense model, as a table or the JSON of docs/design.md."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from prunetuna.sparsity import applied
+from prunetuna.names import COSTS
+from prunetuna.trial_record import StudyRecord, TrialRecord
 
-__all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "pareto_front", "render_report"]
+__all__ = ["SLOW_FOR_FLOPS", "build_report", "gain_lines", "render_report"]
 
 SLOW_FOR_FLOPS = 0.8
 """A candidate is flagged when its measured speedup is below this share of its FLOPs reduction."""
 
-COST_METRICS = (("flops", "flops"), ("params", "params"), ("size", "size_bytes"), ("latency", "latency_ms"))
-
-
-def _dominates(a: Sequence[float], b: Sequence[float], signs: Sequence[float]) -> bool:
-    better = [s * x >= s * y for x, y, s in zip(a, b, signs)]
-    return all(better) and any(s * x > s * y for x, y, s in zip(a, b, signs))
-
-
-def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[optuna.study.StudyDirection]) -> list[FrozenTrial]:
-    """The non-dominated trials among ``trials`` (a single best one for one direction)."""
-    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in directions]
-    if not trials:
-        return []
-    if len(signs) == 1:
-        return [max(trials, key=lambda t: signs[0] * t.values[0])]
-    return [t for t in trials if not any(_dominates(o.values, t.values, signs) for o in trials if o is not t)]
+COST_METRICS = tuple((cost.name, cost.metric) for cost in COSTS.values())
 
 
 def _speed_flag(metrics: dict[str, float]) -> bool | None:
@@ -58,43 +44,42 @@ def baseline_gains(items: Sequence[dict[str, Any]], cost: str) -> list[dict[str,
 
 
 def build_report(study: optuna.Study) -> dict[str, Any]:
-    """The study as plain data: DESIGN.md's ``report --json`` schema, plus ``mode`` and ``best``."""
+    """The study as plain data: the ``report --json`` schema of docs/design.md, plus ``mode`` and ``best``.
+
+    The Pareto front is Optuna's ``study.best_trials``: non-dominated among the trials that meet every constraint.
+    """
     trials = study.get_trials(deepcopy=False)
-    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
-    front = {t.number for t in pareto_front(feasible, study.directions)}
-    mode = study.user_attrs.get("mode", "pareto")
+    front = {t.number for t in study.best_trials} if any(t.state == TrialState.COMPLETE for t in trials) else set()
+    attrs = StudyRecord.of(study.user_attrs)
     items = []
     for trial in trials:
-        attrs = trial.user_attrs
-        metrics = dict(attrs.get("metrics", {}))
+        record = TrialRecord.of(trial)
         items.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "metrics": metrics,
-                "sparsity": applied(trial),
+                "metrics": record.metrics,
+                "sparsity": record.sparsity,
                 "pareto": trial.number in front,
-                "feasible": attrs.get("feasible", True) if trial.state == TrialState.COMPLETE else None,
-                "origin": attrs.get("origin", "sampler"),
-                "mlflow_run_id": attrs.get("mlflow_run_id"),
-                "budget": attrs.get("budget"),
-                "slow_for_flops": _speed_flag(metrics),
+                "feasible": record.is_feasible if trial.state == TrialState.COMPLETE else None,
+                "origin": record.origin,
+                "mlflow_run_id": record.mlflow_run_id,
+                "budget": record.budget.value or None,
+                "slow_for_flops": _speed_flag(record.metrics),
             }
         )
-    objectives = list(study.user_attrs.get("objectives", []))
-    cost = next((c for c in objectives if c != "accuracy"), "flops")
+    cost = next(iter(attrs.costs), "flops")
     return {
         "study": study.study_name,
-        "objectives": objectives,
-        "mode": mode,
-        "method": study.user_attrs.get("method", "structured"),
-        "flops_kind": "dense" if study.user_attrs.get("method", "structured") == "structured" else "effective (non-zero multiply-adds)",
-        "constraints": dict(study.user_attrs.get("constraints", {})),
-        "tolerance": study.user_attrs.get("tolerance"),
-        "dense": dict(study.user_attrs.get("dense", {})),
-        "dimensions": [{"name": name, "layers": study.user_attrs.get("dimension_layers", {}).get(name)}
-                       for name in study.user_attrs.get("dimensions", [])],
-        "best": next(iter(front)) if mode != "pareto" and front else None,
+        "objectives": list(attrs.objectives),
+        "mode": attrs.mode,
+        "method": attrs.method,
+        "flops_kind": "dense" if attrs.method == "structured" else "effective (non-zero multiply-adds)",
+        "constraints": attrs.constraints,
+        "tolerance": attrs.tolerance,
+        "dense": attrs.dense,
+        "dimensions": [{"name": name, "layers": attrs.dimension_layers.get(name)} for name in attrs.dimensions],
+        "best": min(front) if attrs.mode != "pareto" and front else None,
         "baselines": baseline_gains(items, cost),
         "trials": items,
     }

@@ -8,11 +8,14 @@ deep inside Lightning, which imports it through torchmetrics: it is bad input, n
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
+import warnings
 from importlib import metadata
 
 from prunetuna.errors import UserError
 
-__all__ = ["check_torchvision", "prepare_torch"]
+__all__ = ["check_torchvision", "prepare_torch", "quiet_libraries"]
 
 INSTALL_HINT = "bash scripts/install.sh --vision (a torch and torchvision pair that import together), or pip uninstall torchvision"
 
@@ -43,3 +46,25 @@ def prepare_torch(threads: int | None) -> None:
 
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def quiet_libraries() -> None:
+    """Process-wide settings of the libraries, made once at the CLI entry point (and by the tests' conftest):
+
+    - MLflow and its migrations log at INFO on every start: warnings only, no download bars, no run URL
+      printed on stdout; its HTTP client retries twice with a 30 s timeout (its default retries take minutes
+      per call; the tracker's outage handling retries with a deadline instead);
+    - Optuna would log every failed trial with its traceback: each gets one line from the CLI, its reason in
+      the trial's user attributes and the traceback as an MLflow artifact; heartbeat retries are
+      "experimental" (stable in use since 2.8), so that warning is dropped.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

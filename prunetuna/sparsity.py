@@ -5,14 +5,15 @@ floats such as 0.7000000000000001, and torch-pruning keeps ``int(n * (1 - ratio)
 320 channels become 95 at that float and 96 at 0.7: a rebuild from Optuna's raw parameter would not
 be the model the search trained. Every vector therefore goes through :func:`canonical` before it is
 applied, the applied one is stored with the trial (user attribute ``sparsity``), and every reader
-(rebuild, export, report, model card) takes it from :func:`applied`. Torch-free: ``report`` imports it.
+(rebuild, export, report, model card) takes it from ``prunetuna.trial_record.TrialRecord.sparsity``. Torch-free: ``report`` imports it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
-__all__ = ["APPLIED_ATTR", "DECIMALS", "PARAM_PREFIX", "SparsityVector", "applied", "as_params", "canonical", "from_params", "param_name"]
+__all__ = ["DECIMALS", "PARAM_PREFIX", "SparsityVector", "as_params", "canonical", "from_params", "param_name", "snap"]
 
 SparsityVector = dict[str, float]
 """Ratio of channels to remove, by dimension name."""
@@ -20,15 +21,20 @@ SparsityVector = dict[str, float]
 PARAM_PREFIX = "sparsity."
 """Optuna parameter and MLflow param names: ``sparsity.<dimension>``."""
 
-APPLIED_ATTR = "sparsity"
-"""The trial user attribute holding the vector that was applied (after any projection onto a budget)."""
-
 DECIMALS = 6
 
 
 def canonical(vector: Mapping[str, float]) -> SparsityVector:
     """``vector`` with every ratio rounded to 6 decimals: 0.7000000000000001 reads, and prunes, as 0.7."""
     return {name: round(float(ratio), DECIMALS) for name, ratio in vector.items()}
+
+
+def snap(ratio: float, step: float, *, up: bool = False, high: float | None = None) -> float:
+    """``ratio`` on the ``step`` grid, in canonical form: the nearest point, or with ``up`` the first point
+    at or above it (a cost level reached at ``ratio`` still holds); at most ``high`` when given."""
+    points = math.ceil(ratio / step - 1e-9) if up else round(ratio / step)
+    value = points * step
+    return round(value if high is None else min(value, high), DECIMALS)
 
 
 def param_name(dimension: str) -> str:
@@ -43,10 +49,3 @@ def as_params(vector: Mapping[str, float]) -> dict[str, float]:
 def from_params(params: Mapping[str, Any]) -> SparsityVector:
     """The vector among Optuna params (``sparsity.<dimension>``), in canonical form."""
     return canonical({k.removeprefix(PARAM_PREFIX): v for k, v in params.items() if k.startswith(PARAM_PREFIX)})
-
-
-def applied(trial: Any) -> SparsityVector:
-    """The vector a trial (an Optuna ``FrozenTrial``) was pruned with: the stored one, else its sampled params
-    (studies searched before the vector was stored; canonical form prunes them as the search did)."""
-    stored = trial.user_attrs.get(APPLIED_ATTR)
-    return canonical(stored) if stored is not None else from_params(trial.params)

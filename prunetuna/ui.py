@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from prunetuna.errors import UserError
+from prunetuna.trial_record import StudyRecord
 
 __all__ = ["DASHBOARD_MISSING", "StudyLinks", "objective_names", "prepare_links", "serve"]
 
@@ -45,15 +46,10 @@ class StudyLinks:
 
 def objective_names(study) -> list[str]:  # noqa: ANN001 - optuna.Study
     """The metric behind each Optuna value, by mode: what optuna-dashboard labels its axes with."""
-    from prunetuna.objectives import OBJECTIVES
+    from prunetuna.objectives import Scoring
 
-    objectives = list(study.user_attrs.get("objectives", []))
-    mode = study.user_attrs.get("mode", "pareto")
-    if mode == "scalarized":
-        return ["score"]
-    if mode == "tolerance":
-        return [OBJECTIVES[next(o for o in objectives if o != "accuracy")].metric]
-    return [OBJECTIVES[o].metric for o in objectives]
+    record = StudyRecord.of(study.user_attrs)
+    return Scoring(record.mode, record.objectives).value_names
 
 
 def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - prunetuna.search.Workspace
@@ -61,7 +57,7 @@ def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - p
     the Optuna study is there too, the descriptions and Pareto table (refreshed: a killed search left them stale)."""
     from prunetuna.search import StudyTracker, load_study
     from prunetuna.search._stores import sqlite_path
-    from prunetuna.search._summary import publish_summary, publish_view
+    from prunetuna.summary import publish_summary, publish_view
 
     uri = workspace.tracking_uri
     path = sqlite_path(uri)
@@ -79,7 +75,7 @@ def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - p
         from prunetuna.report import build_report
 
         report = build_report(study)
-        publish_summary(tracker.client, tracker.experiment_id, tracker.find_parent(study.user_attrs.get("mlflow_parent_run_id")), report)
+        publish_summary(tracker.client, tracker.experiment_id, tracker.find_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id), report)
     server = uri if uri.startswith(("http://", "https://")) else None
     return StudyLinks(tracker.experiment_id, server)
 
@@ -207,7 +203,7 @@ def serve(
     import optuna
 
     from prunetuna.search import load_study, mask_url, open_storage
-    from prunetuna.search._summary import landing_url
+    from prunetuna.summary import landing_url
 
     if optuna_port is not None:
         check_dashboard_installed()

@@ -15,6 +15,7 @@ from prunetuna.config import DataConfig, ExperimentConfig, ModelConfig
 from prunetuna.data import BUILTIN_DATA
 from prunetuna.errors import UserError
 from prunetuna.models import BUILTIN_MODELS
+from prunetuna.registry import unknown_message
 
 __all__ = ["Workload", "build_datamodule", "build_model", "import_target", "load_checkpoint", "load_workload"]
 
@@ -66,8 +67,8 @@ def build_model(config: ModelConfig) -> nn.Module:
     """The dense model, weights loaded from ``checkpoint`` when it names one."""
     if config.builtin is not None:
         if config.builtin not in BUILTIN_MODELS:
-            raise UserError(f"model.builtin: unknown model {config.builtin!r}; choose one of {', '.join(BUILTIN_MODELS)}")
-        model = _call(BUILTIN_MODELS[config.builtin], config.kwargs, "model")
+            raise UserError(f"model.builtin: {unknown_message('model', config.builtin, BUILTIN_MODELS)}")
+        model = _call(BUILTIN_MODELS.get(config.builtin), config.kwargs, "model")
     else:
         model = _call(import_target(config.target or "", "model.target"), config.kwargs, "model")
     if not isinstance(model, nn.Module):
@@ -116,8 +117,8 @@ def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:
     """The data module, set up for fitting."""
     if config.builtin is not None:
         if config.builtin not in BUILTIN_DATA:
-            raise UserError(f"data.builtin: unknown data set {config.builtin!r}; choose one of {', '.join(BUILTIN_DATA)}")
-        datamodule = _call(BUILTIN_DATA[config.builtin], {"batch_size": config.batch_size, "seed": seed, **config.kwargs}, "data")
+            raise UserError(f"data.builtin: {unknown_message('data set', config.builtin, BUILTIN_DATA)}")
+        datamodule = _call(BUILTIN_DATA.get(config.builtin), {"batch_size": config.batch_size, "seed": seed, **config.kwargs}, "data")
     else:
         datamodule = _call(import_target(config.target or "", "data.target"), config.kwargs, "data")
     if not isinstance(datamodule, pl.LightningDataModule):

@@ -13,6 +13,10 @@ HERE = Path(__file__).parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # user_models.py, for model.target / data.target
 
+from prunetuna.runtime import quiet_libraries  # noqa: E402 - what the CLI entry point sets, for in-process runs too
+
+quiet_libraries()
+
 
 def tiny_config(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
     """A config that runs a trial in about a second: 8x8 digits, width-4 residual CNN, a few batches."""

@@ -80,7 +80,7 @@ def test_attention_widths_are_dimensions() -> None:
         space = PruningSpace.from_model(model, example, max_sparsity=0.5, step=0.25)
         embedding = space.dimensions[0]
         assert embedding.name in ("conv_proj", "patch_embed.proj") and len(embedding.layers) > 10  # the residual stream
-        pruned = space.apply(model, {d.name: 0.5 for d in space.dimensions}, example)
+        pruned = space.apply({d.name: 0.5 for d in space.dimensions})
         assert pruned(example).shape == (2, 4)
         if heads:  # two heads of 8 channels each keep 4 each: head_dim follows, num_heads stays
             attention = pruned.attns[0]

@@ -42,8 +42,7 @@ import torch  # noqa: E402
 from prunetuna.baseline import prepare_baseline  # noqa: E402
 from prunetuna.config import load_config  # noqa: E402
 from prunetuna.objectives import CostContext, Distillation, fine_tune, measure_costs, parse_budgets, project_onto_budget, recalibrate_batchnorm  # noqa: E402
-from prunetuna.search import prepare_space  # noqa: E402
-from prunetuna.search._loop import calibration_batches  # noqa: E402
+from prunetuna.search import calibration_batches, prepare_space  # noqa: E402
 from prunetuna.sparsity import canonical  # noqa: E402
 from prunetuna.workload import load_workload  # noqa: E402
 
@@ -56,7 +55,7 @@ def candidates(space, workload, budget: float, count: int, seed: int) -> list[di
     highs = {d.name: space.high(d) for d in space.dimensions}
 
     def flops(vector: dict[str, float]) -> dict[str, float]:
-        return measure_costs(space.apply(workload.model, vector, workload.example, structure_only=True), context, dense, ("flops",))
+        return measure_costs(space.apply(vector, structure_only=True), context, dense, ("flops",))
 
     out = []
     for k in range(count):
@@ -103,7 +102,7 @@ def main() -> None:
                     flops_ratio = vector.pop("_flops_ratio")
                     result = {}
                     for kind in (("plain", "distill") if k % 2 == 0 else ("distill", "plain")):
-                        pruned = space.apply(workload.model, vector, workload.example, batches)
+                        pruned = space.apply(vector, batches)
                         recalibrate_batchnorm(pruned, [x for x, _ in batches])
                         result[kind] = fine_tune(pruned, workload.datamodule, epochs=epochs, lr=ft.lr, max_batches=ft.max_batches,
                                                  seed=1000 + k, distill=teacher if kind == "distill" else None)

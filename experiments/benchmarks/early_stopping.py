@@ -24,7 +24,6 @@ processes use under 15% of one CPU, and records the CPU-seconds other processes 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -39,32 +38,25 @@ from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, accuracy_flops_hv, wai
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-import prunetuna.search._loop as loop  # noqa: E402
 from prunetuna.config import load_config  # noqa: E402
 from prunetuna.report import build_report  # noqa: E402
-from prunetuna.search import load_study, resolve_workspace, run_search  # noqa: E402
+from prunetuna.search import SearchEvents, TrialEvent, load_study, resolve_workspace, run_search  # noqa: E402
 
 finetune_seconds: list[float] = []
-_fine_tune = loop.fine_tune
 
 
-@functools.wraps(_fine_tune)
-def timed_fine_tune(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-    start = time.perf_counter()
-    try:
-        return _fine_tune(*args, **kwargs)
-    finally:
-        finetune_seconds.append(time.perf_counter() - start)
+class FineTuneTimes(SearchEvents):
+    """Seconds each trial spent in its fine-tune (the step timer's ``fine_tune``; the baseline's training is not a trial's)."""
 
-
-loop.fine_tune = timed_fine_tune  # the baseline trains through prunetuna.baseline's own import: not counted
+    def trial_finished(self, event: TrialEvent, finished: int) -> None:
+        finetune_seconds.append(event.steps.get("fine_tune", 0.0))
 
 
 def measure(config, workdir: Path) -> dict:  # noqa: ANN001
     workspace = resolve_workspace(config.name, workdir, None, None)
     finetune_seconds.clear()
     start = time.perf_counter()
-    run_search(config, workspace)
+    run_search(config, workspace, events=FineTuneTimes())
     wall = time.perf_counter() - start
     study = load_study(workspace, config.name)
     trials = study.get_trials(deepcopy=False)

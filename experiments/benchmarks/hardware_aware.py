@@ -125,7 +125,7 @@ def main() -> None:
     queue += flops_trials[len(latency_trials):] + latency_trials[len(flops_trials):]
     print(f"re-measuring {len(queue)} candidates and the dense model ({args.backend}, batch 1, threads 1, "
           f"warmup {args.warmup}, repeats {args.repeats})", flush=True)
-    candidates = {tuple(sorted(t["sparsity"].items())): space.apply(workload.model, t["sparsity"], workload.example) for t in queue}
+    candidates = {tuple(sorted(t["sparsity"].items())): space.apply(t["sparsity"]) for t in queue}
 
     def measure_all(attempt: int) -> tuple:
         dense_first = measure_latency(workload.model, workload.example, settings)

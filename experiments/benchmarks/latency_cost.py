@@ -47,7 +47,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work
 
 from prunetuna.config import parse_config  # noqa: E402
 from prunetuna.objectives import _costs, _latency  # noqa: E402
-from prunetuna.search import resolve_workspace, run_search  # noqa: E402
+from prunetuna.search import SearchEvents, resolve_workspace, run_search  # noqa: E402
 
 spent: dict[str, float] = defaultdict(float)
 
@@ -68,16 +68,19 @@ def search(attempt: int, data: dict, workdir: Path, n_trials: int) -> list[dict]
     config = parse_config({**data, "name": f"{data['name']}-{attempt}"}, "latency_cost")
     rows: list[dict] = []
 
-    def on_trial(record, finished: int) -> None:
-        steps = dict(spent)
-        spent.clear()
-        if record.state == "COMPLETE":
-            rows.append({"number": record.number, "trial_s": record.seconds, "latency_s": steps.get("latency", 0.0),
-                         "setup_s": steps.get("runner setup", 0.0), "attempts": record.metrics.get("latency_attempts"),
-                         "spread": record.metrics.get("latency_spread")})
+    class Rows(SearchEvents):
+        def started(self, outcome) -> None:  # noqa: ANN001
+            spent.clear()
 
-    run_search(config, resolve_workspace(config.name, workdir, None, None), n_trials=n_trials,
-               on_start=lambda outcome: spent.clear(), on_trial=on_trial)
+        def trial_finished(self, record, finished: int) -> None:  # noqa: ANN001
+            steps = dict(spent)
+            spent.clear()
+            if record.state == "COMPLETE":
+                rows.append({"number": record.number, "trial_s": record.seconds, "latency_s": steps.get("latency", 0.0),
+                             "setup_s": steps.get("runner setup", 0.0), "attempts": record.metrics.get("latency_attempts"),
+                             "spread": record.metrics.get("latency_spread")})
+
+    run_search(config, resolve_workspace(config.name, workdir, None, None), n_trials=n_trials, events=Rows())
     return rows
 
 

@@ -59,13 +59,13 @@ def uniform_candidate(model, example, space: PruningSpace, dense_flops: float, b
     scan = []
     for i in range(round(MAX_SPARSITY / STEP) + 1):
         ratio = round(i * STEP, 6)
-        pruned = space.apply(model, {n: ratio for n in space.names}, example)
+        pruned = space.apply({n: ratio for n in space.names})
         scan.append((ratio, count_flops(pruned, example) / dense_flops, pruned))
     within = [s for s in scan if s[1] <= budget]
     ratio, flops_ratio, pruned = within[0] if within else min(scan, key=lambda s: s[1])
     projection = project_onto_budget(
         {n: 0.0 for n in space.names}, parse_budgets({"flops": budget}),
-        lambda v: {"flops_ratio": count_flops(space.apply(model, v, example), example) / dense_flops},
+        lambda v: {"flops_ratio": count_flops(space.apply(v), example) / dense_flops},
         max_sparsity=MAX_SPARSITY, step=STEP)
     return {"ratio": ratio, "flops_ratio": flops_ratio, "reachable": bool(within), "widths": widths(pruned), "model": pruned,
             "project_onto_budget": {"fits": projection.fits, "t": projection.t, "flops_ratio": round(projection.metrics["flops_ratio"], 4)}}

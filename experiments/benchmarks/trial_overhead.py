@@ -64,11 +64,10 @@ import torch  # noqa: E402
 from _machine import busy_cpu_seconds, cpu_model  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-import prunetuna.search._loop as loop  # noqa: E402
 from prunetuna.baseline import prepare_baseline  # noqa: E402
 from prunetuna.config import ExperimentConfig, load_config, parse_config  # noqa: E402
 from prunetuna.objectives import recalibrate_batchnorm  # noqa: E402
-from prunetuna.search import StudyTracker, prepare_space, resolve_workspace, run_search  # noqa: E402
+from prunetuna.search import SearchEvents, StudyTracker, calibration_batches, prepare_space, resolve_workspace, run_search  # noqa: E402
 from prunetuna.spaces import PruningSpace  # noqa: E402
 from prunetuna.workload import Workload, load_workload  # noqa: E402
 
@@ -108,14 +107,14 @@ class Bench:
         prepare_baseline(config, self.workload, workdir)  # loads the cached dense weights
         self.space = prepare_space(config, self.workload)
         # A trial recalibrates BatchNorm on these batches before fine-tuning: the bare loop starts from there too.
-        self.batches = loop.calibration_batches(self.workload, config.pruning.calibration_batches)
+        self.batches = calibration_batches(self.workload, config.pruning.calibration_batches)
 
     def time_bare(self, params: dict[str, float], number: int, model: torch.nn.Module | None = None) -> tuple[float, float]:
         vector = {k.removeprefix("sparsity."): round(v, 6) for k, v in params.items() if k.startswith("sparsity.")}
         if model is not None:
             candidate = model
         else:
-            candidate = self.space.apply(self.workload.model, vector, self.workload.example, self.batches)
+            candidate = self.space.apply(vector, self.batches)
             recalibrate_batchnorm(candidate, [x for x, _ in self.batches])
         ft = self.config.finetune
         return bare_loop(candidate, self.workload.datamodule, epochs=ft.epochs, lr=ft.lr, seed=self.config.seed + number, max_batches=ft.max_batches)
@@ -182,15 +181,15 @@ def main() -> None:
     instrument(optuna.trial.Trial, "suggest_float", "optuna suggest")
     instrument(optuna.trial.Trial, "set_user_attr", "optuna set_user_attr")
     instrument(PruningSpace, "apply", "space.apply")
-    instrument(loop, "measure_costs", "measure_costs (FLOPs, params, size, latency)")
-    instrument(loop, "recalibrate_batchnorm", "BN recalibration")
-    instrument(loop, "evaluate_accuracy", "accuracy_pruned evaluation")
     instrument(StudyTracker, "start_trial", "mlflow start_trial")
     instrument(StudyTracker, "log_epoch", "mlflow log_epoch")
     instrument(StudyTracker, "end_trial", "mlflow end_trial")
     instrument(pl.Trainer, "__init__", "Trainer()")
     instrument(pl.Trainer, "fit", "Trainer.fit")
-    instrument(loop, "fine_tune", "fine_tune")  # contains Trainer(), Trainer.fit and log_epoch
+    # The trial's own steps come with its TrialEvent (StepTimer): measure (FLOPs, params, size, latency),
+    # recalibrate (BN), evaluate (accuracy_pruned), fine_tune (contains Trainer(), Trainer.fit and log_epoch).
+    step_labels = {"measure": "measure_costs (FLOPs, params, size, latency)", "recalibrate": "BN recalibration",
+                   "evaluate": "accuracy_pruned evaluation", "fine_tune": "fine_tune"}
 
     profiler = cProfile.Profile() if args.profile else None
     rows: list[dict] = []
@@ -199,7 +198,7 @@ def main() -> None:
     def on_trial(record, finished: int) -> None:
         if profiler:
             profiler.disable()
-        steps = dict(spent)
+        steps = {**dict(spent), **{step_labels[k]: v for k, v in record.steps.items() if k in step_labels}}
         spent.clear()
         if record.state == "COMPLETE":
             if not state:
@@ -223,7 +222,14 @@ def main() -> None:
     if profiler:
         profiler.enable()
     # spent.clear() on start: the baseline's own training (a Trainer.fit) is not a trial's.
-    run_search(config, workspace, n_trials=args.n_trials, on_start=lambda outcome: spent.clear(), on_trial=on_trial)
+    class Steps(SearchEvents):
+        def started(self, outcome) -> None:  # noqa: ANN001
+            spent.clear()
+
+        def trial_finished(self, event, finished: int) -> None:  # noqa: ANN001
+            on_trial(event, finished)
+
+    run_search(config, workspace, n_trials=args.n_trials, events=Steps())
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)

@@ -5,12 +5,12 @@ Costs are measured before any training (cheap); objectives carry their Optuna di
 
 from __future__ import annotations
 
-from prunetuna.objectives._budget import Budget, Projection, parse_budgets, project_onto_budget, within_budgets
+from prunetuna.objectives._budget import Budget, Projection, lowest_fitting, parse_budgets, project_onto_budget, within_budgets
 from prunetuna.objectives._costs import COSTS, Cost, CostContext, count_flops, count_params, measure_costs, serialized_size
 from prunetuna.objectives._distill import Distillation, distillation_loss
 from prunetuna.objectives._finetune import ClassifierModule, FinetuneResult, evaluate_accuracy, fine_tune, recalibrate_batchnorm
 from prunetuna.objectives._latency import LATENCY_BACKENDS, LatencyResult, LatencySettings, export_onnx, measure_latency, portable_attention
-from prunetuna.objectives._objectives import OBJECTIVES, Objective, Scoring, objective_values
+from prunetuna.objectives._objectives import OBJECTIVES, SCORING_MODES, Objective, Scoring, ScoringMode, objective_values
 from prunetuna.objectives._trainer import TrainerSetup, check_finetune, finetune_options, trainer_setup
 
 __all__ = [
@@ -28,8 +28,11 @@ __all__ = [
     "LatencyResult",
     "LatencySettings",
     "Projection",
+    "SCORING_MODES",
     "Scoring",
+    "ScoringMode",
     "export_onnx",
+    "lowest_fitting",
     "measure_latency",
     "parse_budgets",
     "portable_attention",

@@ -8,15 +8,17 @@ sample into a feasible candidate worth fine-tuning, and the trial records both v
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
+from prunetuna.names import ABSOLUTE_BUDGETS
 from prunetuna.objectives._costs import COSTS
+from prunetuna.registry import check_name
+from prunetuna.sparsity import snap
 
-__all__ = ["Budget", "Projection", "parse_budgets", "project_onto_budget", "within_budgets"]
+__all__ = ["Budget", "Projection", "lowest_fitting", "parse_budgets", "project_onto_budget", "within_budgets"]
 
-ABSOLUTE_KEYS = {"flops_count": "flops", "params_count": "params", "size_bytes": "size", "latency_ms": "latency"}
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,11 @@ class Budget:
 def parse_budgets(constraints: Mapping[str, float]) -> list[Budget]:
     budgets = []
     for key, limit in constraints.items():
-        if key in ABSOLUTE_KEYS:
-            budgets.append(Budget(key, ABSOLUTE_KEYS[key], float(limit), True))
-        elif key in COSTS:
-            budgets.append(Budget(key, key, float(limit), False))
+        if key in ABSOLUTE_BUDGETS:
+            budgets.append(Budget(key, ABSOLUTE_BUDGETS[key], float(limit), True))
         else:
-            raise ValueError(f"unknown constraint {key!r}; choose from {', '.join([*COSTS, *ABSOLUTE_KEYS])}")
+            check_name("constraint", key, [*COSTS, *ABSOLUTE_BUDGETS])
+            budgets.append(Budget(key, key, float(limit), False))
     return budgets
 
 
@@ -71,13 +72,28 @@ class Projection:
     fits: bool
 
 
+def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], high: float = 1.0, iterations: int = 10) -> V | None:
+    """Bisection on a scalar knob in [0, ``high``]: the candidate of the smallest knob found that fits
+    (None when even ``high`` does not); ``iterations`` halvings of the interval."""
+    best = candidate(high)
+    if not fits(best):
+        return None
+    low = 0.0
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        trying = candidate(middle)
+        if fits(trying):
+            high, best = middle, trying
+        else:
+            low = middle
+    return best
+
+
 def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float) -> dict[str, float]:
     moved = {}
     for name, ratio in vector.items():
         cap = max_sparsity[name] if isinstance(max_sparsity, Mapping) else max_sparsity
-        target = ratio + t * (cap - ratio)
-        snapped = math.ceil(target / step - 1e-9) * step
-        moved[name] = round(min(max(snapped, ratio), max(cap, ratio)), 6)
+        moved[name] = round(min(max(snap(ratio + t * (cap - ratio), step, up=True), ratio), max(cap, ratio)), 6)
     return moved
 
 
@@ -102,15 +118,10 @@ def project_onto_budget(
             cache[key] = measure(candidate)
         return cache[key]
 
-    high = _toward(vector, 1.0, max_sparsity, step)
-    if not within_budgets(budgets, costs(high)):
+    found = lowest_fitting(lambda t: (t, _toward(vector, t, max_sparsity, step)),
+                           lambda moved: within_budgets(budgets, costs(moved[1])), 1.0, iterations)
+    if found is None:
+        high = _toward(vector, 1.0, max_sparsity, step)
         return Projection(high, costs(high), 1.0, len(cache), False)
-    low_t, high_t = 0.0, 1.0
-    for _ in range(iterations):
-        middle_t = (low_t + high_t) / 2
-        candidate = _toward(vector, middle_t, max_sparsity, step)
-        if within_budgets(budgets, costs(candidate)):
-            high_t, high = middle_t, candidate
-        else:
-            low_t = middle_t
-    return Projection(high, costs(high), high_t, len(cache), True)
+    t, fitted = found
+    return Projection(fitted, costs(fitted), t, len(cache), True)

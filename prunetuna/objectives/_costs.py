@@ -11,7 +11,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunetuna.names import CHEAP_COSTS
+from prunetuna.names import COSTS as COST_INFO
 from prunetuna.objectives._latency import LatencySettings, measure_latency
+from prunetuna.registry import Registry
 
 __all__ = ["COSTS", "Cost", "CostContext", "count_flops", "count_params", "measure_costs", "serialized_size"]
 
@@ -87,12 +90,19 @@ def serialized_size(model: nn.Module, example: torch.Tensor | None = None) -> fl
 
 @dataclass(frozen=True)
 class Cost:
-    """A cost: ``metric`` is the key of its absolute value in a trial's metrics; ``<name>_ratio`` is to dense."""
+    """A cost: ``measure`` returns its metrics; ``metric`` is the key of its absolute value in a trial's
+    metrics, ``<name>_ratio`` is to dense (names, keys and units in :mod:`prunetuna.names`)."""
 
     name: str
-    metric: str
-    unit: str
     measure: Callable[[nn.Module, CostContext], dict[str, float]]
+
+    @property
+    def metric(self) -> str:
+        return COST_INFO[self.name].metric
+
+    @property
+    def unit(self) -> str:
+        return COST_INFO[self.name].unit
 
 
 def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
@@ -101,12 +111,11 @@ def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
             "latency_attempts": float(result.attempts)}
 
 
-COSTS: dict[str, Cost] = {
-    "flops": Cost("flops", "flops", "FLOPs", lambda m, c: {"flops": count_flops(m, c.example)}),
-    "params": Cost("params", "params", "parameters", lambda m, c: {"params": count_params(m)}),
-    "size": Cost("size", "size_bytes", "bytes", lambda m, c: {"size_bytes": serialized_size(m)}),
-    "latency": Cost("latency", "latency_ms", "ms", _latency),
-}
+COSTS: Registry[Cost] = Registry("cost")
+COSTS.register("flops", Cost("flops", lambda m, c: {"flops": count_flops(m, c.example)}))
+COSTS.register("params", Cost("params", lambda m, c: {"params": count_params(m)}))
+COSTS.register("size", Cost("size", lambda m, c: {"size_bytes": serialized_size(m)}))
+COSTS.register("latency", Cost("latency", _latency))
 
 
 def measure_costs(
@@ -115,14 +124,14 @@ def measure_costs(
     dense: dict[str, float] | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Every cost in ``names`` (default: all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
+    """Every cost in ``names`` (default: the cheap ones, all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
 
     With latency, ``dense_latency_ms`` is the reference its ratio used. Where latency is measured with FLOPs, ``speedup`` (dense latency / latency) and
     ``flops_reduction`` (dense FLOPs / FLOPs) are added, to show whether fewer FLOPs really ran faster.
     """
     context = example if isinstance(example, CostContext) else CostContext(example)
     result: dict[str, float] = {}
-    for name in names or ("flops", "params", "size"):
+    for name in names or CHEAP_COSTS:
         cost = COSTS[name]
         result.update(cost.measure(model, context))
         if dense is not None and dense.get(cost.metric):

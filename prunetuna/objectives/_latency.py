@@ -22,6 +22,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from prunetuna.registry import Registry
+
 __all__ = ["LATENCY_BACKENDS", "LatencyResult", "LatencySettings", "export_onnx", "measure_latency", "portable_attention"]
 
 
@@ -36,8 +38,7 @@ class LatencySettings:
     attempts: int = 3
 
     def __post_init__(self) -> None:
-        if self.backend not in LATENCY_BACKENDS:
-            raise ValueError(f"unknown latency backend {self.backend!r}; choose one of {', '.join(LATENCY_BACKENDS)}")
+        LATENCY_BACKENDS.get(self.backend)  # an unknown name is an error here, not at the first measurement
         for name in ("batch_size", "threads", "repeats", "attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"latency.{name} must be at least 1, got {getattr(self, name)}")
@@ -59,6 +60,11 @@ class LatencyResult:
 Runner = Callable[[], object]
 """Runs the model once on the prepared batch."""
 
+Backend = Callable[[nn.Module, torch.Tensor, int], Runner]
+"""(model on the CPU, batch, threads) -> a runner."""
+
+LATENCY_BACKENDS: Registry[Backend] = Registry("latency backend")
+
 
 @contextmanager
 def _torch_threads(threads: int) -> Iterator[None]:
@@ -70,6 +76,7 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
+@LATENCY_BACKENDS.register("torch")
 def _torch_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> Runner:
     model.eval()
 
@@ -107,6 +114,7 @@ def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+@LATENCY_BACKENDS.register("onnxruntime")
 def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> Runner:
     import onnxruntime as ort
 
@@ -117,12 +125,6 @@ def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> 
     session = ort.InferenceSession(export_onnx(model, batch), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: batch.numpy()}
     return lambda: session.run(None, feed)
-
-
-LATENCY_BACKENDS: dict[str, Callable[[nn.Module, torch.Tensor, int], Runner]] = {
-    "torch": _torch_runner,
-    "onnxruntime": _onnxruntime_runner,
-}
 
 
 def _dispersion(times: list[float]) -> tuple[float, float, float]:

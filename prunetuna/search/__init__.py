@@ -10,47 +10,55 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from prunetuna.search._loop import (
-        FINISHED_STATES,
-        SearchOutcome,
-        SearchStopped,
-        TrialRecord,
-        TrialRunner,
-        count_finished,
-        prepare_space,
-        run_search,
-    )
+    from prunetuna.search._events import SearchEvents, SearchOutcome, SearchStopped, StudyPresentation, TrialEvent
+    from prunetuna.search._plan import TrialPlan, calibration_batches, prepare_space
     from prunetuna.search._rebuild import RebuiltTrial, rebuild_trial, select_trial
+    from prunetuna.search._run import run_search
+    from prunetuna.search._runner import TrialRunner
     from prunetuna.search._samplers import SAMPLERS, make_sampler
-    from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, run_sensitivity, scan_sensitivity
+    from prunetuna.search._sensitivity import SensitivityScan, bounds_from_scan, scan_sensitivity
+    from prunetuna.search._sensitivity_run import log_sensitivity, scan_study
     from prunetuna.search._stores import Workspace, load_study, mask_url, open_storage, resolve_workspace
+    from prunetuna.search._study import FINISHED_STATES, count_finished
     from prunetuna.search._tracking import StudyTracker
+    from prunetuna.search._workers import WorkerLauncher
 
 _MODULES = {
-    "_loop": ("FINISHED_STATES", "SearchOutcome", "SearchStopped", "TrialRecord", "TrialRunner", "count_finished",
-              "prepare_space", "run_search"),
+    "_events": ("SearchEvents", "SearchOutcome", "SearchStopped", "StudyPresentation", "TrialEvent"),
+    "_plan": ("TrialPlan", "calibration_batches", "prepare_space"),
     "_rebuild": ("RebuiltTrial", "rebuild_trial", "select_trial"),
+    "_run": ("run_search",),
+    "_runner": ("TrialRunner",),
     "_samplers": ("SAMPLERS", "make_sampler"),
-    "_sensitivity": ("SensitivityScan", "bounds_from_scan", "run_sensitivity", "scan_sensitivity"),
+    "_sensitivity": ("SensitivityScan", "bounds_from_scan", "scan_sensitivity"),
+    "_sensitivity_run": ("log_sensitivity", "scan_study"),
     "_stores": ("Workspace", "load_study", "mask_url", "open_storage", "resolve_workspace"),
+    "_study": ("FINISHED_STATES", "count_finished"),
     "_tracking": ("StudyTracker",),
+    "_workers": ("WorkerLauncher",),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "FINISHED_STATES",
-    "SAMPLERS",
     "RebuiltTrial",
+    "SAMPLERS",
+    "SearchEvents",
     "SearchOutcome",
     "SearchStopped",
     "SensitivityScan",
+    "StudyPresentation",
     "StudyTracker",
-    "TrialRecord",
+    "TrialEvent",
+    "TrialPlan",
     "TrialRunner",
+    "WorkerLauncher",
     "Workspace",
     "bounds_from_scan",
+    "calibration_batches",
     "count_finished",
     "load_study",
+    "log_sensitivity",
     "make_sampler",
     "mask_url",
     "open_storage",
@@ -58,8 +66,8 @@ __all__ = [
     "rebuild_trial",
     "resolve_workspace",
     "run_search",
-    "run_sensitivity",
     "scan_sensitivity",
+    "scan_study",
     "select_trial",
 ]
 

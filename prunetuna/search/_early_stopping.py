@@ -8,6 +8,7 @@ The decision is a plain function of records; the Lightning callback only asks it
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -15,8 +16,14 @@ import lightning.pytorch as pl
 import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from prunetuna.registry import Registry
+from prunetuna.trial_record import TrialRecord
+
 __all__ = [
+    "EARLY_STOPPING",
+    "EarlyStoppingRule",
     "EpochRecord",
+    "StopContext",
     "StopDecision",
     "TrialPruningCallback",
     "dominance_decision",
@@ -56,8 +63,8 @@ def epoch_records(trials: Sequence[FrozenTrial], cost_metrics: Sequence[str]) ->
     """Records of the finished trials that kept their per-epoch accuracy."""
     records = []
     for trial in trials:
-        curve = trial.user_attrs.get("epoch_accuracy")
-        metrics = trial.user_attrs.get("metrics", {})
+        record = TrialRecord.of(trial)
+        curve, metrics = record.epoch_accuracy, record.metrics
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and curve and all(m in metrics for m in cost_metrics):
             records.append(EpochRecord(trial.number, tuple(curve), tuple(metrics[m] for m in cost_metrics)))
     return records
@@ -85,13 +92,70 @@ def optuna_decision(trial: Trial, value: Callable[[float], float], name: str) ->
     return decide
 
 
+@dataclass(frozen=True)
+class StopContext:
+    """What a rule may look at for one candidate: its trial, its costs and how its accuracy scores."""
+
+    trial: Trial
+    costs: Mapping[str, float]
+    cost_metrics: Sequence[str]  # the metric keys of the study's costs, in order
+    intermediate: Callable[[float], float]  # an epoch's accuracy -> the value in the study's direction
+    min_dominating: int
+    epochs: int
+
+
+class EarlyStoppingRule(ABC):
+    """An early-stopping rule (``search.pruner``): the Optuna pruner the study is created with, and the
+    per-epoch decision for one candidate (None: train every epoch)."""
+
+    def pruner(self, epochs: int) -> optuna.pruners.BasePruner:
+        return optuna.pruners.NopPruner()
+
+    @abstractmethod
+    def decision(self, context: StopContext) -> StopDecision | None: ...
+
+
+class NoStopping(EarlyStoppingRule):
+    def decision(self, context: StopContext) -> StopDecision | None:
+        return None
+
+
+class OptunaPrunerRule(EarlyStoppingRule):
+    """One of Optuna's pruners (one objective): the trial reports each epoch's value and asks it."""
+
+    def __init__(self, name: str, factory: Callable[[int], optuna.pruners.BasePruner]) -> None:
+        self.name = name
+        self.factory = factory
+
+    def pruner(self, epochs: int) -> optuna.pruners.BasePruner:
+        return self.factory(epochs)
+
+    def decision(self, context: StopContext) -> StopDecision | None:
+        return optuna_decision(context.trial, context.intermediate, self.name)
+
+
+class DominanceRule(EarlyStoppingRule):
+    """Any number of objectives: stop a candidate that enough earlier trials dominate at the same epoch."""
+
+    def decision(self, context: StopContext) -> StopDecision | None:
+        finished = context.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        records = epoch_records(finished, context.cost_metrics)
+        costs = [context.costs[m] for m in context.cost_metrics]
+        return dominance_decision(costs, records, context.min_dominating, context.epochs)
+
+
+EARLY_STOPPING: Registry[EarlyStoppingRule] = Registry("pruner")
+EARLY_STOPPING.register("none", NoStopping())
+EARLY_STOPPING.register("median", OptunaPrunerRule("median", lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)))
+EARLY_STOPPING.register("hyperband", OptunaPrunerRule(
+    "hyperband", lambda epochs: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))))
+EARLY_STOPPING.register("dominated", DominanceRule())
+
+
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    """The Optuna pruner the config names (``dominated`` and ``none`` prune nothing through Optuna)."""
-    pruners: Mapping[str, Callable[[], optuna.pruners.BasePruner]] = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1)),
-    }
-    return pruners.get(name, optuna.pruners.NopPruner)()
+    """The Optuna pruner the config names (``dominated`` and ``none`` prune nothing through Optuna);
+    an unknown name is an error."""
+    return EARLY_STOPPING.get(name).pruner(epochs)
 
 
 class TrialPruningCallback(pl.Callback):

@@ -19,7 +19,7 @@ class TrialModel:
 
     weights: dict[str, torch.Tensor]
     manifest: dict[str, object]
-    profile: Callable[[], object]
+    profile: Callable[[], object] | None
 
 
 @dataclass

@@ -10,17 +10,17 @@ from torch import nn
 
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
-from prunetuna.search._loop import prepare_space
+from prunetuna.search._plan import prepare_space
 from prunetuna.search._stores import Workspace, mask_url
 from prunetuna.search._tracking import StudyTracker
-from prunetuna.sparsity import applied
+from prunetuna.trial_record import StudyRecord, TrialRecord
 from prunetuna.workload import Workload, load_workload
 
 __all__ = ["RebuiltTrial", "rebuild_trial", "select_trial"]
 
 
 def _cost_of(study: optuna.Study) -> str:
-    costs = [c for c in study.user_attrs.get("objectives", []) if c != "accuracy"]
+    costs = StudyRecord.of(study.user_attrs).costs
     return costs[0] if costs else "flops"
 
 
@@ -33,18 +33,19 @@ def select_trial(
         if not 0 <= number < len(trials):
             raise UserError(f"--trial {number}: study {study.study_name!r} has trials 0..{len(trials) - 1}")
         trial = trials[number]
-        if trial.state != TrialState.COMPLETE or "metrics" not in trial.user_attrs:
+        if trial.state != TrialState.COMPLETE or not TrialRecord.of(trial).has_metrics:
             done = [t.number for t in trials if t.state == TrialState.COMPLETE][:10]
             raise UserError(f"--trial {number}: the trial is {trial.state.name}, not COMPLETE; finished trials include {done}")
         return trial
-    done = [t for t in trials if t.state == TrialState.COMPLETE and "metrics" in t.user_attrs and t.user_attrs.get("feasible", True)]
+    records = {t.number: TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE}
+    done = [t for t in trials if t.number in records and records[t.number].has_metrics and records[t.number].is_feasible]
     if not done:
         raise UserError(f"--best: study {study.study_name!r} has no finished feasible trial yet; run 'prunetuna search' first")
-    dense = study.user_attrs.get("dense", {})
+    dense = StudyRecord.of(study.user_attrs).dense
     floor = dense.get("accuracy", 0.0) - max_drop if max_drop is not None else None
 
     def shortfall(trial: FrozenTrial) -> float:
-        metrics = trial.user_attrs["metrics"]
+        metrics = records[trial.number].metrics
         over = max(0.0, metrics.get("flops_ratio", 1.0) - max_flops) if max_flops is not None else 0.0
         under = max(0.0, floor - metrics["accuracy"]) if floor is not None else 0.0
         return over + under
@@ -52,7 +53,7 @@ def select_trial(
     eligible = [t for t in done if shortfall(t) == 0.0]
     if not eligible:
         closest = min(done, key=shortfall)
-        metrics = closest.user_attrs["metrics"]
+        metrics = records[closest.number].metrics
         bounds = " and ".join(b for b in (f"flops ratio <= {max_flops:g}" if max_flops is not None else "",
                                           f"accuracy drop <= {max_drop:g}" if max_drop is not None else "") if b)
         raise UserError(
@@ -61,8 +62,8 @@ def select_trial(
         )
     if max_flops is None and max_drop is not None:
         cost = f"{_cost_of(study)}_ratio"
-        return min(eligible, key=lambda t: (t.user_attrs["metrics"].get(cost, 1.0), -t.user_attrs["metrics"]["accuracy"]))
-    return max(eligible, key=lambda t: (t.user_attrs["metrics"]["accuracy"], -t.user_attrs["metrics"].get("flops_ratio", 1.0)))
+        return min(eligible, key=lambda t: (records[t.number].metrics.get(cost, 1.0), -records[t.number].metrics["accuracy"]))
+    return max(eligible, key=lambda t: (records[t.number].metrics["accuracy"], -records[t.number].metrics.get("flops_ratio", 1.0)))
 
 
 @dataclass
@@ -84,15 +85,16 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     """
     workload = load_workload(config)
     space = prepare_space(config, workload)
-    sparsity = applied(trial)
+    record = TrialRecord.of(trial)
+    sparsity = record.sparsity
     try:
-        model = space.finalize(space.apply(workload.model, sparsity, workload.example, structure_only=True))
+        model = space.finalize(space.apply(sparsity, structure_only=True))
     except ValueError as exc:
         raise UserError(
             f"--trial {trial.number}: its sparsity vector does not fit this config's search space ({exc}); "
             "export with the config the study was searched with (same model and pruning section)"
         ) from None
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = record.mlflow_run_id
     tracker = StudyTracker(workspace, config.name)
     try:
         weights = tracker.download_weights(run_id)
@@ -106,4 +108,4 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     except RuntimeError as exc:
         raise UserError(f"--trial {trial.number}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})") from None
     model.eval()
-    return RebuiltTrial(trial, model, workload, sparsity, dict(trial.user_attrs["metrics"]))
+    return RebuiltTrial(trial, model, workload, sparsity, record.metrics)

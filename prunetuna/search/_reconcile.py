@@ -23,6 +23,7 @@ from prunetuna.search._durable import FinalRecord, TrialStore
 from prunetuna.search._outage import TrackingAway
 from prunetuna.search._stores import describe_error
 from prunetuna.search._tracking import MANIFEST_FILE, WEIGHTS_FILE, StudyTracker
+from prunetuna.trial_record import StudyRecord, TrialRecord
 
 __all__ = ["Reconciled", "close_finished_parent", "reconcile", "trial_runs"]
 
@@ -75,18 +76,19 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
     trials = study.get_trials(deepcopy=False)
     runs = trial_runs(tracker)
     by_id = {run.info.run_id: run for run in runs}
-    claimed = {t.user_attrs["mlflow_run_id"]: t.number for t in trials if "mlflow_run_id" in t.user_attrs}
+    records = [TrialRecord.of(t) for t in trials]
+    claimed = {r.mlflow_run_id: t.number for t, r in zip(trials, records) if r.mlflow_run_id is not None}
     for run in runs:
         if run.info.run_id not in claimed:
             done.orphans += _settle_orphan(run, trials, tracker)
-    for trial in trials:
-        run = by_id.get(str(trial.user_attrs.get("mlflow_run_id")))
+    for trial, record in zip(trials, records):
+        run = by_id.get(str(record.mlflow_run_id))
         if run is None:
             continue  # no run, or one in another tracking store
         if trial.state in FINISHED:
             _check_finished(trial, run, tracker, store, done)
         elif trial.state == TrialState.FAIL and run.info.status == "RUNNING":
-            reason = str(trial.user_attrs.get("fail_reason", INTERRUPTED))
+            reason = record.fail_reason or INTERRUPTED
             tracker.outage.call(tracker.client.log_batch, run.info.run_id, tags=[RunTag("optuna.state", "FAIL"),
                                                                                    RunTag("prunetuna.fail_reason", reason)])
             tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
@@ -100,9 +102,10 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
 def _settle_orphan(run: Run, trials: list[FrozenTrial], tracker: StudyTracker) -> int:
     number = int(run.data.tags.get("optuna.trial_number", -1))
     trial = trials[number] if 0 <= number < len(trials) else None
-    if trial is not None and trial.state == TrialState.RUNNING and "mlflow_run_id" not in trial.user_attrs:
+    claimed = trial is not None and TrialRecord.of(trial).mlflow_run_id is not None
+    if trial is not None and trial.state == TrialState.RUNNING and not claimed:
         return 0  # its worker is between creating it and telling Optuna, right now
-    if trial is not None and "mlflow_run_id" in trial.user_attrs:
+    if claimed:
         tracker.outage.call(tracker.client.delete_run, run.info.run_id)  # the trial's own run is another one
         return 1
     if run.info.status != "RUNNING":
@@ -121,7 +124,7 @@ def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: 
         record = None
     if record is not None and record.owner_alive():
         return  # another worker on this machine ran it; its writer is still writing
-    metrics = record.metrics if record is not None else dict(trial.user_attrs.get("metrics", {}))
+    metrics = record.metrics if record is not None else TrialRecord.of(trial).metrics
     complete = (run.info.status == "FINISHED" and all(k in run.data.metrics for k in metrics)
                 and run.data.tags.get("optuna.state") == trial.state.name)
     if record is not None:
@@ -177,7 +180,7 @@ def close_finished_parent(study: optuna.Study, tracker: StudyTracker, draw_plots
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         return  # a worker is still at it, and ends the parent itself
     try:
-        parent = tracker.find_parent(study.user_attrs.get("mlflow_parent_run_id"))
+        parent = tracker.find_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id)
         if parent is None or tracker.outage.call(tracker.client.get_run, parent).info.status != "RUNNING":
             return
         draw_plots()

@@ -9,6 +9,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from prunetuna.registry import Registry
+
 __all__ = ["SAMPLERS", "TrialSeededSampler", "make_sampler", "population_size", "trial_seed"]
 
 
@@ -18,13 +20,15 @@ def population_size(n_trials: int) -> int:
     return max(8, min(50, n_trials // 4))
 
 
-SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed, n: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True),
-    "nsga2": lambda seed, n: optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(n)),
-    "random": lambda seed, n: optuna.samplers.RandomSampler(seed=seed),
-    "gp": lambda seed, n: optuna.samplers.GPSampler(seed=seed),
-    "cmaes": lambda seed, n: optuna.samplers.CmaEsSampler(seed=seed),
-}
+SamplerFactory = Callable[[int, int], optuna.samplers.BaseSampler]
+"""(seed, n_trials) -> a fresh sampler."""
+
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
+SAMPLERS.register("tpe", lambda seed, n: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True))
+SAMPLERS.register("nsga2", lambda seed, n: optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(n)))
+SAMPLERS.register("random", lambda seed, n: optuna.samplers.RandomSampler(seed=seed))
+SAMPLERS.register("gp", lambda seed, n: optuna.samplers.GPSampler(seed=seed))
+SAMPLERS.register("cmaes", lambda seed, n: optuna.samplers.CmaEsSampler(seed=seed))
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -71,6 +75,5 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 def make_sampler(name: str, seed: int, n_trials: int = 30) -> optuna.samplers.BaseSampler:
     """The named sampler, reseeded per trial from ``seed`` (see :class:`TrialSeededSampler`)."""
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return TrialSeededSampler(lambda s: SAMPLERS[name](s, n_trials), seed)
+    factory = SAMPLERS.get(name)
+    return TrialSeededSampler(lambda s: factory(s, n_trials), seed)

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
-from torch import nn
-
 from prunetuna.objectives import evaluate_accuracy, recalibrate_batchnorm
 from prunetuna.spaces import Batches, PruningSpace
+from prunetuna.sparsity import snap
 
-__all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "run_sensitivity", "scan_grid", "scan_sensitivity"]
+__all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "cache_path", "cached_scan", "scan_grid", "scan_sensitivity"]
 
 
 @dataclass
@@ -34,7 +32,7 @@ def scan_grid(space: PruningSpace, points: int = 8) -> list[float]:
     """Ratios from one step up to ``max_sparsity``, on the step grid, at most ``points`` of them."""
     steps = max(1, round(space.max_sparsity / space.step))
     stride = max(1, -(-steps // points))
-    return [round(k * space.step, 6) for k in range(stride, steps + 1, stride)]
+    return [snap(k * space.step, space.step) for k in range(stride, steps + 1, stride)]
 
 
 ScanProgress = Callable[[int, int], None]
@@ -42,18 +40,18 @@ ScanProgress = Callable[[int, int], None]
 
 
 def scan_sensitivity(
-    space: PruningSpace, model: nn.Module, example: torch.Tensor, batches: Batches, val_loader, grid: Sequence[float],  # noqa: ANN001
+    space: PruningSpace, batches: Batches, val_loader, grid: Sequence[float],  # noqa: ANN001
     on_step: ScanProgress | None = None,
 ) -> SensitivityScan:
-    """Prune each dimension alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
+    """Prune each dimension of the space's model alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
     inputs = [x for x, _ in batches]
-    dense = evaluate_accuracy(model, val_loader)
+    dense = evaluate_accuracy(space.model, val_loader)
     accuracy: dict[str, list[float]] = {}
     total = len(space.dimensions) * len(grid)
     for dimension in space.dimensions:
         row = []
         for ratio in grid:
-            pruned = space.apply(model, {dimension.name: min(ratio, space.high(dimension))}, example, batches)
+            pruned = space.apply({dimension.name: min(ratio, space.high(dimension))}, batches)
             recalibrate_batchnorm(pruned, inputs)
             row.append(evaluate_accuracy(pruned, val_loader))
             if on_step is not None:
@@ -80,36 +78,16 @@ def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequ
     return workdir / f"sensitivity-{digest}.json"
 
 
-def run_sensitivity(config, workspace, on_step: ScanProgress | None = None) -> dict:  # noqa: ANN001 - ExperimentConfig, Workspace
-    """``prunetuna sensitivity``: scan (or reuse the cached scan), save JSON and a plot, log an MLflow run."""
-    from prunetuna.baseline import prepare_baseline
-    from prunetuna.plots import save_figure, sensitivity_plot
-    from prunetuna.search._loop import cached_scan, calibration_batches, prepare_space, trial_settings
-    from prunetuna.search._tracking import StudyTracker
-    from prunetuna.workload import load_workload
+def cached_scan(config, workload, space: PruningSpace, batches: Batches, workdir: Path,  # noqa: ANN001 - ExperimentConfig, Workload
+                on_step: ScanProgress | None = None) -> SensitivityScan:
+    """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
+    from prunetuna.baseline import baseline_key
 
-    workload = load_workload(config)
-    space = prepare_space(config, workload)
-    tracker = StudyTracker(workspace, config.name)
-    tracker.connect(create=True)
-    prepare_baseline(config, workload, workspace.workdir)
-    batches = calibration_batches(workload, max(config.pruning.calibration_batches, 1))
-    scan = cached_scan(config, workload, space, batches, workspace.workdir, on_step)
-    bounds = None
-    if config.pruning.bounds_from_sensitivity is not None:
-        bounds = bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step)
-    result = {"study": config.name, "scan": scan.as_dict(), "bounds": bounds}
-    json_path = workspace.workdir / "sensitivity.json"
-    json_path.write_text(json.dumps(result, indent=2))
-    plot_path = workspace.workdir / "plots" / "sensitivity.png"
-    plot_path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(sensitivity_plot(scan.as_dict(), config.name), plot_path)
-    parent = tracker.start_parent(None, {"seed": config.seed, **trial_settings(config)})
-    run = tracker.client.create_run(tracker.experiment_id, run_name="sensitivity",
-                                    tags={"mlflow.parentRunId": parent, "prunetuna.role": "sensitivity"})
-    tracker.client.log_artifact(run.info.run_id, str(json_path))
-    tracker.client.log_artifact(run.info.run_id, str(plot_path))
-    tracker.client.log_param(run.info.run_id, "grid", ",".join(f"{g:g}" for g in scan.grid))
-    tracker.client.set_terminated(run.info.run_id)
-    tracker.end_parent("FINISHED")
-    return {**result, "json": json_path, "plot": plot_path, "run_id": run.info.run_id}
+    grid = scan_grid(space)
+    path = cache_path(workdir, baseline_key(config), space, grid)
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
+    scan = scan_sensitivity(space, batches, workload.datamodule.val_dataloader(), grid, on_step)
+    path.write_text(json.dumps(scan.as_dict(), indent=2))
+    return scan

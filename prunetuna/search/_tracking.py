@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from prunetuna.errors import UserError
-from prunetuna.search._faults import fault, hold
+from prunetuna.faults import fault, hold
+from prunetuna.search._mlflow_client import open_client, probe_server
 from prunetuna.search._outage import Outage, TrackingAway
-from prunetuna.search._stores import Workspace, describe_error, mask_url, sqlite_creation_lock, sqlite_path
+from prunetuna.search._stores import Workspace, describe_error, mask_url
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker", "quiet_mlflow"]
+__all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker"]
 
 WEIGHTS_FILE = "state_dict.pt"
 MANIFEST_FILE = "manifest.json"
@@ -33,82 +31,6 @@ ROLE_TAG = "prunetuna.role"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI then opens the study on its training runs
 _MAX_PARAM = 6000
 _log = logging.getLogger("prunetuna")
-
-
-def quiet_mlflow() -> None:
-    """MLflow and its migrations log at INFO on every start; keep warnings only, and no download bars."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one line per run on stdout otherwise
-    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-@contextmanager
-def _fail_fast() -> Iterator[None]:
-    """MLflow retries HTTP requests for minutes; a connection check should answer in seconds."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _sqlite_wal(path: Path) -> None:
-    """Switch MLflow's SQLite file to a write-ahead log (persistent in the file): cheaper commits.
-
-    Called under the store's creation lock. The switch needs the file to itself and SQLite refuses it
-    at once, without waiting, while another process or thread reads it: then it is tried again a few
-    times and otherwise left for the next start (it only makes commits cheaper).
-    """
-    import sqlite3
-
-    if not path.exists():
-        return
-    for attempt in range(5):
-        try:
-            with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
-                if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError:
-            time.sleep(0.1 * (attempt + 1))
-
-
-STORE_CREATION_WAIT_S = 60.0  # how long a process waits for another that is creating a new tracking database
-
-
-def _open_client(workspace: Workspace) -> MlflowClient:
-    """The client of the study's tracking store; bad input (one line, URI masked) when it cannot be opened.
-
-    MLflow creates and migrates a database store when it is first opened, so processes starting together
-    on a new one (workers sharing a work dir) race: on SQLite they take turns (a lock file), on another
-    database the loser's migration fails ("already exists") and it opens the store again. Anything else
-    (a server, a SQLite file that cannot be made) fails at once.
-    """
-    uri = workspace.tracking_uri
-    path = sqlite_path(uri)
-    may_race = path is None and not uri.startswith(("http://", "https://", "file:", "databricks"))
-    deadline = time.monotonic() + STORE_CREATION_WAIT_S
-    delay = 0.2
-    while True:
-        try:
-            with sqlite_creation_lock(uri):
-                client = MlflowClient(tracking_uri=uri)
-                if path is not None:
-                    _sqlite_wal(path)
-                return client
-        except Exception as exc:  # noqa: BLE001 - only a database store is created on open; others fail below
-            if not may_race or time.monotonic() + delay > deadline:
-                reason = describe_error(exc, uri, workspace.storage_url)
-                raise UserError(f"--tracking-uri: cannot open {mask_url(uri)} ({reason}); check the URI") from None
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
 
 
 def _now_ms() -> int:
@@ -125,13 +47,9 @@ class StudyTracker:
     """
 
     def __init__(self, workspace: Workspace, study_name: str) -> None:
-        quiet_mlflow()
         self.workspace = workspace
         self.study_name = study_name
-        self.client = _open_client(workspace)
-        # MLflow's own HTTP retries take minutes per call; Outage retries with a deadline instead.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        self.client = open_client(workspace)
         uri = workspace.tracking_uri
         self.outage = Outage(mask_url(uri), server=uri.startswith(("http://", "https://")),
                              describe=lambda exc: describe_error(exc, uri, workspace.storage_url))
@@ -183,12 +101,12 @@ class StudyTracker:
         if create and self.workspace.tracking_uri.startswith("sqlite:///"):
             self.workspace.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            with _fail_fast():
-                experiment = self.client.get_experiment_by_name(self.study_name)
-                if experiment is None and create:
-                    self.experiment_id = self._create_experiment()
-                elif experiment is not None:
-                    self.experiment_id = experiment.experiment_id
+            probe_server(self.workspace.tracking_uri)
+            experiment = self.client.get_experiment_by_name(self.study_name)
+            if experiment is None and create:
+                self.experiment_id = self._create_experiment()
+            elif experiment is not None:
+                self.experiment_id = experiment.experiment_id
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
             reason = describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url)
             raise UserError(f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up") from None
@@ -299,6 +217,16 @@ class StudyTracker:
         if self.parent_run_id:
             for path in paths:
                 self.outage.call(self.client.log_artifact, self.parent_run_id, str(path), artifact_path)
+
+    def log_side_run(self, name: str, files: Sequence[Path], params: Mapping[str, object]) -> str:
+        """A finished child run of the parent (``prunetuna sensitivity``'s scan) holding ``files`` and ``params``."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: name})
+        for path in files:
+            self.client.log_artifact(run.info.run_id, str(path))
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        self.client.set_terminated(run.info.run_id)
+        return run.info.run_id
 
     def download_weights(self, run_id: str) -> dict[str, torch.Tensor]:
         """The fine-tuned state_dict a trial logged (loaded with ``weights_only=True``)."""

@@ -12,14 +12,15 @@ from prunetuna.spaces._attention import WIDTH_FIXERS, WidthFixer, fix_widths, he
 from prunetuna.spaces._dimensions import Dimension, find_output_layer
 from prunetuna.spaces._graph import GraphLimits, GraphTooExpensive
 from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
-from prunetuna.spaces._masks import MASK_METHODS, make_permanent, nm_mask
+from prunetuna.spaces._masks import make_permanent, nm_mask
+from prunetuna.spaces._methods import METHODS, PruningMethod
 from prunetuna.spaces._preflight import BrokenDimension, preflight
 from prunetuna.spaces._space import Batches, Granularity, PruningSpace, SparsityVector
 from prunetuna.spaces._tie import tie_dimensions
 
 __all__ = [
     "IMPORTANCES",
-    "MASK_METHODS",
+    "METHODS",
     "NEEDS_GRADIENTS",
     "Batches",
     "BrokenDimension",
@@ -31,6 +32,7 @@ __all__ = [
     "WidthFixer",
     "fix_widths",
     "head_counts",
+    "PruningMethod",
     "PruningSpace",
     "SparsityVector",
     "find_output_layer",

@@ -15,6 +15,8 @@ from typing import Callable
 
 from torch import nn
 
+from prunetuna.registry import Registry
+
 __all__ = ["WIDTH_FIXERS", "WidthFixer", "fix_widths", "head_counts"]
 
 
@@ -64,14 +66,13 @@ class WidthFixer:
     heads: Callable[[nn.Module], tuple[nn.Module, int]] | None = None
 
 
-WIDTH_FIXERS: dict[str, WidthFixer] = {
-    # torch-pruning's own MultiheadAttention pruner updates embed_dim and head_dim; it needs the head count.
-    "torch.nn.MultiheadAttention": WidthFixer(lambda m: isinstance(m, nn.MultiheadAttention), lambda m: None,
-                                              lambda m: (m, m.num_heads)),
-    "timm Attention": WidthFixer(_is_timm_attention, _fix_timm_attention, lambda m: (m.qkv, m.num_heads)),
-    "torchvision VisionTransformer": WidthFixer(_is_torchvision_vit, _fix_torchvision_vit),
-    "timm VisionTransformer": WidthFixer(_is_timm_vit, _fix_timm_vit),
-}
+WIDTH_FIXERS: Registry[WidthFixer] = Registry("width fixer")
+# torch-pruning's own MultiheadAttention pruner updates embed_dim and head_dim; it needs the head count.
+WIDTH_FIXERS.register("torch.nn.MultiheadAttention", WidthFixer(lambda m: isinstance(m, nn.MultiheadAttention), lambda m: None,
+                                                                lambda m: (m, m.num_heads)))
+WIDTH_FIXERS.register("timm Attention", WidthFixer(_is_timm_attention, _fix_timm_attention, lambda m: (m.qkv, m.num_heads)))
+WIDTH_FIXERS.register("torchvision VisionTransformer", WidthFixer(_is_torchvision_vit, _fix_torchvision_vit))
+WIDTH_FIXERS.register("timm VisionTransformer", WidthFixer(_is_timm_vit, _fix_timm_vit))
 
 
 def head_counts(model: nn.Module) -> dict[nn.Module, int]:

@@ -7,13 +7,11 @@ fall only where sparse kernels run (counted as effective multiply-adds), latency
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
-
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-__all__ = ["MASK_METHODS", "make_permanent", "nm_mask"]
+__all__ = ["make_permanent", "mask_nm", "mask_unstructured", "nm_mask"]
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -27,18 +25,12 @@ def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return keep.reshape(rows.shape[0], -1)[:, : rows.shape[1]].reshape(weight.shape).to(weight.dtype)
 
 
-def _unstructured(module: nn.Module, ratio: float, nm: tuple[int, int]) -> None:
+def mask_unstructured(module: nn.Module, ratio: float, nm: tuple[int, int]) -> None:
     prune.l1_unstructured(module, "weight", amount=ratio)
 
 
-def _nm(module: nn.Module, ratio: float, nm: tuple[int, int]) -> None:
+def mask_nm(module: nn.Module, ratio: float, nm: tuple[int, int]) -> None:
     prune.custom_from_mask(module, "weight", nm_mask(module.weight, *nm))
-
-
-MASK_METHODS: Mapping[str, Callable[[nn.Module, float, tuple[int, int]], None]] = {
-    "unstructured": _unstructured,
-    "nm": _nm,
-}
 
 
 def make_permanent(model: nn.Module) -> nn.Module:

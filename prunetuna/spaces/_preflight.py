@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Protocol, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -25,7 +26,29 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from prunetuna.errors import UserError
 from prunetuna.spaces._dimensions import Dimension
-from prunetuna.spaces._space import PruningSpace, SparsityVector
+from prunetuna.spaces._methods import PruningMethod
+from prunetuna.sparsity import SparsityVector
+
+S = TypeVar("S", bound="CheckedSpace")
+
+
+class CheckedSpace(Protocol):
+    """What the check uses of a space (:class:`prunetuna.spaces.PruningSpace`)."""
+
+    model: nn.Module
+    example: torch.Tensor
+    strategy: PruningMethod
+
+    @property
+    def dimensions(self) -> Sequence[Dimension]: ...
+
+    def high(self, dimension: Dimension) -> float: ...
+
+    def highest(self) -> SparsityVector: ...
+
+    def apply(self, vector: SparsityVector, *, structure_only: bool = False) -> nn.Module: ...
+
+    def only(self: S, dimensions: Sequence[Dimension]) -> S: ...
 
 __all__ = ["BrokenDimension", "preflight"]
 
@@ -42,12 +65,12 @@ class BrokenDimension:
         return list(self.dimension.roots)
 
 
-def _runs(space: PruningSpace, model: nn.Module, example: torch.Tensor, vector: SparsityVector, shape: torch.Size) -> str | None:
+def _runs(space: CheckedSpace, vector: SparsityVector, shape: torch.Size) -> str | None:
     """None when the pruned model runs and keeps the dense output shape; else what went wrong, in one line."""
     try:
-        pruned = space.apply(model, vector, example, structure_only=True).eval()
+        pruned = space.apply(vector, structure_only=True).eval()
         with torch.no_grad(), FlopCounterMode(display=False) as flops:
-            out = pruned(example[:1])
+            out = pruned(space.example[:1])
         if not isinstance(out, torch.Tensor) or out.shape != shape:
             return f"output shape {getattr(out, 'shape', type(out).__name__)} instead of {tuple(shape)}"
         if flops.get_total_flops() <= 0:
@@ -57,20 +80,21 @@ def _runs(space: PruningSpace, model: nn.Module, example: torch.Tensor, vector: 
     return None
 
 
-def preflight(space: PruningSpace, model: nn.Module, example: torch.Tensor, label: str = "model") -> tuple[PruningSpace, list[BrokenDimension]]:
-    """``space`` without the dimensions that break ``model`` when pruned alone at their bound, and those dimensions."""
-    if space.method != "structured" or not space.dimensions:
+def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]:
+    """``space`` without the dimensions that break its model when pruned alone at their bound, and those dimensions."""
+    if not space.strategy.changes_shapes or not space.dimensions:
         return space, []  # masks keep every shape
+    model, example = space.model, space.example
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             shape = model(example[:1]).shape
-        if _runs(space, model, example, {d.name: space.high(d) for d in space.dimensions}, shape) is None:
+        if _runs(space, space.highest(), shape) is None:
             return space, []
         broken = []
         for dimension in space.dimensions:
-            error = _runs(space, model, example, {dimension.name: space.high(dimension)}, shape)
+            error = _runs(space, {dimension.name: space.high(dimension)}, shape)
             if error is not None:
                 broken.append(BrokenDimension(dimension, error))
     finally:
@@ -87,10 +111,4 @@ def preflight(space: PruningSpace, model: nn.Module, example: torch.Tensor, labe
         print(f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({len(b.dimension.layers)} layers) breaks the "
               f"model when pruned ({b.error}); dropped from the search space", file=sys.stderr, flush=True)
     print(f"prunetuna: warning: {label}: add {patterns} to pruning.ignore to drop them explicitly", file=sys.stderr, flush=True)
-    return replace_dimensions(space, kept), broken
-
-
-def replace_dimensions(space: PruningSpace, dimensions: list[Dimension]) -> PruningSpace:
-    """``space`` with only ``dimensions`` (bounds, importance and method kept)."""
-    return PruningSpace(dimensions, max_sparsity=space.max_sparsity, step=space.step, importance=space.importance,
-                        ignored=space.ignored, round_to=space.round_to, method=space.method, nm=space.nm)
+    return space.only(kept), broken

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import warnings
 from dataclasses import replace
-from typing import Iterator, Mapping, Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import torch
 import torch_pruning as tp
 from torch import nn
-from torch.nn import functional as F
 
+from prunetuna.errors import UserError
 from prunetuna.spaces._attention import fix_widths, head_counts
-from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_dimensions, find_output_layer, ignored_layers
+from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_output_layer, ignored_layers
 from prunetuna.spaces._graph import GraphLimits
-from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
-from prunetuna.spaces._masks import MASK_METHODS, make_permanent
+from prunetuna.spaces._importance import make_importance
+from prunetuna.spaces._masks import make_permanent
+from prunetuna.spaces._methods import METHODS, Batches, PruningMethod, accumulate_gradients, quiet_copies
+from prunetuna.spaces._preflight import preflight
 from prunetuna.spaces._tie import Granularity, tie_dimensions
-from prunetuna.sparsity import SparsityVector, canonical, param_name
+from prunetuna.sparsity import SparsityVector, canonical, param_name, snap
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
 
@@ -28,17 +28,32 @@ class _Suggester(Protocol):
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
 
 
-Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
-"""A few (inputs, labels) batches, for criteria that need gradients."""
+class _PruningSettings(Protocol):
+    """The config's ``pruning`` section (:class:`prunetuna.config.PruningConfig`), as the space reads it."""
 
-METHODS = ("structured", *MASK_METHODS)
+    method: str
+    nm: list[int]
+    importance: str
+    max_sparsity: float
+    step: float
+    ignore: list[str]
+    round_to: int | None
+    granularity: Granularity
+    groups: dict[str, list[str]]
+    graph_seconds: float
+    graph_memory_gb: float
 
 
 class PruningSpace:
-    """The search space: one sparsity ratio in ``[0, max_sparsity]`` (with ``step``) per dimension."""
+    """The search space of one model: one sparsity ratio in ``[0, max_sparsity]`` (with ``step``) per dimension.
+
+    It keeps the dense ``model`` (never modified: every vector is applied to a copy) and an ``example`` input.
+    """
 
     def __init__(
         self,
+        model: nn.Module,
+        example: torch.Tensor,
         dimensions: Sequence[Dimension],
         *,
         max_sparsity: float,
@@ -49,14 +64,14 @@ class PruningSpace:
         method: str = "structured",
         nm: tuple[int, int] = (2, 4),
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
-        if method == "nm":  # a layer is either dense or N:M: one step of 1 - N/M
-            max_sparsity = step = round(1 - nm[0] / nm[1], 6)
+        self.strategy: PruningMethod = METHODS.get(method)
+        max_sparsity, step = self.strategy.grid(max_sparsity, step, nm)
         if not 0.0 <= max_sparsity < 1.0:
             raise ValueError(f"max_sparsity must lie in [0, 1), got {max_sparsity}")
         if step <= 0:
             raise ValueError(f"step must be positive, got {step}")
+        self.model = model
+        self.example = example
         self.dimensions = tuple(dimensions)
         self.max_sparsity = max_sparsity
         self.step = step
@@ -96,57 +111,78 @@ class PruningSpace:
         ``graph_limits`` bounds the time and memory spent on torch-pruning's dependency graph.
         """
         ignored = ignored_layers(model, example, ignore)
-        if method in MASK_METHODS:
-            dimensions = [Dimension(name=n, channels=int(m.weight.numel()), layers=(n,)) for n, m in model.named_modules()
-                          if isinstance(m, ROOT_TYPES) and n not in ignored and m.weight.numel() > 1]
-        else:
-            dimensions = find_dimensions(model, example, ignored, graph_limits)
+        dimensions = METHODS.get(method).dimensions(model, example, ignored, graph_limits)
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
-        return cls(tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to,
-                   method=method, nm=nm)
+        return cls(model, example, tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored,
+                   round_to=round_to, method=method, nm=nm)
+
+    @classmethod
+    def from_config(cls, pruning: _PruningSettings, model: nn.Module, example: torch.Tensor, *, label: str = "model",
+                    check: bool = True) -> PruningSpace:
+        """The space the config's ``pruning`` section describes; a model with nothing prunable is bad input.
+
+        ``check`` runs the pre-flight check (dimensions that break the model are dropped, with a warning);
+        ``label`` names the model in its messages.
+        """
+        space = cls.from_model(
+            model, example, max_sparsity=pruning.max_sparsity, step=pruning.step, importance=pruning.importance,
+            ignore=pruning.ignore, round_to=pruning.round_to, granularity=pruning.granularity, groups=pruning.groups,
+            method=pruning.method, nm=tuple(pruning.nm),  # type: ignore[arg-type]
+            graph_limits=GraphLimits(seconds=pruning.graph_seconds, memory_gb=pruning.graph_memory_gb),
+        )
+        if not space.dimensions:
+            raise UserError(
+                "model: nothing to prune (no convolution or linear layer with 2+ output channels outside "
+                f"the output layer and pruning.ignore {list(pruning.ignore)}); check the model or pruning.ignore"
+            )
+        if pruning.max_sparsity == 0:
+            raise UserError("pruning.max_sparsity: 0 leaves nothing to search; set it in (0, 1)")
+        return preflight(space, label=label)[0] if check else space
+
+    def only(self, dimensions: Sequence[Dimension]) -> PruningSpace:
+        """The same space (model, bounds, importance, method) with ``dimensions`` instead of its own."""
+        return PruningSpace(self.model, self.example, dimensions, max_sparsity=self.max_sparsity, step=self.step,
+                            importance=self.importance, ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm)
 
     def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
         """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
-        dims = [replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d for d in self.dimensions]
-        return PruningSpace(dims, max_sparsity=self.max_sparsity, step=self.step, importance=self.importance,
-                            ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm)
+        return self.only([replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d for d in self.dimensions])
 
     def high(self, dimension: Dimension) -> float:
         return self.max_sparsity if dimension.high is None else dimension.high
+
+    def highest(self) -> SparsityVector:
+        """Every dimension at its upper bound."""
+        return {d.name: self.high(d) for d in self.dimensions}
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
         """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``, in canonical form
         (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity)."""
         return canonical({d.name: trial.suggest_float(param_name(d.name), 0.0, self.high(d), step=self.step) for d in self.dimensions})
 
-    def snap(self, vector: Mapping[str, float]) -> SparsityVector:
-        """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn)."""
-        return canonical({d.name: min(round(vector.get(d.name, 0.0) / self.step) * self.step, self.high(d)) for d in self.dimensions})
+    def snap(self, vector: Mapping[str, float], *, up: bool = False) -> SparsityVector:
+        """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn);
+        ``up`` rounds up instead of to the nearest point (a cost level reached by ``vector`` still holds)."""
+        return {d.name: snap(vector.get(d.name, 0.0), self.step, up=up, high=self.high(d)) for d in self.dimensions}
 
     def uniform(self, ratio: float) -> SparsityVector:
         """The same ratio in every dimension (capped by each dimension's bound)."""
         return canonical({d.name: min(ratio, self.high(d)) for d in self.dimensions})
 
-    def _cap_for_rounding(self, module: nn.Module, ratio: float) -> float:
-        """At most the ratio that still keeps ``round_to`` channels: past it torch-pruning would round the
-        layer down to zero channels and then leave it unpruned, so cost would stop falling with the ratio."""
-        channels = module.out_channels if isinstance(module, nn.modules.conv._ConvNd) else module.out_features
-        return min(ratio, max(0.0, (channels - self.round_to) / channels))
-
     def finalize(self, model: nn.Module) -> nn.Module:
         """After fine-tuning: masks folded into the weights (a no-op for structured pruning)."""
         return make_permanent(model)
 
-    def global_allocation(self, model: nn.Module, ratio: float, example: torch.Tensor, batches: Batches = ()) -> SparsityVector:
+    def global_allocation(self, ratio: float, batches: Batches = ()) -> SparsityVector:
         """The per-dimension ratios that torch-pruning's global ranking reaches at ``ratio`` (not snapped)."""
-        pruned = copy.deepcopy(model)
+        pruned = copy.deepcopy(self.model)
         before = _root_channels(pruned)
         modules = dict(pruned.named_modules())
-        self._gradients(pruned, batches)
+        accumulate_gradients(pruned, self.importance, batches)
         pruned.eval()
-        with _quiet_copies():
+        with quiet_copies():
             pruner = tp.pruner.MetaPruner(
-                pruned, example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
+                pruned, self.example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
                 pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
                 ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
                 num_heads=head_counts(pruned),
@@ -169,74 +205,22 @@ class PruningSpace:
             if not 0.0 <= ratio < 1.0:
                 raise ValueError(f"sparsity.{name} must lie in [0, 1), got {ratio}")
 
-    def _gradients(self, model: nn.Module, batches: Batches) -> None:
-        """Criteria such as Taylor read ``.grad``: accumulate it over a few batches."""
-        if self.importance not in NEEDS_GRADIENTS:
-            return
-        if not batches:
-            raise ValueError(f"importance {self.importance!r} needs a few batches of data for gradients")
-        device = next(model.parameters()).device
-        model.train()
-        model.zero_grad()
-        for x, y in batches:
-            F.cross_entropy(model(x.to(device)), y.to(device)).backward()
-
-    def apply(
-        self, model: nn.Module, vector: SparsityVector, example: torch.Tensor, batches: Batches = (), *, structure_only: bool = False
-    ) -> nn.Module:
-        """A pruned copy of ``model``: channels physically removed, ``model`` untouched.
+    def apply(self, vector: SparsityVector, batches: Batches = (), *, structure_only: bool = False) -> nn.Module:
+        """A pruned copy of the space's model, which stays untouched (channels removed, or weights masked).
 
         ``structure_only`` is for measuring costs: channel counts do not depend on which channels
         go, so a magnitude criterion stands in for one that needs gradients.
         """
         vector = canonical(vector)  # the same channel counts whichever float spelling of a ratio comes in
         self.check(vector)
-        pruned = copy.deepcopy(model)
+        pruned = copy.deepcopy(self.model)
         modules = dict(pruned.named_modules())
         ratios = {modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots}
-        if self.round_to and self.method == "structured":
-            ratios = {module: self._cap_for_rounding(module, ratio) for module, ratio in ratios.items()}
-            ratios = {module: ratio for module, ratio in ratios.items() if ratio > 0}
-        if not ratios:
-            return pruned
-        if self.method in MASK_METHODS:
-            for module, ratio in ratios.items():
-                MASK_METHODS[self.method](module, ratio, self.nm)
-            return pruned
-        was_training = pruned.training
-        importance = "l2" if structure_only and self.importance in NEEDS_GRADIENTS else self.importance
-        if importance in NEEDS_GRADIENTS:
-            self._gradients(pruned, batches)
-        pruned.eval()
-        with _quiet_copies():
-            pruner = tp.pruner.MetaPruner(
-                pruned,
-                example[:1].to(next(pruned.parameters()).device),
-                importance=make_importance(importance),
-                pruning_ratio=0.0,
-                pruning_ratio_dict=ratios,
-                ignored_layers=[modules[n] for n in self.ignored],
-                root_module_types=list(ROOT_TYPES),
-                round_to=self.round_to,
-                num_heads=head_counts(pruned),  # every head of an attention layer keeps the same width
-            )
-        pruner.step()
-        fix_widths(pruned)  # cached widths (num_heads * head_dim, hidden_dim) follow the pruned layers
-        pruned.zero_grad(set_to_none=True)
-        pruned.train(was_training)
+        if ratios:
+            self.strategy.prune(self, pruned, ratios, batches, structure_only)
         return pruned
 
 
 def _root_channels(model: nn.Module) -> dict[str, int]:
     return {n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
             for n, m in model.named_modules() if isinstance(m, ROOT_TYPES)}
-
-
-@contextlib.contextmanager
-def _quiet_copies() -> Iterator[None]:
-    """torch-pruning warns about parameters outside layers (a ViT's class token, a layer scale) at every graph it
-    builds: the space's own graph (:meth:`PruningSpace.from_model`, once a search) says it; the copies pruned for
-    every trial do not repeat it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-        yield

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from prunetuna.models import TinyResNet
-from prunetuna.objectives import CostContext, measure_costs, parse_budgets, project_onto_budget, within_budgets
+from prunetuna.objectives import CostContext, lowest_fitting, measure_costs, parse_budgets, project_onto_budget, within_budgets
 from prunetuna.spaces import PruningSpace
 
 
@@ -28,7 +28,7 @@ def test_projection_fits_the_budget_with_the_smallest_uniform_move() -> None:
 
     def measure(vector: dict[str, float]) -> dict[str, float]:
         measured.append(vector)
-        return measure_costs(space.apply(model, vector, example), CostContext(example), dense, ("flops",))
+        return measure_costs(space.apply(vector), CostContext(example), dense, ("flops",))
 
     sampled = {name: 0.1 for name in space.names}
     assert not within_budgets([budget], measure(sampled))
@@ -60,3 +60,16 @@ def test_projection_keeps_each_dimension_within_its_own_bound() -> None:
     assert projection.metrics["flops_ratio"] <= 0.5
     at_bounds = project_onto_budget({"a": 0.0, "b": 0.0}, parse_budgets({"flops": 0.4}), measure, max_sparsity=bounds, step=0.05)
     assert not at_bounds.fits and at_bounds.vector == bounds
+
+
+def test_lowest_fitting_bisects_to_the_smallest_knob_that_fits() -> None:
+    calls: list[float] = []
+
+    def candidate(knob: float) -> float:
+        calls.append(knob)
+        return knob
+
+    knob = lowest_fitting(candidate, lambda v: v >= 0.3, high=1.0, iterations=10)
+    assert knob is not None and 0.3 <= knob < 0.3 + 1.0 / 2**10 + 1e-12
+    assert calls[0] == 1.0 and len(calls) == 11  # the top first, then one candidate per halving
+    assert lowest_fitting(candidate, lambda v: v > 2.0, high=1.0) is None

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from typer.testing import CliRunner
 
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
-from prunetuna.search._early_stopping import EpochRecord, dominance_decision, dominated_count, make_pruner
+from prunetuna.errors import UserError
+from prunetuna.search._early_stopping import EARLY_STOPPING, EpochRecord, dominance_decision, dominated_count, make_pruner
 
 
 def test_dominated_count_compares_at_the_same_epoch() -> None:
@@ -67,3 +69,9 @@ def test_optuna_pruner_in_a_single_objective_study(tmp_path) -> None:
         assert abs(first - (trial.user_attrs["epoch_accuracy"][0] - 0.5 * metrics["flops_ratio"])) < 1e-9
     for trial in (t for t in study.trials if t.state.name == "PRUNED"):
         assert "hyperband pruner" in trial.user_attrs["pruned_reason"]
+
+
+def test_an_unknown_rule_is_an_error_not_no_pruner() -> None:
+    with pytest.raises(UserError, match="unknown pruner 'medain'; choose one of none, median, hyperband, dominated"):
+        make_pruner("medain", 3)
+    assert EARLY_STOPPING.get("none").pruner(3).__class__ is optuna.pruners.NopPruner

@@ -32,7 +32,7 @@ def test_apply_removes_channels_and_leaves_dense_untouched() -> None:
     model = TinyResNet(width=8)
     before = _out_channels(model)
     space = _space(model)
-    pruned = space.apply(model, {"stem.0": 0.5, "layer3.0.conv1": 0.75}, EXAMPLE)
+    pruned = space.apply({"stem.0": 0.5, "layer3.0.conv1": 0.75})
     after = _out_channels(pruned)
     assert _out_channels(model) == before
     assert after["stem.0"] == 4 and after["layer1.0.conv2"] == 4  # coupled by the residual add
@@ -47,7 +47,7 @@ def test_user_models_prune_and_run(factory: type[nn.Module]) -> None:
     space = _space(model)
     assert space.dimensions, "every test model has something to prune"
     full = {name: 0.5 for name in space.names}
-    pruned = space.apply(model, full, EXAMPLE)
+    pruned = space.apply(full)
     assert pruned(EXAMPLE).shape == (4, 10)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
     assert _out_channels(pruned)["head"] == 10
@@ -57,7 +57,7 @@ def test_residual_add_is_one_dimension() -> None:
     space = _space(ResidualNet())
     coupled = [d for d in space.dimensions if "conv_c" in d.layers and "conv_a" in d.layers]
     assert len(coupled) == 1
-    pruned = space.apply(ResidualNet(), {coupled[0].name: 0.5}, EXAMPLE)
+    pruned = space.apply({coupled[0].name: 0.5})
     channels = _out_channels(pruned)
     assert channels["conv_a"] == channels["conv_c"] == 4
 
@@ -66,14 +66,14 @@ def test_depthwise_follows_its_producer() -> None:
     space = _space(DepthwiseNet())
     # The expand conv's outputs and the depthwise conv's channels are one group (one dimension).
     [group] = [d for d in space.dimensions if {"expand", "depthwise"} <= set(d.layers)]
-    pruned = space.apply(DepthwiseNet(), {group.name: 0.5}, EXAMPLE)
+    pruned = space.apply({group.name: 0.5})
     assert pruned.expand.out_channels == 8
     assert pruned.depthwise.groups == pruned.depthwise.in_channels == pruned.depthwise.out_channels == 8
 
 
 def test_concat_prunes_fuse_inputs_per_branch() -> None:
     space = _space(ConcatNet())
-    pruned = space.apply(ConcatNet(), {"left": 0.5, "right": 0.25}, EXAMPLE)
+    pruned = space.apply({"left": 0.5, "right": 0.25})
     assert pruned.left.out_channels == 4 and pruned.right.out_channels == 12
     assert pruned.fuse.in_channels == 16
 
@@ -125,7 +125,7 @@ def test_explicit_groups_tie_matching_layers() -> None:
     model = TinyResNet(width=8, blocks=(2, 2, 2))
     space = _space(model, groups={"early": ["stem.*", "layer1.*"]})
     assert space.names[0] == "early" and space.dimensions[0].roots == ("stem.0", "layer1.0.conv1", "layer1.1.conv1")
-    pruned = space.apply(model, {"early": 0.5}, EXAMPLE)
+    pruned = space.apply({"early": 0.5})
     channels = _out_channels(pruned)
     assert channels["stem.0"] == 4 and channels["layer1.0.conv1"] == 4 and channels["layer1.1.conv1"] == 4
     assert channels["layer2.0.conv1"] == 16
@@ -136,7 +136,7 @@ def test_importance_criteria(importance: str) -> None:
     model = TinyResNet(width=8)
     space = _space(model, importance=importance)
     batches = [(torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))]
-    pruned = space.apply(model, {"layer1.0.conv1": 0.5}, EXAMPLE, batches)
+    pruned = space.apply({"layer1.0.conv1": 0.5}, batches)
     assert _out_channels(pruned)["layer1.0.conv1"] == 4
     assert all(p.grad is None for p in pruned.parameters())
 
@@ -144,8 +144,8 @@ def test_importance_criteria(importance: str) -> None:
 def test_taylor_needs_batches_except_for_costs() -> None:
     space = _space(TinyResNet(width=8), importance="taylor")
     with pytest.raises(ValueError, match="needs a few batches"):
-        space.apply(TinyResNet(width=8), {"layer1.0.conv1": 0.5}, EXAMPLE)
-    shape_only = space.apply(TinyResNet(width=8), {"layer1.0.conv1": 0.5}, EXAMPLE, structure_only=True)
+        space.apply({"layer1.0.conv1": 0.5})
+    shape_only = space.apply({"layer1.0.conv1": 0.5}, structure_only=True)
     assert _out_channels(shape_only)["layer1.0.conv1"] == 4
 
 
@@ -153,7 +153,7 @@ def test_uniform_global_and_bounds() -> None:
     model = TinyResNet(width=8)
     space = _space(model).with_bounds({"stem.0": 0.25})
     assert space.uniform(0.5)["stem.0"] == 0.25 and space.uniform(0.5)["layer1.0.conv1"] == 0.5
-    allocation = space.global_allocation(model, 0.5, EXAMPLE)
+    allocation = space.global_allocation(0.5)
     assert set(allocation) == set(space.names) and all(0.0 <= r <= 0.75 for r in allocation.values())
     assert allocation["stem.0"] <= 0.25
     assert len(set(round(r, 3) for r in allocation.values())) > 1, "global ranking allocates unevenly"
@@ -167,7 +167,7 @@ def test_mask_methods_reach_the_sparsity_asked(method: str, ratio: float, expect
     model = TinyResNet(width=8)
     space = _space(model, method=method)
     assert "fc" not in space.names and "layer1.0.conv2" in space.names  # every layer but the output one
-    pruned = space.apply(model, {name: ratio for name in space.names}, EXAMPLE)
+    pruned = space.apply({name: ratio for name in space.names})
     for name in space.names:
         weight = dict(pruned.named_modules())[name].weight
         exact = method == "unstructured" or weight[0].numel() % 4 == 0  # N:M rows of 9 end in a short group
@@ -189,7 +189,33 @@ def test_round_to_keeps_multiples_and_cost_falls_monotonically() -> None:
     space = _space(model, round_to=8)
     flops = []
     for ratio in (0.0, 0.25, 0.5, 0.75):
-        pruned = space.apply(model, space.uniform(ratio), EXAMPLE)
+        pruned = space.apply(space.uniform(ratio))
         assert all(c % 8 == 0 for n, c in _out_channels(pruned).items() if n != "fc")
         flops.append(count_flops(pruned, EXAMPLE))
     assert flops == sorted(flops, reverse=True) and flops[-1] < flops[0] / 2
+
+
+def test_from_config_keeps_model_and_example_and_refuses_nothing_to_prune() -> None:
+    from prunetuna.config import PruningConfig
+    from prunetuna.errors import UserError
+
+    model = TinyResNet(width=8)
+    space = PruningSpace.from_config(PruningConfig(max_sparsity=0.75, step=0.25), model, EXAMPLE, label="model tiny")
+    assert space.model is model and space.example is EXAMPLE
+    assert space.names == _space(model).names
+    assert space.only(space.dimensions[:1]).model is model and space.with_bounds({}).example is EXAMPLE
+    with pytest.raises(UserError, match="nothing to prune"):
+        PruningSpace.from_config(PruningConfig(), LinearOnly(), torch.randn(2, 64))
+    with pytest.raises(UserError, match="max_sparsity: 0 leaves nothing"):
+        PruningSpace.from_config(PruningConfig(max_sparsity=0.0, step=0.05), model, EXAMPLE)
+
+
+def test_methods_are_strategies_in_a_registry() -> None:
+    from prunetuna.registry import UnknownName
+    from prunetuna.spaces import METHODS
+
+    assert METHODS.names() == ("structured", "unstructured", "nm")
+    nm = _space(TinyResNet(width=8), method="nm", nm=(1, 4))
+    assert nm.max_sparsity == nm.step == 0.75  # a layer is dense or 1:4
+    with pytest.raises(UnknownName, match="unknown pruning method 'channel'"):
+        _space(TinyResNet(width=8), method="channel")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.report import build_report
-from prunetuna.search._summary import NOTE_TAG, PARETO_TABLE, VIEW_TAG, landing_view, publish_summary, trial_description
+from prunetuna.summary import NOTE_TAG, PARETO_TABLE, VIEW_TAG, landing_view, publish_summary, trial_description
 
 runner = CliRunner()
 

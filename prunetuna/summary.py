@@ -18,7 +18,9 @@ from urllib.parse import urlencode
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
-__all__ = ["NOTE_TAG", "PARETO_TABLE", "VIEW_KEY", "landing_url", "landing_view", "publish_summary", "publish_view", "trial_description"]
+from prunetuna.names import COSTS
+
+__all__ = ["NOTE_TAG", "PARETO_TABLE", "VIEW_KEY", "DrawnStudy", "landing_url", "landing_view", "publish_summary", "publish_view", "trial_description"]
 
 NOTE_TAG = "mlflow.note.content"
 VIEW_KEY = "prunetuna-trials"
@@ -29,7 +31,7 @@ TRIAL_FILTER = "tags.`prunetuna.role` = 'trial'"
 # The trials' columns, in this order: objectives and costs, then where each trial came from.
 VIEW_METRICS = ("accuracy", "score", "flops_ratio", "latency_ratio", "speedup", "params_ratio", "size_ratio")
 VIEW_TAGS = ("prunetuna.feasible", "prunetuna.origin", "prunetuna.budget")
-COST_LABELS = (("flops", "FLOPs"), ("params", "params"), ("size", "size"), ("latency", "latency"))
+COST_LABELS = tuple((cost.name, cost.label) for cost in COSTS.values())
 SAME_SPEED = 1.05  # a measured speedup within 5% of dense reads "as fast as dense"
 
 
@@ -168,3 +170,26 @@ def publish_summary(client: MlflowClient, experiment_id: str, parent_run_id: str
     if parent_run_id:
         client.set_tag(parent_run_id, NOTE_TAG, parent_description(report, experiment_id))
         _replace_table(client, parent_run_id, pareto_table(report, experiment_id))
+
+
+class DrawnStudy:
+    """The search command's :class:`prunetuna.search.StudyPresentation`: per-trial sparsity profiles, then the
+    study's plots (``<workdir>/plots``, logged to the parent run) and the summary above."""
+
+    def trial_profile(self, number: int, vector: dict[str, float], layers: list[str]) -> object:
+        from prunetuna.plots import profile_plot  # matplotlib: imported in the tracker's writer, off the trial's path
+
+        return profile_plot({f"trial {number}": vector}, layers, f"trial {number}: sparsity per layer")
+
+    def publish(self, study: Any, layers: list[str], workdir: Path, tracker: Any) -> None:
+        from prunetuna.faults import fault
+        from prunetuna.plots import save_study_plots
+        from prunetuna.report import build_report
+
+        report = build_report(study)
+        paths = save_study_plots(report, layers, workdir / "plots")
+        tracker.log_parent_files(paths[:1])
+        fault("plots")
+        tracker.log_parent_files(paths[1:])
+        if tracker.experiment_id is not None:
+            tracker.outage.call(publish_summary, tracker.client, tracker.experiment_id, tracker.parent_run_id, report)

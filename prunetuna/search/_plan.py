@@ -1,0 +1,144 @@
+"""What a search decides once, before any trial: the workload, the space, how candidates are scored and
+what they cost, the dense baseline, the calibration batches. Every input is checked here, before any
+store is written (bad input leaves nothing behind)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunetuna.baseline import prepare_baseline
+from prunetuna.config import ExperimentConfig, config_section
+from prunetuna.errors import UserError
+from prunetuna.names import CHEAP_COSTS
+from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, check_finetune, measure_costs, parse_budgets
+from prunetuna.search._sensitivity import bounds_from_scan, cached_scan
+from prunetuna.spaces import PruningSpace
+from prunetuna.workload import Workload, load_workload
+
+__all__ = ["Inputs", "TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
+
+
+def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
+    """The search space of the config's model; a model with nothing prunable is bad input."""
+    source = config.model.target or config.model.builtin or "?"
+    return PruningSpace.from_config(config.pruning, workload.model, workload.example, label=f"model {source}")
+
+
+def trial_settings(config: ExperimentConfig) -> dict[str, object]:
+    """The pruning and fine-tune settings every child run carries as params."""
+    flat: dict[str, object] = {}
+    for section in ("pruning", "finetune"):
+        for key, value in config_section(config, section)[section].items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` training batches: BN recalibration and gradient-based importance. Drawn under a
+    forked RNG seeded 0, so they are the same in every process and torch's global RNG is left as it was."""
+    if count == 0:
+        return []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
+
+
+def _scoring(config: ExperimentConfig) -> Scoring:
+    return Scoring(
+        mode=config.mode,
+        objectives=tuple(config.objectives),
+        accuracy_drop=config.tolerance.accuracy_drop if config.tolerance else None,
+        weights=tuple((config.scalarize or {}).items()),
+    )
+
+
+def _cost_names(config: ExperimentConfig, budgets: list[Budget]) -> tuple[str, ...]:
+    names = list(CHEAP_COSTS)
+    if config.latency.every_trial or "latency" in config.objectives or any(b.cost == "latency" for b in budgets):
+        names.append("latency")
+    return tuple(names)
+
+
+@dataclass
+class TrialPlan:
+    """Everything a trial needs that is decided once per study."""
+
+    config: ExperimentConfig
+    workload: Workload
+    space: PruningSpace
+    scoring: Scoring
+    budgets: list[Budget]
+    context: CostContext
+    dense: dict[str, float]
+    cost_names: tuple[str, ...]
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.workload.model
+
+    def measure(self, model: nn.Module, names: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Costs of ``model`` (default: every cost a trial records), with ratios to the dense model."""
+        return measure_costs(model, self.context, self.dense, names or self.cost_names)
+
+    def structure_costs(self, vector: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:
+        """Costs of the vector's pruned structure (weights not copied): what budgets and baselines bisect on."""
+        return self.measure(self.space.apply(vector, structure_only=True), names)
+
+
+def check_reachable(plan: TrialPlan) -> None:
+    """A budget that even every dimension at max_sparsity misses is bad input, found before any fine-tune."""
+    if not plan.budgets:
+        return
+    space = plan.space
+    floor = plan.structure_costs(space.highest(), tuple(dict.fromkeys(b.cost for b in plan.budgets)))
+    bounded = any(d.high is not None for d in space.dimensions)
+    where = "at its bound from the sensitivity scan" if bounded else f"at max_sparsity {space.max_sparsity:g}"
+    knob = "pruning.bounds_from_sensitivity.max_drop" if bounded else "pruning.max_sparsity"
+    for budget in plan.budgets:
+        if budget.excess(floor) > 0:
+            raise UserError(
+                f"constraints.{budget.key}: {budget.limit:g} cannot be met: with every dimension {where} "
+                f"the lowest reachable is {budget.describe(floor)}; raise the budget or {knob}"
+            )
+
+
+Inputs = TrialPlan
+"""A plan before :func:`complete_plan`: dense costs but no dense accuracy, no calibration batches yet."""
+
+
+def check_inputs(config: ExperimentConfig) -> Inputs:
+    """Load the workload, build the space and measure the dense costs; every budget is checked reachable.
+    Costs depend on the architecture only, so this runs before the dense model is trained."""
+    workload = load_workload(config)
+    check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
+    space = prepare_space(config, workload)
+    budgets = parse_budgets(config.constraints)
+    context = CostContext(workload.example, LatencySettings(**config.latency.model_dump(exclude={"every_trial"})))
+    cost_names = _cost_names(config, budgets)
+    # Dense latency is measured once per search process, on the machine that measures the trials: the same
+    # model measured in two processes differed by 9% here, and workers may run on different machines, so a
+    # ratio is only sound against a reference taken where its trial ran.
+    dense = measure_costs(workload.model, context, None, cost_names)
+    plan = TrialPlan(config, workload, space, _scoring(config), budgets, context, dense, cost_names)
+    check_reachable(plan)
+    return plan
+
+
+def complete_plan(plan: Inputs, workdir: Path) -> TrialPlan:
+    """Train (or load) the dense baseline, draw the calibration batches, and narrow the space by the
+    sensitivity scan when the config asks for it."""
+    config = plan.config
+    baseline = prepare_baseline(config, plan.workload, workdir)
+    plan.dense = {"accuracy": baseline.accuracy, **plan.dense}
+    plan.batches = calibration_batches(plan.workload, config.pruning.calibration_batches)
+    if config.pruning.bounds_from_sensitivity is not None:
+        scan = cached_scan(config, plan.workload, plan.space, plan.batches, workdir)
+        plan.space = plan.space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, plan.space.step))
+        check_reachable(plan)  # within the tighter bounds too
+    return plan

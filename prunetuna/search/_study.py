@@ -1,0 +1,87 @@
+"""The Optuna study: opened (or created) once per process, checked against the config, and kept clean
+of trials that a killed process left RUNNING."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import time
+
+import optuna
+from optuna.trial import Trial, TrialState
+
+from prunetuna.config import ExperimentConfig
+from prunetuna.errors import UserError
+from prunetuna.search._early_stopping import make_pruner
+from prunetuna.trial_record import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
+
+__all__ = ["FINISHED_STATES", "NEVER_STARTED_S", "check_existing", "count_finished", "enqueue_again", "fail_never_started",
+           "open_study", "retry_later"]
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+NEVER_STARTED_S = 600.0  # a RUNNING trial this old without an MLflow run never got going (killed inside Optuna's ask)
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> dict[str, object]:
+    """An existing study must score like the config; anything else would mix incomparable trials.
+
+    Returns the existing study's user attributes (empty for a new study).
+    """
+    try:
+        study_id = storage.get_study_id_from_name(config.name)
+    except KeyError:
+        return {}
+    stored = [d.name.lower() for d in storage.get_study_directions(study_id)]
+    attrs = storage.get_study_user_attrs(study_id)
+    record = StudyRecord.of(attrs)
+    # A worker that created the study a moment ago may not have written its attributes yet: compare what is there.
+    objectives = list(record.objectives) if "objectives" in attrs else None
+    mode = record.mode if "mode" in attrs else None
+    if (stored != directions or (objectives is not None and objectives != list(config.objectives))
+            or (mode is not None and mode != config.mode)):
+        raise UserError(
+            f"objectives: study {config.name!r} already exists with objectives {objectives or stored} ({mode or 'mode unknown'}), "
+            f"the config asks for {config.objectives} ({config.mode}); change 'name' to start a new study"
+        )
+    return attrs
+
+
+def open_study(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it: exactly one of the workers starting together did."""
+    pruner = make_pruner(config.search.pruner, config.finetune.epochs)
+    try:
+        study = optuna.create_study(storage=storage, study_name=config.name, directions=directions, pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=config.name, storage=storage, pruner=pruner), False
+    set_study_fields(study, created_at=time.time())
+    return study, True
+
+
+def fail_never_started(study: optuna.Study) -> None:
+    """A process killed inside Optuna's ask leaves a RUNNING trial that never beat, so Optuna never finds
+    it stale; one that old without an MLflow run is failed here (nothing of it ran)."""
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if TrialRecord.of(trial).mlflow_run_id is not None or trial.datetime_start is None:
+            continue
+        if (now - trial.datetime_start).total_seconds() > NEVER_STARTED_S:
+            with contextlib.suppress(Exception):  # another worker may have failed it first
+                study.tell(trial.number, state=TrialState.FAIL)
+
+
+def enqueue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Run the trial's parameters again, as the same origin, in a later trial."""
+    study.enqueue_trial(trial.params, user_attrs=enqueue_attrs(origin=TrialRecord.of(trial).origin, retry_of=trial.number))
+
+
+def retry_later(study: optuna.Study, trial: Trial | None) -> None:
+    """Ctrl-C fails the running trial; enqueue its parameters so that the next run tries it again."""
+    if trial is None:
+        return
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    if frozen.state == TrialState.FAIL and TrialRecord.of(frozen).fail_reason is None:
+        enqueue_again(study, frozen)

@@ -1,0 +1,151 @@
+"""The typed records of what a study keeps in Optuna's user attributes: one per trial, one per study.
+
+Only this module knows the attribute keys (docs/design.md, "Optuna study"): the trial loop writes
+through :func:`write_trial`, and the report, rebuild, export, early stopping and reconciliation read
+:class:`TrialRecord` / :class:`StudyRecord`. Torch-free: ``prunetuna report`` imports it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from prunetuna.sparsity import SparsityVector, canonical, from_params
+
+APPLIED_ATTR = "sparsity"  # the trial attribute holding the applied vector
+
+__all__ = ["APPLIED_ATTR", "BudgetStatus", "StudyRecord", "TrialRecord", "enqueue_attrs", "set_study_fields", "write_study", "write_trial"]
+
+
+class BudgetStatus(str, enum.Enum):
+    """What the budget did to a candidate: no budget, within it as sampled, projected onto it, over it at max_sparsity."""
+
+    NONE = ""
+    WITHIN = "within"
+    PROJECTED = "projected"
+    OVER = "over"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial's user attributes. Field names are the attribute keys, except ``sparsity`` (``APPLIED_ATTR``)."""
+
+    origin: str = "sampler"  # sampler, or the baseline that enqueued it (uniform, global)
+    sparsity: SparsityVector = field(default_factory=dict)  # the applied vector: the one source of every rebuild
+    metrics: dict[str, float] = field(default_factory=dict)
+    budget: BudgetStatus = BudgetStatus.NONE
+    projection_t: float | None = None
+    feasible: bool | None = None  # None: the study has no constraint
+    fail_reason: str | None = None
+    pruned_reason: str | None = None
+    epoch_accuracy: tuple[float, ...] = ()
+    mlflow_run_id: str | None = None
+    warm_start_level: float | None = None
+    retry_of: int | None = None
+    tracking_away: bool = False
+
+    @classmethod
+    def of(cls, trial: Any) -> TrialRecord:
+        """The record of an Optuna trial (``FrozenTrial`` or live ``Trial``)."""
+        attrs = trial.user_attrs
+        stored = attrs.get(APPLIED_ATTR)
+        return cls(
+            origin=str(attrs.get("origin", "sampler")),
+            sparsity=canonical(stored) if stored is not None else from_params(trial.params),
+            metrics=dict(attrs.get("metrics", {})),
+            budget=BudgetStatus(attrs.get("budget") or ""),
+            projection_t=attrs.get("projection_t"),
+            feasible=attrs.get("feasible"),
+            fail_reason=attrs.get("fail_reason"),
+            pruned_reason=attrs.get("pruned_reason"),
+            epoch_accuracy=tuple(attrs.get("epoch_accuracy") or ()),
+            mlflow_run_id=attrs.get("mlflow_run_id"),
+            warm_start_level=attrs.get("warm_start_level"),
+            retry_of=attrs.get("retry_of"),
+            tracking_away=bool(attrs.get("tracking_away", False)),
+        )
+
+    @property
+    def is_feasible(self) -> bool:
+        return self.feasible is not False
+
+    @property
+    def has_metrics(self) -> bool:
+        return bool(self.metrics)
+
+
+_TRIAL_KEYS = {f.name: (APPLIED_ATTR if f.name == "sparsity" else f.name) for f in fields(TrialRecord)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def write_trial(trial: Any, **values: Any) -> None:
+    """Set some of a live trial's record fields (``write_trial(trial, metrics=m, budget=BudgetStatus.OVER)``)."""
+    for name, value in values.items():
+        if name not in _TRIAL_KEYS:
+            raise KeyError(f"TrialRecord has no field {name!r}")
+        trial.set_user_attr(_TRIAL_KEYS[name], _plain(value))
+
+
+def enqueue_attrs(**values: Any) -> dict[str, Any]:
+    """Record fields as the ``user_attrs`` of ``study.enqueue_trial`` (an enqueued trial starts with them)."""
+    return {_TRIAL_KEYS[name]: _plain(value) for name, value in values.items()}
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """The study's user attributes: how it scores, its dense model, its dimensions, its MLflow parent run."""
+
+    objectives: tuple[str, ...] = ()
+    mode: str = "pareto"
+    dense: dict[str, float] = field(default_factory=dict)
+    latency_settings: dict[str, Any] = field(default_factory=dict)
+    dimensions: tuple[str, ...] = ()
+    dimension_layers: dict[str, int] = field(default_factory=dict)
+    method: str = "structured"
+    constraints: dict[str, float] = field(default_factory=dict)
+    tolerance: float | None = None
+    created_at: float | None = None
+    mlflow_parent_run_id: str | None = None
+
+    @classmethod
+    def of(cls, attrs: Mapping[str, Any]) -> StudyRecord:
+        """From ``study.user_attrs`` (or the storage's ``get_study_user_attrs``); missing keys read as defaults."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in attrs.items() if k in known and v is not None}
+        for name in ("objectives", "dimensions"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    @property
+    def costs(self) -> list[str]:
+        return [name for name in self.objectives if name != "accuracy"]
+
+    def stored(self) -> dict[str, Any]:
+        """The attributes a search writes at every start (``created_at`` and the parent run are written apart)."""
+        skip = {"created_at", "mlflow_parent_run_id"}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+
+
+def set_study_fields(study: Any, **values: Any) -> None:
+    """Set some of a study's record fields (``set_study_fields(study, mlflow_parent_run_id=run_id)``)."""
+    known = {f.name for f in fields(StudyRecord)}
+    for name, value in values.items():
+        if name not in known:
+            raise KeyError(f"StudyRecord has no field {name!r}")
+        study.set_user_attr(name, _plain(value))
+
+
+def write_study(study: Any, record: StudyRecord, existing: Mapping[str, Any]) -> None:
+    """Write the record's attributes that differ from ``existing`` (the study's attributes as read)."""
+    for key, value in record.stored().items():
+        if existing.get(key) != value:
+            study.set_user_attr(key, value)

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from prunetuna._extras import require_search_install
 from prunetuna.config import ExperimentConfig, load_config
+from prunetuna.device.cli import app as device_app
 from prunetuna.errors import UserError
 
 if TYPE_CHECKING:
@@ -28,6 +30,15 @@ app = typer.Typer(
     help="Search per-layer pruning ratios with Optuna, fine-tune with Lightning, track in MLflow.",
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+app.add_typer(device_app, name="device")  # the edge device's agent: the [device] install, no torch
+
+
+@app.callback()
+def _needs(ctx: typer.Context) -> None:
+    """Every command but ``device`` needs the search install (torch, Lightning, Optuna, MLflow)."""
+    if ctx.invoked_subcommand != "device":
+        with _user_errors():
+            require_search_install(ctx.invoked_subcommand)
 
 ConfigArg = typer.Argument(..., help="experiment YAML file", show_default=False)
 WorkdirOpt = typer.Option(None, "--workdir", help="work dir (default runs/<name>)")

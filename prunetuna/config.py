@@ -29,7 +29,7 @@ OBJECTIVE_NAMES = ("accuracy", "flops", "params", "size", "latency")
 COST_NAMES = ("flops", "params", "size", "latency")
 # Budget keys: a cost name is a ratio to the dense model; these name an absolute amount of a cost.
 ABSOLUTE_BUDGETS = {"flops_count": "flops", "params_count": "params", "size_bytes": "size", "latency_ms": "latency"}
-LATENCY_BACKENDS = ("torch", "onnxruntime")
+LATENCY_BACKENDS = ("torch", "onnxruntime", "remote")
 Mode = Literal["pareto", "tolerance", "scalarized"]
 SAMPLER_NAMES = ("tpe", "nsga2", "random", "gp", "cmaes")
 IMPORTANCE_NAMES = ("l1", "l2", "bn_scale", "taylor", "random")
@@ -132,11 +132,26 @@ class LatencyConfig(_Section):
     max_ci: float = Field(0.05, gt=0)  # measured again when the median's 95% interval is wider than this share
     attempts: int = Field(3, ge=1)
     every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
+    url: str | None = None  # backend remote: the device agent, e.g. http://board.local:8765 (token: $PRUNETUNA_DEVICE_TOKEN)
+    provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPUExecutionProvider)
+    cache: bool = True  # candidates with identical pruned shapes share one measurement, kept with the study
 
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
         return _one_of(value, LATENCY_BACKENDS, "latency backend")
+
+    @model_validator(mode="after")
+    def _remote(self) -> LatencyConfig:
+        from prunetuna.device._urls import check_agent_url
+
+        if self.backend == "remote":
+            if self.url is None:
+                raise ValueError("backend remote measures on a device agent: set latency.url, e.g. http://board.local:8765")
+            check_agent_url(self.url)
+        elif self.url is not None or self.provider is not None:
+            raise ValueError(f"latency.url and latency.provider go with backend remote, not {self.backend!r}")
+        return self
 
 
 class ToleranceConfig(_Section):

@@ -92,6 +92,7 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
         "constraints": dict(study.user_attrs.get("constraints", {})),
         "tolerance": study.user_attrs.get("tolerance"),
         "dense": dict(study.user_attrs.get("dense", {})),
+        "latency_device": study.user_attrs.get("latency_device"),  # where latency was measured (this machine or the device agent)
         "dimensions": [{"name": name, "layers": study.user_attrs.get("dimension_layers", {}).get(name)}
                        for name in study.user_attrs.get("dimensions", [])],
         "best": next(iter(front)) if mode != "pareto" and front else None,
@@ -111,6 +112,14 @@ def gain_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
                          f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
     return lines
+
+
+def device_line(device: dict[str, Any]) -> str:
+    """Where latency was measured, in a few words: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19, CPU)``."""
+    where = device.get("where", "?") + (f" {device['url']}" if device.get("url") else "")
+    runtime = f"onnxruntime {device['onnxruntime']}" if device.get("onnxruntime") else f"torch {device.get('torch', '?')}"
+    provider = f", {device['provider']}" if device.get("provider") else ""
+    return f"{where} ({device.get('host', '?')}: {device.get('cpu', '?')}, {device.get('cores', '?')} cores, {runtime}{provider})"
 
 
 def render_report(report: dict[str, Any], console: Console) -> None:
@@ -160,6 +169,8 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("dimensions"):
         covered = ", ".join(f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report["dimensions"])
         console.print(f"{len(report['dimensions'])} dimensions (sparsity.<name>, with the layers each prunes): {covered}")
+    if has_speed and report.get("latency_device"):
+        console.print(f"latency measured on {device_line(report['latency_device'])}")
     for line in gain_lines(report):
         console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):

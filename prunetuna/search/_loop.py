@@ -21,6 +21,7 @@ from torch import nn
 
 from prunetuna.baseline import baseline_key, prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
+from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
 from prunetuna.manifest import study_manifest
 from prunetuna.objectives import (
@@ -41,6 +42,7 @@ from prunetuna.search._durable import TrialStore
 from prunetuna.search._early_stopping import TrialPruningCallback, dominance_decision, epoch_records, make_pruner, optuna_decision
 from prunetuna.search._faults import fault
 from prunetuna.search._finish import RunState, TrialModel, finish_run
+from prunetuna.search._latency_cache import latency_context
 from prunetuna.search._outage import TrackingAway
 from prunetuna.search._reconcile import close_finished_parent, reconcile
 from prunetuna.search._samplers import make_sampler
@@ -382,7 +384,10 @@ def _dense_costs(plan_context: CostContext, model: nn.Module, names: tuple[str, 
     """Dense costs. Dense latency is measured once per search process, on the machine that measures
     the trials: the same model measured in two processes differed by 9% here, and workers may run on
     different machines, so a ratio is only sound against a reference taken where its trial ran."""
-    return measure_costs(model, plan_context, None, names)
+    try:
+        return measure_costs(model, plan_context, None, names)
+    except DeviceError as exc:  # the agent answered at start but refused the dense model, or stopped
+        raise UserError(f"latency.url: {exc}") from None
 
 
 def _check_reachable(space: PruningSpace, model: nn.Module, context: CostContext, dense: dict[str, float], budgets: list[Budget]) -> None:
@@ -591,10 +596,10 @@ def run_search(
     space = prepare_space(config, workload)
     scoring = _scoring(config)
     budgets = parse_budgets(config.constraints)
+    cost_names = _cost_names(config, budgets)
+    context = latency_context(workload.example, _latency_settings(config), "latency" in cost_names)  # agent unreachable: UserError
     storage = open_storage(workspace, create=True, heartbeat=config.search.heartbeat)
     stored = _check_existing(storage, config, scoring.directions)
-    context = CostContext(workload.example, _latency_settings(config))
-    cost_names = _cost_names(config, budgets)
     # Costs depend on the architecture only, so budgets are checked before the dense model is trained.
     dense = _dense_costs(context, workload.model, cost_names)
     _check_reachable(space, workload.model, context, dense, budgets)
@@ -609,6 +614,8 @@ def run_search(
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
         _check_reachable(space, workload.model, context, dense, budgets)  # within the tighter bounds too
     study, created = _open_study(storage, config, scoring.directions)
+    if context.cache is not None:
+        context.cache.attach(study)
     store = TrialStore(workspace.workdir)
     if not created:
         optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
@@ -618,6 +625,7 @@ def run_search(
         "mode": config.mode,
         "dense": dense,
         "latency_settings": context.latency.__dict__,
+        **({"latency_device": context.cache.device} if context.cache is not None else {}),
         "dimensions": space.names,
         "dimension_layers": {d.name: len(d.layers) for d in space.dimensions},
         "method": config.pruning.method,
@@ -644,6 +652,7 @@ def run_search(
         "tolerance": config.tolerance.accuracy_drop if config.tolerance else "",
         "scalarize": str(config.scalarize or ""),
         **{f"latency.{k}": v for k, v in context.latency.__dict__.items()},
+        **({f"device.{k}": v for k, v in context.cache.device.items()} if context.cache is not None else {}),
         **{f"dense.{k}": v for k, v in dense.items()},
         **trial_settings(config),
     }

@@ -36,7 +36,7 @@ app.add_typer(device_app, name="device")  # the edge device's agent: the [device
 @app.callback()
 def _needs(ctx: typer.Context) -> None:
     """Every command but ``device`` needs the search install (torch, Lightning, Optuna, MLflow)."""
-    if ctx.invoked_subcommand != "device":
+    if ctx.invoked_subcommand != "device" and "--help" not in sys.argv[1:]:
         with _user_errors():
             require_search_install(ctx.invoked_subcommand)
 

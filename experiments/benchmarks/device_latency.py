@@ -106,7 +106,7 @@ def hit_rate(url: str, workdir: Path, round_to: int | None, args: argparse.Names
     data["latency"] = {"backend": "remote", "url": url, "warmup": args.warmup, "repeats": args.repeats}
     config = parse_config(data)
     start = time.perf_counter()
-    run_search(config, resolve_workspace(config.name, workdir, None, None), plots=False)
+    run_search(config, resolve_workspace(config.name, workdir, None, None))
     import optuna
 
     study = optuna.load_study(study_name=config.name, storage=f"sqlite:///{workdir / 'optuna.db'}")

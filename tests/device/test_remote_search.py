@@ -15,7 +15,7 @@ from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.config import parse_config
 from prunetuna.device import DeviceClient
-from prunetuna.search import resolve_workspace, run_search
+from prunetuna.search import SearchEvents, resolve_workspace, run_search
 
 from .conftest import TOKEN
 
@@ -75,13 +75,14 @@ def test_agent_stopping_mid_search_fails_that_trial_and_the_study_goes_on(start_
     workspace = resolve_workspace("gone", tmp_path / "w", None, None)
     seen = []
 
-    def on_trial(record, finished) -> None:  # noqa: ANN001
-        seen.append(record)
-        if record.state == "FAIL":
-            assert agent.process.wait(timeout=30) == 0
-            start_agent(port=port)  # the board is back: the next trials measure again
+    class Watch(SearchEvents):
+        def trial_finished(self, event, finished) -> None:  # noqa: ANN001
+            seen.append(event)
+            if event.state == "FAIL":
+                assert agent.process.wait(timeout=30) == 0
+                start_agent(port=port)  # the board is back: the next trials measure again
 
-    outcome = run_search(config, workspace, on_trial=on_trial)
+    outcome = run_search(config, workspace, events=Watch())
     assert [r.state for r in seen] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert outcome.finished == 3 and outcome.failed == 1
     reason = seen[1].reason or ""

@@ -1,14 +1,20 @@
-"""The ``prunetuna`` command: one verb per module in ``prunetuna.commands`` (docs/design.md, "CLI")."""
+"""The ``prunetuna`` command: one verb per module in ``prunetuna.commands`` (docs/design.md, "CLI"), and the
+``device`` group, the edge device's measuring agent (``prunetuna.device``: the ``[device]`` install, no torch)."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from prunetuna._extras import require_search_install
+from prunetuna.commands._common import user_errors
 from prunetuna.commands.export import export
 from prunetuna.commands.report import report
 from prunetuna.commands.search import search
 from prunetuna.commands.sensitivity import sensitivity
 from prunetuna.commands.ui import ui
+from prunetuna.device.cli import app as device_app
 
 __all__ = ["app", "main"]
 
@@ -20,10 +26,20 @@ app = typer.Typer(
 )
 for verb in (search, report, export, sensitivity, ui):
     app.command()(verb)
+app.add_typer(device_app, name="device")
+
+
+@app.callback()
+def _needs(ctx: typer.Context) -> None:
+    """Every command but ``device`` needs the search install (torch, Lightning, Optuna, MLflow)."""
+    if ctx.invoked_subcommand != "device" and "--help" not in sys.argv[1:]:
+        with user_errors():
+            require_search_install(ctx.invoked_subcommand)
 
 
 def main() -> None:
-    from prunetuna.runtime import quiet_libraries
+    if len(sys.argv) < 2 or sys.argv[1] != "device":
+        from prunetuna.runtime import quiet_libraries  # imports optuna: not on the device install
 
-    quiet_libraries()
+        quiet_libraries()
     app()

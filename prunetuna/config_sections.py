@@ -197,11 +197,26 @@ class LatencyConfig(Section):
     max_ci: float = Field(0.05, gt=0)  # measured again when the median's 95% interval is wider than this share
     attempts: int = Field(3, ge=1)
     every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
+    url: str | None = None  # backend remote: the device agent, e.g. http://board.local:8765 (token: $PRUNETUNA_DEVICE_TOKEN)
+    provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPUExecutionProvider)
+    cache: bool = True  # candidates with identical pruned shapes share one measurement, kept with the study
 
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
         return check_name("latency backend", value, LATENCY_BACKEND_NAMES)
+
+    @model_validator(mode="after")
+    def _remote(self) -> LatencyConfig:
+        from prunetuna.device._urls import check_agent_url
+
+        if self.backend == "remote":
+            if self.url is None:
+                raise ValueError("backend remote measures on a device agent: set latency.url, e.g. http://board.local:8765")
+            check_agent_url(self.url)
+        elif self.url is not None or self.provider is not None:
+            raise ValueError(f"latency.url and latency.provider go with backend remote, not {self.backend!r}")
+        return self
 
 
 class ToleranceConfig(Section):

@@ -76,5 +76,5 @@ SINGLE_OBJECTIVE_PRUNERS = ("median", "hyperband")
 IMPORTANCE_NAMES = ("l1", "l2", "bn_scale", "taylor", "random")
 GRADIENT_IMPORTANCES = ("taylor",)
 """Criteria that read ``.grad``: the pruned copy gets a few batches of gradients first."""
-LATENCY_BACKEND_NAMES = ("torch", "onnxruntime")
+LATENCY_BACKEND_NAMES = ("torch", "onnxruntime", "remote")
 EXPORT_FORMATS = ("onnx", "torchscript", "pt")

@@ -78,6 +78,7 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
         "constraints": attrs.constraints,
         "tolerance": attrs.tolerance,
         "dense": attrs.dense,
+        "latency_device": attrs.latency_device,  # where latency was measured (this machine or the device agent)
         "dimensions": [{"name": name, "layers": attrs.dimension_layers.get(name)} for name in attrs.dimensions],
         "best": min(front) if attrs.mode != "pareto" and front else None,
         "baselines": baseline_gains(items, cost),
@@ -96,6 +97,14 @@ def gain_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
                          f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
     return lines
+
+
+def device_line(device: dict[str, Any]) -> str:
+    """Where latency was measured, in a few words: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19, CPU)``."""
+    where = device.get("where", "?") + (f" {device['url']}" if device.get("url") else "")
+    runtime = f"onnxruntime {device['onnxruntime']}" if device.get("onnxruntime") else f"torch {device.get('torch', '?')}"
+    provider = f", {device['provider']}" if device.get("provider") else ""
+    return f"{where} ({device.get('host', '?')}: {device.get('cpu', '?')}, {device.get('cores', '?')} cores, {runtime}{provider})"
 
 
 def render_report(report: dict[str, Any], console: Console) -> None:
@@ -145,10 +154,14 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("dimensions"):
         covered = ", ".join(f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report["dimensions"])
         console.print(f"{len(report['dimensions'])} dimensions (sparsity.<name>, with the layers each prunes): {covered}")
+    if has_speed and report.get("latency_device"):
+        console.print(f"latency measured on {device_line(report['latency_device'])}")
     for line in gain_lines(report):
         console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):
-        console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-layer costs eat the savings")
+        console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-operator costs and channel "
+                      "counts that miss the fast kernels eat the savings; try pruning.round_to: 8, latency.batch_size as deployed, "
+                      "latency as an objective, or measuring on the target (latency.backend: remote)")
     if report["mode"] == "tolerance":
         best = next((t for t in report["trials"] if t["number"] == report["best"]), None)
         if best is None:

@@ -107,6 +107,7 @@ class StudyRecord:
     mode: str = "pareto"
     dense: dict[str, float] = field(default_factory=dict)
     latency_settings: dict[str, Any] = field(default_factory=dict)
+    latency_device: dict[str, Any] | None = None  # where latency is measured: this machine, or the device agent (prunetuna.device)
     dimensions: tuple[str, ...] = ()
     dimension_layers: dict[str, int] = field(default_factory=dict)
     method: str = "structured"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs prunetuna into .venv/ at the repository root. Usage: bash scripts/install.sh [--test] [--vision]
+# Installs prunetuna (its search extra) into .venv/ at the repository root. Usage: bash scripts/install.sh [--test] [--vision]
+# (an edge device that only measures needs less: pip install 'prunetuna[device]', then prunetuna device serve)
 # torch goes in first, pinned to the CPU build (TORCH_SPEC overrides it), so that no later
 # requirement pulls a multi-GB CUDA build. --vision installs a torch and torchvision pair that import
 # together (VISION_SPEC overrides it) and timm, for torchvision and timm models; --test brings the test
@@ -15,7 +16,7 @@ case "$(uname -m)" in
   *) DEFAULT_VISION="torch==2.14.1 torchvision==0.29.1" ;;
 esac
 VISION_SPEC=${VISION_SPEC:-$DEFAULT_VISION}
-extras=()
+extras=(search)  # torch, Lightning, Optuna, MLflow...: the base install alone is the device agent's
 vision=0
 for arg in "$@"; do
   case "$arg" in
@@ -37,10 +38,7 @@ if [ "$vision" = 1 ]; then
 elif ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
 fi
-spec="."
-if [ ${#extras[@]} -gt 0 ]; then
-  spec=".[$(printf '%s\n' "${extras[@]}" | sort -u | paste -sd, -)]"
-fi
+spec=".[$(printf '%s\n' "${extras[@]}" | sort -u | paste -sd, -)]"
 .venv/bin/python -m pip install --quiet -e "$spec"
 .venv/bin/python -c "import torch, prunetuna; print(f'prunetuna {prunetuna.__version__} installed in .venv (torch {torch.__version__})')"
 if [ "$vision" = 1 ]; then

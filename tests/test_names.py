@@ -48,7 +48,8 @@ def test_the_config_accepts_every_registered_name() -> None:
     for method in METHODS:
         assert config.parse_config({**base, "pruning": {"method": method}}).pruning.method == method
     for backend in LATENCY_BACKENDS:
-        assert config.parse_config({**base, "latency": {"backend": backend}}).latency.backend == backend
+        extra = {"url": "http://127.0.0.1:8765"} if backend == "remote" else {}  # the device agent needs its URL
+        assert config.parse_config({**base, "latency": {"backend": backend, **extra}}).latency.backend == backend
     for objective in OBJECTIVES:
         assert objective in config.parse_config({**base, "objectives": list(dict.fromkeys(["accuracy", objective]))}).objectives
     for cost in COSTS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import io
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ class CostContext:
 
     example: torch.Tensor
     latency: LatencySettings = field(default_factory=LatencySettings)
+    cache: Any = None  # with ``measure(model, example, measure)``: one latency per architecture (prunetuna.search._latency_cache)
 
 
 def _masked(model: nn.Module) -> dict[nn.Module, float]:
@@ -106,9 +107,16 @@ class Cost:
 
 
 def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
-    result = measure_latency(_plain(model), context.example, context.latency)
-    return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_ci": result.ci,
-            "latency_attempts": float(result.attempts)}
+    plain = _plain(model)
+
+    def measure() -> dict[str, float]:
+        result = measure_latency(plain, context.example, context.latency)
+        return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_ci": result.ci,
+                "latency_attempts": float(result.attempts)}
+
+    if context.cache is not None and context.latency.cache:
+        return context.cache.measure(plain, context.example, measure)
+    return measure()
 
 
 COSTS: Registry[Cost] = Registry("cost")

@@ -1,4 +1,4 @@
-"""Measured latency of a model on this machine, with backends by name (torch eager, onnxruntime).
+"""Measured latency of a model, with backends by name (torch eager, onnxruntime; remote: on the device agent).
 
 On a shared, noisy machine one timing is not a figure: threads are fixed, the model is warmed up,
 many repeats are taken and the median kept. What decides whether the figure is trustworthy is the
@@ -11,8 +11,6 @@ times, and the tightest is kept. The spread of single runs, IQR / median, is rep
 from __future__ import annotations
 
 import io
-import math
-import statistics
 import time
 import warnings
 from contextlib import contextmanager
@@ -22,6 +20,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from prunetuna.device._stats import time_runner
+from prunetuna.objectives._remote import REMOTE
 from prunetuna.registry import Registry
 
 __all__ = ["LATENCY_BACKENDS", "LatencyResult", "LatencySettings", "export_onnx", "measure_latency", "portable_attention"]
@@ -36,9 +36,14 @@ class LatencySettings:
     repeats: int = 50
     max_ci: float = 0.05
     attempts: int = 3
+    url: str | None = None  # backend remote: the device agent (prunetuna device serve)
+    provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPU)
+    cache: bool = True  # candidates with identical pruned shapes share one measurement (prunetuna.search._latency_cache)
 
     def __post_init__(self) -> None:
         LATENCY_BACKENDS.get(self.backend)  # an unknown name is an error here, not at the first measurement
+        if (self.backend == "remote") != (self.url is not None):
+            raise ValueError("latency.url names the device agent of backend remote, and only that backend")
         for name in ("batch_size", "threads", "repeats", "attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"latency.{name} must be at least 1, got {getattr(self, name)}")
@@ -127,14 +132,9 @@ def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> 
     return lambda: session.run(None, feed)
 
 
-def _dispersion(times: list[float]) -> tuple[float, float, float]:
-    """Median, relative IQR (spread of single runs) and relative 95% half-width of the median."""
-    quartiles = statistics.quantiles(times, n=4)
-    median = statistics.median(times)
-    if median <= 0:
-        return median, 0.0, 0.0
-    iqr = (quartiles[2] - quartiles[0]) / median
-    return median, iqr, 1.57 * iqr / math.sqrt(len(times))
+
+
+LATENCY_BACKENDS.register("remote", REMOTE)  # measured on the device agent: prunetuna.objectives._remote
 
 
 def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySettings) -> LatencyResult:
@@ -145,27 +145,15 @@ def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySe
     model_cpu = model.to("cpu")
     reps = -(-settings.batch_size // example.shape[0])
     batch = example.detach().cpu().repeat(reps, *[1] * (example.dim() - 1))[: settings.batch_size].contiguous()
-    best: tuple[float, float, float] | None = None
-    attempts = 0
     try:
+        backend = LATENCY_BACKENDS[settings.backend]
+        if hasattr(backend, "measure"):  # measured elsewhere (the device agent), on the candidate's ONNX export
+            median_ms, spread, ci, attempts = backend.measure(export_onnx(model_cpu, batch), list(batch.shape), settings)
+            return LatencyResult(median_ms, spread, ci, attempts, time.perf_counter() - start)
         with _torch_threads(settings.threads):
-            run = LATENCY_BACKENDS[settings.backend](model_cpu, batch, settings.threads)
-            while attempts < settings.attempts:
-                attempts += 1
-                for _ in range(settings.warmup):
-                    run()
-                times = []
-                for _ in range(settings.repeats):
-                    tick = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - tick)
-                median, spread, ci = _dispersion(times)
-                if best is None or ci < best[2]:
-                    best = (median * 1e3, spread, ci)
-                if ci <= settings.max_ci:
-                    break
+            run = backend(model_cpu, batch, settings.threads)
+            timing = time_runner(run, warmup=settings.warmup, repeats=settings.repeats, max_ci=settings.max_ci, attempts=settings.attempts)
     finally:
         model.to(device)
         model.train(was_training)
-    assert best is not None
-    return LatencyResult(best[0], best[1], best[2], attempts, time.perf_counter() - start)
+    return LatencyResult(timing.median_ms, timing.spread, timing.ci, timing.attempts, time.perf_counter() - start)

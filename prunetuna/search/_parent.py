@@ -32,6 +32,7 @@ def parent_params(plan: TrialPlan, workspace: Workspace) -> dict[str, object]:
         "tolerance": config.tolerance.accuracy_drop if config.tolerance else "",
         "scalarize": str(config.scalarize or ""),
         **{f"latency.{k}": v for k, v in plan.context.latency.__dict__.items()},
+        **({f"device.{k}": v for k, v in plan.context.cache.device.items()} if plan.context.cache is not None else {}),
         **{f"dense.{k}": v for k, v in plan.dense.items()},
         **trial_settings(config),
     }

@@ -13,9 +13,11 @@ from torch import nn
 
 from prunetuna.baseline import prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
+from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
 from prunetuna.names import CHEAP_COSTS
 from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, check_finetune, measure_costs, parse_budgets
+from prunetuna.search._latency_cache import latency_context
 from prunetuna.search._sensitivity import bounds_from_scan, cached_scan
 from prunetuna.spaces import PruningSpace
 from prunetuna.workload import Workload, load_workload
@@ -119,12 +121,16 @@ def check_inputs(config: ExperimentConfig) -> Inputs:
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
     space = prepare_space(config, workload)
     budgets = parse_budgets(config.constraints)
-    context = CostContext(workload.example, LatencySettings(**config.latency.model_dump(exclude={"every_trial"})))
     cost_names = _cost_names(config, budgets)
+    # With latency measured: a cache by architecture and the device's description (an unreachable agent: UserError).
+    context = latency_context(workload.example, LatencySettings(**config.latency.model_dump(exclude={"every_trial"})), "latency" in cost_names)
     # Dense latency is measured once per search process, on the machine that measures the trials: the same
     # model measured in two processes differed by 9% here, and workers may run on different machines, so a
     # ratio is only sound against a reference taken where its trial ran.
-    dense = measure_costs(workload.model, context, None, cost_names)
+    try:
+        dense = measure_costs(workload.model, context, None, cost_names)
+    except DeviceError as exc:  # the agent answered at start but refused the dense model, or stopped
+        raise UserError(f"latency.url: {exc}") from None
     plan = TrialPlan(config, workload, space, _scoring(config), budgets, context, dense, cost_names)
     check_reachable(plan)
     return plan

@@ -47,6 +47,8 @@ def run_search(config: ExperimentConfig, workspace: Workspace, *, n_trials: int 
     tracker.connect(create=True)
     plan = complete_plan(plan, workspace.workdir)
     study, created = open_study(storage, config, plan.scoring.directions)
+    if plan.context.cache is not None:
+        plan.context.cache.attach(study)  # one latency measurement per architecture, shared through the study
     store = TrialStore(workspace.workdir)
     if not created:
         optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
@@ -70,6 +72,7 @@ def _study_record(plan: TrialPlan) -> StudyRecord:
     config = plan.config
     return StudyRecord(
         objectives=tuple(config.objectives), mode=config.mode, dense=plan.dense, latency_settings=plan.context.latency.__dict__,
+        latency_device=plan.context.cache.device if plan.context.cache is not None else None,
         dimensions=tuple(plan.space.names), dimension_layers={d.name: len(d.layers) for d in plan.space.dimensions},
         method=config.pruning.method, constraints=dict(config.constraints),
         tolerance=config.tolerance.accuracy_drop if config.tolerance else None,

@@ -150,6 +150,14 @@ class ToleranceConfig(_Section):
         return value
 
 
+class ScreeningConfig(_Section):
+    """Screening before fine-tuning (search/_screening.py): stop a candidate whose pre-fine-tune score and
+    costs ``min_dominating`` earlier candidates dominate."""
+
+    enabled: bool = False
+    min_dominating: int = Field(3, ge=1)
+
+
 class SearchConfig(_Section):
     sampler: str = "tpe"
     n_trials: int = Field(20, ge=1)
@@ -159,6 +167,7 @@ class SearchConfig(_Section):
     min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
     warm_start: bool = True  # enqueue the uniform and global-ranking allocations at each level first
     warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
+    screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
 
     @field_validator("warm_start_levels")
     @classmethod
@@ -269,6 +278,9 @@ class ExperimentConfig(_Section):
         if self.search.pruner in ("median", "hyperband") and not single:
             raise ValueError(f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
                              "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode")
+        if self.search.screening.enabled and self.pruning.calibration_batches == 0:
+            raise ValueError("search.screening needs the pre-fine-tune score, measured after BN recalibration: "
+                             "set pruning.calibration_batches to 1 or more, or search.screening.enabled: false")
         if self.search.sampler == "cmaes" and not single:
             raise ValueError("search.sampler 'cmaes' handles one objective; use tpe, nsga2, gp or random, or a tolerance or scalarize mode")
         return self

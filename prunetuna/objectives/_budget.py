@@ -71,12 +71,12 @@ class Projection:
     fits: bool
 
 
-def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float) -> dict[str, float]:
+def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float | None) -> dict[str, float]:
     moved = {}
     for name, ratio in vector.items():
         cap = max_sparsity[name] if isinstance(max_sparsity, Mapping) else max_sparsity
         target = ratio + t * (cap - ratio)
-        snapped = math.ceil(target / step - 1e-9) * step
+        snapped = target if step is None else math.ceil(target / step - 1e-9) * step
         moved[name] = round(min(max(snapped, ratio), max(cap, ratio)), 6)
     return moved
 
@@ -87,10 +87,13 @@ def project_onto_budget(
     measure: Callable[[dict[str, float]], dict[str, float]],
     *,
     max_sparsity: float | Mapping[str, float],
-    step: float,
+    step: float | None,
     iterations: int = 7,
 ) -> Projection:
     """Smallest uniform move toward ``max_sparsity`` (on the ``step`` grid) whose costs fit ``budgets``.
+
+    ``step`` None moves continuously: with enough ``iterations`` the candidate lands as close to the budget
+    as channel counts allow (what the search does; the grid's next point up can overshoot by a whole step).
 
     ``max_sparsity`` is one bound for every dimension or each dimension's own (from a sensitivity scan).
     """

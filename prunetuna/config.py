@@ -83,6 +83,7 @@ class PruningConfig(_Section):
     importance: str = "l2"
     max_sparsity: float = 0.8
     step: float = Field(0.05, gt=0)
+    scale: Literal["linear", "log"] = "linear"  # linear: sparsity on the step grid; log: kept fraction, log scale, continuous
     ignore: list[str] = Field(default_factory=list)
     round_to: int | None = Field(None, ge=1)
     granularity: Literal["layer", "block", "stage"] = "layer"
@@ -110,6 +111,8 @@ class PruningConfig(_Section):
             raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
         if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
             raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
+        if self.scale == "log" and self.method == "nm":
+            raise ValueError("scale 'log' draws continuous ratios; method 'nm' has one (a layer is dense or N:M): use scale 'linear'")
         if self.importance == "taylor" and self.calibration_batches == 0:
             raise ValueError("importance 'taylor' needs gradients: set pruning.calibration_batches to 1 or more")
         return self

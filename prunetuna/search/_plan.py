@@ -36,6 +36,7 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
         groups=config.pruning.groups,
         method=config.pruning.method,
         nm=tuple(config.pruning.nm),
+        scale=config.pruning.scale,
         graph_limits=GraphLimits(seconds=config.pruning.graph_seconds, memory_gb=config.pruning.graph_memory_gb),
     )
     if not space.dimensions:

@@ -19,7 +19,8 @@ from optuna.trial import Trial
 
 from prunetuna.objectives import Budget, project_onto_budget
 from prunetuna.search._plan import TrialPlan
-from prunetuna.sparsity import SparsityVector, as_params, canonical
+from prunetuna.spaces import sampler_params
+from prunetuna.sparsity import SparsityVector, canonical
 from prunetuna.trial_record import APPLIED_ATTR, TrialRecord, enqueue_attrs
 
 __all__ = ["Baselines", "bisection_steps", "enqueue_baselines", "lowest_fitting", "preset_vector"]
@@ -103,5 +104,5 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
             vector = baselines.fit(origin, level)
             if vector is None:
                 continue  # the level cannot be met at all; the budget check has said so where it matters
-            study.enqueue_trial(as_params(space.snap(vector)),
+            study.enqueue_trial(sampler_params(space, vector),
                                 user_attrs=enqueue_attrs(origin=origin, warm_start_level=level, sparsity=canonical(vector)))

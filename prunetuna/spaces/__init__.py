@@ -14,12 +14,14 @@ from prunetuna.spaces._graph import GraphLimits, GraphTooExpensive
 from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent, nm_mask
 from prunetuna.spaces._preflight import BrokenDimension, preflight
+from prunetuna.spaces._ratio_scale import SCALES, sampler_params
 from prunetuna.spaces._space import Batches, Granularity, PruningSpace, SparsityVector
 from prunetuna.spaces._tie import tie_dimensions
 
 __all__ = [
     "IMPORTANCES",
     "MASK_METHODS",
+    "SCALES",
     "NEEDS_GRADIENTS",
     "Batches",
     "BrokenDimension",
@@ -38,5 +40,6 @@ __all__ = [
     "make_permanent",
     "nm_mask",
     "preflight",
+    "sampler_params",
     "tie_dimensions",
 ]

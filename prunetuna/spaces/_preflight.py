@@ -93,4 +93,4 @@ def preflight(space: PruningSpace, model: nn.Module, example: torch.Tensor, labe
 def replace_dimensions(space: PruningSpace, dimensions: list[Dimension]) -> PruningSpace:
     """``space`` with only ``dimensions`` (bounds, importance and method kept)."""
     return PruningSpace(dimensions, max_sparsity=space.max_sparsity, step=space.step, importance=space.importance,
-                        ignored=space.ignored, round_to=space.round_to, method=space.method, nm=space.nm)
+                        ignored=space.ignored, round_to=space.round_to, method=space.method, nm=space.nm, scale=space.scale)

@@ -18,14 +18,15 @@ from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_dimensions,
 from prunetuna.spaces._graph import GraphLimits
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import MASK_METHODS, make_permanent
+from prunetuna.spaces._ratio_scale import SCALES, suggest_ratios
 from prunetuna.spaces._tie import Granularity, tie_dimensions
-from prunetuna.sparsity import SparsityVector, canonical, param_name
+from prunetuna.sparsity import SparsityVector, canonical
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
 
 
 class _Suggester(Protocol):
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float: ...
 
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -48,6 +49,7 @@ class PruningSpace:
         round_to: int | None = None,
         method: str = "structured",
         nm: tuple[int, int] = (2, 4),
+        scale: str = "linear",
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
@@ -57,6 +59,8 @@ class PruningSpace:
             raise ValueError(f"max_sparsity must lie in [0, 1), got {max_sparsity}")
         if step <= 0:
             raise ValueError(f"step must be positive, got {step}")
+        if scale not in SCALES:
+            raise ValueError(f"unknown pruning scale {scale!r}; choose one of {', '.join(SCALES)}")
         self.dimensions = tuple(dimensions)
         self.max_sparsity = max_sparsity
         self.step = step
@@ -65,6 +69,7 @@ class PruningSpace:
         self.round_to = round_to
         self.method = method
         self.nm = nm
+        self.scale = scale  # how the sampler draws ratios: spaces/_ratio_scale.py
 
     @property
     def names(self) -> list[str]:
@@ -86,6 +91,7 @@ class PruningSpace:
         method: str = "structured",
         nm: tuple[int, int] = (2, 4),
         graph_limits: GraphLimits | None = None,
+        scale: str = "linear",
     ) -> PruningSpace:
         """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch).
 
@@ -103,21 +109,22 @@ class PruningSpace:
             dimensions = find_dimensions(model, example, ignored, graph_limits)
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
         return cls(tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored, round_to=round_to,
-                   method=method, nm=nm)
+                   method=method, nm=nm, scale=scale)
 
     def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
         """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
         dims = [replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d for d in self.dimensions]
         return PruningSpace(dims, max_sparsity=self.max_sparsity, step=self.step, importance=self.importance,
-                            ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm)
+                            ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm, scale=self.scale)
 
     def high(self, dimension: Dimension) -> float:
         return self.max_sparsity if dimension.high is None else dimension.high
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
         """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``, in canonical form
-        (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity)."""
-        return canonical({d.name: trial.suggest_float(param_name(d.name), 0.0, self.high(d), step=self.step) for d in self.dimensions})
+        (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity).
+        ``scale: log`` draws the kept fraction on a log scale instead (spaces/_ratio_scale.py)."""
+        return suggest_ratios(self, trial)
 
     def snap(self, vector: Mapping[str, float]) -> SparsityVector:
         """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn)."""

@@ -32,8 +32,10 @@ def bisection_steps(high: float, channels: int) -> int:
 
 
 def preset_vector(trial: Trial) -> SparsityVector | None:
-    """The applied vector an enqueued trial starts with (a baseline's exact vector), else None."""
-    return TrialRecord.of(trial).sparsity if APPLIED_ATTR in trial.user_attrs else None
+    """The applied vector an enqueued baseline starts with (its exact vector), else None. A sampled trial's
+    (a retry copies its attributes) is drawn and projected again, as the first time."""
+    record = TrialRecord.of(trial)
+    return record.sparsity if APPLIED_ATTR in trial.user_attrs and record.origin != "sampler" else None
 
 
 def lowest_fitting(candidate: Callable[[float], SparsityVector], fits: Callable[[SparsityVector], bool], high: float,

@@ -18,6 +18,9 @@ sampling noise. Measured, not asserted.
 
     .venv/bin/python experiments/benchmarks/screening.py [--n-trials 30] [--seeds 0 1 2] [--epochs 1 3]
         [--min-dominating 3] [--config experiments/mnist.yaml] [--out runs/benchmarks/screening.json] [--no-wait]
+        [--latency] [--workdir DIR]
+
+Latency is not measured in the trials unless --latency (FLOPs are the cost here; it halves a trial under load).
 """
 
 from __future__ import annotations
@@ -49,10 +52,14 @@ def main() -> None:
     parser.add_argument("--min-dominating", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "screening.json"))
     parser.add_argument("--no-wait", action="store_true")
+    parser.add_argument("--latency", action="store_true", help="measure latency in every trial (the config's setting); off by default: FLOPs are the cost here")
+    parser.add_argument("--workdir", default=None, help="use (and keep) this work dir: cached dense baselines in it are reused")
     args = parser.parse_args()
     command = " ".join([".venv/bin/python", "experiments/benchmarks/screening.py", *sys.argv[1:]])
     base = load_config(args.config)
-    root = Path(tempfile.mkdtemp(prefix="prunetuna-screening-"))
+    if not args.latency:
+        base = with_changes(base, latency={"every_trial": False})
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="prunetuna-screening-"))
     waited = None if args.no_wait else wait_for_free_machine()
     rows = []
     with CpuMeter() as meter:
@@ -70,6 +77,7 @@ def main() -> None:
                            "trials": len(items), "wall_s": round(time.perf_counter() - start, 1)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    Path(args.out).with_suffix(".partial.jsonl").open("a").write(json.dumps(row) + "\n")
     summary = {}
     for epochs in args.epochs:
         pairs = [({r["seed"]: r for r in rows if r["epochs"] == epochs and not r["screening"]}[s],
@@ -83,7 +91,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    shutil.rmtree(root, ignore_errors=True)
+    if not args.workdir:
+        shutil.rmtree(root, ignore_errors=True)
     print(f"\n{meter.line()}")
     for epochs, s in summary.items():
         print(f"{epochs}-epoch fine-tunes: epochs saved {100 * s['epochs_saved_mean']:.1f}% (per seed "

@@ -66,7 +66,7 @@ def main() -> None:
         for epochs in args.epochs:
             for seed in args.seeds:
                 for enabled in (False, True):
-                    config = with_changes(base, name=f"{base.name}-e{epochs}-s{seed}-{'on' if enabled else 'off'}", seed=seed,
+                    config = with_changes(base, name=f"{base.name}-e{epochs}-s{seed}-{f'on-md{args.min_dominating}' if enabled else 'off'}", seed=seed,
                                           constraints={}, finetune={"epochs": epochs},
                                           search={"sampler": "tpe", "n_trials": args.n_trials, "pruner": "none",
                                                   "screening": {"enabled": enabled, "min_dominating": args.min_dominating}})

@@ -74,7 +74,7 @@ def trainer_setup(finetune: FinetuneConfig) -> TrainerSetup:
 
 def check_finetune(finetune: FinetuneConfig) -> None:
     """Refuse, in one line, Trainer settings Lightning cannot use here and callback targets that do not resolve."""
-    from prunetuna.objectives._finetune import quiet_lightning
+    from prunetuna.runtime import quiet_lightning
 
     quiet_lightning()
     _check_trainer(finetune.trainer)

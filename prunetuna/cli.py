@@ -38,8 +38,7 @@ def _needs(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] != "device":
-        from prunetuna.runtime import quiet_libraries  # imports optuna: not on the device install
+    from prunetuna.runtime import quiet_libraries
 
-        quiet_libraries()
+    quiet_libraries()
     app()

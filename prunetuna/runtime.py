@@ -64,9 +64,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if importlib.util.find_spec("optuna") is None:
+        return  # the [device] install: its commands need none of this (the others say what to install)
     import optuna
 
-    quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -75,8 +76,8 @@ _LIGHTNING_QUIETED = False
 
 
 def quiet_lightning() -> None:
-    """Lightning's banners and advice are noise once per trial; keep warnings that matter (once per process:
-    the CLI entry point through :func:`quiet_libraries`, else the first fine-tune)."""
+    """Lightning's banners and advice are noise once per trial; keep warnings that matter. Called by the
+    fine-tune once Lightning is imported (its import sets its own loggers to INFO), once per process."""
     global _LIGHTNING_QUIETED
     if _LIGHTNING_QUIETED:
         return

@@ -1,0 +1,94 @@
+"""A user's LightningModule as the model: its own training_step and metric, searched end to end (real
+Lightning, Optuna, MLflow); bad inputs around it get one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import user_modules
+from typer.testing import CliRunner
+
+from conftest import tiny_config, write_config
+from prunetuna.cli import app
+
+runner = CliRunner()
+
+
+def _config(name: str, target: str, *, model: dict | None = None, **overrides):
+    model = {"builtin": None, "target": f"user_modules:{target}", "kwargs": {"channels": 6}, **(model or {})}
+    return tiny_config(name, model=model, search={"sampler": "random", "n_trials": 2}, **overrides)
+
+
+def _search(tmp_path: Path, config: dict) -> tuple[object, Path]:
+    path = write_config(tmp_path, config)
+    workdir = tmp_path / "w"
+    return runner.invoke(app, ["search", str(path), "--workdir", str(workdir)]), path
+
+
+def _report(path: Path, workdir: Path) -> dict:
+    shown = runner.invoke(app, ["report", str(path), "--workdir", str(workdir), "--json"])
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.stdout)
+
+
+def test_user_module_with_its_own_loss_and_metric(tmp_path: Path) -> None:
+    before = user_modules.F1Module.steps
+    config = _config("f1", "F1Module", model={"prune": "net"}, metric={"name": "val/f1", "mode": "max"}, objectives=["metric", "flops"])
+    result, path = _search(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    # the baseline (1 epoch of the digits' 1437/32 batches) and 2 trials of 3 batches ran the module's own training_step
+    assert user_modules.F1Module.steps - before == 45 + 2 * 3
+    report = _report(path, tmp_path / "w")
+    assert report["metric"] == {"name": "val/f1", "mode": "max"}
+    assert 0.0 <= report["dense"]["val/f1"] <= 1.0 and report["dense"]["val/f1"] == report["dense"]["accuracy"]
+    trials = [t for t in report["trials"] if t["state"] == "COMPLETE"]
+    assert len(trials) == 2
+    study = optuna.load_study(study_name="f1", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    for item in trials:
+        assert item["metrics"]["val/f1"] == study.trials[item["number"]].values[0]
+    table = runner.invoke(app, ["report", str(path), "--workdir", str(tmp_path / "w")])
+    assert table.exit_code == 0 and "val/f1" in table.stdout
+
+
+def test_regression_with_mode_min_and_dict_batches(tmp_path: Path) -> None:
+    config = _config("mae", "RegressionModule", model={"prune": "backbone"}, metric={"name": "val/mae", "mode": "min"},
+                     data={"builtin": None, "target": "user_modules:RegressionData", "kwargs": {}},
+                     objectives=["metric", "flops"])
+    result, path = _search(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    report = _report(path, tmp_path / "w")
+    assert report["dense"]["val/mae"] > 0 and report["dense"]["accuracy"] == -report["dense"]["val/mae"]
+    study = optuna.load_study(study_name="mae", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    for item in report["trials"]:
+        assert item["metrics"]["val/mae"] > 0
+        assert study.trials[item["number"]].values[0] == -item["metrics"]["val/mae"]  # maximized: the negated error
+
+
+def _one_line_exit_2(tmp_path: Path, config: dict, fragment: str) -> None:
+    result, _ = _search(tmp_path, config)
+    assert result.exit_code == 2, result.output
+    # MLflow's own INFO lines when it creates its database (a first run in an empty work dir) are not ours
+    lines = [line for line in result.stderr.strip().splitlines() if " INFO mlflow." not in line]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_metric_never_logged(tmp_path: Path) -> None:
+    config = _config("never", "F1Module", model={"prune": "net"}, metric={"name": "val/iou"}, baseline={"epochs": 0})
+    _one_line_exit_2(tmp_path, config, "metric.name: the module never logged 'val/iou' in validation (it logged: val/f1, val/other)")
+
+
+def test_prune_path_missing(tmp_path: Path) -> None:
+    _one_line_exit_2(tmp_path, _config("nopath", "F1Module", model={"prune": "backbone"}, metric={"name": "val/f1"}),
+                     "model.prune: F1Module has no attribute 'backbone'")
+
+
+def test_metric_required_with_a_module(tmp_path: Path) -> None:
+    _one_line_exit_2(tmp_path, _config("nometric", "F1Module"), "metric: F1Module is a LightningModule")
+
+
+def test_training_step_failing_on_the_dense_model(tmp_path: Path) -> None:
+    _one_line_exit_2(tmp_path, _config("fails", "FailingModule", model={"prune": "net"}, metric={"name": "val/f1"}),
+                     "fails on the dense model (RuntimeError: the user's training_step broke)")

@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 
 import optuna
+import torch
 import user_modules
 from typer.testing import CliRunner
 
+import prunetuna
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
+from prunetuna.data import digits
 
 runner = CliRunner()
 
@@ -50,6 +53,19 @@ def test_user_module_with_its_own_loss_and_metric(tmp_path: Path) -> None:
         assert item["metrics"]["val/f1"] == study.trials[item["number"]].values[0]
     table = runner.invoke(app, ["report", str(path), "--workdir", str(tmp_path / "w")])
     assert table.exit_code == 0 and "val/f1" in table.stdout
+    # export re-runs the module's validation on the rebuilt model: it reproduces the logged value
+    out = tmp_path / "f1.pt"
+    exported = runner.invoke(app, ["export", str(path), "--workdir", str(tmp_path / "w"), "--trial", "1", "--format", "pt", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    card = json.loads((tmp_path / "f1.pt.json").read_text())
+    logged = next(t for t in trials if t["number"] == 1)["metrics"]
+    assert card["checks"]["validation_accuracy"] == logged["accuracy"] and card["metrics"]["val/f1"] == logged["val/f1"]
+    model = prunetuna.load_pruned(out)
+    assert isinstance(model, user_modules.SmallCNN)
+    val = digits(batch_size=32).val_dataloader()
+    preds = torch.cat([model(x).argmax(1) for x, _ in val])
+    targets = torch.cat([y for _, y in val])
+    assert abs(user_modules.macro_f1(preds, targets, 10) - logged["val/f1"]) < 1e-6
 
 
 def test_regression_with_mode_min_and_dict_batches(tmp_path: Path) -> None:

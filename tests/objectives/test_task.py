@@ -8,10 +8,10 @@ from pathlib import Path
 
 import optuna
 import torch
-import user_modules
 from typer.testing import CliRunner
 
 import prunetuna
+import user_modules
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.data import digits
@@ -108,3 +108,34 @@ def test_metric_required_with_a_module(tmp_path: Path) -> None:
 def test_training_step_failing_on_the_dense_model(tmp_path: Path) -> None:
     _one_line_exit_2(tmp_path, _config("fails", "FailingModule", model={"prune": "net"}, metric={"name": "val/f1"}),
                      "fails on the dense model (RuntimeError: the user's training_step broke)")
+
+
+def test_two_heads_tolerance_and_distillation_hook(tmp_path: Path) -> None:
+    before = user_modules.F1Module.distill_steps
+    config = _config("heads", "F1Module", model={"prune": "net", "kwargs": {"channels": 6, "aux": True}},
+                     metric={"name": "val/f1"}, objectives=["metric", "flops"], tolerance={"accuracy_drop": 0.5},
+                     finetune={"epochs": 1, "lr": 0.001, "max_batches": 3, "distill": {"alpha": 0.5, "temperature": 4.0}})
+    result, path = _search(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    assert user_modules.F1Module.distill_steps - before == 2 * 3  # the hook trained both candidates (never the baseline)
+    report = _report(path, tmp_path / "w")
+    assert report["mode"] == "tolerance" and report["tolerance"] == 0.5
+    dense = report["dense"]["val/f1"]
+    for item in report["trials"]:
+        assert item["state"] == "COMPLETE"
+        assert item["feasible"] == (dense - item["metrics"]["val/f1"] <= 0.5 + 1e-9)
+
+
+def test_tolerance_on_an_error_metric_is_an_increase(tmp_path: Path) -> None:
+    config = _config("mae-tol", "RegressionModule", model={"prune": "backbone"}, metric={"name": "val/mae", "mode": "min"},
+                     data={"builtin": None, "target": "user_modules:RegressionData", "kwargs": {}},
+                     objectives=["metric", "flops"], tolerance={"accuracy_drop": 0.05})
+    result, path = _search(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    report = _report(path, tmp_path / "w")
+    dense = report["dense"]["val/mae"]
+    assert len(report["trials"]) == 2
+    for item in report["trials"]:
+        assert item["feasible"] == (item["metrics"]["val/mae"] - dense <= 0.05 + 1e-9)
+    table = runner.invoke(app, ["report", str(path), "--workdir", str(tmp_path / "w")])
+    assert table.exit_code == 0 and "val/mae" in table.stdout

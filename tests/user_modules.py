@@ -138,3 +138,68 @@ class RegressionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=0.01)
+
+
+class _Shapes(Dataset):
+    """8x8 images with a bright square; the mask marks its pixels."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 1, 8, 8, generator=g) * 0.3
+        self.mask = torch.zeros(n, 8, 8, dtype=torch.long)
+        corners = torch.randint(0, 5, (n, 2), generator=g)
+        for i, (r, c) in enumerate(corners.tolist()):
+            self.mask[i, r : r + 3, c : c + 3] = 1
+        self.x[:, 0] += self.mask.float()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.mask[i]
+
+
+class ShapesData(pl.LightningDataModule):
+    """(image, per-pixel mask) batches for a segmentation-style model."""
+
+    def __init__(self, n: int = 256, batch_size: int = 32) -> None:
+        super().__init__()
+        self.n, self.batch_size = n, batch_size
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train, self.val = _Shapes(self.n, 0), _Shapes(self.n // 2, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.batch_size)
+
+
+class SegmentationModule(pl.LightningModule):
+    """Per-pixel two-class logits (N, 2, H, W), cross-entropy per pixel, logs ``val/iou`` of the foreground."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
+                                 nn.ReLU(), nn.Conv2d(channels, 2, 1))
+        self._inter = self._union = 0
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, mask = batch
+        return F.cross_entropy(self.net(x), mask)
+
+    def on_validation_epoch_start(self) -> None:
+        self._inter = self._union = 0
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, mask = batch
+        pred = self.net(x).argmax(1) == 1
+        self._inter += int((pred & (mask == 1)).sum())
+        self._union += int((pred | (mask == 1)).sum())
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/iou", self._inter / max(self._union, 1))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.01)

@@ -139,3 +139,32 @@ def test_tolerance_on_an_error_metric_is_an_increase(tmp_path: Path) -> None:
         assert item["feasible"] == (item["metrics"]["val/mae"] - dense <= 0.05 + 1e-9)
     table = runner.invoke(app, ["report", str(path), "--workdir", str(tmp_path / "w")])
     assert table.exit_code == 0 and "val/mae" in table.stdout
+
+
+def test_segmentation_with_iou(tmp_path: Path) -> None:
+    config = _config("seg", "SegmentationModule", model={"prune": "net"}, metric={"name": "val/iou"},
+                     data={"builtin": None, "target": "user_modules:ShapesData", "kwargs": {}}, objectives=["metric", "params"],
+                     baseline={"epochs": 5, "lr": 0.01})
+    result, path = _search(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    report = _report(path, tmp_path / "w")
+    assert report["dense"]["val/iou"] > 0.2  # five baseline epochs find the squares
+    assert [d["name"] for d in report["dimensions"]] == ["0", "2"]  # inside net; the per-pixel output layer net.4 is kept
+    assert all(item["state"] == "COMPLETE" and 0 <= item["metrics"]["val/iou"] <= 1 for item in report["trials"])
+
+
+def test_module_checkpoint_is_the_dense_model(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    module = user_modules.F1Module(channels=6)
+    torch.save({"state_dict": module.state_dict(), "epoch": 7}, tmp_path / "f1.ckpt")  # a Lightning .ckpt's layout
+    before = user_modules.F1Module.steps
+    config = _config("ckpt", "F1Module", model={"prune": "net", "checkpoint": str(tmp_path / "f1.ckpt")}, metric={"name": "val/f1"})
+    result, path = _search(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    assert user_modules.F1Module.steps - before == 2 * 3  # the trials only: the checkpoint is not retrained
+    val = digits(batch_size=32).val_dataloader()
+    module.eval()
+    with torch.no_grad():
+        preds = torch.cat([module.logits(x).argmax(1) for x, _ in val])
+    expected = user_modules.macro_f1(preds, torch.cat([y for _, y in val]), 10)
+    assert abs(_report(path, tmp_path / "w")["dense"]["val/f1"] - expected) < 1e-6

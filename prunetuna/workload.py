@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -17,6 +16,9 @@ from prunetuna.errors import UserError
 from prunetuna.models import BUILTIN_MODELS
 from prunetuna.objectives._task import ClassifierTask, ModuleTask, Task
 from prunetuna.registry import unknown_message
+from prunetuna.targets import call_target as _call
+from prunetuna.targets import import_target
+from prunetuna.targets import one_line as _one_line
 
 __all__ = ["Workload", "build_datamodule", "build_model", "import_target", "load_checkpoint", "load_workload"]
 
@@ -30,40 +32,6 @@ class Workload:
     datamodule: pl.LightningDataModule
     example: torch.Tensor
     task: Task = field(default_factory=ClassifierTask)
-
-
-def import_target(spec: str, key: str) -> Callable[..., Any]:
-    """Resolve ``"package.module:callable"``; ``key`` names the config key for the error message."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UserError(f"{key}: {spec!r} is not of the form 'package.module:callable'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
-        raise UserError(f"{key}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); check the name and PYTHONPATH") from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise UserError(f"{key}: module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise UserError(f"{key}: {spec!r} is not callable")
-    return target
-
-
-def _call(factory: Callable[..., Any], kwargs: dict[str, Any], key: str) -> Any:
-    try:
-        return factory(**kwargs)
-    except TypeError as exc:
-        raise UserError(f"{key}.kwargs: {exc}; fix the keyword arguments") from None
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a factory refusing its settings (a bad value, a missing folder) is bad input
-        raise UserError(f"{key}: building it failed ({_one_line(exc)}); check {key}.kwargs and what they point to") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def build_model(config: ModelConfig) -> nn.Module:

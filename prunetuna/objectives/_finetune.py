@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -16,7 +14,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from prunetuna.objectives._distill import Distillation
-from prunetuna.objectives._trainer import TrainerSetup
+from prunetuna.objectives._trainer import TrainerSetup, quiet_lightning
 
 __all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "quiet_lightning", "recalibrate_batchnorm"]
 
@@ -119,21 +117,6 @@ class FinetuneResult:
     accuracy: float
     history: list[float] = field(default_factory=list)
     seconds: float = 0.0
-
-
-_QUIETED = False
-
-
-def quiet_lightning() -> None:
-    """Lightning's banners and advice are noise once per trial; keep warnings that matter (once per process)."""
-    global _QUIETED
-    if _QUIETED:
-        return
-    _QUIETED = True
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
 
 
 @torch.no_grad()

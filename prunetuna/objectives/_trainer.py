@@ -9,6 +9,8 @@ Each fit then gets fresh callbacks (they may keep state) from the same factories
 from __future__ import annotations
 
 import functools
+import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +20,7 @@ from torch import nn
 from prunetuna.config import ExperimentConfig, FinetuneConfig, TrainerConfig
 from prunetuna.errors import UserError
 from prunetuna.objectives._distill import Distillation
+from prunetuna.targets import import_target
 
 __all__ = ["TrainerSetup", "check_finetune", "finetune_options", "trainer_setup"]
 
@@ -39,7 +42,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _callback_factory(spec: str, index: int) -> Callable[[], pl.Callback]:
-    from prunetuna.workload import import_target  # workload imports the objectives: resolve late
 
     key = f"finetune.callbacks[{index}]"
     factory = import_target(spec, key)
@@ -66,6 +68,21 @@ def _check_trainer(settings: TrainerConfig) -> None:
                         f"change finetune.trainer ({settings.trainer_kwargs()})") from None
 
 
+_QUIETED = False
+
+
+def quiet_lightning() -> None:
+    """Lightning's banners and advice are noise once per trial; keep warnings that matter (once per process)."""
+    global _QUIETED
+    if _QUIETED:
+        return
+    _QUIETED = True
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+
+
 def trainer_setup(finetune: FinetuneConfig) -> TrainerSetup:
     """What ``finetune.trainer`` and ``finetune.callbacks`` ask of every fit."""
     return TrainerSetup(finetune.trainer.trainer_kwargs(), _factories(tuple(finetune.callbacks)),
@@ -74,8 +91,6 @@ def trainer_setup(finetune: FinetuneConfig) -> TrainerSetup:
 
 def check_finetune(finetune: FinetuneConfig) -> None:
     """Refuse, in one line, Trainer settings Lightning cannot use here and callback targets that do not resolve."""
-    from prunetuna.objectives._finetune import quiet_lightning
-
     quiet_lightning()
     _check_trainer(finetune.trainer)
     _factories(tuple(finetune.callbacks))

@@ -197,5 +197,5 @@ class TrialRunner:
     def _epoch(self, number: int, run: RunState, epoch: int, accuracy: float) -> None:
         run.epochs.append(accuracy)
         assert run.run_id is not None
-        self.tracker.log_epoch(run.run_id, epoch, accuracy)
+        self.tracker.log_epoch(run.run_id, epoch, accuracy, self.plan.workload.task.named(accuracy))
         fault("fine_tune", number)

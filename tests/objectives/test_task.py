@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 import torch
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 import prunetuna
@@ -77,9 +79,13 @@ def test_regression_with_mode_min_and_dict_batches(tmp_path: Path) -> None:
     report = _report(path, tmp_path / "w")
     assert report["dense"]["val/mae"] > 0 and report["dense"]["accuracy"] == -report["dense"]["val/mae"]
     study = optuna.load_study(study_name="mae", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
     for item in report["trials"]:
         assert item["metrics"]["val/mae"] > 0
         assert study.trials[item["number"]].values[0] == -item["metrics"]["val/mae"]  # maximized: the negated error
+        history = client.get_metric_history(item["mlflow_run_id"], "val/mae")  # per epoch, as the module logged it
+        epochs = [m for m in history if m.step >= 1]  # step 0: the trial's final metrics
+        assert [m.step for m in epochs] == [1] and epochs[0].value == pytest.approx(item["metrics"]["val/mae"])
 
 
 def _one_line_exit_2(tmp_path: Path, config: dict, fragment: str) -> None:

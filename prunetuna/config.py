@@ -148,6 +148,9 @@ class ExperimentConfig(Section):
         if self.search.pruner in SINGLE_OBJECTIVE_PRUNERS and not single:
             raise ValueError(f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
                              "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode")
+        if self.search.screening.enabled and self.pruning.calibration_batches == 0:
+            raise ValueError("search.screening needs the pre-fine-tune score, measured after BN recalibration: "
+                             "set pruning.calibration_batches to 1 or more, or search.screening.enabled: false")
         if self.search.sampler in SINGLE_OBJECTIVE_SAMPLERS and not single:
             others = ", ".join(n for n in SAMPLER_NAMES if n not in SINGLE_OBJECTIVE_SAMPLERS)
             raise ValueError(f"search.sampler {self.search.sampler!r} handles one objective; use one of {others}, or a tolerance or scalarize mode")

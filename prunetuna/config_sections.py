@@ -19,6 +19,7 @@ __all__ = [
     "MetricConfig",
     "ModelConfig",
     "PruningConfig",
+    "ScreeningConfig",
     "SearchConfig",
     "SensitivityBounds",
     "ToleranceConfig",
@@ -75,6 +76,7 @@ class PruningConfig(Section):
     importance: str = "l2"
     max_sparsity: float = 0.8
     step: float = Field(0.05, gt=0)
+    scale: Literal["linear", "log"] = "linear"  # linear: sparsity on the step grid; log: kept fraction, log scale, continuous
     ignore: list[str] = Field(default_factory=list)
     round_to: int | None = Field(None, ge=1)
     granularity: Literal["layer", "block", "stage"] = "layer"
@@ -102,6 +104,8 @@ class PruningConfig(Section):
             raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
         if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
             raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
+        if self.scale == "log" and self.method == "nm":
+            raise ValueError("scale 'log' draws continuous ratios; method 'nm' has one (a layer is dense or N:M): use scale 'linear'")
         if self.importance in GRADIENT_IMPORTANCES and self.calibration_batches == 0:
             raise ValueError(f"importance {self.importance!r} needs gradients: set pruning.calibration_batches to 1 or more")
         return self
@@ -239,6 +243,14 @@ class ToleranceConfig(Section):
         return value
 
 
+class ScreeningConfig(Section):
+    """Screening before fine-tuning (search/_screening.py): stop a candidate whose pre-fine-tune score and
+    costs ``min_dominating`` earlier candidates dominate."""
+
+    enabled: bool = False
+    min_dominating: int = Field(3, ge=1)
+
+
 class SearchConfig(Section):
     sampler: str = "tpe"
     n_trials: int = Field(20, ge=1)
@@ -248,6 +260,7 @@ class SearchConfig(Section):
     min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
     warm_start: bool = True  # enqueue the uniform and global-ranking allocations at each level first
     warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
+    screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
 
     @field_validator("warm_start_levels")
     @classmethod

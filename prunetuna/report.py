@@ -27,17 +27,23 @@ def _speed_flag(metrics: dict[str, float]) -> bool | None:
 
 
 def baseline_gains(items: Sequence[dict[str, Any]], cost: str) -> list[dict[str, Any]]:
-    """For each baseline trial (origin other than sampler): the best searched trial at equal or lower cost."""
-    searched = [t for t in items if t["origin"] == "sampler" and t["state"] == "COMPLETE" and t["feasible"] and f"{cost}_ratio" in t["metrics"]]
+    """For each baseline trial (origin other than sampler): the best searched trial at equal or lower cost.
+
+    Only a searched candidate that costs no more than the baseline is compared with it (a cheaper baseline
+    would otherwise lose for spending less); ``best_searched_cost_ratio`` records the one compared.
+    """
+    searched = [t for t in items if t["origin"] == "sampler" and t["state"] == "COMPLETE" and t["feasible"] is not False
+                and f"{cost}_ratio" in t["metrics"]]
     gains = []
     for base in (t for t in items if t["origin"] != "sampler" and t["state"] == "COMPLETE" and f"{cost}_ratio" in t["metrics"]):
         limit = base["metrics"][f"{cost}_ratio"]
         rivals = [t for t in searched if t["metrics"][f"{cost}_ratio"] <= limit + 1e-12]
-        best = max(rivals, key=lambda t: t["metrics"]["accuracy"], default=None)
+        best = max(rivals, key=lambda t: (t["metrics"]["accuracy"], -t["metrics"][f"{cost}_ratio"]), default=None)
         gains.append({
             "origin": base["origin"], "trial": base["number"], "cost": cost, "cost_ratio": limit,
             "accuracy": base["metrics"]["accuracy"],
             "best_searched_trial": best["number"] if best else None,
+            "best_searched_cost_ratio": best["metrics"][f"{cost}_ratio"] if best else None,
             "gain_points": (best["metrics"]["accuracy"] - base["metrics"]["accuracy"]) * 100 if best else None,
         })
     return gains
@@ -88,15 +94,18 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
 
 
 def gain_lines(report: dict[str, Any]) -> list[str]:
-    """One line per baseline: what the best searched candidate at equal or lower cost gained over it."""
+    """One line per baseline: what the best searched candidate at equal or lower cost gained over it, both
+    costs printed; no gain is stated when no searched candidate costs as little as the baseline."""
     lines = []
     for gain in report.get("baselines", []):
-        where = f"at <= {gain['cost_ratio']:.0%} {gain['cost']}"
+        cost, base = gain["cost"], f"{gain['cost_ratio']:.4f}"
         if gain["gain_points"] is None:
-            lines.append(f"no searched candidate {where} yet to compare with {gain['origin']} (trial {gain['trial']})")
+            lines.append(f"{gain['origin']} (trial {gain['trial']}, {cost} {base}): no searched candidate at equal or lower {cost} "
+                         "yet; no gain stated (candidates at higher cost are not compared with it)")
         else:
-            lines.append(f"best searched vs {gain['origin']} {where}: {gain['gain_points']:+.2f} points "
-                         f"(trial {gain['best_searched_trial']} vs trial {gain['trial']})")
+            lines.append(f"best searched vs {gain['origin']} at equal or lower {cost}: {gain['gain_points']:+.2f} points "
+                         f"(trial {gain['best_searched_trial']} at {cost} {gain['best_searched_cost_ratio']:.4f} vs "
+                         f"trial {gain['trial']} at {cost} {base})")
     return lines
 
 

@@ -15,7 +15,7 @@ from importlib import metadata
 
 from prunetuna.errors import UserError
 
-__all__ = ["check_torchvision", "prepare_torch", "quiet_libraries"]
+__all__ = ["check_torchvision", "prepare_torch", "quiet_libraries", "quiet_lightning"]
 
 INSTALL_HINT = "bash scripts/install.sh --vision (a torch and torchvision pair that import together), or pip uninstall torchvision"
 
@@ -66,5 +66,22 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     import optuna
 
+    quiet_lightning()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+_LIGHTNING_QUIETED = False
+
+
+def quiet_lightning() -> None:
+    """Lightning's banners and advice are noise once per trial; keep warnings that matter (once per process:
+    the CLI entry point through :func:`quiet_libraries`, else the first fine-tune)."""
+    global _LIGHTNING_QUIETED
+    if _LIGHTNING_QUIETED:
+        return
+    _LIGHTNING_QUIETED = True
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")

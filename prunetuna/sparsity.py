@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-__all__ = ["DECIMALS", "PARAM_PREFIX", "SparsityVector", "as_params", "canonical", "from_params", "param_name", "snap"]
+__all__ = ["DECIMALS", "KEPT_PREFIX", "PARAM_PREFIX", "SparsityVector", "as_params", "canonical", "from_params", "param_name", "snap"]
 
 SparsityVector = dict[str, float]
 """Ratio of channels to remove, by dimension name."""
 
 PARAM_PREFIX = "sparsity."
 """Optuna parameter and MLflow param names: ``sparsity.<dimension>``."""
+
+KEPT_PREFIX = "kept."
+"""Optuna parameter names of ``pruning.scale: log``: the kept fraction, 1 - sparsity (spaces/_ratio_scale.py)."""
 
 DECIMALS = 6
 
@@ -47,5 +50,7 @@ def as_params(vector: Mapping[str, float]) -> dict[str, float]:
 
 
 def from_params(params: Mapping[str, Any]) -> SparsityVector:
-    """The vector among Optuna params (``sparsity.<dimension>``), in canonical form."""
-    return canonical({k.removeprefix(PARAM_PREFIX): v for k, v in params.items() if k.startswith(PARAM_PREFIX)})
+    """The vector among Optuna params (``sparsity.<dimension>``, or ``kept.<dimension>`` = 1 - sparsity), in canonical form."""
+    vector = {k.removeprefix(PARAM_PREFIX): v for k, v in params.items() if k.startswith(PARAM_PREFIX)}
+    vector.update({k.removeprefix(KEPT_PREFIX): 1.0 - v for k, v in params.items() if k.startswith(KEPT_PREFIX)})
+    return canonical(vector)

@@ -44,6 +44,7 @@ class TrialRecord:
     warm_start_level: float | None = None
     retry_of: int | None = None
     tracking_away: bool = False
+    screening: dict[str, Any] | None = None  # the pre-fine-tune point {score, costs} screening compares (search/_screening.py)
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -64,6 +65,7 @@ class TrialRecord:
             warm_start_level=attrs.get("warm_start_level"),
             retry_of=attrs.get("retry_of"),
             tracking_away=bool(attrs.get("tracking_away", False)),
+            screening=attrs.get("screening"),
         )
 
     @property

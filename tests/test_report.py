@@ -59,8 +59,22 @@ def test_gain_over_a_baseline_compares_at_equal_or_lower_cost(tmp_path: Path) ->
     report = build_report(study)
     [gain] = report["baselines"]
     assert gain["origin"] == "uniform" and gain["best_searched_trial"] == 1
-    assert abs(gain["gain_points"] - 8.0) < 1e-9
-    assert any("uniform" in line for line in gain_lines(report))
+    assert abs(gain["gain_points"] - 8.0) < 1e-9 and gain["best_searched_cost_ratio"] == 0.5
+    [line] = gain_lines(report)
+    assert line == "best searched vs uniform at equal or lower flops: +8.00 points (trial 1 at flops 0.5000 vs trial 0 at flops 0.5000)"
+
+
+def test_gain_line_refuses_to_compare_unequal_costs(tmp_path: Path) -> None:
+    study = _study(tmp_path, [
+        _trial(0.70, 0.4, origin="global"),
+        _trial(0.90, 0.45),  # more accurate, but more flops: not compared
+    ])
+    report = build_report(study)
+    [gain] = report["baselines"]
+    assert gain["gain_points"] is None and gain["best_searched_trial"] is None and gain["best_searched_cost_ratio"] is None
+    [line] = gain_lines(report)
+    assert line.startswith("global (trial 0, flops 0.4000): no searched candidate at equal or lower flops yet; no gain stated")
+    assert "points" not in line
 
 
 def test_record_round_trip_through_the_storage(tmp_path: Path) -> None:

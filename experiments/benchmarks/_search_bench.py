@@ -146,3 +146,26 @@ def with_changes(config, **sections):  # noqa: ANN001, ANN201 - an ExperimentCon
     for key, value in sections.items():
         data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "constraints" else value
     return parse_config(data, "<benchmark>")
+
+
+def run_study(config, workdir: Path):  # noqa: ANN001, ANN201 - (report items, the Optuna study)
+    """Run ``config``'s study to its n_trials in ``workdir`` (in-process); its report items and the study."""
+    from prunetuna.report import build_report
+    from prunetuna.search import load_study, resolve_workspace, run_search
+
+    workspace = resolve_workspace(config.name, workdir, None, None)
+    run_search(config, workspace)
+    study = load_study(workspace, config.name)
+    return build_report(study)["trials"], study
+
+
+def epochs_trained(study, epochs: int) -> int:  # noqa: ANN001
+    """Fine-tune epochs the study spent: ``epochs`` per COMPLETE trial, the kept per-epoch record of a
+    stopped one (0 for a candidate screened out before its fine-tune)."""
+    total = 0
+    for trial in study.trials:
+        if trial.state.name == "COMPLETE":
+            total += epochs
+        elif trial.state.name == "PRUNED":
+            total += len(trial.user_attrs.get("epoch_accuracy") or ())
+    return total

@@ -81,7 +81,7 @@ def agreement(url: str, args: argparse.Namespace) -> dict:
     rows = []
     for i in range(args.candidates):
         vector = {name: rng.choice([round(k * 0.05, 2) for k in range(17)]) for name in space.names}
-        pruned = space.apply(model, vector, example, structure_only=True)
+        pruned = space.apply(vector, structure_only=True)
         first, second = (local, remote) if i % 2 == 0 else (remote, local)  # interleaved: drift hits both alike
         a, b = measure_latency(pruned, example, first), measure_latency(pruned, example, second)
         here, there = (a, b) if first is local else (b, a)

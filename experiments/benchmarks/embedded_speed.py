@@ -53,7 +53,7 @@ def main() -> None:
     sections = []
     for round_to in [None if r == "none" else int(r) for r in args.round_to]:
         space = PruningSpace.from_model(model, example, max_sparsity=0.8, step=0.05, round_to=round_to)
-        pruned = [space.apply(model, v, example, structure_only=True) for v in vectors]
+        pruned = [space.apply(v, structure_only=True) for v in vectors]
         reductions = [dense_flops / count_flops(p, example) for p in pruned]
         for backend in args.backends:
             settings = LatencySettings(backend=backend, batch_size=args.batch, threads=1, warmup=args.warmup, repeats=args.repeats, max_ci=0.05, attempts=3, cache=False)

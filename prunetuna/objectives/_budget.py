@@ -89,11 +89,13 @@ def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], h
     return best
 
 
-def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float) -> dict[str, float]:
+def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float | None) -> dict[str, float]:
     moved = {}
     for name, ratio in vector.items():
         cap = max_sparsity[name] if isinstance(max_sparsity, Mapping) else max_sparsity
-        moved[name] = round(min(max(snap(ratio + t * (cap - ratio), step, up=True), ratio), max(cap, ratio)), 6)
+        target = ratio + t * (cap - ratio)
+        snapped = target if step is None else snap(target, step, up=True)
+        moved[name] = round(min(max(snapped, ratio), max(cap, ratio)), 6)
     return moved
 
 
@@ -103,10 +105,13 @@ def project_onto_budget(
     measure: Callable[[dict[str, float]], dict[str, float]],
     *,
     max_sparsity: float | Mapping[str, float],
-    step: float,
+    step: float | None,
     iterations: int = 7,
 ) -> Projection:
     """Smallest uniform move toward ``max_sparsity`` (on the ``step`` grid) whose costs fit ``budgets``.
+
+    ``step`` None moves continuously: with enough ``iterations`` the candidate lands as close to the budget
+    as channel counts allow (what the search does; the grid's next point up can overshoot by a whole step).
 
     ``max_sparsity`` is one bound for every dimension or each dimension's own (from a sensitivity scan).
     """

@@ -14,9 +14,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from prunetuna.objectives._distill import Distillation
-from prunetuna.objectives._trainer import TrainerSetup, quiet_lightning
+from prunetuna.objectives._trainer import TrainerSetup
+from prunetuna.runtime import quiet_lightning
 
-__all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "quiet_lightning", "recalibrate_batchnorm"]
+__all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "recalibrate_batchnorm"]
 
 
 class ClassifierModule(pl.LightningModule):

@@ -21,8 +21,9 @@ from torch import nn
 
 from prunetuna.errors import UserError
 from prunetuna.objectives._distill import Distillation, use_distillation_hook
-from prunetuna.objectives._finetune import FinetuneResult, _KeepSigintHandler, evaluate_accuracy, fine_tune, quiet_lightning
+from prunetuna.objectives._finetune import FinetuneResult, _KeepSigintHandler, evaluate_accuracy, fine_tune
 from prunetuna.objectives._trainer import TrainerSetup
+from prunetuna.runtime import quiet_lightning
 
 __all__ = ["ClassifierTask", "ModuleTask", "Task", "resolve_prune_path"]
 

@@ -9,8 +9,6 @@ Each fit then gets fresh callbacks (they may keep state) from the same factories
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -68,21 +66,6 @@ def _check_trainer(settings: TrainerConfig) -> None:
                         f"change finetune.trainer ({settings.trainer_kwargs()})") from None
 
 
-_QUIETED = False
-
-
-def quiet_lightning() -> None:
-    """Lightning's banners and advice are noise once per trial; keep warnings that matter (once per process)."""
-    global _QUIETED
-    if _QUIETED:
-        return
-    _QUIETED = True
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
-
-
 def trainer_setup(finetune: FinetuneConfig) -> TrainerSetup:
     """What ``finetune.trainer`` and ``finetune.callbacks`` ask of every fit."""
     return TrainerSetup(finetune.trainer.trainer_kwargs(), _factories(tuple(finetune.callbacks)),
@@ -91,6 +74,8 @@ def trainer_setup(finetune: FinetuneConfig) -> TrainerSetup:
 
 def check_finetune(finetune: FinetuneConfig) -> None:
     """Refuse, in one line, Trainer settings Lightning cannot use here and callback targets that do not resolve."""
+    from prunetuna.runtime import quiet_lightning
+
     quiet_lightning()
     _check_trainer(finetune.trainer)
     _factories(tuple(finetune.callbacks))

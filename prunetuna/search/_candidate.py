@@ -12,6 +12,7 @@ from prunetuna.faults import fault
 from prunetuna.objectives import project_onto_budget, within_budgets
 from prunetuna.search._events import StepTimer
 from prunetuna.search._plan import TrialPlan
+from prunetuna.search._warm_start import bisection_steps, preset_vector
 from prunetuna.sparsity import SparsityVector, canonical
 from prunetuna.trial_record import BudgetStatus, write_trial
 
@@ -31,7 +32,10 @@ class Candidate:
 def draw_candidate(plan: TrialPlan, trial: Trial, timer: StepTimer) -> Candidate:
     """Sample, prune and measure; a candidate over a budget is moved onto it (``projection_t`` recorded)."""
     space = plan.space
+    preset = preset_vector(trial)  # an enqueued baseline's exact vector (its params are the nearest grid point)
     sampled = space.suggest(trial)
+    if preset is not None:
+        sampled = preset
     fault("sampled", trial.number)
     with timer.step("prune"):
         pruned = space.apply(sampled, plan.batches)
@@ -48,7 +52,8 @@ def draw_candidate(plan: TrialPlan, trial: Trial, timer: StepTimer) -> Candidate
             plan.budgets,
             lambda vector: plan.structure_costs(vector, budget_costs),
             max_sparsity=space.highest(),
-            step=space.step,
+            step=None,  # as close to the budget as channel counts allow, not the step grid's next point up
+            iterations=bisection_steps(1.0, max((d.channels for d in space.dimensions), default=1)),
         )
     write_trial(trial, projection_t=projection.t)
     vector = canonical(projection.vector)

@@ -19,6 +19,7 @@ from prunetuna.search._events import StepTimer
 from prunetuna.search._finish import RunState, TrialModel, finish_run
 from prunetuna.search._outage import TrackingAway
 from prunetuna.search._plan import TrialPlan, trial_settings
+from prunetuna.search._screening import Screening, earlier_points, screen_point
 from prunetuna.search._study import FINISHED_STATES
 from prunetuna.search._tracking import StudyTracker
 from prunetuna.sparsity import SparsityVector, as_params, from_params
@@ -131,6 +132,7 @@ class TrialRunner:
                 recalibrate_batchnorm(candidate.model, [x for x, _ in plan.batches])
             with timer.step("evaluate"):
                 costs["accuracy_pruned"] = plan.workload.task.evaluate(candidate.model, plan.workload.datamodule)
+            self._screen(trial, origin, run, costs)
         stopper = self._early_stopping(trial, costs)
         with timer.step("fine_tune"):
             result = plan.workload.task.fine_tune(  # the built-in classifier or the user's LightningModule
@@ -172,6 +174,22 @@ class TrialRunner:
         run.state = "PRUNED"
         run.tags["prunetuna.pruned_reason"] = reason
         raise optuna.TrialPruned(reason)
+
+    def _screen(self, trial: Trial, origin: str, run: RunState, costs: dict[str, float]) -> None:
+        """Store the candidate's pre-fine-tune point; with ``search.screening`` on, stop a sampled candidate
+        that enough earlier points dominate, before any fine-tune (search/_screening.py)."""
+        plan = self.plan
+        point = screen_point(trial.number, plan.scoring, costs)
+        write_trial(trial, screening=point.stored())
+        settings = plan.config.search.screening
+        if not settings.enabled or origin != "sampler":
+            return
+        earlier = earlier_points(trial.study.get_trials(deepcopy=False), trial.number)
+        reason = Screening(settings.min_dominating).decide(point, earlier)
+        if reason:
+            run.metrics = dict(costs)
+            write_trial(trial, metrics=run.metrics, pruned_reason=reason)
+            self._stop(run, reason)
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
         """The per-epoch stop rule the config names (``search.pruner``), for this candidate (None: train every epoch)."""

@@ -75,7 +75,9 @@ def fail_never_started(study: optuna.Study) -> None:
 
 def enqueue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Run the trial's parameters again, as the same origin, in a later trial."""
-    study.enqueue_trial(trial.params, user_attrs=enqueue_attrs(origin=TrialRecord.of(trial).origin, retry_of=trial.number))
+    record = TrialRecord.of(trial)
+    preset = {"sparsity": record.sparsity} if record.origin != "sampler" else {}  # a baseline's exact vector
+    study.enqueue_trial(trial.params, user_attrs=enqueue_attrs(origin=record.origin, retry_of=trial.number, **preset))
 
 
 def retry_later(study: optuna.Study, trial: Trial | None) -> None:

@@ -15,12 +15,14 @@ from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_impo
 from prunetuna.spaces._masks import make_permanent, nm_mask
 from prunetuna.spaces._methods import METHODS, PruningMethod
 from prunetuna.spaces._preflight import BrokenDimension, preflight
+from prunetuna.spaces._ratio_scale import SCALES, sampler_params
 from prunetuna.spaces._space import Batches, Granularity, PruningSpace, SparsityVector
 from prunetuna.spaces._tie import tie_dimensions
 
 __all__ = [
     "IMPORTANCES",
     "METHODS",
+    "SCALES",
     "NEEDS_GRADIENTS",
     "Batches",
     "BrokenDimension",
@@ -40,5 +42,6 @@ __all__ = [
     "make_permanent",
     "nm_mask",
     "preflight",
+    "sampler_params",
     "tie_dimensions",
 ]

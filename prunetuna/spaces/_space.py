@@ -18,14 +18,15 @@ from prunetuna.spaces._importance import make_importance
 from prunetuna.spaces._masks import make_permanent
 from prunetuna.spaces._methods import METHODS, Batches, PruningMethod, accumulate_gradients, quiet_copies
 from prunetuna.spaces._preflight import preflight
+from prunetuna.spaces._ratio_scale import SCALES, suggest_ratios
 from prunetuna.spaces._tie import Granularity, tie_dimensions
-from prunetuna.sparsity import SparsityVector, canonical, param_name, snap
+from prunetuna.sparsity import SparsityVector, canonical, snap
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
 
 
 class _Suggester(Protocol):
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float: ...
 
 
 class _PruningSettings(Protocol):
@@ -63,6 +64,7 @@ class PruningSpace:
         round_to: int | None = None,
         method: str = "structured",
         nm: tuple[int, int] = (2, 4),
+        scale: str = "linear",
     ) -> None:
         self.strategy: PruningMethod = METHODS.get(method)
         max_sparsity, step = self.strategy.grid(max_sparsity, step, nm)
@@ -70,8 +72,11 @@ class PruningSpace:
             raise ValueError(f"max_sparsity must lie in [0, 1), got {max_sparsity}")
         if step <= 0:
             raise ValueError(f"step must be positive, got {step}")
+        if scale not in SCALES:
+            raise ValueError(f"unknown pruning scale {scale!r}; choose one of {', '.join(SCALES)}")
         self.model = model
         self.example = example
+        self.scale = scale  # how the sampler draws ratios: spaces/_ratio_scale.py
         self.dimensions = tuple(dimensions)
         self.max_sparsity = max_sparsity
         self.step = step
@@ -101,6 +106,7 @@ class PruningSpace:
         method: str = "structured",
         nm: tuple[int, int] = (2, 4),
         graph_limits: GraphLimits | None = None,
+        scale: str = "linear",
     ) -> PruningSpace:
         """Find the prunable groups of ``model``; ``ignore`` holds layer-name patterns (fnmatch).
 
@@ -114,7 +120,7 @@ class PruningSpace:
         dimensions = METHODS.get(method).dimensions(model, example, ignored, graph_limits)
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
         return cls(model, example, tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored,
-                   round_to=round_to, method=method, nm=nm)
+                   round_to=round_to, method=method, nm=nm, scale=scale)
 
     @classmethod
     def from_config(cls, pruning: _PruningSettings, model: nn.Module, example: torch.Tensor, *, label: str = "model",
@@ -127,7 +133,7 @@ class PruningSpace:
         space = cls.from_model(
             model, example, max_sparsity=pruning.max_sparsity, step=pruning.step, importance=pruning.importance,
             ignore=pruning.ignore, round_to=pruning.round_to, granularity=pruning.granularity, groups=pruning.groups,
-            method=pruning.method, nm=tuple(pruning.nm),  # type: ignore[arg-type]
+            method=pruning.method, nm=tuple(pruning.nm), scale=pruning.scale,  # type: ignore[arg-type]
             graph_limits=GraphLimits(seconds=pruning.graph_seconds, memory_gb=pruning.graph_memory_gb),
         )
         if not space.dimensions:
@@ -142,7 +148,8 @@ class PruningSpace:
     def only(self, dimensions: Sequence[Dimension]) -> PruningSpace:
         """The same space (model, bounds, importance, method) with ``dimensions`` instead of its own."""
         return PruningSpace(self.model, self.example, dimensions, max_sparsity=self.max_sparsity, step=self.step,
-                            importance=self.importance, ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm)
+                            importance=self.importance, ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm,
+                            scale=self.scale)
 
     def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
         """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
@@ -157,8 +164,9 @@ class PruningSpace:
 
     def suggest(self, trial: _Suggester) -> SparsityVector:
         """Ask ``trial`` (an Optuna trial) for one ratio per dimension, as ``sparsity.<name>``, in canonical form
-        (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity)."""
-        return canonical({d.name: trial.suggest_float(param_name(d.name), 0.0, self.high(d), step=self.step) for d in self.dimensions})
+        (0.6000000000000001, a float step artefact, is applied, stored and shown as 0.6: see prunetuna.sparsity).
+        ``scale: log`` draws the kept fraction on a log scale instead (spaces/_ratio_scale.py)."""
+        return suggest_ratios(self, trial)
 
     def snap(self, vector: Mapping[str, float], *, up: bool = False) -> SparsityVector:
         """``vector`` on the step grid, within each dimension's bounds (what a sampler could have drawn);

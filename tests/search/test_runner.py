@@ -15,7 +15,7 @@ from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan
 from prunetuna.search._runner import TrialRunner
 from prunetuna.search._stores import Workspace, open_storage, resolve_workspace
 from prunetuna.search._tracking import StudyTracker
-from prunetuna.search._warm_start import enqueue_baselines
+from prunetuna.search._warm_start import Baselines, enqueue_baselines
 from prunetuna.trial_record import BudgetStatus, TrialRecord
 
 
@@ -89,12 +89,44 @@ def test_a_failing_fine_tune_leaves_its_reason_in_the_trial_and_the_run(tmp_path
 
 def test_warm_start_enqueues_both_baselines_once_within_the_level(tmp_path: Path) -> None:
     plan, workspace = _plan(tmp_path, pruning={"max_sparsity": 0.75, "step": 0.05}, constraints={"flops": 0.5})
-    _, study, _ = _runner(plan, workspace, target=4)
+    runner, study, tracker = _runner(plan, workspace, target=2)
     enqueue_baselines(study, plan)
     enqueue_baselines(study, plan)  # a second start enqueues nothing more
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [TrialRecord.of(t).origin for t in waiting] == ["uniform", "global"]
     for trial in waiting:
-        vector = {k.removeprefix("sparsity."): v for k, v in trial.system_attrs["fixed_params"].items()}  # enqueued, not yet run
-        assert plan.structure_costs(vector, ("flops",))["flops_ratio"] <= 0.5 + 1e-12
+        params = {k.removeprefix("sparsity."): v for k, v in trial.system_attrs["fixed_params"].items()}  # enqueued, not yet run
+        assert params == plan.space.snap(params), "params stay on the space's grid"
+        applied = TrialRecord.of(trial).sparsity  # the exact vector the trial will apply
+        assert plan.structure_costs(applied, ("flops",))["flops_ratio"] <= 0.5 + 1e-12
         assert TrialRecord.of(trial).warm_start_level == 0.5
+    # run, they apply their exact vector and stay within the level
+    study.optimize(runner, n_trials=2)
+    tracker.flush()
+    for trial, enqueued in zip(study.trials, waiting):
+        assert trial.state.name == "COMPLETE" and TrialRecord.of(trial).sparsity == TrialRecord.of(enqueued).sparsity
+        assert TrialRecord.of(trial).budget is BudgetStatus.WITHIN
+
+
+@pytest.mark.parametrize("level", [0.5, 0.2])
+def test_baselines_land_within_one_channel_of_the_level(tmp_path: Path, level: float) -> None:
+    """The least pruning that fits: one channel less pruned (in every dimension it could be) is over the level.
+    On the step grid (0.25 here) the uniform ratio would prune up to a whole step more than the level needs."""
+    plan, _ = _plan(tmp_path, pruning={"max_sparsity": 0.75, "step": 0.25}, constraints={"flops": level})
+    baselines = Baselines(plan, "flops")
+    widest = max(d.channels for d in plan.space.dimensions)
+    uniform = baselines.fit("uniform", level)
+    assert uniform is not None and len(set(uniform.values())) == 1
+    ratio = next(iter(uniform.values()))
+    assert baselines.ratio_of(uniform) <= level
+    # each dimension keeps at most one more channel at ratio - 1 / widest, the widest exactly one more
+    assert baselines.ratio_of(plan.space.uniform(max(ratio - 1 / widest, 0.0))) > level
+    glob = baselines.fit("global", level)
+    assert glob is not None and baselines.ratio_of(glob) <= level
+    # one more channel kept in some dimension is over the level
+    plus_one = []
+    for d in plan.space.dimensions:
+        kept = int(d.channels * (1 - glob[d.name]))
+        if kept < d.channels:
+            plus_one.append(baselines.ratio_of({**glob, d.name: max(1 - (kept + 1.5) / d.channels, 0.0)}))
+    assert any(cost > level for cost in plus_one), (glob, plus_one)

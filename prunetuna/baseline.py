@@ -7,14 +7,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 
 from prunetuna.config import ExperimentConfig, config_section
-from prunetuna.objectives import check_finetune, evaluate_accuracy, fine_tune, trainer_setup
+from prunetuna.errors import UserError
+from prunetuna.objectives import check_finetune, trainer_setup
+from prunetuna.objectives._task import ModuleTask
 from prunetuna.workload import Workload
 
 __all__ = ["DenseBaseline", "baseline_key", "prepare_baseline"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +43,20 @@ def baseline_key(config: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _dense(workload: Workload, step: Callable[[], T]) -> T:
+    """A user module failing on the dense model (its training_step, its validation) is bad input, in one line."""
+    if not isinstance(workload.task, ModuleTask):
+        return step()
+    try:
+        return step()
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's own code failing on the dense model
+        detail = " ".join(str(exc).split())[:300]
+        raise UserError(f"model.target: {type(workload.task.module).__name__} fails on the dense model "
+                        f"({exc.__class__.__name__}: {detail}); fix its training_step / validation_step") from None
+
+
 def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path) -> DenseBaseline:
     """Train (or load from the cache) the dense weights into ``workload.model`` and measure its accuracy."""
     key = baseline_key(config)
@@ -50,15 +69,15 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
             accuracy = float(json.loads(record.read_text())["accuracy"])
         else:
             check_finetune(config.finetune)  # once per process (sensitivity trains the baseline too)
-            fine_tune(
+            _dense(workload, lambda: workload.task.fine_tune(
                 workload.model,
                 workload.datamodule,
                 epochs=config.baseline.epochs,
                 lr=config.baseline.lr,
                 seed=config.seed,
                 trainer=trainer_setup(config.finetune),  # finetune.trainer and .callbacks; no distillation (it is the teacher)
-            )
-            accuracy = evaluate_accuracy(workload.model, workload.datamodule.val_dataloader())
+            ))
+            accuracy = _dense(workload, lambda: workload.task.evaluate(workload.model, workload.datamodule))
             workdir.mkdir(parents=True, exist_ok=True)
             tmp = weights.with_suffix(f".{os.getpid()}.tmp")
             torch.save(workload.model.state_dict(), tmp)
@@ -66,6 +85,6 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
             record.write_text(json.dumps({"key": key, "accuracy": accuracy, **config_section(config, "model", "data", "baseline")}, indent=2))
             trained = True
     else:
-        accuracy = evaluate_accuracy(workload.model, workload.datamodule.val_dataloader())
+        accuracy = _dense(workload, lambda: workload.task.evaluate(workload.model, workload.datamodule))
         weights = Path(config.model.checkpoint)
     return DenseBaseline(accuracy=accuracy, weights=weights, trained=trained)

@@ -15,6 +15,7 @@ from prunetuna.config_sections import (
     DistillConfig,
     FinetuneConfig,
     LatencyConfig,
+    MetricConfig,
     ModelConfig,
     PruningConfig,
     SearchConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "ExperimentConfig",
     "FinetuneConfig",
     "LatencyConfig",
+    "MetricConfig",
     "ModelConfig",
     "PruningConfig",
     "SearchConfig",
@@ -64,7 +66,8 @@ class ExperimentConfig(Section):
     baseline: BaselineConfig = BaselineConfig()
     pruning: PruningConfig = PruningConfig()
     finetune: FinetuneConfig = FinetuneConfig()
-    objectives: list[str] = Field(default_factory=lambda: ["accuracy", "flops"])
+    objectives: list[str] = Field(default_factory=lambda: ["accuracy", "flops"])  # "metric" is another name of "accuracy": the task score
+    metric: MetricConfig | None = None  # a user LightningModule's logged metric (required with one); default: top-1 accuracy, max
     constraints: dict[str, float] = Field(default_factory=dict)
     tolerance: ToleranceConfig | None = None
     scalarize: dict[str, float] | None = None
@@ -98,7 +101,8 @@ class ExperimentConfig(Section):
         if not value:
             raise ValueError("name at least one objective")
         for name in value:
-            check_name("objective", name, OBJECTIVE_NAMES)
+            check_name("objective", name, [*OBJECTIVE_NAMES, "metric"])
+        value = ["accuracy" if name == "metric" else name for name in value]  # one task-score slot (docs/design.md, "Task score")
         if len(set(value)) != len(value):
             raise ValueError(f"an objective is listed twice: {value}")
         return value
@@ -134,6 +138,8 @@ class ExperimentConfig(Section):
     def _modes_fit(self) -> ExperimentConfig:
         if self.tolerance is not None and self.scalarize is not None:
             raise ValueError("give either 'tolerance' or 'scalarize', not both")
+        if self.tolerance is not None and self.metric is None and self.tolerance.accuracy_drop >= 1.0:
+            raise ValueError(f"tolerance.accuracy_drop: must lie in [0, 1) for accuracy (0.01 is one point), got {self.tolerance.accuracy_drop}")
         if self.tolerance is not None and len(self.costs) != 1:
             raise ValueError(f"tolerance mode minimizes one cost: list exactly one of {', '.join(COST_NAMES)} in objectives, got {self.objectives}")
         if self.scalarize is not None and set(self.scalarize) != set(self.costs):

@@ -16,6 +16,7 @@ __all__ = [
     "DistillConfig",
     "FinetuneConfig",
     "LatencyConfig",
+    "MetricConfig",
     "ModelConfig",
     "PruningConfig",
     "ScreeningConfig",
@@ -46,6 +47,14 @@ class Source(Section):
 
 class ModelConfig(Source):
     checkpoint: str | None = None
+    prune: str | None = None  # with a LightningModule target: the attribute path of the nn.Module to prune (default: all of it)
+
+
+class MetricConfig(Section):
+    """The task score a user's LightningModule logs in validation (``self.log(name, ...)``) and its direction."""
+
+    name: str = Field(min_length=1)
+    mode: Literal["max", "min"] = "max"
 
 
 class DataConfig(Source):
@@ -229,8 +238,8 @@ class ToleranceConfig(Section):
     @field_validator("accuracy_drop")
     @classmethod
     def _drop(cls, value: float) -> float:
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"must lie in [0, 1) (a fraction: 0.01 is one point), got {value}")
+        if value < 0.0:
+            raise ValueError(f"must be >= 0 (a fraction for accuracy: 0.01 is one point; in the metric's units with metric:), got {value}")
         return value
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from prunetuna.config import ExperimentConfig, parse_config
 from prunetuna.errors import UserError
 from prunetuna.manifest import manifest
-from prunetuna.objectives import evaluate_accuracy, export_onnx, portable_attention
+from prunetuna.objectives import export_onnx, portable_attention
 from prunetuna.registry import Registry, unknown_message
 from prunetuna.trial_record import StudyRecord, TrialRecord
 from prunetuna.workload import first_inputs
@@ -85,6 +85,7 @@ EXPORTERS.register("pt", Exporter(".pt", _write_pt, _run_pt))
 
 def load_pruned_file(path: str | Path) -> nn.Module:
     """A model written by ``prunetuna export --format pt``: architecture rebuilt from its config and vector."""
+    from prunetuna.objectives._task import resolve_prune_path
     from prunetuna.spaces import PruningSpace
     from prunetuna.workload import build_model
 
@@ -93,7 +94,7 @@ def load_pruned_file(path: str | Path) -> nn.Module:
         raise UserError(f"{path}: not a file written by 'prunetuna export --format pt'")
     config = parse_config(data["config"], str(path))
     torch.manual_seed(config.seed)
-    model = build_model(config.model.model_copy(update={"checkpoint": None}))
+    model = resolve_prune_path(build_model(config.model.model_copy(update={"checkpoint": None})), config.model.prune)
     example = torch.zeros(data["input_shape"])
     space = PruningSpace.from_config(config.pruning, model, example, label=str(path), check=False)  # the vector names what the search kept
     pruned = space.finalize(space.apply(data["sparsity"], structure_only=True))
@@ -184,11 +185,13 @@ def export_trial(
     chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop)
     rebuilt = rebuild_trial(config, workspace, chosen)
     model, workload = rebuilt.model, rebuilt.workload
-    accuracy = evaluate_accuracy(model, workload.datamodule.val_dataloader())
+    accuracy = workload.task.evaluate(model, workload.datamodule)  # the task score: top-1, or the user module's validation
     logged = rebuilt.metrics["accuracy"]
     if abs(accuracy - logged) > 1e-9:
+        name = workload.task.metric
         raise ExportCheckFailed(
-            f"trial {chosen.number}: the rebuilt model's validation accuracy {accuracy:.6f} differs from the logged {logged:.6f}; "
+            f"trial {chosen.number}: the rebuilt model's validation {name} {workload.task.value(accuracy):.6f} differs from the "
+            f"logged {workload.task.value(logged):.6f}; "
             "the data, the model code or a package version changed since the search (see the trial's manifest)"
         )
     info = manifest(config, trial=chosen.number, sparsity=rebuilt.sparsity, metrics=rebuilt.metrics,

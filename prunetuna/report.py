@@ -83,6 +83,7 @@ def build_report(study: optuna.Study) -> dict[str, Any]:
         "flops_kind": "dense" if attrs.method == "structured" else "effective (non-zero multiply-adds)",
         "constraints": attrs.constraints,
         "tolerance": attrs.tolerance,
+        "metric": attrs.metric,  # the task score: metrics[name] (and the "accuracy" slot, negated for mode min)
         "dense": attrs.dense,
         "latency_device": attrs.latency_device,  # where latency was measured (this machine or the device agent)
         "dimensions": [{"name": name, "layers": attrs.dimension_layers.get(name)} for name in attrs.dimensions],
@@ -128,7 +129,14 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if report.get("constraints"):
         title += f"; budget {report['constraints']}"
     table = Table(title=title)
-    for column in ("trial", "origin", "accuracy", "vs dense (pts)", *[f"{name} ratio" for name, _ in costs]):
+    metric = report.get("metric") or {"name": "accuracy", "mode": "max"}
+    name = metric["name"]
+    scale, unit = (100, "pts") if name == "accuracy" else (1, "diff")
+
+    def value(metrics: dict[str, float]) -> float:
+        return metrics.get(name, metrics.get("accuracy", float("nan")))
+
+    for column in ("trial", "origin", name, f"vs dense ({unit})", *[f"{cost} ratio" for cost, _ in costs]):
         table.add_column(column, justify="right" if column not in ("origin",) else "left")
     has_speed = any(metric == "latency_ms" for _, metric in costs)
     if has_speed:
@@ -136,7 +144,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         table.add_column("FLOPs red.", justify="right")
     table.add_column("feasible")
     table.add_column("mlflow run")
-    row = ["dense", "", f"{dense.get('accuracy', float('nan')):.4f}", "+0.00", *["1.00"] * len(costs)]
+    row = ["dense", "", f"{value(dense):.4f}", "+0.00", *["1.00"] * len(costs)]
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
@@ -144,10 +152,10 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     shown.sort(key=lambda t: -t["metrics"].get("accuracy", 0.0))
     for trial in shown:
         metrics = trial["metrics"]
-        accuracy = metrics.get("accuracy", float("nan"))
+        score = value(metrics)
         row = [str(trial["number"]), trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
-               f"{accuracy:.4f}", f"{(accuracy - dense.get('accuracy', accuracy)) * 100:+.2f}"]  # as the per-trial line: - is worse
-        row += [f"{metrics[f'{name}_ratio']:.3f}" if f"{name}_ratio" in metrics else "-" for name, _ in costs]
+               f"{score:.4f}", f"{(score - value(dense)) * scale:+.{2 if scale == 100 else 4}f}"]  # the metric's own sign (mode min: + is worse)
+        row += [f"{metrics[f'{cost}_ratio']:.3f}" if f"{cost}_ratio" in metrics else "-" for cost, _ in costs]
         if has_speed:
             flag = " (!)" if trial.get("slow_for_flops") else ""
             row += [f"{metrics['speedup']:.2f}x{flag}" if "speedup" in metrics else "-",
@@ -173,9 +181,10 @@ def render_report(report: dict[str, Any], console: Console) -> None:
                       "latency as an objective, or measuring on the target (latency.backend: remote)")
     if report["mode"] == "tolerance":
         best = next((t for t in report["trials"] if t["number"] == report["best"]), None)
+        limit = f"{report['tolerance'] * 100:.2f} pts" if scale == 100 else f"{report['tolerance']:g}"
         if best is None:
-            console.print(f"no candidate within tolerance (accuracy drop <= {report['tolerance'] * 100:.2f} pts) yet")
+            console.print(f"no candidate within tolerance ({name} {'drop' if metric['mode'] == 'max' else 'increase'} <= {limit}) yet")
         else:
             cost = report["objectives"][-1] if report["objectives"][-1] != "accuracy" else report["objectives"][0]
-            console.print(f"smallest candidate within tolerance ({report['tolerance'] * 100:.2f} pts): trial {best['number']}, "
-                          f"{cost} {best['metrics'].get(f'{cost}_ratio', float('nan')):.3f} of dense, accuracy {best['metrics']['accuracy']:.4f}")
+            console.print(f"smallest candidate within tolerance ({limit}): trial {best['number']}, "
+                          f"{cost} {best['metrics'].get(f'{cost}_ratio', float('nan')):.3f} of dense, {name} {value(best['metrics']):.4f}")

@@ -115,6 +115,7 @@ class StudyRecord:
     method: str = "structured"
     constraints: dict[str, float] = field(default_factory=dict)
     tolerance: float | None = None
+    metric: dict[str, str] = field(default_factory=lambda: {"name": "accuracy", "mode": "max"})  # the task score's name (docs/design.md)
     created_at: float | None = None
     mlflow_parent_run_id: str | None = None
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -15,52 +14,24 @@ from prunetuna.config import DataConfig, ExperimentConfig, ModelConfig
 from prunetuna.data import BUILTIN_DATA
 from prunetuna.errors import UserError
 from prunetuna.models import BUILTIN_MODELS
+from prunetuna.objectives._task import ClassifierTask, ModuleTask, Task
 from prunetuna.registry import unknown_message
+from prunetuna.targets import call_target as _call
+from prunetuna.targets import import_target
+from prunetuna.targets import one_line as _one_line
 
 __all__ = ["Workload", "build_datamodule", "build_model", "import_target", "load_checkpoint", "load_workload"]
 
 
 @dataclass
 class Workload:
-    """The dense model, its data module and one batch of inputs (the example for FLOPs and the graph)."""
+    """The dense model (the module to prune), its data module, one batch of inputs (the example for FLOPs
+    and the graph) and the task that fine-tunes and scores candidates."""
 
     model: nn.Module
     datamodule: pl.LightningDataModule
     example: torch.Tensor
-
-
-def import_target(spec: str, key: str) -> Callable[..., Any]:
-    """Resolve ``"package.module:callable"``; ``key`` names the config key for the error message."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise UserError(f"{key}: {spec!r} is not of the form 'package.module:callable'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
-        raise UserError(f"{key}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); check the name and PYTHONPATH") from None
-    target: Any = module
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise UserError(f"{key}: module {module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise UserError(f"{key}: {spec!r} is not callable")
-    return target
-
-
-def _call(factory: Callable[..., Any], kwargs: dict[str, Any], key: str) -> Any:
-    try:
-        return factory(**kwargs)
-    except TypeError as exc:
-        raise UserError(f"{key}.kwargs: {exc}; fix the keyword arguments") from None
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a factory refusing its settings (a bad value, a missing folder) is bad input
-        raise UserError(f"{key}: building it failed ({_one_line(exc)}); check {key}.kwargs and what they point to") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:300]}"
+    task: Task = field(default_factory=ClassifierTask)
 
 
 def build_model(config: ModelConfig) -> nn.Module:
@@ -132,11 +103,11 @@ def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:
 
 
 def first_inputs(batch: Any) -> torch.Tensor:
-    """The input tensor of a batch: ``x`` of ``(x, y)``, or the batch itself."""
+    """The input tensor of a batch: ``x`` of ``(x, y)``, ``batch["input"]`` (else the first value) of a dict, or the batch."""
     if isinstance(batch, (list, tuple)):
         batch = batch[0]
     if isinstance(batch, dict):
-        batch = next(iter(batch.values()))
+        batch = batch["input"] if "input" in batch else next(iter(batch.values()))
     if not isinstance(batch, torch.Tensor):
         raise UserError(f"data: batches must be tensors or (inputs, labels) pairs, got {type(batch).__name__}")
     return batch
@@ -146,9 +117,12 @@ def load_workload(config: ExperimentConfig) -> Workload:
     """Everything a search needs from the config, checked: the model runs on one batch of the data."""
     torch.manual_seed(config.seed)  # the dense model's initial weights, before any baseline training
     model = build_model(config.model)
+    task = _task(config, model)
+    model = task.inner if isinstance(task, ModuleTask) else model
     datamodule = build_datamodule(config.data, config.seed)
     try:
-        example = first_inputs(next(iter(datamodule.train_dataloader())))
+        example = _example(task)
+        example = example if example is not None else first_inputs(next(iter(datamodule.train_dataloader())))
     except StopIteration:
         raise UserError("data: the training split is empty; check data.kwargs") from None
     except UserError:
@@ -162,4 +136,24 @@ def load_workload(config: ExperimentConfig) -> Workload:
         model.train()
     except Exception as exc:  # noqa: BLE001 - a model that cannot take the data is a config error
         raise UserError(f"model: the model fails on a batch of the data ({exc.__class__.__name__}: {exc}); check model and data") from None
-    return Workload(model=model, datamodule=datamodule, example=example)
+    return Workload(model=model, datamodule=datamodule, example=example, task=task)
+
+
+def _task(config: ExperimentConfig, model: nn.Module) -> Task:
+    """The user's LightningModule task when ``model.target`` returned one, else the built-in classifier."""
+    if not isinstance(model, pl.LightningModule):
+        if config.model.prune is not None:
+            raise UserError(f"model.prune: {config.model.target!r} returned a plain nn.Module; model.prune goes with a LightningModule, remove it")
+        if config.metric is not None:
+            raise UserError("metric: the built-in classifier is scored on accuracy; metric goes with a LightningModule model.target, remove it")
+        return ClassifierTask()
+    if config.metric is None:
+        raise UserError(f"metric: {type(model).__name__} is a LightningModule; name the value its validation logs, "
+                        "e.g. metric: {name: val/f1, mode: max}")
+    return ModuleTask(model, config.model.prune, config.metric.name, config.metric.mode)
+
+
+def _example(task: Task) -> torch.Tensor | None:
+    """A user module's ``example_input_array`` when it sets a tensor (else the first training batch's inputs)."""
+    example = getattr(task.module, "example_input_array", None) if isinstance(task, ModuleTask) else None
+    return example if isinstance(example, torch.Tensor) else None

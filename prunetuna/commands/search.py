@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 __all__ = ["search", "summary_line"]
 
 
-def summary_line(event: TrialEvent, dense: dict[str, float]) -> str:
+def summary_line(event: TrialEvent, dense: dict[str, float], metric: str = "accuracy") -> str:
+    """One line per trial; ``metric``: the task score's name (a user module's metric is shown as logged)."""
     metrics = event.metrics
     if event.state != "COMPLETE":
         return f"trial {event.number:>3} {event.state}: {event.reason or ''}"
-    parts = [f"trial {event.number:>3}", f"accuracy {metrics['accuracy']:.4f} ({(metrics['accuracy'] - dense['accuracy']) * 100:+.2f} pts)"]
+    if metric == "accuracy" or metric not in metrics:
+        score = f"accuracy {metrics['accuracy']:.4f} ({(metrics['accuracy'] - dense['accuracy']) * 100:+.2f} pts)"
+    else:
+        score = f"{metric} {metrics[metric]:.4f} ({metrics[metric] - dense.get(metric, metrics[metric]):+.4f})"
+    parts = [f"trial {event.number:>3}", score]
     for name in ("flops", "params"):
         if f"{name}_ratio" in metrics:
             parts.append(f"{name} {metrics[f'{name}_ratio']:.2f}x")
@@ -30,7 +35,8 @@ def summary_line(event: TrialEvent, dense: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-def _progress_events(name: str, prefix: str, shown: bool, workspace, launcher: WorkerLauncher | None):  # noqa: ANN001, ANN202
+def _progress_events(name: str, prefix: str, shown: bool, workspace, launcher: WorkerLauncher | None,  # noqa: ANN001, ANN202
+                     metric: str = "accuracy"):
     """The CLI's subscriber to the search's events: a progress bar and one line per trial."""
     from prunetuna.search import SearchEvents, mask_url
 
@@ -43,7 +49,8 @@ def _progress_events(name: str, prefix: str, shown: bool, workspace, launcher: W
 
         def started(self, outcome: SearchOutcome) -> None:
             self.dense = outcome.dense
-            say(f"{prefix}study {name!r}: {outcome.finished}/{outcome.target} finished trials; dense accuracy {outcome.dense['accuracy']:.4f}; "
+            dense_score = outcome.dense.get(metric, outcome.dense["accuracy"])
+            say(f"{prefix}study {name!r}: {outcome.finished}/{outcome.target} finished trials; dense {metric} {dense_score:.4f}; "
                 f"storage {mask_url(workspace.storage_url)}; tracking {mask_url(workspace.tracking_uri)}")
             progress.update(task, total=outcome.target, completed=outcome.finished, visible=True)
             progress.start()
@@ -55,7 +62,7 @@ def _progress_events(name: str, prefix: str, shown: bool, workspace, launcher: W
             progress.console.print(f"{prefix}waiting for the worker that created the study to finish preparing it", markup=False)
 
         def trial_finished(self, event: TrialEvent, finished: int) -> None:
-            progress.console.print(prefix + summary_line(event, self.dense), markup=False)
+            progress.console.print(prefix + summary_line(event, self.dense, metric), markup=False)
             progress.update(task, completed=finished)
 
         def waiting(self, running: int) -> None:
@@ -92,7 +99,8 @@ def search(
 
         prefix = f"[worker {worker_id}] " if worker_id is not None else ""
         started_by_launcher = worker_id is not None and launcher is None
-        events, progress = _progress_events(cfg.name, prefix, not started_by_launcher, workspace, launcher)
+        events, progress = _progress_events(cfg.name, prefix, not started_by_launcher, workspace, launcher,
+                                            cfg.metric.name if cfg.metric is not None else "accuracy")
         signals = StopSignals(prefix)
         try:
             with signals:  # SIGTERM as Ctrl-C; a second one stops at once

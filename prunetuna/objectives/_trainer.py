@@ -18,6 +18,7 @@ from torch import nn
 from prunetuna.config import ExperimentConfig, FinetuneConfig, TrainerConfig
 from prunetuna.errors import UserError
 from prunetuna.objectives._distill import Distillation
+from prunetuna.targets import import_target
 
 __all__ = ["TrainerSetup", "check_finetune", "finetune_options", "trainer_setup"]
 
@@ -39,7 +40,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _callback_factory(spec: str, index: int) -> Callable[[], pl.Callback]:
-    from prunetuna.workload import import_target  # workload imports the objectives: resolve late
 
     key = f"finetune.callbacks[{index}]"
     factory = import_target(spec, key)

@@ -15,12 +15,13 @@ from prunetuna.baseline import prepare_baseline
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
-from prunetuna.names import CHEAP_COSTS
+from prunetuna.names import CHEAP_COSTS, GRADIENT_IMPORTANCES
 from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, check_finetune, measure_costs, parse_budgets
+from prunetuna.objectives._task import ClassifierTask
 from prunetuna.search._latency_cache import latency_context
 from prunetuna.search._sensitivity import bounds_from_scan, cached_scan
 from prunetuna.spaces import PruningSpace
-from prunetuna.workload import Workload, load_workload
+from prunetuna.workload import Workload, first_inputs, load_workload
 
 __all__ = ["Inputs", "TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
 
@@ -47,7 +48,14 @@ def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tens
         return []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return [(batch[0], batch[1]) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
+        return [_pair(batch) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
+
+
+def _pair(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels) of an ``(x, y)`` batch; a dict batch's inputs with no labels (BN recalibration reads inputs only)."""
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    return first_inputs(batch), torch.empty(0)
 
 
 def _scoring(config: ExperimentConfig) -> Scoring:
@@ -119,6 +127,10 @@ def check_inputs(config: ExperimentConfig) -> Inputs:
     Costs depend on the architecture only, so this runs before the dense model is trained."""
     workload = load_workload(config)
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
+    if config.pruning.bounds_from_sensitivity is not None and not isinstance(workload.task, ClassifierTask):
+        raise UserError("pruning.bounds_from_sensitivity: the sensitivity scan scores top-1 accuracy, not metric.name; remove it with a LightningModule")
+    if config.pruning.importance in GRADIENT_IMPORTANCES and not isinstance(workload.task, ClassifierTask):
+        raise UserError(f"pruning.importance: {config.pruning.importance!r} takes gradients of a cross-entropy; with a LightningModule use l1, l2 or bn_scale")
     space = prepare_space(config, workload)
     budgets = parse_budgets(config.constraints)
     cost_names = _cost_names(config, budgets)
@@ -141,7 +153,7 @@ def complete_plan(plan: Inputs, workdir: Path) -> TrialPlan:
     sensitivity scan when the config asks for it."""
     config = plan.config
     baseline = prepare_baseline(config, plan.workload, workdir)
-    plan.dense = {"accuracy": baseline.accuracy, **plan.dense}
+    plan.dense = {"accuracy": baseline.accuracy, **plan.workload.task.named(baseline.accuracy), **plan.dense}
     plan.batches = calibration_batches(plan.workload, config.pruning.calibration_batches)
     if config.pruning.bounds_from_sensitivity is not None:
         scan = cached_scan(config, plan.workload, plan.space, plan.batches, workdir)

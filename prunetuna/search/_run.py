@@ -76,6 +76,7 @@ def _study_record(plan: TrialPlan) -> StudyRecord:
         dimensions=tuple(plan.space.names), dimension_layers={d.name: len(d.layers) for d in plan.space.dimensions},
         method=config.pruning.method, constraints=dict(config.constraints),
         tolerance=config.tolerance.accuracy_drop if config.tolerance else None,
+        metric=config.metric.model_dump() if config.metric is not None else {"name": "accuracy", "mode": "max"},
     )
 
 

@@ -11,7 +11,7 @@ from optuna.trial import Trial, TrialState
 
 from prunetuna.faults import fault
 from prunetuna.manifest import study_manifest
-from prunetuna.objectives import OBJECTIVES, evaluate_accuracy, fine_tune, finetune_options, recalibrate_batchnorm
+from prunetuna.objectives import OBJECTIVES, finetune_options, recalibrate_batchnorm
 from prunetuna.search._candidate import Candidate, draw_candidate
 from prunetuna.search._durable import TrialStore
 from prunetuna.search._early_stopping import EARLY_STOPPING, StopContext, TrialPruningCallback
@@ -131,11 +131,11 @@ class TrialRunner:
             with timer.step("recalibrate"):
                 recalibrate_batchnorm(candidate.model, [x for x, _ in plan.batches])
             with timer.step("evaluate"):
-                costs["accuracy_pruned"] = evaluate_accuracy(candidate.model, plan.workload.datamodule.val_dataloader())
+                costs["accuracy_pruned"] = plan.workload.task.evaluate(candidate.model, plan.workload.datamodule)
             self._screen(trial, origin, run, costs)
         stopper = self._early_stopping(trial, costs)
         with timer.step("fine_tune"):
-            result = fine_tune(
+            result = plan.workload.task.fine_tune(  # the built-in classifier or the user's LightningModule
                 candidate.model,
                 plan.workload.datamodule,
                 epochs=plan.config.finetune.epochs,
@@ -146,7 +146,7 @@ class TrialRunner:
                 callbacks=[stopper] if stopper else (),
                 **finetune_options(plan.config, teacher=plan.workload.model),  # finetune.trainer, .callbacks, .distill
             )
-        metrics = run.metrics = {"accuracy": result.accuracy, **costs}
+        metrics = run.metrics = {"accuracy": result.accuracy, **plan.workload.task.named(result.accuracy), **costs}
         if stopper is not None:
             write_trial(trial, epoch_accuracy=result.history)
             if stopper.reason:
@@ -215,5 +215,5 @@ class TrialRunner:
     def _epoch(self, number: int, run: RunState, epoch: int, accuracy: float) -> None:
         run.epochs.append(accuracy)
         assert run.run_id is not None
-        self.tracker.log_epoch(run.run_id, epoch, accuracy)
+        self.tracker.log_epoch(run.run_id, epoch, accuracy, self.plan.workload.task.named(accuracy))
         fault("fine_tune", number)

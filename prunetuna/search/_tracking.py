@@ -189,8 +189,11 @@ class StudyTracker:
         self._submit(self.client.log_batch, run.info.run_id, params=_params(params))
         return run.info.run_id
 
-    def log_epoch(self, run_id: str, epoch: int, accuracy: float) -> None:
+    def log_epoch(self, run_id: str, epoch: int, accuracy: float, named: dict[str, float] | None = None) -> None:
+        """The epoch's task score as ``val_accuracy`` and, for a user metric, as logged under its own name."""
         self._submit(self.client.log_metric, run_id, "val_accuracy", accuracy, step=epoch)
+        for name, value in (named or {}).items():
+            self._submit(self.client.log_metric, run_id, name, value, step=epoch)
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self._submit(self.client.set_tag, run_id, key, value)

@@ -12,7 +12,7 @@ from torch import nn
 from prunetuna.errors import UserError
 from prunetuna.spaces._graph import GraphLimits, graph_and_groups, model_label
 
-__all__ = ["ROOT_TYPES", "Dimension", "find_dimensions", "find_output_layer", "ignored_layers"]
+__all__ = ["ROOT_TYPES", "Dimension", "find_dimensions", "find_output_layer", "find_output_layers", "ignored_layers", "output_tensors"]
 
 ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -43,6 +43,22 @@ def find_output_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     Falls back to the last convolution or linear layer that ran when the output passes
     through a parameter-free op (a flatten, a softmax) after it.
     """
+    layers = find_output_layers(model, example)
+    return layers[0] if layers else None
+
+
+def output_tensors(result: object) -> list[object]:
+    """The tensors of a model's output: itself, or those inside tuples, lists and dicts (several heads)."""
+    if isinstance(result, (tuple, list)):
+        return [t for item in result for t in output_tensors(item)]
+    if isinstance(result, dict):
+        return [t for item in result.values() for t in output_tensors(item)]
+    return [result]
+
+
+def find_output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Every layer whose output is one of the model's outputs (each head of a multi-output model), found
+    by tracing one forward pass; the last layer that ran when none is (a parameter-free op after it)."""
     outputs: dict[str, object] = {}
     order: list[str] = []
     hooks = []
@@ -61,16 +77,13 @@ def find_output_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     finally:
         for handle in hooks:
             handle.remove()
-    for name in reversed(order):
-        if outputs[name] is result:
-            return name
-    return order[-1] if order else None
+    found = [name for tensor in output_tensors(result) for name in reversed(order) if outputs[name] is tensor]
+    return list(dict.fromkeys(found)) or (order[-1:] if order else [])
 
 
 def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Sequence[str]) -> list[str]:
     """The output layer and every convolution / linear layer matching one of ``patterns`` (fnmatch)."""
-    output = find_output_layer(model, example[:1])
-    ignored = [output] if output is not None else []
+    ignored = find_output_layers(model, example[:1])
     for name, module in model.named_modules():
         if name and isinstance(module, ROOT_TYPES) and any(fnmatch.fnmatchcase(name, p) for p in patterns):
             if name not in ignored:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunetuna.errors import UserError
-from prunetuna.spaces._dimensions import Dimension
+from prunetuna.spaces._dimensions import Dimension, output_tensors
 from prunetuna.spaces._methods import PruningMethod
 from prunetuna.sparsity import SparsityVector
 
@@ -65,14 +65,20 @@ class BrokenDimension:
         return list(self.dimension.roots)
 
 
-def _runs(space: CheckedSpace, vector: SparsityVector, shape: torch.Size) -> str | None:
-    """None when the pruned model runs and keeps the dense output shape; else what went wrong, in one line."""
+def _shapes(out: object) -> tuple[object, ...]:
+    """The shapes of a model's output tensors (several for several heads; a non-tensor by its type name)."""
+    return tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in output_tensors(out))
+
+
+def _runs(space: CheckedSpace, vector: SparsityVector, shape: tuple[object, ...]) -> str | None:
+    """None when the pruned model runs and keeps the dense output shapes; else what went wrong, in one line."""
     try:
         pruned = space.apply(vector, structure_only=True).eval()
         with torch.no_grad(), FlopCounterMode(display=False) as flops:
             out = pruned(space.example[:1])
-        if not isinstance(out, torch.Tensor) or out.shape != shape:
-            return f"output shape {getattr(out, 'shape', type(out).__name__)} instead of {tuple(shape)}"
+        if _shapes(out) != shape:
+            got, want = (s[0] if len(s) == 1 else s for s in (_shapes(out), shape))
+            return f"output shape {got} instead of {want}"
         if flops.get_total_flops() <= 0:
             return "no FLOPs counted in the pruned forward pass"
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the dimension is named with its cause
@@ -89,7 +95,7 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
     model.eval()
     try:
         with torch.no_grad():
-            shape = model(example[:1]).shape
+            shape = _shapes(model(example[:1]))
         if _runs(space, space.highest(), shape) is None:
             return space, []
         broken = []

@@ -7,6 +7,7 @@ from torch import nn
 from prunetuna.models import TinyResNet
 from prunetuna.spaces import PruningSpace, find_output_layer
 from user_models import ConcatNet, DepthwiseNet, LinearOnly, ResidualNet
+from user_modules import SmallCNN
 
 EXAMPLE = torch.randn(4, 1, 8, 8)
 
@@ -84,6 +85,15 @@ def test_ignore_patterns_and_output_layer() -> None:
     space = _space(model, ignore=["layer3.*"])
     assert not any(name.startswith("layer3") for name in space.names)
     assert "layer3.0.conv1" in space.ignored
+
+
+def test_every_head_of_a_two_headed_model_is_kept() -> None:
+    model = SmallCNN(channels=8, aux=True)
+    space = _space(model)
+    assert {"head", "aux"} <= set(space.ignored)
+    pruned = space.apply({name: 0.5 for name in space.names})
+    logits, aux = pruned(EXAMPLE)
+    assert logits.shape[1] == 10 and aux.shape[1] == 1 and pruned.conv2.out_channels == 4
 
 
 def test_nothing_prunable() -> None:

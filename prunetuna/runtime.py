@@ -15,7 +15,7 @@ from importlib import metadata
 
 from prunetuna.errors import UserError
 
-__all__ = ["check_torchvision", "prepare_torch", "quiet_libraries", "quiet_lightning"]
+__all__ = ["check_torchvision", "prepare_torch", "quiet_libraries", "quiet_lightning", "quiet_mlflow_loggers"]
 
 INSTALL_HINT = "bash scripts/install.sh --vision (a torch and torchvision pair that import together), or pip uninstall torchvision"
 
@@ -62,14 +62,20 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_mlflow_loggers()
     if importlib.util.find_spec("optuna") is None:
         return  # the [device] install: its commands need none of this (the others say what to install)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def quiet_mlflow_loggers() -> None:
+    """MLflow and its migrations log at INFO ("Creating initial MLflow database tables..."): warnings only.
+    MLflow's import sets its loggers up again, so the tracking store's opener calls this after importing it."""
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 _LIGHTNING_QUIETED = False

@@ -12,6 +12,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from prunetuna.errors import UserError
+from prunetuna.runtime import quiet_mlflow_loggers
 from prunetuna.search._stores import Workspace, describe_error, mask_url, sqlite_creation_lock, sqlite_path
 
 __all__ = ["STORE_CREATION_WAIT_S", "open_client", "probe_server"]
@@ -63,6 +64,7 @@ def open_client(workspace: Workspace) -> MlflowClient:
     database the loser's migration fails ("already exists") and it opens the store again. Anything else
     (a server, a SQLite file that cannot be made) fails at once.
     """
+    quiet_mlflow_loggers()  # after MLflow's import, which sets its loggers to INFO
     uri = workspace.tracking_uri
     path = sqlite_path(uri)
     may_race = path is None and not uri.startswith(("http://", "https://", "file:", "databricks"))

@@ -23,7 +23,7 @@ from prunetuna.search._sensitivity import bounds_from_scan, cached_scan
 from prunetuna.spaces import PruningSpace
 from prunetuna.workload import Workload, first_inputs, load_workload
 
-__all__ = ["Inputs", "TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
+__all__ = ["TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
 
 
 def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
@@ -118,13 +118,10 @@ def check_reachable(plan: TrialPlan) -> None:
             )
 
 
-Inputs = TrialPlan
-"""A plan before :func:`complete_plan`: dense costs but no dense accuracy, no calibration batches yet."""
-
-
-def check_inputs(config: ExperimentConfig) -> Inputs:
+def check_inputs(config: ExperimentConfig) -> TrialPlan:
     """Load the workload, build the space and measure the dense costs; every budget is checked reachable.
-    Costs depend on the architecture only, so this runs before the dense model is trained."""
+    Costs depend on the architecture only, so this runs before the dense model is trained. The plan has
+    no dense accuracy and no calibration batches until :func:`complete_plan`."""
     workload = load_workload(config)
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
     if config.pruning.bounds_from_sensitivity is not None and not isinstance(workload.task, ClassifierTask):
@@ -148,7 +145,7 @@ def check_inputs(config: ExperimentConfig) -> Inputs:
     return plan
 
 
-def complete_plan(plan: Inputs, workdir: Path) -> TrialPlan:
+def complete_plan(plan: TrialPlan, workdir: Path) -> TrialPlan:
     """Train (or load) the dense baseline, draw the calibration batches, and narrow the space by the
     sensitivity scan when the config asks for it."""
     config = plan.config

@@ -177,7 +177,7 @@ def render_report(report: dict[str, Any], console: Console) -> None:
         console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):
         console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-operator costs and channel "
-                      "counts that miss the fast kernels eat the savings; try pruning.round_to: 8, latency.batch_size as deployed, "
+                      "counts that miss the fast kernels eat the savings; try pruning.round_to: 8 or 16, a wider model, latency.batch_size as deployed, "
                       "latency as an objective, or measuring on the target (latency.backend: remote)")
     if report["mode"] == "tolerance":
         best = next((t for t in report["trials"] if t["number"] == report["best"]), None)

@@ -113,6 +113,7 @@ class StudyRecord:
     dimensions: tuple[str, ...] = ()
     dimension_layers: dict[str, int] = field(default_factory=dict)
     method: str = "structured"
+    scale: str = "linear"  # pruning.scale: what the sparsity parameters mean (a resumed study must keep it)
     constraints: dict[str, float] = field(default_factory=dict)
     tolerance: float | None = None
     metric: dict[str, str] = field(default_factory=lambda: {"name": "accuracy", "mode": "max"})  # the task score's name (docs/design.md)

@@ -159,6 +159,7 @@ def _bad_cases(folder: Path) -> dict[str, tuple[list[str], str]]:
         "checkpoint missing": ([cfg("m.yaml", model={"checkpoint": str(folder / "absent.pt")})], "does not exist"),
         "nothing prunable": ([cfg("p.yaml", model={"builtin": None, "target": "user_models:LinearOnly", "kwargs": {}})], "nothing to prune"),
         "objectives changed": ([cfg("o.yaml", objectives=["accuracy", "params"])], "already exists with objectives"),
+        "scale changed": ([cfg("scale.yaml", pruning={"scale": "log"})], "was searched with scale 'linear'"),
         "storage": ([cfg("s.yaml"), "--storage", "postgresql://me:topsecret@127.0.0.1:1/db"], "--storage: cannot open"),
         "n-trials": ([cfg("z.yaml"), "--n-trials", "0"], "--n-trials"),
         "storage password with / and #": ([cfg("s2.yaml"), "--storage", "postgresql://me:topsecret/x#y@127.0.0.1:1/db"], "--storage: cannot open"),

@@ -15,6 +15,8 @@ def test_embedded_default_loads() -> None:
     assert config.model.builtin == "tiny-resnet" and config.data.builtin == "mnist-5k"
     assert config.objectives == ["accuracy", "flops"]
     assert config.search.n_trials >= 30
+    # sized so that fewer FLOPs are less time on a CPU (README, What the embedded default trades)
+    assert config.model.kwargs == {"width": 48} and config.pruning.round_to == 16 and config.latency.backend == "onnxruntime"
 
 
 def test_scientific_notation_reads_as_float(tmp_path: Path) -> None:

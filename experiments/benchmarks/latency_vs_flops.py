@@ -1,9 +1,10 @@
 """Does a FLOPs reduction turn into a measured speedup? Uniformly pruned built-in models, both latency backends.
 
-For the built-in models tiny-resnet (width 16) and wide-resnet (width 36), on 1x28x28 inputs with
+For the built-in models tiny-resnet (width 16), default-w48 (tiny-resnet at width 48, the embedded
+default's) and wide-resnet (width 36), on 1x28x28 inputs with
 random weights (torch.manual_seed(0); latency does not depend on the values), candidates are built
 at FLOPs ratios 0.5 and 0.25 with a uniform allocation: one shared sparsity ratio for every
-dimension of PruningSpace.from_model(max_sparsity=0.95, step=0.01), with and without round_to=8.
+dimension of PruningSpace.from_model(max_sparsity=0.95, step=0.01), with round_to None, 8 and 16.
 The shared ratio is the smallest on the 0.01 grid whose FLOPs ratio is <= the budget, found by a
 scan of the grid: with round_to the FLOPs are not monotone in the ratio (a group whose kept channel
 count would round to 0 is left unpruned), so a bisection can miss. prunetuna's own
@@ -23,17 +24,23 @@ Measured and reported, not asserted. Each (model, backend, batch) section waits 
 records the CPU-seconds other processes used meanwhile, and is measured again (up to 3 times, the
 quietest kept) when they used more than 10% of one CPU.
 
+Part 2 (--front-seeds, default 0 1 2; none to skip): the embedded default's own search per seed and
+its Pareto-optimal candidates (experiments/benchmarks/_default_front.py). Target (issue 13): none slower
+than the dense model, and every one with at most a 4x FLOPs reduction at >= 0.8 of it.
+
     .venv/bin/python experiments/benchmarks/latency_vs_flops.py [--warmup 20] [--repeats 200]
-        [--out runs/benchmarks/latency_vs_flops.json]
+        [--front-seeds 0 1 2] [--no-before] [--out runs/benchmarks/latency_vs_flops.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
+from _default_front import default_front
 from _machine import machine, quietly
 
 from prunetuna.models import BUILTIN_MODELS
@@ -44,9 +51,9 @@ from prunetuna.spaces import PruningSpace
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.8
-MODELS = ("tiny-resnet", "wide-resnet")
+MODELS = {"tiny-resnet": ("tiny-resnet", {}), "default-w48": ("tiny-resnet", {"width": 48}), "wide-resnet": ("wide-resnet", {})}
 BUDGETS = (0.5, 0.25)
-ROUND_TO = (None, 8)
+ROUND_TO = (None, 8, 16)
 MAX_SPARSITY, STEP = 0.95, 0.01
 
 
@@ -81,14 +88,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--front-seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--no-before", action="store_true", help="skip the previous default's search in part 2")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "latency_vs_flops.json"))
     args = parser.parse_args()
+    front = default_front(args.front_seeds, before=not args.no_before) if args.front_seeds else []
 
     example = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     rows, sections = [], []
-    for name in MODELS:
+    for name, (builtin, kwargs) in MODELS.items():
         torch.manual_seed(0)
-        model = BUILTIN_MODELS[name]().eval()
+        model = BUILTIN_MODELS[builtin](**kwargs).eval()
         dense_flops = count_flops(model, example)
         candidates = []
         for round_to in ROUND_TO:
@@ -125,11 +135,12 @@ def main() -> None:
                     for r in rows if r["round_to"] is None]
     target_rows = [r for r in rows if r["model"] == "wide-resnet" and r["backend"] == "onnxruntime"]
     figures = {
-        "command": f".venv/bin/python experiments/benchmarks/latency_vs_flops.py --warmup {args.warmup} --repeats {args.repeats}",
+        "command": " ".join([".venv/bin/python", "experiments/benchmarks/latency_vs_flops.py", *sys.argv[1:]]),
         "machine": machine(), "sections": sections, "cases": rows, "round_to_8_effect": round_effect,
         "target": {"min_speedup_per_flops_reduction": TARGET, "on": "wide-resnet, onnxruntime, every case"},
         "target_min_value": min(r["speedup_per_flops_reduction"] for r in target_rows),
         "target_met": all(r["speedup_per_flops_reduction"] >= TARGET for r in target_rows),
+        "default_front": front, "default_front_met": all(r["met"] for r in front if r["arm"] == "default") if front else None,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +165,9 @@ def main() -> None:
         for r in rows if r["backend"] == "torch" and r["batch"] == 1))
     print(f"\ntarget: speedup / FLOPs reduction >= {TARGET} with onnxruntime on wide-resnet (every case; min {figures['target_min_value']:.2f}): "
           f"{'MET' if figures['target_met'] else 'NOT MET'}")
+    for r in front:
+        print(f"embedded default front ({r['arm']}, seed {r['seed']}): {r['not_slower']}/{r['pareto']} not slower than dense; "
+              f"{r['reach_0_8']}/{r['within_4x']} within 4x reach 0.8 of the FLOPs reduction: {'MET' if r['met'] else 'NOT MET'}")
     print("figures written to", out)
 
 

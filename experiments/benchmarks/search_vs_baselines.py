@@ -33,7 +33,7 @@ experiments/benchmarks script or pytest runs and other processes use under 15% o
 and records the CPU-seconds other processes used.
 
     .venv/bin/python experiments/benchmarks/search_vs_baselines.py [--n-trials 30] [--seeds 0 1 2]
-        [--budgets 0.25 0.1 0.05] [--refit-seeds 3] [--mo-trials 30] [--mo-seeds 0]
+        [--budgets 0.25 0.1 0.05] [--refit-seeds 3] [--mo-trials 30] [--mo-seeds 0] [--mo-samplers tpe nsga2 random]
         [--configs experiments/mnist.yaml experiments/wide-resnet.yaml]
         [--out runs/benchmarks/search_vs_baselines.json] [--keep] [--workdir DIR] [--no-wait]
 
@@ -161,15 +161,22 @@ def part_budgets(base, args, root: Path, label: str) -> dict:  # noqa: ANN001
 def part_pareto(base, args, root: Path) -> dict:  # noqa: ANN001
     checkpoints = sorted({*range(5, args.mo_trials + 1, 5), args.mo_trials})
     curves: dict[str, list[dict[int, float]]] = {}
-    for sampler in ("tpe", "nsga2", "random"):
+    for sampler in args.mo_samplers:
         for seed in args.mo_seeds:
             config = with_changes(base, name=f"{base.name}-mo-{sampler}-s{seed}", seed=seed, constraints={},
                                   search={"sampler": sampler, "n_trials": args.mo_trials})
             curves.setdefault(sampler, []).append(hv_curve(search(config, root / f"seed{seed}"), checkpoints))
     mean_curves = {s: {k: mean(c[k] for c in cs) for k in checkpoints} for s, cs in curves.items()}
     population = population_size(args.mo_trials)
-    return {"checkpoints": checkpoints, "per_seed": curves, "mean": mean_curves,
-            "nsga2_population": population, "nsga2_generations": -(-args.mo_trials // population)}
+    figures = {"checkpoints": checkpoints, "per_seed": curves, "mean": mean_curves,
+               "nsga2_population": population, "nsga2_generations": -(-args.mo_trials // population)}
+    half = args.mo_trials // 2
+    if {"tpe", "random"} <= set(curves) and half in checkpoints:  # issue 14: TPE at N/2 trials against random search at N
+        tpe, rnd = mean_curves["tpe"][half], mean_curves["random"][args.mo_trials]
+        figures["tpe_half_vs_random_all"] = {"trials": [half, args.mo_trials], "tpe": tpe, "random": rnd, "met": tpe >= rnd,
+                                             "tpe_per_seed": [c[half] for c in curves["tpe"]],
+                                             "random_per_seed": [c[args.mo_trials] for c in curves["random"]]}
+    return figures
 
 
 def main() -> None:
@@ -181,6 +188,7 @@ def main() -> None:
     parser.add_argument("--refit-seeds", type=int, default=3)
     parser.add_argument("--mo-trials", type=int, default=30, help="trials per multi-objective study (0: skip part 2)")
     parser.add_argument("--mo-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--mo-samplers", nargs="+", default=["tpe", "nsga2", "random"], choices=["tpe", "nsga2", "random"])
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "search_vs_baselines.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
     parser.add_argument("--workdir", default=None, help="use (and keep) this work dir: finished studies in it are reused, not rerun")
@@ -232,6 +240,11 @@ def main() -> None:
         print("  trials  " + "  ".join(f"{s:>7}" for s in pareto["mean"]))
         for k in pareto["checkpoints"]:
             print(f"  {k:>6}  " + "  ".join(f"{pareto['mean'][s][k]:7.4f}" for s in pareto["mean"]))
+        if "tpe_half_vs_random_all" in pareto:
+            t = pareto["tpe_half_vs_random_all"]
+            print(f"  TPE at {t['trials'][0]} trials {t['tpe']:.4f} vs random search at {t['trials'][1]} {t['random']:.4f} "
+                  f"(target: at least): {'MET' if t['met'] else 'NOT MET'}; per seed TPE {t['tpe_per_seed']}, random {t['random_per_seed']}")
+    if pareto and "nsga2" in pareto["mean"]:
         print(f"  (NSGA-II: population {pareto['nsga2_population']}, {pareto['nsga2_generations']} generations in "
               f"{args.mo_trials} trials; the first is random)")
     print("figures written to", out)

@@ -74,7 +74,7 @@ def _study_record(plan: TrialPlan) -> StudyRecord:
         objectives=tuple(config.objectives), mode=config.mode, dense=plan.dense, latency_settings=plan.context.latency.__dict__,
         latency_device=plan.context.cache.device if plan.context.cache is not None else None,
         dimensions=tuple(plan.space.names), dimension_layers={d.name: len(d.layers) for d in plan.space.dimensions},
-        method=config.pruning.method, constraints=dict(config.constraints),
+        method=config.pruning.method, scale=config.pruning.scale, constraints=dict(config.constraints),
         tolerance=config.tolerance.accuracy_drop if config.tolerance else None,
         metric=config.metric.model_dump() if config.metric is not None else {"name": "accuracy", "mode": "max"},
     )

@@ -47,6 +47,11 @@ def check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfi
             f"objectives: study {config.name!r} already exists with objectives {objectives or stored} ({mode or 'mode unknown'}), "
             f"the config asks for {config.objectives} ({config.mode}); change 'name' to start a new study"
         )
+    if "scale" in attrs and record.scale != config.pruning.scale:  # the same parameter names would mean other ratios
+        raise UserError(
+            f"pruning.scale: study {config.name!r} was searched with scale {record.scale!r}, the config asks for "
+            f"{config.pruning.scale!r}; set it back, or change 'name' to start a new study"
+        )
     return attrs
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -13,6 +12,7 @@ import torch
 
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
+from prunetuna.files import atomic_write, write_atomically
 from prunetuna.objectives import check_finetune, trainer_setup
 from prunetuna.objectives._task import ModuleTask
 from prunetuna.workload import Workload
@@ -79,10 +79,8 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
             ))
             accuracy = _dense(workload, lambda: workload.task.evaluate(workload.model, workload.datamodule))
             workdir.mkdir(parents=True, exist_ok=True)
-            tmp = weights.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(workload.model.state_dict(), tmp)
-            tmp.replace(weights)
-            record.write_text(json.dumps({"key": key, "accuracy": accuracy, **config_section(config, "model", "data", "baseline")}, indent=2))
+            write_atomically(weights, lambda temporary: torch.save(workload.model.state_dict(), temporary))
+            atomic_write(record, json.dumps({"key": key, "accuracy": accuracy, **config_section(config, "model", "data", "baseline")}, indent=2).encode())
             trained = True
     else:
         accuracy = _dense(workload, lambda: workload.task.evaluate(workload.model, workload.datamodule))

@@ -13,6 +13,7 @@ from torch import nn
 
 from prunetuna.config import ExperimentConfig, parse_config
 from prunetuna.errors import UserError
+from prunetuna.files import atomic_write, write_atomically
 from prunetuna.manifest import manifest
 from prunetuna.objectives import export_onnx, portable_attention
 from prunetuna.registry import Registry, unknown_message
@@ -203,19 +204,18 @@ def export_trial(
         expected = model(batch).numpy()
     # Written beside ``out`` under a temporary name and moved into place only once its check passed:
     # a failed check leaves no file behind (nor a stale one from an earlier --force run replaced half-way).
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        exporter.write(model, workload.example, partial, info)
-        check = compare_outputs(exporter.run(partial, batch), expected)
-        if not check.passed:
+    def write_checked(temporary: Path) -> OutputCheck:
+        exporter.write(model, workload.example, temporary, info)
+        result = compare_outputs(exporter.run(temporary, batch), expected)
+        if not result.passed:
             raise ExportCheckFailed(
-                f"{out}: the {fmt} model's outputs differ from torch's by up to {check.max_abs_diff:.3g} "
-                f"({check.max_rel_diff:.3g} of the largest output {check.scale:.3g}; allowed {ATOL:g} of it + {RTOL:g} relative); "
+                f"{out}: the {fmt} model's outputs differ from torch's by up to {result.max_abs_diff:.3g} "
+                f"({result.max_rel_diff:.3g} of the largest output {result.scale:.3g}; allowed {ATOL:g} of it + {RTOL:g} relative); "
                 "no file was written"
             )
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+        return result
+
+    check = write_atomically(out, write_checked)
     card = {
         "file": out.name,
         "format": fmt,
@@ -233,7 +233,5 @@ def export_trial(
         "git_commit": info["git_commit"],
         "config_sha256": info["config_sha256"],
     }
-    card_partial = card_path.with_name(f".{card_path.name}.partial")
-    card_partial.write_text(json.dumps(card, indent=2))
-    card_partial.replace(card_path)
+    atomic_write(card_path, json.dumps(card, indent=2).encode())
     return card

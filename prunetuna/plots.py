@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from matplotlib.figure import Figure
 
+from prunetuna.files import write_atomically
 from prunetuna.names import COST_NAMES, COSTS
 
 __all__ = ["history_plot", "pareto_plot", "profile_plot", "save_study_plots"]
@@ -109,9 +109,7 @@ def save_study_plots(report: dict[str, Any], layers: Sequence[str], folder: Path
 def save_figure(figure: Figure, path: Path) -> None:
     """Write ``figure`` as a PNG under a temporary name, then rename: a worker writing the same plot, or
     MLflow reading it, never sees half a file."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    figure.savefig(partial, dpi=110, format="png")
-    os.replace(partial, path)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110, format="png"))
 
 
 def sensitivity_plot(scan: dict[str, Any], study: str) -> Figure:

@@ -19,20 +19,14 @@ from typing import Mapping
 
 import torch
 
+from prunetuna.files import atomic_write, write_atomically
 from prunetuna.search._tracking import MANIFEST_FILE, WEIGHTS_FILE
 
-__all__ = ["FinalRecord", "TrialStore", "atomic_write"]
+__all__ = ["FinalRecord", "TrialStore"]
 
 RECORD_FILE = "record.json"
 SYNCED_FILE = "synced"
 MODEL_DIR = "model"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` entirely or is unchanged: written beside it, then renamed over it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 @dataclass
@@ -81,9 +75,7 @@ class TrialStore:
         (folder / MODEL_DIR).mkdir(parents=True, exist_ok=True)
         (folder / SYNCED_FILE).unlink(missing_ok=True)  # a trial number is written once; this is a rewrite of it
         if weights is not None:
-            temporary = folder / MODEL_DIR / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-            torch.save(dict(weights), temporary)
-            os.replace(temporary, folder / MODEL_DIR / WEIGHTS_FILE)
+            write_atomically(folder / MODEL_DIR / WEIGHTS_FILE, lambda temporary: torch.save(dict(weights), temporary))
             atomic_write(folder / MODEL_DIR / MANIFEST_FILE, json.dumps(manifest or {}, indent=2, default=str).encode())
             record.has_model = True
         atomic_write(folder / RECORD_FILE, json.dumps(asdict(record), default=str).encode())

@@ -17,6 +17,7 @@ def test_embedded_default_loads() -> None:
     assert config.search.n_trials >= 30
     # sized so that fewer FLOPs are less time on a CPU (README, What the embedded default trades)
     assert config.model.kwargs == {"width": 48} and config.pruning.round_to == 16 and config.latency.backend == "onnxruntime"
+    assert config.pruning.scale == "log"  # measured better than the step grid (experiments/benchmarks/ratio_scale.py)
 
 
 def test_scientific_notation_reads_as_float(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ experiments/benchmarks script or pytest runs and other processes use under 15% o
 and records the CPU-seconds other processes used.
 
     .venv/bin/python experiments/benchmarks/search_vs_baselines.py [--n-trials 30] [--seeds 0 1 2]
-        [--budgets 0.25 0.1 0.05] [--refit-seeds 3] [--mo-trials 30] [--mo-seeds 0] [--mo-samplers tpe nsga2 random]
+        [--budgets 0.25 0.1 0.05 (none: part 2 only)] [--refit-seeds 3] [--mo-trials 30] [--mo-seeds 0] [--mo-samplers tpe nsga2 random]
         [--configs experiments/mnist.yaml experiments/wide-resnet.yaml]
         [--out runs/benchmarks/search_vs_baselines.json] [--keep] [--workdir DIR] [--no-wait]
 
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=[str(DEFAULT_CONFIG)])
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.1, 0.05])
+    parser.add_argument("--budgets", type=float, nargs="*", default=[0.25, 0.1, 0.05], help="none: skip part 1")
     parser.add_argument("--refit-seeds", type=int, default=3)
     parser.add_argument("--mo-trials", type=int, default=30, help="trials per multi-objective study (0: skip part 2)")
     parser.add_argument("--mo-seeds", type=int, nargs="+", default=[0])
@@ -211,7 +211,7 @@ def main() -> None:
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="prunetuna-svb-"))
     waited = None if args.no_wait else wait_for_free_machine()
     with CpuMeter() as meter_budgets:
-        budgets = {label: part_budgets(base, args, root, label) for label, base in bases.items()}
+        budgets = {label: part_budgets(base, args, root, label) for label, base in bases.items()} if args.budgets else {}
     with CpuMeter() as meter_pareto:
         pareto = part_pareto(next(iter(bases.values())), args, root) if args.mo_trials else None
 

@@ -4,7 +4,7 @@ For each seed, ``prunetuna search experiments/mnist.yaml`` (config.seed = S) run
 own latency settings (every trial measures the speedup beside the FLOPs reduction); over the study's
 Pareto-optimal trials: the share not slower than the dense model (speedup >= 1), and among those with at
 most a 4x FLOPs reduction the share whose speedup reaches 0.8 of it. ``before`` runs the previous
-default (width 16, no channel rounding, torch eager latency) for comparison.
+default (width 16, no channel rounding, the step grid, torch eager latency) for comparison.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from _search_bench import DEFAULT_CONFIG, run_study, with_changes
 
 MAX_REDUCTION, TARGET = 4.0, 0.8
-BEFORE = {"model": {"builtin": "tiny-resnet", "kwargs": {}}, "pruning": {"round_to": None}, "latency": {"backend": "torch"}}
+BEFORE = {"model": {"builtin": "tiny-resnet", "kwargs": {}}, "pruning": {"round_to": None, "scale": "linear"}, "latency": {"backend": "torch"}}
 
 
 def front_shares(items: list[dict]) -> dict:

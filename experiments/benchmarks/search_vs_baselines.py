@@ -70,7 +70,7 @@ from prunetuna.search._samplers import population_size  # noqa: E402
 from prunetuna.workload import load_workload  # noqa: E402
 
 TARGETS_PT = {0.1: 1.5, 0.05: 3.0}
-KINDS = ("uniform", "global", "tpe", "random")
+KINDS = ("uniform", "global", "tpe", "random", "tpe@uniform", "tpe@global")  # tpe@X: TPE at X's own cost
 
 
 def search(config, workdir: Path) -> list[dict]:  # noqa: ANN001
@@ -147,7 +147,7 @@ def part_budgets(base, args, root: Path, label: str) -> dict:  # noqa: ANN001
     summary = {}
     for budget in args.budgets:
         mine = [r for r in rows if r["budget"] == budget and not r.get("missing")]
-        have = [k for k in (*KINDS, "tpe@uniform", "tpe@global") if any(r["kind"] == k for r in mine)]
+        have = [k for k in KINDS if any(r["kind"] == k for r in mine)]
         stats = {kind: mean_std([a for r in mine if r["kind"] == kind for a in r["refit_accuracies"]]) for kind in have}
         search_stats = {kind: mean_std([r["search_accuracy"] for r in mine if r["kind"] == kind]) for kind in have}
         flops = {kind: mean(r["flops_ratio"] for r in mine if r["kind"] == kind) for kind in have}

@@ -7,14 +7,14 @@ import sys
 
 import typer
 
-from prunetuna._extras import require_search_install
-from prunetuna.commands._common import user_errors
+from prunetuna.commands import user_errors
 from prunetuna.commands.export import export
 from prunetuna.commands.report import report
 from prunetuna.commands.search import search
 from prunetuna.commands.sensitivity import sensitivity
 from prunetuna.commands.ui import ui
 from prunetuna.device.cli import app as device_app
+from prunetuna.runtime import require_search_install
 
 __all__ = ["app", "main"]
 

@@ -1,4 +1,5 @@
-"""What every computing verb (search, export, sensitivity) sets up before torch work, at the CLI entry point.
+"""Process plumbing: which install a command needs, what every computing verb (search, export, sensitivity)
+sets up before torch work at the CLI entry point, and lazy package exports.
 
 A torchvision that does not import beside the installed torch (PyPI's torchvision beside the CPU
 torch 2.13.0: "operator torchvision::nms does not exist") would otherwise surface as a traceback from
@@ -7,15 +8,19 @@ deep inside Lightning, which imports it through torchmetrics: it is bad input, n
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 from importlib import metadata
+from typing import Any, Callable
 
 from prunetuna.errors import UserError
 
-__all__ = ["check_torchvision", "prepare_torch", "quiet_libraries", "quiet_lightning", "quiet_mlflow_loggers"]
+__all__ = ["SEARCH_MODULES", "check_torchvision", "lazy_exports", "prepare_torch", "quiet_libraries", "quiet_lightning",
+           "quiet_mlflow_loggers", "require_search_install"]
 
 INSTALL_HINT = "bash scripts/install.sh --vision (a torch and torchvision pair that import together), or pip uninstall torchvision"
 
@@ -92,3 +97,34 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+
+SEARCH_MODULES = ("torch", "lightning", "optuna", "mlflow", "torch_pruning")
+
+
+def require_search_install(command: str | None) -> None:
+    """Bad input (exit 2, one line) when ``command`` runs where only the ``[device]`` install is."""
+    missing = [name for name in SEARCH_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"prunetuna {command or ''}: needs the search install (missing: {', '.join(missing)}): "
+                        "bash scripts/install.sh (or pip install 'prunetuna[search]'); a board that only measures needs "
+                        "'prunetuna device serve'")
+
+
+def lazy_exports(package: str, homes: dict[str, tuple[str, ...]]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` that import each public name from its private module on
+    first use (PEP 562): ``prunetuna report`` needs the storage, not the trial loop's torch and Lightning."""
+    home = {name: module for module, names in homes.items() for name in names}
+    namespace = sys.modules[package].__dict__
+
+    def getattr_(name: str) -> Any:
+        module = home.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        namespace[name] = value  # the next lookup is a plain attribute
+        return value
+
+    def dir_() -> list[str]:
+        return sorted({*namespace, *home})
+
+    return getattr_, dir_

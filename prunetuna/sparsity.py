@@ -5,7 +5,7 @@ floats such as 0.7000000000000001, and torch-pruning keeps ``int(n * (1 - ratio)
 320 channels become 95 at that float and 96 at 0.7: a rebuild from Optuna's raw parameter would not
 be the model the search trained. Every vector therefore goes through :func:`canonical` before it is
 applied, the applied one is stored with the trial (user attribute ``sparsity``), and every reader
-(rebuild, export, report, model card) takes it from ``prunetuna.trial_record.TrialRecord.sparsity``. Torch-free: ``report`` imports it.
+(rebuild, export, report, model card) takes it from ``prunetuna.store.TrialRecord.sparsity``. Torch-free: ``report`` imports it.
 """
 
 from __future__ import annotations

@@ -16,9 +16,8 @@ from typer.testing import CliRunner
 
 from conftest import HERE, tiny_config, write_config
 from prunetuna.cli import app
-from prunetuna.data import digits
-from prunetuna.models import TinyResNet
-from prunetuna.objectives import evaluate_accuracy
+from prunetuna.training import evaluate_accuracy
+from prunetuna.workload import TinyResNet, digits
 
 runner = CliRunner()
 

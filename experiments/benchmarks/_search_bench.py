@@ -150,8 +150,9 @@ def with_changes(config, **sections):  # noqa: ANN001, ANN201 - an ExperimentCon
 
 def run_study(config, workdir: Path):  # noqa: ANN001, ANN201 - (report items, the Optuna study)
     """Run ``config``'s study to its n_trials in ``workdir`` (in-process); its report items and the study."""
-    from prunetuna.report import build_report
-    from prunetuna.search import load_study, resolve_workspace, run_search
+    from prunetuna.results import build_report
+    from prunetuna.search import run_search
+    from prunetuna.store import load_study, resolve_workspace
 
     workspace = resolve_workspace(config.name, workdir, None, None)
     run_search(config, workspace)

@@ -36,9 +36,9 @@ import yaml
 from _machine import Noise, busy_cpu_seconds, machine, own_cpu_seconds, wait_idle
 
 from prunetuna.config import parse_config
-from prunetuna.models import BUILTIN_MODELS
 from prunetuna.objectives import LatencySettings, measure_latency
 from prunetuna.spaces import PruningSpace
+from prunetuna.workload import BUILTIN_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.10
@@ -96,7 +96,8 @@ def agreement(url: str, args: argparse.Namespace) -> dict:
 
 
 def hit_rate(url: str, workdir: Path, round_to: int | None, args: argparse.Namespace) -> dict:
-    from prunetuna.search import resolve_workspace, run_search
+    from prunetuna.search import run_search
+    from prunetuna.store import resolve_workspace
 
     data = yaml.safe_load((REPO / "experiments" / "mnist.yaml").read_text())
     data["name"] = f"device-cache-round{round_to or 'none'}"

@@ -37,14 +37,17 @@ from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, mean_std, wait_for_fre
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-import torch  # noqa: E402
+import torch
 
-from prunetuna.baseline import prepare_baseline  # noqa: E402
-from prunetuna.config import load_config  # noqa: E402
-from prunetuna.objectives import CostContext, Distillation, fine_tune, measure_costs, parse_budgets, project_onto_budget, recalibrate_batchnorm  # noqa: E402
-from prunetuna.search import calibration_batches, prepare_space  # noqa: E402
-from prunetuna.sparsity import canonical  # noqa: E402
-from prunetuna.workload import load_workload  # noqa: E402
+from prunetuna.config import load_config
+from prunetuna.objectives import CostContext, measure_costs, parse_budgets, project_onto_budget
+from prunetuna.search import calibration_batches, prepare_space
+from prunetuna.sparsity import canonical
+from prunetuna.training import Distillation, fine_tune, recalibrate_batchnorm
+from prunetuna.workload import (
+    load_workload,
+    prepare_baseline,
+)
 
 
 def candidates(space, workload, budget: float, count: int, seed: int) -> list[dict[str, float]]:  # noqa: ANN001

@@ -31,14 +31,17 @@ REPO = Path(__file__).resolve().parents[2]
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 sys.path.insert(0, str(REPO))
 
-from _machine import machine  # noqa: E402
+from _machine import machine
 
-from prunetuna.config import load_config  # noqa: E402
-from prunetuna.search import resolve_workspace, run_search  # noqa: E402
-from prunetuna.search._durable import TrialStore  # noqa: E402
-from prunetuna.search._reconcile import reconcile  # noqa: E402
-from prunetuna.search._stores import load_study  # noqa: E402
-from prunetuna.search._tracking import StudyTracker  # noqa: E402
+from prunetuna.config import load_config
+from prunetuna.search import run_search
+from prunetuna.store import (
+    StudyTracker,
+    TrialStore,
+    load_study,
+    reconcile,
+    resolve_workspace,
+)
 
 
 def timed_writes() -> list[float]:

@@ -38,9 +38,10 @@ from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, accuracy_flops_hv, wai
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-from prunetuna.config import load_config  # noqa: E402
-from prunetuna.report import build_report  # noqa: E402
-from prunetuna.search import SearchEvents, TrialEvent, load_study, resolve_workspace, run_search  # noqa: E402
+from prunetuna.config import load_config
+from prunetuna.results import build_report
+from prunetuna.search import SearchEvents, TrialEvent, run_search
+from prunetuna.store import load_study, resolve_workspace
 
 finetune_seconds: list[float] = []
 

@@ -23,10 +23,9 @@ from pathlib import Path
 import torch
 from _machine import machine
 
-from prunetuna.models import BUILTIN_MODELS
-from prunetuna.objectives import LatencySettings, measure_latency
-from prunetuna.objectives._costs import count_flops
+from prunetuna.objectives import LatencySettings, count_flops, measure_latency
 from prunetuna.spaces import PruningSpace
+from prunetuna.workload import BUILTIN_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -47,12 +47,16 @@ SEARCH_MAX_NOISE_PCT = 25.0  # a search run while others used more of one CPU is
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-from prunetuna.baseline import prepare_baseline  # noqa: E402
-from prunetuna.config import load_config  # noqa: E402
-from prunetuna.objectives import LatencySettings  # noqa: E402
-from prunetuna.objectives._latency import measure_latency  # noqa: E402
-from prunetuna.search import prepare_space  # noqa: E402
-from prunetuna.workload import load_workload  # noqa: E402
+from prunetuna.config import load_config
+from prunetuna.objectives import (
+    LatencySettings,
+    measure_latency,
+)
+from prunetuna.search import prepare_space
+from prunetuna.workload import (
+    load_workload,
+    prepare_baseline,
+)
 
 
 def cli(*args: str, capture: bool = False) -> str:

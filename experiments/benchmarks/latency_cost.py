@@ -45,9 +45,10 @@ TARGET_PERCENT = 5.0
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-from prunetuna.config import parse_config  # noqa: E402
-from prunetuna.objectives import _costs, _latency  # noqa: E402
-from prunetuna.search import SearchEvents, resolve_workspace, run_search  # noqa: E402
+from prunetuna.config import parse_config
+from prunetuna.objectives import _costs, _latency
+from prunetuna.search import SearchEvents, run_search
+from prunetuna.store import resolve_workspace
 
 spent: dict[str, float] = defaultdict(float)
 

@@ -43,11 +43,9 @@ import torch
 from _default_front import default_front
 from _machine import machine, quietly
 
-from prunetuna.models import BUILTIN_MODELS
-from prunetuna.objectives import LatencySettings, parse_budgets, project_onto_budget
-from prunetuna.objectives._costs import count_flops
-from prunetuna.objectives._latency import measure_latency
+from prunetuna.objectives import LatencySettings, count_flops, measure_latency, parse_budgets, project_onto_budget
 from prunetuna.spaces import PruningSpace
+from prunetuna.workload import BUILTIN_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.8

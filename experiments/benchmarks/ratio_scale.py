@@ -29,7 +29,7 @@ from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, hv_curve, run_study, w
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-from prunetuna.config import load_config  # noqa: E402
+from prunetuna.config import load_config
 
 SCALES = ("linear", "log")
 

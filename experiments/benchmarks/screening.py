@@ -40,7 +40,7 @@ from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, accuracy_flops_hv, epo
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-from prunetuna.config import load_config  # noqa: E402
+from prunetuna.config import load_config
 
 
 def main() -> None:

@@ -61,13 +61,20 @@ from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, hv_curve, mean_std, wa
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-from prunetuna.baseline import prepare_baseline  # noqa: E402
-from prunetuna.config import load_config  # noqa: E402
-from prunetuna.objectives import fine_tune, recalibrate_batchnorm  # noqa: E402
-from prunetuna.report import build_report  # noqa: E402
-from prunetuna.search import calibration_batches, load_study, prepare_space, resolve_workspace, run_search  # noqa: E402
-from prunetuna.search._samplers import population_size  # noqa: E402
-from prunetuna.workload import load_workload  # noqa: E402
+from prunetuna.config import load_config
+from prunetuna.results import build_report
+from prunetuna.search import (
+    calibration_batches,
+    population_size,
+    prepare_space,
+    run_search,
+)
+from prunetuna.store import load_study, resolve_workspace
+from prunetuna.training import fine_tune, recalibrate_batchnorm
+from prunetuna.workload import (
+    load_workload,
+    prepare_baseline,
+)
 
 TARGETS_PT = {0.1: 1.5, 0.05: 3.0}
 KINDS = ("uniform", "global", "tpe", "random", "tpe@uniform", "tpe@global")  # tpe@X: TPE at X's own cost

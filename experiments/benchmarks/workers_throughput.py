@@ -40,7 +40,7 @@ from _machine import machine
 from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, wait_for_free_machine
 
 sys.path.insert(0, str(REPO / "tests"))
-from services import INITDB, POSTGRES_MISSING, throwaway_postgres  # noqa: E402 - one copy, shared with the tests
+from services import INITDB, POSTGRES_MISSING, throwaway_postgres  # one copy, shared with the tests
 
 TARGET_SPEEDUP = 1.7
 def postgres_cpu_seconds() -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from prunetuna.data import mnist_5k_arrays
+from prunetuna.workload import mnist_5k_arrays
 
 
 def main() -> None:

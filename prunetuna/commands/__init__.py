@@ -1,1 +1,7 @@
-"""The CLI's verbs, one module each; ``prunetuna.cli`` assembles them into the ``prunetuna`` command."""
+"""The CLI's verbs, one module each, and what they share (options, one-line errors, stop signals)."""
+
+from __future__ import annotations
+
+from prunetuna.commands._common import user_errors
+
+__all__ = ["user_errors"]

@@ -43,7 +43,7 @@ def user_errors() -> Iterator[None]:
 
 def setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tracking_uri: Optional[str]):  # noqa: ANN201
     """The validated config and the study's workspace (work dir, storage URL, tracking URI)."""
-    from prunetuna.search import resolve_workspace
+    from prunetuna.store import resolve_workspace
 
     config = load_config(config_path)
     return config, resolve_workspace(config.name, workdir, storage, tracking_uri)
@@ -52,7 +52,7 @@ def setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tra
 def store_args(workdir: Optional[Path], storage: Optional[str], tracking_uri: Optional[str]) -> str:
     """The ``--workdir/--storage/--tracking-uri`` a command was given, to repeat in the next command it suggests
     (a storage from ``$PRUNETUNA_STORAGE`` is left to the environment; a password shows masked)."""
-    from prunetuna.search import mask_url
+    from prunetuna.store import mask_url
 
     parts = [f"--workdir {workdir}"] if workdir is not None else []
     if storage is not None and storage != os.environ.get("PRUNETUNA_STORAGE"):

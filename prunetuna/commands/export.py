@@ -38,7 +38,7 @@ def export(
             raise UserError("export: --max-flops and --max-drop go with --best, not --trial")
         cfg, workspace = setup(config, workdir, storage, tracking_uri)
         if register is not None:
-            from prunetuna.model_registry import check_model_name
+            from prunetuna.export import check_model_name
 
             check_model_name(workspace, register)
         prepare_torch(threads)
@@ -55,7 +55,7 @@ def export(
               f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the largest output); "
               f"model card {out}.json")
     if register is not None:
-        from prunetuna.model_registry import register_export
+        from prunetuna.export import register_export
 
         with user_errors():
             version = register_export(cfg, workspace, card, out, register)

@@ -22,8 +22,8 @@ def report(
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """The Pareto-optimal trials beside the dense model."""
-    from prunetuna.report import build_report, render_report
-    from prunetuna.search import load_study
+    from prunetuna.results import build_report, render_report
+    from prunetuna.store import load_study
 
     with user_errors():
         cfg, workspace = setup(config, workdir, storage, tracking_uri)

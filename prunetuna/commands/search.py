@@ -38,7 +38,8 @@ def summary_line(event: TrialEvent, dense: dict[str, float], metric: str = "accu
 def _progress_events(name: str, prefix: str, shown: bool, workspace, launcher: WorkerLauncher | None,  # noqa: ANN001, ANN202
                      metric: str = "accuracy"):
     """The CLI's subscriber to the search's events: a progress bar and one line per trial."""
-    from prunetuna.search import SearchEvents, mask_url
+    from prunetuna.search import SearchEvents
+    from prunetuna.store import mask_url
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                         console=err, transient=False, disable=not shown)
@@ -93,9 +94,9 @@ def search(
         if launcher is not None:
             threads, worker_id = launcher.threads, 0  # this process is worker 0
         prepare_torch(threads)
+        from prunetuna.commands._signals import StopSignals
+        from prunetuna.results import DrawnStudy
         from prunetuna.search import SearchStopped, run_search  # Lightning and torch: after the check
-        from prunetuna.search._signals import StopSignals
-        from prunetuna.summary import DrawnStudy
 
         prefix = f"[worker {worker_id}] " if worker_id is not None else ""
         started_by_launcher = worker_id is not None and launcher is None

@@ -26,8 +26,8 @@ def sensitivity(
     with user_errors():
         cfg, workspace = setup(config, workdir, storage, tracking_uri)
         prepare_torch(threads)
-        from prunetuna.plots import save_figure, sensitivity_plot
-        from prunetuna.search import log_sensitivity, scan_study
+        from prunetuna.commands._sensitivity_run import log_sensitivity, scan_study
+        from prunetuna.results import save_figure, sensitivity_plot
 
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             TimeRemainingColumn(), console=err, transient=False)

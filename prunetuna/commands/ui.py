@@ -24,7 +24,7 @@ def ui(
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
     """Open the MLflow UI on the study's trials (and optuna-dashboard on its storage); SIGTERM or Ctrl-C stops both."""
-    from prunetuna.ui import serve
+    from prunetuna.results import serve
 
     with user_errors():
         cfg, workspace = setup(config, workdir, storage, tracking_uri)

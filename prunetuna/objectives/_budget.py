@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, TypeVar
 
-from prunetuna.names import ABSOLUTE_BUDGETS
+from prunetuna.config import ABSOLUTE_BUDGETS
 from prunetuna.objectives._costs import COSTS
 from prunetuna.registry import check_name
 from prunetuna.sparsity import snap

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunetuna.names import CHEAP_COSTS
-from prunetuna.names import COSTS as COST_INFO
+from prunetuna.config import CHEAP_COSTS, COST_INFO
 from prunetuna.objectives._latency import LatencySettings, measure_latency
 from prunetuna.registry import Registry
 
@@ -25,7 +24,7 @@ class CostContext:
 
     example: torch.Tensor
     latency: LatencySettings = field(default_factory=LatencySettings)
-    cache: Any = None  # with ``measure(model, example, measure)``: one latency per architecture (prunetuna.search._latency_cache)
+    cache: Any = None  # with ``measure(model, example, measure)``: one latency per architecture (prunetuna.objectives._latency_cache)
 
 
 def _masked(model: nn.Module) -> dict[nn.Module, float]:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from prunetuna.device._stats import time_runner
+from prunetuna.device import time_runner
 from prunetuna.objectives._remote import REMOTE
 from prunetuna.registry import Registry
 
@@ -38,7 +38,7 @@ class LatencySettings:
     attempts: int = 3
     url: str | None = None  # backend remote: the device agent (prunetuna device serve)
     provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPU)
-    cache: bool = True  # candidates with identical pruned shapes share one measurement (prunetuna.search._latency_cache)
+    cache: bool = True  # candidates with identical pruned shapes share one measurement (prunetuna.objectives._latency_cache)
 
     def __post_init__(self) -> None:
         LATENCY_BACKENDS.get(self.backend)  # an unknown name is an error here, not at the first measurement

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal, Mapping, Sequence
 
-from prunetuna.names import COSTS as COST_INFO
+from prunetuna.config import COST_INFO
 from prunetuna.registry import Registry
 
 __all__ = ["OBJECTIVES", "SCORING_MODES", "Objective", "Scoring", "ScoringMode", "objective_values"]

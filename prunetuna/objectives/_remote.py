@@ -11,8 +11,7 @@ import os
 import platform
 from typing import Any
 
-from prunetuna.device._client import DeviceClient, DeviceError, DeviceRefused
-from prunetuna.device._protocol import MeasureRequest
+from prunetuna.device import DeviceClient, DeviceError, DeviceRefused, MeasureRequest
 from prunetuna.errors import UserError
 
 LatencySettings = Any  # prunetuna.objectives._latency.LatencySettings (not imported: _latency registers this backend)
@@ -48,7 +47,7 @@ REMOTE = RemoteBackend()
 
 
 def _local(settings: LatencySettings) -> dict[str, Any]:
-    from prunetuna.device._measure import cpu_model
+    from prunetuna.device import cpu_model
 
     info: dict[str, Any] = {"where": "this machine", "host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count() or 1,
                             "backend": settings.backend}

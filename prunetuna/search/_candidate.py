@@ -14,7 +14,7 @@ from prunetuna.search._events import StepTimer
 from prunetuna.search._plan import TrialPlan
 from prunetuna.search._warm_start import bisection_steps, preset_vector
 from prunetuna.sparsity import SparsityVector, canonical
-from prunetuna.trial_record import BudgetStatus, write_trial
+from prunetuna.store import BudgetStatus, write_trial
 
 __all__ = ["Candidate", "draw_candidate"]
 

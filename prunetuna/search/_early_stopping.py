@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from prunetuna.registry import Registry
-from prunetuna.trial_record import TrialRecord
+from prunetuna.store import TrialRecord
 
 __all__ = [
     "EARLY_STOPPING",

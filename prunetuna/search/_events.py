@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 if TYPE_CHECKING:
     import optuna
 
-    from prunetuna.search._tracking import StudyTracker
+    from prunetuna.store import StudyTracker
 
 __all__ = ["SearchEvents", "SearchOutcome", "SearchStopped", "StepTimer", "StudyPresentation", "TrialEvent"]
 

@@ -11,17 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunetuna.baseline import prepare_baseline
-from prunetuna.config import ExperimentConfig, config_section
+from prunetuna.allocations import bounds_from_scan, cached_scan
+from prunetuna.config import CHEAP_COSTS, GRADIENT_IMPORTANCES, ExperimentConfig, config_section
 from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
-from prunetuna.names import CHEAP_COSTS, GRADIENT_IMPORTANCES
-from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, check_finetune, measure_costs, parse_budgets
-from prunetuna.objectives._task import ClassifierTask
-from prunetuna.search._latency_cache import latency_context
-from prunetuna.search._sensitivity import bounds_from_scan, cached_scan
+from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, latency_context, measure_costs, parse_budgets
 from prunetuna.spaces import PruningSpace
-from prunetuna.workload import Workload, first_inputs, load_workload
+from prunetuna.training import ClassifierTask, check_finetune
+from prunetuna.workload import Workload, first_inputs, load_workload, prepare_baseline
 
 __all__ = ["TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
 

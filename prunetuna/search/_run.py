@@ -12,18 +12,26 @@ from optuna.trial import FrozenTrial, TrialState
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.faults import fault
-from prunetuna.search._durable import TrialStore
 from prunetuna.search._events import SearchEvents, SearchOutcome, SearchStopped, StudyPresentation, TrialEvent
-from prunetuna.search._outage import TrackingAway
-from prunetuna.search._parent import coordinate_parent
-from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan
-from prunetuna.search._reconcile import close_finished_parent, reconcile
+from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan, trial_settings
 from prunetuna.search._runner import SURPLUS, TrialRunner
 from prunetuna.search._samplers import make_sampler
-from prunetuna.search._stores import Workspace, open_storage
 from prunetuna.search._study import FINISHED_STATES, check_existing, count_finished, enqueue_again, fail_never_started, open_study, retry_later
-from prunetuna.search._tracking import StudyTracker
-from prunetuna.trial_record import StudyRecord, TrialRecord, write_study
+from prunetuna.search._warm_start import enqueue_baselines
+from prunetuna.store import (
+    StudyRecord,
+    StudyTracker,
+    TrackingAway,
+    TrialRecord,
+    TrialStore,
+    Workspace,
+    close_finished_parent,
+    coordinate_parent,
+    mask_url,
+    open_storage,
+    reconcile,
+    write_study,
+)
 
 __all__ = ["run_search"]
 
@@ -63,9 +71,32 @@ def run_search(config: ExperimentConfig, workspace: Workspace, *, n_trials: int 
     # Seeded per trial number: a resumed session continues the search instead of replaying it, and
     # workers sharing the study draw different points.
     study.sampler = make_sampler(config.search.sampler, config.seed, target)
-    coordinate_parent(study, created, plan, tracker, workspace, events.waiting_for_creator)
+    if created:
+        enqueue_baselines(study, plan)  # before the parent run: workers waiting for it find the baselines queued
+    coordinate_parent(study, created, parent_params(plan, workspace), tracker, events.waiting_for_creator)
+    if not created:
+        enqueue_baselines(study, plan)  # a resumed study whose config now asks for them
     session.run()
     return outcome
+
+
+def parent_params(plan: TrialPlan, workspace: Workspace) -> dict[str, object]:
+    """The study's settings, logged once as the parent run's params."""
+    config = plan.config
+    return {
+        "seed": config.seed,
+        "objectives": ",".join(config.objectives),
+        "constraints": str(dict(config.constraints)),
+        "search.sampler": config.search.sampler,
+        "storage": mask_url(workspace.storage_url),
+        "mode": config.mode,
+        "tolerance": config.tolerance.accuracy_drop if config.tolerance else "",
+        "scalarize": str(config.scalarize or ""),
+        **{f"latency.{k}": v for k, v in plan.context.latency.__dict__.items()},
+        **({f"device.{k}": v for k, v in plan.context.cache.device.items()} if plan.context.cache is not None else {}),
+        **{f"dense.{k}": v for k, v in plan.dense.items()},
+        **trial_settings(config),
+    }
 
 
 def _study_record(plan: TrialPlan) -> StudyRecord:

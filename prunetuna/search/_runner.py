@@ -10,20 +10,16 @@ import optuna
 from optuna.trial import Trial, TrialState
 
 from prunetuna.faults import fault
-from prunetuna.manifest import study_manifest
-from prunetuna.objectives import OBJECTIVES, finetune_options, recalibrate_batchnorm
+from prunetuna.objectives import OBJECTIVES
 from prunetuna.search._candidate import Candidate, draw_candidate
-from prunetuna.search._durable import TrialStore
 from prunetuna.search._early_stopping import EARLY_STOPPING, StopContext, TrialPruningCallback
 from prunetuna.search._events import StepTimer
-from prunetuna.search._finish import RunState, TrialModel, finish_run
-from prunetuna.search._outage import TrackingAway
 from prunetuna.search._plan import TrialPlan, trial_settings
 from prunetuna.search._screening import Screening, earlier_points, screen_point
 from prunetuna.search._study import FINISHED_STATES
-from prunetuna.search._tracking import StudyTracker
 from prunetuna.sparsity import SparsityVector, as_params, from_params
-from prunetuna.trial_record import BudgetStatus, TrialRecord, write_trial
+from prunetuna.store import BudgetStatus, RunState, StudyTracker, TrackingAway, TrialModel, TrialRecord, TrialStore, finish_run, study_manifest, write_trial
+from prunetuna.training import finetune_options, recalibrate_batchnorm
 
 __all__ = ["SURPLUS", "ProfileDrawer", "SurplusTrial", "TrialRunner"]
 

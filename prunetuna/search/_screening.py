@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetuna.objectives import OBJECTIVES, Scoring
-from prunetuna.trial_record import TrialRecord
+from prunetuna.store import TrialRecord
 
 __all__ = ["ScreenPoint", "Screening", "earlier_points", "pre_finetune_score", "screen_point"]
 

@@ -13,7 +13,7 @@ from optuna.trial import Trial, TrialState
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.search._early_stopping import make_pruner
-from prunetuna.trial_record import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
+from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
 
 __all__ = ["FINISHED_STATES", "NEVER_STARTED_S", "check_existing", "count_finished", "enqueue_again", "fail_never_started",
            "open_study", "retry_later"]

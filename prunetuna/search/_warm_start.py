@@ -17,12 +17,12 @@ from typing import Callable
 import optuna
 from optuna.trial import Trial
 
-from prunetuna.names import COSTS
+from prunetuna.config import COST_INFO
 from prunetuna.objectives import Budget, lowest_fitting, project_onto_budget
 from prunetuna.search._plan import TrialPlan
 from prunetuna.spaces import sampler_params
 from prunetuna.sparsity import SparsityVector, canonical
-from prunetuna.trial_record import APPLIED_ATTR, TrialRecord, enqueue_attrs
+from prunetuna.store import APPLIED_ATTR, TrialRecord, enqueue_attrs
 
 __all__ = ["Baselines", "bisection_steps", "enqueue_baselines", "preset_vector"]
 
@@ -77,7 +77,7 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
     Levels are the config's ``search.warm_start_levels``, else the ratio budget.
     """
     config, space = plan.config, plan.space
-    ratio_budgets = [b for b in plan.budgets if not b.absolute and COSTS[b.cost].cheap]
+    ratio_budgets = [b for b in plan.budgets if not b.absolute and COST_INFO[b.cost].cheap]
     cost = ratio_budgets[0].cost if ratio_budgets else "flops"
     levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets]
     if not config.search.warm_start or not levels:

@@ -11,8 +11,8 @@ import sys
 from typing import Callable
 
 from prunetuna.search._events import SearchOutcome
-from prunetuna.search._stores import Workspace
-from prunetuna.worker_devices import cuda_device_count, worker_device_env
+from prunetuna.search._worker_devices import cuda_device_count, worker_device_env
+from prunetuna.store import Workspace
 
 __all__ = ["WorkerLauncher"]
 

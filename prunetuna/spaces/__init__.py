@@ -1,47 +1,41 @@
 """What can be pruned and how a sample becomes a pruned model.
 
-Dimensions are torch-pruning dependency groups (channels coupled through adds or concats
-form one group), named after the group's root layer. A :data:`SparsityVector` maps each
-dimension name to a ratio; :meth:`PruningSpace.apply` removes that share of channels from a
-copy of the dense model.
+Dimensions are torch-pruning dependency groups (channels coupled through adds or concats form one
+group), named after the group's root layer. A sparsity vector maps each dimension name to a ratio;
+``PruningSpace.apply`` removes that share of channels from a copy of the dense model.
 """
 
 from __future__ import annotations
 
-from prunetuna.spaces._attention import WIDTH_FIXERS, WidthFixer, fix_widths, head_counts
-from prunetuna.spaces._dimensions import Dimension, find_output_layer
-from prunetuna.spaces._graph import GraphLimits, GraphTooExpensive
-from prunetuna.spaces._importance import IMPORTANCES, NEEDS_GRADIENTS, make_importance
-from prunetuna.spaces._masks import make_permanent, nm_mask
-from prunetuna.spaces._methods import METHODS, PruningMethod
-from prunetuna.spaces._preflight import BrokenDimension, preflight
-from prunetuna.spaces._ratio_scale import SCALES, sampler_params
-from prunetuna.spaces._space import Batches, Granularity, PruningSpace, SparsityVector
-from prunetuna.spaces._tie import tie_dimensions
+from prunetuna.runtime import lazy_exports
 
-__all__ = [
-    "IMPORTANCES",
-    "METHODS",
-    "SCALES",
-    "NEEDS_GRADIENTS",
-    "Batches",
-    "BrokenDimension",
-    "Dimension",
-    "GraphLimits",
-    "GraphTooExpensive",
-    "Granularity",
-    "WIDTH_FIXERS",
-    "WidthFixer",
-    "fix_widths",
-    "head_counts",
-    "PruningMethod",
-    "PruningSpace",
-    "SparsityVector",
-    "find_output_layer",
-    "make_importance",
-    "make_permanent",
-    "nm_mask",
-    "preflight",
-    "sampler_params",
-    "tie_dimensions",
-]
+_HOMES = {
+    "_attention": ("WIDTH_FIXERS", "WidthFixer", "fix_widths", "head_counts"),
+    "_dimensions": (
+        "Dimension",
+        "ROOT_TYPES",
+        "find_dimensions",
+        "find_output_layer",
+        "find_output_layers",
+        "ignored_layers",
+        "output_tensors",
+    ),
+    "_graph": ("GraphLimits", "GraphTooExpensive", "graph_and_groups", "guarded", "model_label"),
+    "_importance": ("IMPORTANCES", "NEEDS_GRADIENTS", "make_importance"),
+    "_masks": ("make_permanent", "mask_nm", "mask_unstructured", "nm_mask"),
+    "_methods": ("Batches", "METHODS", "PruningMethod", "SpaceSettings", "accumulate_gradients", "quiet_copies"),
+    "_preflight": ("BrokenDimension", "preflight"),
+    "_ratio_scale": ("SCALES", "sampler_params", "suggest_ratios"),
+    "_space": (
+        "Batches",
+        "Dimension",
+        "Granularity",
+        "PruningSpace",
+        "SparsityVector",
+        "find_output_layer",
+        "tie_dimensions",
+    ),
+    "_tie": ("Granularity", "tie_dimensions"),
+}
+__all__ = sorted(name for names in _HOMES.values() for name in names)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

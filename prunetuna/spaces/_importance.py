@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch_pruning as tp
 
-from prunetuna.names import GRADIENT_IMPORTANCES
+from prunetuna.config import GRADIENT_IMPORTANCES
 from prunetuna.registry import Registry
 
 __all__ = ["IMPORTANCES", "NEEDS_GRADIENTS", "make_importance"]

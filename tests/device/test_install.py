@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from prunetuna.device import DeviceClient, MeasureRequest
-from prunetuna.models import TinyResNet
 from prunetuna.objectives import export_onnx
+from prunetuna.workload import TinyResNet
 
 from .conftest import ROOT
 

@@ -15,7 +15,8 @@ from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.config import parse_config
 from prunetuna.device import DeviceClient
-from prunetuna.search import SearchEvents, resolve_workspace, run_search
+from prunetuna.search import SearchEvents, run_search
+from prunetuna.store import resolve_workspace
 
 from .conftest import TOKEN
 

@@ -11,8 +11,8 @@ import torch
 from onnx import TensorProto, helper
 
 from prunetuna.device import DeviceClient, DeviceRefused, MeasureRequest
-from prunetuna.models import TinyResNet
 from prunetuna.objectives import export_onnx
+from prunetuna.workload import TinyResNet
 
 from .conftest import TOKEN, launch
 

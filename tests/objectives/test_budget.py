@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunetuna.models import TinyResNet
 from prunetuna.objectives import CostContext, lowest_fitting, measure_costs, parse_budgets, project_onto_budget, within_budgets
 from prunetuna.spaces import PruningSpace
+from prunetuna.workload import TinyResNet
 
 
 def test_parse_ratio_and_absolute_budgets() -> None:

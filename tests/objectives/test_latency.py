@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from prunetuna.models import TinyResNet
 from prunetuna.objectives import LATENCY_BACKENDS, LatencySettings, export_onnx, measure_latency
+from prunetuna.workload import TinyResNet
 
 EXAMPLE = torch.randn(4, 1, 28, 28)
 

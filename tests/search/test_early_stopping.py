@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.errors import UserError
-from prunetuna.search._early_stopping import EARLY_STOPPING, EpochRecord, dominance_decision, dominated_count, make_pruner
+from prunetuna.search import EARLY_STOPPING, EpochRecord, dominance_decision, dominated_count, make_pruner
 
 
 def test_dominated_count_compares_at_the_same_epoch() -> None:

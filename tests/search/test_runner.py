@@ -10,13 +10,8 @@ from mlflow import MlflowClient
 
 from conftest import tiny_config
 from prunetuna.config import parse_config
-from prunetuna.search._durable import TrialStore
-from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan
-from prunetuna.search._runner import TrialRunner
-from prunetuna.search._stores import Workspace, open_storage, resolve_workspace
-from prunetuna.search._tracking import StudyTracker
-from prunetuna.search._warm_start import Baselines, enqueue_baselines
-from prunetuna.trial_record import BudgetStatus, TrialRecord
+from prunetuna.search import Baselines, TrialPlan, TrialRunner, check_inputs, complete_plan, enqueue_baselines
+from prunetuna.store import BudgetStatus, StudyTracker, TrialRecord, TrialStore, Workspace, open_storage, resolve_workspace
 
 
 def _plan(tmp_path: Path, **overrides) -> tuple[TrialPlan, Workspace]:

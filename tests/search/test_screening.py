@@ -10,7 +10,7 @@ from prunetuna.cli import app
 from prunetuna.config import parse_config
 from prunetuna.errors import UserError
 from prunetuna.objectives import Scoring
-from prunetuna.search._screening import Screening, ScreenPoint, earlier_points, pre_finetune_score
+from prunetuna.search import Screening, ScreenPoint, earlier_points, pre_finetune_score
 
 
 def test_rule_counts_dominating_earlier_points() -> None:

@@ -8,8 +8,7 @@ import pytest
 from torch import nn
 
 from prunetuna.errors import UserError
-from prunetuna.spaces import GraphLimits, GraphTooExpensive
-from prunetuna.spaces._graph import guarded
+from prunetuna.spaces import GraphLimits, GraphTooExpensive, guarded
 
 
 def _spin(seconds: float) -> int:

@@ -12,9 +12,9 @@ from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.config import parse_config
 from prunetuna.errors import UserError
-from prunetuna.models import TinyResNet
 from prunetuna.spaces import PruningSpace, sampler_params
 from prunetuna.sparsity import from_params
+from prunetuna.workload import TinyResNet
 
 
 def _space(scale: str) -> PruningSpace:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunetuna.models import TinyResNet
 from prunetuna.spaces import PruningSpace, find_output_layer
+from prunetuna.workload import TinyResNet
 from user_models import ConcatNet, DepthwiseNet, LinearOnly, ResidualNet
 from user_modules import SmallCNN
 

@@ -1,0 +1,281 @@
+"""The sections of the experiment YAML (``model``, ``data``, ``pruning``, ``search`` ...): typed, validated,
+torch-free. :class:`prunetuna.config.ExperimentConfig` holds one of each."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from prunetuna.config._names import EARLY_STOPPING_NAMES, GRADIENT_IMPORTANCES, IMPORTANCE_NAMES, LATENCY_BACKEND_NAMES, METHOD_NAMES, SAMPLER_NAMES
+from prunetuna.registry import check_name
+
+__all__ = [
+    "BaselineConfig",
+    "DataConfig",
+    "DistillConfig",
+    "FinetuneConfig",
+    "LatencyConfig",
+    "MetricConfig",
+    "ModelConfig",
+    "PruningConfig",
+    "ScreeningConfig",
+    "SearchConfig",
+    "SensitivityBounds",
+    "ToleranceConfig",
+    "TrainerConfig",
+]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Source(Section):
+    """A built-in by name, or ``target: "package.module:callable"`` called with ``kwargs``."""
+
+    builtin: str | None = None
+    target: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Source:
+        if (self.builtin is None) == (self.target is None):
+            raise ValueError("give exactly one of 'builtin' or 'target'")
+        return self
+
+
+class ModelConfig(Source):
+    checkpoint: str | None = None
+    prune: str | None = None  # with a LightningModule target: the attribute path of the nn.Module to prune (default: all of it)
+
+
+class MetricConfig(Section):
+    """The task score a user's LightningModule logs in validation (``self.log(name, ...)``) and its direction."""
+
+    name: str = Field(min_length=1)
+    mode: Literal["max", "min"] = "max"
+
+
+class DataConfig(Source):
+    batch_size: int = Field(64, ge=1)
+
+
+class BaselineConfig(Section):
+    epochs: int = Field(5, ge=0)
+    lr: float = Field(1e-3, gt=0)
+
+
+class SensitivityBounds(Section):
+    max_drop: float = Field(gt=0, lt=1)  # per-dimension bound: the largest ratio losing at most this accuracy alone
+
+
+class PruningConfig(Section):
+    method: Literal[METHOD_NAMES] = "structured"  # type: ignore[valid-type]
+    nm: list[int] = Field(default_factory=lambda: [2, 4])  # N:M for method nm: keep N of every M weights
+    importance: str = "l2"
+    max_sparsity: float = 0.8
+    step: float = Field(0.05, gt=0)
+    scale: Literal["linear", "log"] = "linear"  # linear: sparsity on the step grid; log: kept fraction, log scale, continuous
+    ignore: list[str] = Field(default_factory=list)
+    round_to: int | None = Field(None, ge=1)
+    granularity: Literal["layer", "block", "stage"] = "layer"
+    groups: dict[str, list[str]] = Field(default_factory=dict)  # explicit ties: {name: [layer-name patterns]}
+    calibration_batches: int = Field(4, ge=0)  # BN recalibration (accuracy_pruned) and gradients for taylor
+    bounds_from_sensitivity: SensitivityBounds | None = None
+    graph_seconds: float = Field(30.0, gt=0)  # guard on torch-pruning's dependency graph: wall time ...
+    graph_memory_gb: float = Field(4.0, gt=0)  # ... and resident memory gained while it is built
+
+    @field_validator("max_sparsity")
+    @classmethod
+    def _bound(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"must lie in [0, 1), got {value}")
+        return value
+
+    @field_validator("importance")
+    @classmethod
+    def _importance(cls, value: str) -> str:
+        return check_name("importance", value, IMPORTANCE_NAMES)
+
+    @model_validator(mode="after")
+    def _step_fits(self) -> PruningConfig:
+        if self.max_sparsity > 0 and self.step > self.max_sparsity:
+            raise ValueError(f"step {self.step} is larger than max_sparsity {self.max_sparsity}")
+        if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
+            raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
+        if self.scale == "log" and self.method == "nm":
+            raise ValueError("scale 'log' draws continuous ratios; method 'nm' has one (a layer is dense or N:M): use scale 'linear'")
+        if self.importance in GRADIENT_IMPORTANCES and self.calibration_batches == 0:
+            raise ValueError(f"importance {self.importance!r} needs gradients: set pruning.calibration_batches to 1 or more")
+        return self
+
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+PRECISION_ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}  # as Lightning reads them
+# Trainer arguments prunetuna sets itself, and the key that decides them instead.
+TRAINER_OWNED = {"max_epochs": "finetune.epochs", "limit_train_batches": "finetune.max_batches", "callbacks": "finetune.callbacks",
+                 "logger": "MLflow (prunetuna logs every trial)", "strategy": "one device per fine-tune (--workers for several GPUs)"}
+
+
+class TrainerConfig(Section):
+    """The Lightning ``Trainer`` arguments a user may set, for the dense baseline's training and every fine-tune."""
+
+    accelerator: str = "auto"
+    devices: int | list[int] = 1  # one device per fine-tune: 1 (the first visible one) or [index]
+    precision: str = "32-true"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: float | None = Field(None, gt=0)
+    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
+    deterministic: bool | None = None
+    benchmark: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _owned(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, owner in TRAINER_OWNED.items():
+                if key in data:
+                    raise ValueError(f"'{key}' is set by prunetuna ({owner}); allowed keys here: {', '.join(cls.model_fields)}")
+            precision = data.get("precision")
+            if not isinstance(precision, bool) and str(precision) in PRECISION_ALIASES:  # Lightning's short names: 16, "bf16"
+                data = {**data, "precision": PRECISION_ALIASES[str(precision)]}
+        return data
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, value: str) -> str:
+        return check_name("accelerator", value, ACCELERATORS)
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        return check_name("precision", value, PRECISIONS)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: int | list[int]) -> int | list[int]:
+        if value != 1 and not (isinstance(value, list) and len(value) == 1 and value[0] >= 0):
+            raise ValueError("one device per fine-tune: 1 (the first visible one) or [index]; "
+                             "use --workers N to run fine-tunes on N devices at once")
+        return value
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """Settings that Lightning applies only around its own optimizer step (accumulation, clipping, AMP scaling)."""
+        return self.accumulate_grad_batches != 1 or self.gradient_clip_val is not None or self.precision != "32-true"
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The arguments for ``lightning.pytorch.Trainer``; unset ones are left to Lightning's defaults."""
+        kwargs = self.model_dump()
+        if self.gradient_clip_val is None:
+            kwargs.pop("gradient_clip_val"), kwargs.pop("gradient_clip_algorithm")
+        return {key: value for key, value in kwargs.items() if value is not None}
+
+
+class DistillConfig(Section):
+    """Knowledge distillation from the dense model: loss = (1 - alpha) * task loss + alpha * T^2 * KL(teacher || student)."""
+
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(4.0, gt=0)
+
+
+class FinetuneConfig(Section):
+    epochs: int = Field(2, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    max_batches: int | None = Field(None, ge=1)
+    trainer: TrainerConfig = TrainerConfig()
+    callbacks: list[str] = Field(default_factory=list)  # "package.module:callable" targets, each returning a Lightning Callback
+    distill: DistillConfig | None = None
+
+    @field_validator("callbacks")
+    @classmethod
+    def _callbacks(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            module, sep, attr = spec.partition(":")
+            if not sep or not module or not attr:
+                raise ValueError(f"{spec!r} is not of the form 'package.module:callable'")
+        return value
+
+
+class LatencyConfig(Section):
+    """How latency is measured: on this machine's CPU, median of ``repeats`` after ``warmup``, fixed threads."""
+
+    backend: str = "torch"
+    batch_size: int = Field(1, ge=1)
+    threads: int = Field(1, ge=1)
+    warmup: int = Field(10, ge=0)
+    repeats: int = Field(50, ge=5)
+    max_ci: float = Field(0.05, gt=0)  # measured again when the median's 95% interval is wider than this share
+    attempts: int = Field(3, ge=1)
+    every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
+    url: str | None = None  # backend remote: the device agent, e.g. http://board.local:8765 (token: $PRUNETUNA_DEVICE_TOKEN)
+    provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPUExecutionProvider)
+    cache: bool = True  # candidates with identical pruned shapes share one measurement, kept with the study
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        return check_name("latency backend", value, LATENCY_BACKEND_NAMES)
+
+    @model_validator(mode="after")
+    def _remote(self) -> LatencyConfig:
+        from prunetuna.device import check_agent_url
+
+        if self.backend == "remote":
+            if self.url is None:
+                raise ValueError("backend remote measures on a device agent: set latency.url, e.g. http://board.local:8765")
+            check_agent_url(self.url)
+        elif self.url is not None or self.provider is not None:
+            raise ValueError(f"latency.url and latency.provider go with backend remote, not {self.backend!r}")
+        return self
+
+
+class ToleranceConfig(Section):
+    accuracy_drop: float
+
+    @field_validator("accuracy_drop")
+    @classmethod
+    def _drop(cls, value: float) -> float:
+        if value < 0.0:
+            raise ValueError(f"must be >= 0 (a fraction for accuracy: 0.01 is one point; in the metric's units with metric:), got {value}")
+        return value
+
+
+class ScreeningConfig(Section):
+    """Screening before fine-tuning (search/_screening.py): stop a candidate whose pre-fine-tune score and
+    costs ``min_dominating`` earlier candidates dominate."""
+
+    enabled: bool = False
+    min_dominating: int = Field(3, ge=1)
+
+
+class SearchConfig(Section):
+    sampler: str = "tpe"
+    n_trials: int = Field(20, ge=1)
+    max_failures: int = Field(5, ge=1)
+    heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
+    pruner: str = "none"  # early stopping: none | median | hyperband (one objective) | dominated (any)
+    min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
+    warm_start: bool = True  # enqueue the uniform and global-ranking allocations at each level first
+    warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
+    screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
+
+    @field_validator("warm_start_levels")
+    @classmethod
+    def _levels(cls, value: list[float]) -> list[float]:
+        for level in value:
+            if not 0.0 < level <= 1.0:
+                raise ValueError(f"a level is a ratio to the dense model in (0, 1], got {level}")
+        return value
+
+    @field_validator("pruner")
+    @classmethod
+    def _pruner(cls, value: str) -> str:
+        return check_name("pruner", value, EARLY_STOPPING_NAMES)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, value: str) -> str:
+        return check_name("sampler", value, SAMPLER_NAMES)

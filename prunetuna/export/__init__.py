@@ -1,0 +1,24 @@
+"""A chosen trial rebuilt, re-checked and written (ONNX, TorchScript, ``pt``), the one rebuild path every
+verb uses, and the MLflow Model Registry flavours.
+"""
+
+from __future__ import annotations
+
+from prunetuna.runtime import lazy_exports
+
+_HOMES = {
+    "_export": (
+        "EXPORTERS",
+        "ExportCheckFailed",
+        "Exporter",
+        "OutputCheck",
+        "compare_outputs",
+        "export_trial",
+        "load_pruned",
+        "load_pruned_file",
+    ),
+    "_model_registry": ("FLAVORS", "RegisteredVersion", "check_model_name", "register_export"),
+    "_rebuild": ("RebuiltTrial", "rebuild_trial", "select_trial"),
+}
+__all__ = sorted(name for names in _HOMES.values() for name in names)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -1,0 +1,109 @@
+"""Choose a finished trial and rebuild its pruned, fine-tuned model from the study and its MLflow run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from prunetuna.config import ExperimentConfig
+from prunetuna.errors import UserError
+from prunetuna.search import prepare_space
+from prunetuna.store import StudyRecord, StudyTracker, TrialRecord, Workspace, mask_url
+from prunetuna.workload import Workload, load_workload
+
+__all__ = ["RebuiltTrial", "rebuild_trial", "select_trial"]
+
+
+def _cost_of(study: optuna.Study) -> str:
+    costs = StudyRecord.of(study.user_attrs).costs
+    return costs[0] if costs else "flops"
+
+
+def select_trial(
+    study: optuna.Study, *, number: int | None = None, max_flops: float | None = None, max_drop: float | None = None
+) -> FrozenTrial:
+    """``--trial N``, or the best feasible finished trial within ``--max-flops`` (ratio) and ``--max-drop`` (fraction)."""
+    trials = study.get_trials(deepcopy=False)
+    if number is not None:
+        if not 0 <= number < len(trials):
+            raise UserError(f"--trial {number}: study {study.study_name!r} has trials 0..{len(trials) - 1}")
+        trial = trials[number]
+        if trial.state != TrialState.COMPLETE or not TrialRecord.of(trial).has_metrics:
+            done = [t.number for t in trials if t.state == TrialState.COMPLETE][:10]
+            raise UserError(f"--trial {number}: the trial is {trial.state.name}, not COMPLETE; finished trials include {done}")
+        return trial
+    records = {t.number: TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE}
+    done = [t for t in trials if t.number in records and records[t.number].has_metrics and records[t.number].is_feasible]
+    if not done:
+        raise UserError(f"--best: study {study.study_name!r} has no finished feasible trial yet; run 'prunetuna search' first")
+    dense = StudyRecord.of(study.user_attrs).dense
+    floor = dense.get("accuracy", 0.0) - max_drop if max_drop is not None else None
+
+    def shortfall(trial: FrozenTrial) -> float:
+        metrics = records[trial.number].metrics
+        over = max(0.0, metrics.get("flops_ratio", 1.0) - max_flops) if max_flops is not None else 0.0
+        under = max(0.0, floor - metrics["accuracy"]) if floor is not None else 0.0
+        return over + under
+
+    eligible = [t for t in done if shortfall(t) == 0.0]
+    if not eligible:
+        closest = min(done, key=shortfall)
+        metrics = records[closest.number].metrics
+        bounds = " and ".join(b for b in (f"flops ratio <= {max_flops:g}" if max_flops is not None else "",
+                                          f"accuracy drop <= {max_drop:g}" if max_drop is not None else "") if b)
+        raise UserError(
+            f"--best: no finished trial has {bounds}; the closest is trial {closest.number} "
+            f"(flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, accuracy {metrics['accuracy']:.4f}, dense {dense.get('accuracy', float('nan')):.4f})"
+        )
+    if max_flops is None and max_drop is not None:
+        cost = f"{_cost_of(study)}_ratio"
+        return min(eligible, key=lambda t: (records[t.number].metrics.get(cost, 1.0), -records[t.number].metrics["accuracy"]))
+    return max(eligible, key=lambda t: (records[t.number].metrics["accuracy"], -records[t.number].metrics.get("flops_ratio", 1.0)))
+
+
+@dataclass
+class RebuiltTrial:
+    """A trial's pruned model with its fine-tuned weights, and what it was built from."""
+
+    trial: FrozenTrial
+    model: nn.Module
+    workload: Workload
+    sparsity: dict[str, float]
+    metrics: dict[str, float]
+
+
+def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial) -> RebuiltTrial:
+    """Prune the config's model with the trial's vector and load the weights its MLflow run logged.
+
+    The channel counts depend only on the vector, so the architecture is rebuilt without the
+    dense baseline; every weight then comes from the trial's fine-tuned state_dict.
+    """
+    workload = load_workload(config)
+    space = prepare_space(config, workload)
+    record = TrialRecord.of(trial)
+    sparsity = record.sparsity
+    try:
+        model = space.finalize(space.apply(sparsity, structure_only=True))
+    except ValueError as exc:
+        raise UserError(
+            f"--trial {trial.number}: its sparsity vector does not fit this config's search space ({exc}); "
+            "export with the config the study was searched with (same model and pruning section)"
+        ) from None
+    run_id = record.mlflow_run_id
+    tracker = StudyTracker(workspace, config.name)
+    try:
+        weights = tracker.download_weights(run_id)
+    except Exception as exc:  # noqa: BLE001 - a missing artifact is reported as bad input
+        raise UserError(
+            f"--trial {trial.number}: its weights (MLflow run {run_id}, artifact model/state_dict.pt) cannot be read from "
+            f"{mask_url(tracker.workspace.tracking_uri)} ({exc.__class__.__name__}); pass the study's --tracking-uri"
+        ) from None
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"--trial {trial.number}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})") from None
+    model.eval()
+    return RebuiltTrial(trial, model, workload, sparsity, record.metrics)

@@ -1,0 +1,42 @@
+"""Where a study lives: Optuna storage, the MLflow tracking writer (with outage retries), the durable local
+record of a finished trial, the parent run, repair at start, the typed trial and study records, and the
+keys (states, tags, roles) they are written under.
+"""
+
+from __future__ import annotations
+
+from prunetuna.runtime import lazy_exports
+
+_HOMES = {
+    "_durable": ("FinalRecord", "TrialStore"),
+    "_finish": ("RunState", "TrialModel", "finish_run"),
+    "_manifest": ("config_hash", "git_commit", "manifest", "package_versions", "study_manifest"),
+    "_mlflow_client": ("STORE_CREATION_WAIT_S", "open_client", "probe_server"),
+    "_outage": ("Outage", "TrackingAway", "transient"),
+    "_parent": ("PARENT_WAIT_S", "coordinate_parent"),
+    "_reconcile": ("Reconciled", "close_finished_parent", "reconcile", "trial_runs"),
+    "_records": (
+        "APPLIED_ATTR",
+        "BudgetStatus",
+        "StudyRecord",
+        "TrialRecord",
+        "enqueue_attrs",
+        "set_study_fields",
+        "write_study",
+        "write_trial",
+    ),
+    "_storage": (
+        "Workspace",
+        "describe_error",
+        "load_study",
+        "mask_text",
+        "mask_url",
+        "open_storage",
+        "resolve_workspace",
+        "sqlite_creation_lock",
+        "sqlite_path",
+    ),
+    "_tracking": ("MANIFEST_FILE", "StudyTracker", "WEIGHTS_FILE"),
+}
+__all__ = sorted(name for names in _HOMES.values() for name in names)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -1,0 +1,192 @@
+"""Bring the MLflow runs in line with the study: run by every ``prunetuna search`` at its start (every
+worker), while it waits, and at its end.
+
+Optuna's trial states are the truth. A finished trial (COMPLETE or PRUNED) whose run is not
+FINISHED, lacks a metric, a param or its ``model/`` files gets them from the trial's final record in
+the work dir (:mod:`._durable`) and is ended FINISHED; a failed trial's run still RUNNING is ended
+FAILED; a run no trial claims (its process was killed between creating it and telling Optuna) is
+ended FAILED, or deleted when its trial has another run: one run per trial number.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import optuna
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from optuna.trial import FrozenTrial, TrialState
+
+from prunetuna.store._durable import FinalRecord, TrialStore
+from prunetuna.store._outage import TrackingAway
+from prunetuna.store._records import StudyRecord, TrialRecord
+from prunetuna.store._storage import describe_error
+from prunetuna.store._tracking import MANIFEST_FILE, WEIGHTS_FILE, StudyTracker
+
+__all__ = ["Reconciled", "close_finished_parent", "reconcile", "trial_runs"]
+
+_log = logging.getLogger("prunetuna")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+FOREIGN_GRACE_S = 120.0  # a trial finished this recently by another machine's worker: its writer may still be writing
+INTERRUPTED = "interrupted: its process stopped (killed); the trial was enqueued again"
+ORPHAN = "interrupted: its process was killed before Optuna recorded this run"
+
+
+@dataclass
+class Reconciled:
+    """What one pass repaired (trial numbers)."""
+
+    repaired: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    orphans: int = 0
+    weights_elsewhere: list[int] = field(default_factory=list)  # finished elsewhere, its weights not in this work dir
+
+
+def trial_runs(tracker: StudyTracker) -> list[Run]:
+    """Every active child run of the study's experiment, in as few requests as MLflow allows."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = tracker.outage.call(tracker.client.search_runs, [tracker.experiment_id], filter_string="tags.`prunetuna.role` = 'trial'",
+                                   max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) -> Reconciled | None:
+    """One pass; a store that is away is reported (by its Outage) and left to the next start."""
+    if tracker.experiment_id is None:
+        return None
+    try:
+        return _reconcile(study, tracker, store)
+    except TrackingAway:
+        return None
+    except Exception as exc:  # noqa: BLE001 - never stops a search: the next start tries again
+        _log.warning("prunetuna: could not check the MLflow runs against the study (%s); the next start tries again",
+                     describe_error(exc, tracker.workspace.tracking_uri, tracker.workspace.storage_url))
+        return None
+
+
+def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) -> Reconciled:
+    done = Reconciled()
+    trials = study.get_trials(deepcopy=False)
+    runs = trial_runs(tracker)
+    by_id = {run.info.run_id: run for run in runs}
+    records = [TrialRecord.of(t) for t in trials]
+    claimed = {r.mlflow_run_id: t.number for t, r in zip(trials, records) if r.mlflow_run_id is not None}
+    for run in runs:
+        if run.info.run_id not in claimed:
+            done.orphans += _settle_orphan(run, trials, tracker)
+    for trial, record in zip(trials, records):
+        run = by_id.get(str(record.mlflow_run_id))
+        if run is None:
+            continue  # no run, or one in another tracking store
+        if trial.state in FINISHED:
+            _check_finished(trial, run, tracker, store, done)
+        elif trial.state == TrialState.FAIL and run.info.status == "RUNNING":
+            reason = record.fail_reason or INTERRUPTED
+            tracker.outage.call(tracker.client.log_batch, run.info.run_id, tags=[RunTag("optuna.state", "FAIL"),
+                                                                                   RunTag("prunetuna.fail_reason", reason)])
+            tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
+            done.failed.append(trial.number)
+    if done.weights_elsewhere:
+        _log.warning("prunetuna: trials %s finished in another work dir and their MLflow runs lack model/; the worker that ran them "
+                     "writes them on its next start", done.weights_elsewhere[:10])
+    return done
+
+
+def _settle_orphan(run: Run, trials: list[FrozenTrial], tracker: StudyTracker) -> int:
+    number = int(run.data.tags.get("optuna.trial_number", -1))
+    trial = trials[number] if 0 <= number < len(trials) else None
+    claimed = trial is not None and TrialRecord.of(trial).mlflow_run_id is not None
+    if trial is not None and trial.state == TrialState.RUNNING and not claimed:
+        return 0  # its worker is between creating it and telling Optuna, right now
+    if claimed:
+        tracker.outage.call(tracker.client.delete_run, run.info.run_id)  # the trial's own run is another one
+        return 1
+    if run.info.status != "RUNNING":
+        return 0
+    tracker.outage.call(tracker.client.log_batch, run.info.run_id, tags=[RunTag("optuna.state", "FAIL"), RunTag("prunetuna.fail_reason", ORPHAN)])
+    tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
+    return 1
+
+
+def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: TrialStore, done: Reconciled) -> None:
+    run_id = run.info.run_id
+    if store.is_synced(trial.number, run_id):
+        return
+    record = store.load(trial.number)
+    if record is not None and record.run_id != run_id:
+        record = None
+    if record is not None and record.owner_alive():
+        return  # another worker on this machine ran it; its writer is still writing
+    metrics = record.metrics if record is not None else TrialRecord.of(trial).metrics
+    complete = (run.info.status == "FINISHED" and all(k in run.data.metrics for k in metrics)
+                and run.data.tags.get("optuna.state") == trial.state.name)
+    if record is not None:
+        complete = complete and all(k in run.data.params for k in record.params) and (not record.epochs or "val_accuracy" in run.data.metrics)
+    if record is None:
+        finished_at = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
+        if complete or time.time() - finished_at < FOREIGN_GRACE_S:
+            return
+    elif complete and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id)):
+        store.mark_synced(trial.number, run_id)  # all there (its writer died after the last write): left as it is
+        return
+    _repair(trial, run, tracker, store, record, metrics, done)
+
+
+def _model_files(tracker: StudyTracker, run_id: str) -> set[str]:
+    return {f.path.rsplit("/", 1)[-1] for f in tracker.outage.call(tracker.client.list_artifacts, run_id, "model")}
+
+
+def _has_model(tracker: StudyTracker, run_id: str) -> bool:
+    return {WEIGHTS_FILE, MANIFEST_FILE} <= _model_files(tracker, run_id)
+
+
+def _repair(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: TrialStore, record: FinalRecord | None,
+            metrics: dict[str, float], done: Reconciled) -> None:
+    """Write what the run lacks, then end it FINISHED; the record is marked synced once all of it landed."""
+    run_id, call, client = run.info.run_id, tracker.outage.call, tracker.client
+    stamp = int(time.time() * 1000)
+    tags = {"optuna.state": trial.state.name, **(record.tags if record is not None else {})}
+    params = {k: v for k, v in (record.params if record is not None else {}).items() if k not in run.data.params}
+    call(client.log_batch, run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items() if k not in run.data.metrics],
+         params=[Param(k, str(v)) for k, v in params.items()], tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    if record is not None and record.epochs:
+        logged = {m.step for m in call(client.get_metric_history, run_id, "val_accuracy")}
+        missing = [Metric("val_accuracy", float(a), stamp, step) for step, a in enumerate(record.epochs, 1) if step not in logged]
+        if missing:
+            call(client.log_batch, run_id, metrics=missing)
+    if trial.state == TrialState.COMPLETE:
+        present = _model_files(tracker, run_id)
+        wanted = [name for name in (WEIGHTS_FILE, MANIFEST_FILE) if name not in present]
+        if wanted and (record is None or not record.has_model):
+            done.weights_elsewhere.append(trial.number)
+        elif wanted:
+            for name in wanted:
+                call(client.log_artifact, run_id, str(store.model_dir(trial.number) / name), "model")
+    call(client.set_terminated, run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+    if record is not None:
+        store.mark_synced(trial.number, run_id)
+    done.repaired.append(trial.number)
+
+
+def close_finished_parent(study: optuna.Study, tracker: StudyTracker, draw_plots: Callable[[], object]) -> None:
+    """A complete study whose parent run a killed process left RUNNING: its plots drawn again, the run ended FINISHED."""
+    if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        return  # a worker is still at it, and ends the parent itself
+    try:
+        parent = tracker.find_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id)
+        if parent is None or tracker.outage.call(tracker.client.get_run, parent).info.status != "RUNNING":
+            return
+        draw_plots()
+        tracker.outage.call(tracker.client.set_terminated, parent, status="FINISHED")
+    except TrackingAway:
+        return
+    except Exception as exc:  # noqa: BLE001 - the study is complete; the next start tries again
+        _log.warning("prunetuna: could not end the study's parent run (%s); the next start tries again",
+                     describe_error(exc, tracker.workspace.tracking_uri, tracker.workspace.storage_url))

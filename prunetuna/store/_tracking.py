@@ -1,0 +1,266 @@
+"""MLflow layout: one experiment per study, one parent run reused on resume, one child run per trial."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+import torch
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from prunetuna.errors import UserError
+from prunetuna.faults import fault, hold
+from prunetuna.store._mlflow_client import open_client, probe_server
+from prunetuna.store._outage import Outage, TrackingAway
+from prunetuna.store._storage import Workspace, describe_error, mask_url
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker"]
+
+WEIGHTS_FILE = "state_dict.pt"
+MANIFEST_FILE = "manifest.json"
+
+ROLE_TAG = "prunetuna.role"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI then opens the study on its training runs
+_MAX_PARAM = 6000
+_log = logging.getLogger("prunetuna")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class StudyTracker:
+    """Writes a study's runs through :class:`mlflow.MlflowClient` (no global active-run state).
+
+    Only creating a run waits for the store (its id is needed at once); params, metrics, tags and
+    run ends go to one background writer, in order, so a trial does not wait on database commits.
+    :meth:`flush` waits for them; a failed write is reported on stderr and does not stop the study.
+    Every call is retried while the store does not answer (:class:`Outage`), up to its patience.
+    """
+
+    def __init__(self, workspace: Workspace, study_name: str) -> None:
+        self.workspace = workspace
+        self.study_name = study_name
+        self.client = open_client(workspace)
+        uri = workspace.tracking_uri
+        self.outage = Outage(mask_url(uri), server=uri.startswith(("http://", "https://")),
+                             describe=lambda exc: describe_error(exc, uri, workspace.storage_url))
+        self._trials: dict[str, int] = {}  # run id -> trial number, for the fault points
+        self._unwritten: set[str] = set()  # runs one of whose writes failed
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunetuna-mlflow")
+        self._pending: list[Future[object]] = []
+        self.failed_writes = 0
+
+    def _submit(self, fn, *args, **kwargs) -> None:  # noqa: ANN001 - any client method; args[0] is the run id
+        self._pending = [f for f in self._pending if not f.done()]
+        future = self._writer.submit(self._write, fn, *args, **kwargs)
+        future.add_done_callback(self._report_failure)
+        self._pending.append(future)
+
+    def _write(self, fn, *args, **kwargs) -> object:  # noqa: ANN001
+        run_id = args[0] if args and isinstance(args[0], str) else None
+        hold(self._trials.get(run_id))  # type: ignore[arg-type]
+        if fn == self._written:
+            return fn(*args)  # local: says nothing about the store
+        try:
+            return self.outage.call(fn, *args, **kwargs)
+        except BaseException:
+            if run_id is not None:
+                self._unwritten.add(run_id)
+            raise
+
+    def _report_failure(self, future: Future[object]) -> None:
+        """A failed background write is reported, never charged to whichever trial happens to run next."""
+        exc = future.exception()
+        if exc is not None:
+            self.failed_writes += 1
+            if isinstance(exc, TrackingAway):
+                return  # reported once, by the Outage
+            _log.warning("prunetuna: an MLflow write failed (%s); the study goes on, that run may be incomplete",
+                         describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url))
+
+    def flush(self) -> None:
+        """Wait until everything submitted is written (failures were reported as they happened)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.exception()
+
+    def connect(self, *, create: bool) -> None:
+        """Find (or create) the experiment; fail fast with the URI masked when the store is unusable."""
+        shown = mask_url(self.workspace.tracking_uri)
+        if create and self.workspace.tracking_uri.startswith("sqlite:///"):
+            self.workspace.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            probe_server(self.workspace.tracking_uri)
+            experiment = self.client.get_experiment_by_name(self.study_name)
+            if experiment is None and create:
+                self.experiment_id = self._create_experiment()
+            elif experiment is not None:
+                self.experiment_id = experiment.experiment_id
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
+            reason = describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url)
+            raise UserError(f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up") from None
+
+    def _create_experiment(self) -> str:
+        """Create the study's experiment; a worker that loses the race to create it uses the winner's."""
+        try:
+            return self.client.create_experiment(
+                self.study_name, artifact_location=self.workspace.artifact_location, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
+            )
+        except Exception:
+            experiment = self.client.get_experiment_by_name(self.study_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def find_parent(self, hint: str | None = None) -> str | None:
+        """The study's parent run: ``hint`` (kept in the study) when it exists here, else by tag."""
+        if self.experiment_id is None:
+            return None
+        if hint:
+            try:
+                run = self.client.get_run(hint)
+                if run.info.experiment_id == self.experiment_id:
+                    self.parent_run_id = hint
+                    return hint
+            except Exception:  # noqa: BLE001 - a run from another store: look it up by tag instead
+                pass
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
+        )
+        self.parent_run_id = runs[0].info.run_id if runs else None
+        return self.parent_run_id
+
+    def start_parent(self, hint: str | None, params: Mapping[str, object]) -> str:
+        """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params."""
+        if self.find_parent(hint):
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+            # A parent created by `prunetuna sensitivity` lacks the search's settings; params are write-once.
+            logged = self.client.get_run(self.parent_run_id).data.params
+            missing = {k: v for k, v in params.items() if k not in logged}
+            if missing:
+                self.client.log_batch(self.parent_run_id, params=_params(missing))
+            return self.parent_run_id  # type: ignore[return-value]
+        assert self.experiment_id is not None
+        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={ROLE_TAG: "study"})
+        # Workers started together may each create one: the earliest wins, the others are removed.
+        earliest = self.find_parent()
+        if earliest is not None and earliest != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+            self.parent_run_id = earliest
+            return earliest
+        self.parent_run_id = run.info.run_id
+        self.client.log_batch(self.parent_run_id, params=_params(params))
+        return self.parent_run_id
+
+    def end_parent(self, status: str) -> None:
+        self.flush()
+        if self.parent_run_id:
+            with contextlib.suppress(TrackingAway):  # reported once; the next start ends it
+                self.outage.call(self.client.set_terminated, self.parent_run_id, status=status)
+
+    def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
+        if self.parent_run_id:
+            stamp = _now_ms()
+            self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+
+    def start_trial(self, number: int, origin: str, params: Mapping[str, object]) -> str:
+        """A nested child run ``trial-<number>`` with its tags and params."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "optuna.trial_number": str(number),
+            "optuna.state": "RUNNING",
+            "prunetuna.origin": origin,
+            ROLE_TAG: "trial",
+        }
+        run = self.outage.call(self.client.create_run, self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        self._trials[run.info.run_id] = number
+        self._submit(self.client.log_batch, run.info.run_id, params=_params(params))
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, epoch: int, accuracy: float, named: dict[str, float] | None = None) -> None:
+        """The epoch's task score as ``val_accuracy`` and, for a user metric, as logged under its own name."""
+        self._submit(self.client.log_metric, run_id, "val_accuracy", accuracy, step=epoch)
+        for name, value in (named or {}).items():
+            self._submit(self.client.log_metric, run_id, name, value, step=epoch)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self._submit(self.client.set_tag, run_id, key, value)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._submit(self.client.log_text, run_id, text, artifact_file)
+
+    def log_trial_model(self, run_id: str, model_dir: Path, profile: Callable[[], Figure] | None = None) -> None:
+        """The files of ``model_dir`` (weights, then manifest) under ``model/``, and a sparsity-profile image.
+
+        Uploaded and drawn off the trial's path; ``model_dir`` is the trial's durable record, never changed after.
+        """
+
+        def write(run_id: str) -> None:
+            self.client.log_artifact(run_id, str(model_dir / WEIGHTS_FILE), "model")
+            fault("upload", self._trials.get(run_id))
+            self.client.log_artifact(run_id, str(model_dir / MANIFEST_FILE), "model")
+            if profile is not None:
+                self.client.log_figure(run_id, profile(), "sparsity_profile.png")
+
+        self._submit(write, run_id)
+
+    def log_parent_files(self, paths: Sequence[Path], artifact_path: str = "plots") -> None:
+        if self.parent_run_id:
+            for path in paths:
+                self.outage.call(self.client.log_artifact, self.parent_run_id, str(path), artifact_path)
+
+    def log_side_run(self, name: str, files: Sequence[Path], params: Mapping[str, object]) -> str:
+        """A finished child run of the parent (``prunetuna sensitivity``'s scan) holding ``files`` and ``params``."""
+        assert self.experiment_id is not None and self.parent_run_id is not None
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: name})
+        for path in files:
+            self.client.log_artifact(run.info.run_id, str(path))
+        self.client.log_batch(run.info.run_id, params=_params(params))
+        self.client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    def download_weights(self, run_id: str) -> dict[str, torch.Tensor]:
+        """The fine-tuned state_dict a trial logged (loaded with ``weights_only=True``)."""
+        with tempfile.TemporaryDirectory(prefix="prunetuna-") as folder:
+            path = self.client.download_artifacts(run_id, f"model/{WEIGHTS_FILE}", folder)
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+    def end_trial(
+        self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
+        """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise; then ``on_written``,
+        when every write of the run has landed."""
+        stamp = _now_ms()
+        all_tags = {"optuna.state": state, **(tags or {})}
+        self._submit(
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in (metrics or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
+        )
+        finished = state in ("COMPLETE", "PRUNED")
+        status = RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.FAILED)
+        self._submit(self.client.set_terminated, run_id, status=status, end_time=stamp)
+        if on_written is not None:
+            self._submit(self._written, run_id, on_written)
+
+    def _written(self, run_id: str, then: Callable[[], None]) -> None:
+        if run_id not in self._unwritten:
+            then()
+
+
+def _params(params: Mapping[str, object]) -> list[Param]:
+    return [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in params.items()]

@@ -22,6 +22,7 @@ _HOMES = {
         "optuna_decision",
     ),
     "_events": ("SearchEvents", "SearchOutcome", "SearchStopped", "StepTimer", "StudyPresentation", "TrialEvent"),
+    "_outcome": ("completed", "drawn", "failed", "over_budget", "stopped"),
     "_plan": ("TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"),
     "_run": ("run_search",),
     "_runner": ("ProfileDrawer", "SURPLUS", "SurplusTrial", "TrialRunner"),

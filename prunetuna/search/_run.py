@@ -14,7 +14,7 @@ from prunetuna.errors import UserError
 from prunetuna.faults import fault
 from prunetuna.search._events import SearchEvents, SearchOutcome, SearchStopped, StudyPresentation, TrialEvent
 from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan, trial_settings
-from prunetuna.search._runner import SURPLUS, TrialRunner
+from prunetuna.search._runner import TrialRunner
 from prunetuna.search._samplers import make_sampler
 from prunetuna.search._study import FINISHED_STATES, check_existing, count_finished, enqueue_again, fail_never_started, open_study, retry_later
 from prunetuna.search._warm_start import enqueue_baselines
@@ -22,8 +22,9 @@ from prunetuna.store import (
     StudyRecord,
     StudyTracker,
     TrackingAway,
-    TrialRecord,
+    TrialEnd,
     TrialStore,
+    TrialWriter,
     Workspace,
     close_finished_parent,
     coordinate_parent,
@@ -119,7 +120,7 @@ class _Session:
         self.study, self.plan, self.workspace, self.tracker, self.store = study, plan, workspace, tracker, store
         self.outcome, self.events, self.presentation = outcome, events, presentation
         profile = presentation.trial_profile if presentation is not None else None
-        self.runner = TrialRunner(plan, tracker, store, outcome.target, profile, events.trial_started)
+        self.runner = TrialRunner(plan, TrialWriter(tracker, store), outcome.target, profile, events.trial_started)
         self.stop_reason: str | None = None
         self.away: str | None = None
 
@@ -186,24 +187,24 @@ class _Session:
         reconcile(self.study, self.tracker, self.store)
 
     def _told(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna's callback after each trial of this process."""
+        """Optuna's callback after each trial of this process: its event, from the outcome the runner decided."""
         fault("told", trial.number)
         timer = self.runner.timers.pop(trial.number, None)
-        record = TrialRecord.of(trial)
-        if record.tracking_away:  # the tracking store stayed away: stop, and run this trial next time
+        result = self.runner.outcomes.pop(trial.number, None)
+        if result is None:  # surplus: marked FAIL without work
+            return
+        if result.tracking_away:  # the tracking store stayed away: stop, and run this trial next time
             enqueue_again(study, trial)
-            self.away = record.fail_reason or "tracking store away"
+            self.away = result.fail_reason or "tracking store away"
             study.stop()
             return
-        if record.fail_reason == SURPLUS:
-            return
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else 0.0
-        event = TrialEvent(trial.number, trial.state.name, record.origin, record.metrics, seconds, record.fail_reason,
-                           dict(timer.seconds) if timer is not None else {})
+        event = TrialEvent(trial.number, result.state.value, result.origin, result.metrics if result.state.finished else {},
+                           seconds, result.reason, dict(timer.seconds) if timer is not None else {})
         outcome = self.outcome
         outcome.events.append(event)
         outcome.ran += 1
-        if trial.state == TrialState.FAIL:
+        if result.state is TrialEnd.FAIL:
             outcome.failed += 1
             if outcome.failed >= self.plan.config.search.max_failures:
                 self.stop_reason = event.reason or "unknown error"

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from conftest import tiny_config
 from prunetuna.config import parse_config
 from prunetuna.search import Baselines, TrialPlan, TrialRunner, check_inputs, complete_plan, enqueue_baselines
-from prunetuna.store import BudgetStatus, StudyTracker, TrialRecord, TrialStore, Workspace, open_storage, resolve_workspace
+from prunetuna.store import BudgetStatus, StudyTracker, TrialRecord, TrialStore, TrialWriter, Workspace, open_storage, resolve_workspace
 
 
 def _plan(tmp_path: Path, **overrides) -> tuple[TrialPlan, Workspace]:
@@ -27,7 +27,7 @@ def _runner(plan: TrialPlan, workspace: Workspace, target: int) -> tuple[TrialRu
     storage = open_storage(workspace, create=True)
     study = optuna.create_study(storage=storage, study_name=plan.config.name, directions=plan.scoring.directions,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    return TrialRunner(plan, tracker, TrialStore(workspace.workdir), target), study, tracker
+    return TrialRunner(plan, TrialWriter(tracker, TrialStore(workspace.workdir)), target), study, tracker
 
 
 def test_runner_records_every_trial_in_optuna_and_mlflow(tmp_path: Path) -> None:

@@ -45,10 +45,11 @@ def export(
         from prunetuna.export import ExportCheckFailed, export_trial
 
         try:
-            card = export_trial(cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force)
+            exported = export_trial(cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force)
         except ExportCheckFailed as exc:
             say(f"prunetuna: export check failed: {exc}")
             raise typer.Exit(1) from None
+    card = exported.card
     metrics = card["metrics"]
     say(f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
               f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
@@ -58,6 +59,6 @@ def export(
         from prunetuna.export import register_export
 
         with user_errors():
-            version = register_export(cfg, workspace, card, out, register)
+            version = register_export(cfg, workspace, exported, out, register)
         say(f"registered {version.model_uri} (run {version.run_id}); serve it with: mlflow models serve -m {version.model_uri} "
                   "--env-manager local")

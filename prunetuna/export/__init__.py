@@ -10,6 +10,7 @@ _HOMES = {
     "_export": (
         "EXPORTERS",
         "ExportCheckFailed",
+        "ExportedTrial",
         "Exporter",
         "OutputCheck",
         "compare_outputs",
@@ -18,7 +19,7 @@ _HOMES = {
         "load_pruned_file",
     ),
     "_model_registry": ("FLAVORS", "RegisteredVersion", "check_model_name", "register_export"),
-    "_rebuild": ("RebuiltTrial", "rebuild_trial", "select_trial"),
+    "_rebuild": ("RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

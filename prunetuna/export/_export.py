@@ -19,7 +19,7 @@ from prunetuna.registry import Registry, unknown_message
 from prunetuna.store import StudyRecord, TrialRecord, manifest
 from prunetuna.workload import first_inputs
 
-__all__ = ["EXPORTERS", "ExportCheckFailed", "Exporter", "OutputCheck", "compare_outputs", "export_trial", "load_pruned", "load_pruned_file"]
+__all__ = ["EXPORTERS", "ExportCheckFailed", "ExportedTrial", "Exporter", "OutputCheck", "compare_outputs", "export_trial", "load_pruned", "load_pruned_file"]
 
 RTOL = 1e-4
 ATOL = 1e-4
@@ -85,7 +85,7 @@ EXPORTERS.register("pt", Exporter(".pt", _write_pt, _run_pt))
 
 def load_pruned_file(path: str | Path) -> nn.Module:
     """A model written by ``prunetuna export --format pt``: architecture rebuilt from its config and vector."""
-    from prunetuna.spaces import PruningSpace
+    from prunetuna.export._rebuild import rebuild_model
     from prunetuna.training import resolve_prune_path
     from prunetuna.workload import build_model
 
@@ -94,12 +94,8 @@ def load_pruned_file(path: str | Path) -> nn.Module:
         raise UserError(f"{path}: not a file written by 'prunetuna export --format pt'")
     config = parse_config(data["config"], str(path))
     torch.manual_seed(config.seed)
-    model = resolve_prune_path(build_model(config.model.model_copy(update={"checkpoint": None})), config.model.prune)
-    example = torch.zeros(data["input_shape"])
-    space = PruningSpace.from_config(config.pruning, model, example, label=str(path), check=False)  # the vector names what the search kept
-    pruned = space.finalize(space.apply(data["sparsity"], structure_only=True))
-    pruned.load_state_dict(data["state_dict"], strict=True)
-    return pruned.eval()
+    dense = resolve_prune_path(build_model(config.model.model_copy(update={"checkpoint": None})), config.model.prune)
+    return rebuild_model(config, dense, torch.zeros(data["input_shape"]), data["sparsity"], data["state_dict"], str(path))
 
 
 def load_pruned(
@@ -128,6 +124,15 @@ def load_pruned(
     workspace = resolve_workspace(config.name, workdir, storage, tracking_uri)
     chosen = select_trial(load_study(workspace, config.name), number=trial, max_flops=max_flops, max_drop=max_drop)
     return rebuild_trial(config, workspace, chosen).model
+
+
+@dataclass(frozen=True)
+class ExportedTrial:
+    """What ``export_trial`` wrote (``card``: the model card, as written beside the file) and checked it with."""
+
+    card: dict
+    model: nn.Module  # the rebuilt model, in eval mode
+    batch: torch.Tensor  # the validation inputs the file's outputs were compared on
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,8 @@ def export_trial(
     max_flops: float | None = None,
     max_drop: float | None = None,
     force: bool = False,
-) -> dict:
-    """Rebuild the chosen trial, check it, write ``out`` and ``<out>.json`` (the model card); returns the card."""
+) -> ExportedTrial:
+    """Rebuild the chosen trial, check it, write ``out`` and ``<out>.json`` (the model card)."""
     from prunetuna.export._rebuild import rebuild_trial, select_trial
     from prunetuna.store import load_study
 
@@ -235,4 +240,4 @@ def export_trial(
         "config_sha256": info["config_sha256"],
     }
     atomic_write(card_path, json.dumps(card, indent=2).encode())
-    return card
+    return ExportedTrial(card, model, batch)

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from prunetuna.errors import UserError
+from prunetuna.registry import Registry
+from prunetuna.store import Role, Tag
 
 __all__ = ["FLAVORS", "RegisteredVersion", "check_model_name", "register_export"]
 
@@ -71,35 +73,31 @@ def _log_torchscript(model, **kwargs: Any):  # noqa: ANN001, ANN202 - a ScriptMo
                                     pip_requirements=_requirements("torch", "numpy"), **kwargs)
 
 
-def _load_torchscript(out: Path, example: np.ndarray):  # noqa: ANN202
+def _load_torchscript(out: Path, model: Any, example: np.ndarray):  # noqa: ANN202
     import torch
 
     return torch.jit.load(str(out), map_location="cpu")
 
 
-def _trace_pt(out: Path, example: np.ndarray):  # noqa: ANN202
+def _trace_pt(out: Path, model: Any, example: np.ndarray):  # noqa: ANN202
     import torch
 
-    from prunetuna.export._export import load_pruned_file
-
-    model = load_pruned_file(out)  # rebuilt with autograd on: torch-pruning traces the graph
-    with torch.no_grad():
+    with torch.no_grad():  # the rebuilt model export checked against the file it wrote
         return torch.jit.trace(model, torch.from_numpy(example))
 
 
 @dataclass(frozen=True)
 class Flavor:
-    """How an export format goes into the registry: ``load`` the file as what ``log`` takes, and run it."""
+    """How an export format goes into the registry: ``load(out, rebuilt model, example)`` gives what ``log`` takes."""
 
-    load: Callable[[Path, np.ndarray], Any]
+    load: Callable[[Path, Any, np.ndarray], Any]
     log: Callable[..., Any]
 
 
-FLAVORS: dict[str, Flavor] = {
-    "onnx": Flavor(lambda out, example: out, _log_onnx),
-    "torchscript": Flavor(_load_torchscript, _log_torchscript),
-    "pt": Flavor(_trace_pt, _log_torchscript),
-}
+FLAVORS: Registry[Flavor] = Registry("format")
+FLAVORS.register("onnx", Flavor(lambda out, model, example: out, _log_onnx))
+FLAVORS.register("torchscript", Flavor(_load_torchscript, _log_torchscript))
+FLAVORS.register("pt", Flavor(_trace_pt, _log_torchscript))
 
 
 def _requirements(*packages: str) -> list[str]:
@@ -113,14 +111,6 @@ def _requirements(*packages: str) -> list[str]:
         except metadata.PackageNotFoundError:
             pins.append(package)
     return pins
-
-
-def _example(config) -> np.ndarray:  # noqa: ANN001 - ExperimentConfig
-    """The first validation inputs, as the model takes them."""
-    from prunetuna.workload import first_inputs, load_workload
-
-    workload = load_workload(config)
-    return first_inputs(next(iter(workload.datamodule.val_dataloader())))[:EXAMPLE_ROWS].numpy()
 
 
 def card_description(card: dict) -> str:
@@ -137,8 +127,8 @@ def card_description(card: dict) -> str:
 
 
 def _version_tags(card: dict) -> dict[str, str]:
-    tags = {"prunetuna.study": card["study"], "prunetuna.trial": str(card["trial"]), "prunetuna.format": card["format"],
-            "prunetuna.source_run_id": str(card.get("mlflow_run_id") or "")}
+    tags = {Tag.STUDY: card["study"], Tag.TRIAL: str(card["trial"]), Tag.FORMAT: card["format"],
+            Tag.SOURCE_RUN: str(card.get("mlflow_run_id") or "")}
     tags.update({f"metric.{k}": f"{v:.6g}" for k, v in card["metrics"].items() if isinstance(v, (int, float))})
     return tags
 
@@ -165,8 +155,9 @@ def _fluent_store(uri: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def register_export(config, workspace, card: dict, out: Path, name: str) -> RegisteredVersion:  # noqa: ANN001
-    """Log the file ``out`` (described by ``card``) as a new version of registered model ``name``."""
+def register_export(config, workspace, exported, out: Path, name: str) -> RegisteredVersion:  # noqa: ANN001
+    """Log the file ``out`` (``exported``: its card, the rebuilt model and its example batch, from ``export_trial``)
+    as a new version of registered model ``name``."""
     import mlflow
     import torch
     from mlflow import MlflowClient
@@ -181,10 +172,11 @@ def register_export(config, workspace, card: dict, out: Path, name: str) -> Regi
     tracker = StudyTracker(workspace, config.name)
     tracker.connect(create=False)
     parent = tracker.find_parent()
-    example = _example(config)
+    card = exported.card
+    example = exported.batch[:EXAMPLE_ROWS].numpy()
     flavor = FLAVORS[card["format"]]
-    model = flavor.load(out, example)
-    tags = {"prunetuna.role": "export", "prunetuna.trial": str(card["trial"]), **({"mlflow.parentRunId": parent} if parent else {})}
+    model = flavor.load(out, exported.model, example)
+    tags = {Tag.ROLE: Role.EXPORT.value, Tag.TRIAL: str(card["trial"]), **({Tag.PARENT: parent} if parent else {})}
     with _fluent_store(workspace.tracking_uri), \
             mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"export-trial-{card['trial']}", tags=tags) as run:
         mlflow.log_dict(card, "model_card.json")

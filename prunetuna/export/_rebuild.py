@@ -1,20 +1,23 @@
-"""Choose a finished trial and rebuild its pruned, fine-tuned model from the study and its MLflow run."""
+"""Choose a finished trial and rebuild its pruned, fine-tuned model. :func:`rebuild_model` is the one rebuild
+path: ``export`` (from the study and its MLflow run), ``load_pruned`` (from a study or a ``pt`` file) and the
+Model Registry all rebuild through it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
-from prunetuna.search import prepare_space
+from prunetuna.spaces import PruningSpace, SparsityVector
 from prunetuna.store import StudyRecord, StudyTracker, TrialRecord, Workspace, mask_url
 from prunetuna.workload import Workload, load_workload
 
-__all__ = ["RebuiltTrial", "rebuild_trial", "select_trial"]
+__all__ = ["RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"]
 
 
 def _cost_of(study: optuna.Study) -> str:
@@ -75,23 +78,33 @@ class RebuiltTrial:
     metrics: dict[str, float]
 
 
-def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial) -> RebuiltTrial:
-    """Prune the config's model with the trial's vector and load the weights its MLflow run logged.
+def rebuild_model(config: ExperimentConfig, dense: nn.Module, example: torch.Tensor, sparsity: SparsityVector,
+                  weights: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """The config's ``dense`` model pruned with ``sparsity`` and loaded with the fine-tuned ``weights``, in eval mode.
 
-    The channel counts depend only on the vector, so the architecture is rebuilt without the
-    dense baseline; every weight then comes from the trial's fine-tuned state_dict.
+    The channel counts depend only on the vector (the space is built without its pre-flight: the vector names
+    what the search kept), so no dense baseline is needed; every weight comes from ``weights``. ``what`` names
+    the source in errors (``--trial 3``, a file).
     """
-    workload = load_workload(config)
-    space = prepare_space(config, workload)
-    record = TrialRecord.of(trial)
-    sparsity = record.sparsity
+    space = PruningSpace.from_config(config.pruning, dense, example, label=what, check=False)
     try:
         model = space.finalize(space.apply(sparsity, structure_only=True))
     except ValueError as exc:
         raise UserError(
-            f"--trial {trial.number}: its sparsity vector does not fit this config's search space ({exc}); "
-            "export with the config the study was searched with (same model and pruning section)"
+            f"{what}: its sparsity vector does not fit this config's search space ({exc}); "
+            "use the config the study was searched with (same model and pruning section)"
         ) from None
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"{what}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})") from None
+    return model.eval()
+
+
+def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial) -> RebuiltTrial:
+    """The trial's model: the config's workload pruned with its vector, loaded with the weights its MLflow run logged."""
+    workload = load_workload(config)
+    record = TrialRecord.of(trial)
     run_id = record.mlflow_run_id
     tracker = StudyTracker(workspace, config.name)
     try:
@@ -101,9 +114,7 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
             f"--trial {trial.number}: its weights (MLflow run {run_id}, artifact model/state_dict.pt) cannot be read from "
             f"{mask_url(tracker.workspace.tracking_uri)} ({exc.__class__.__name__}); pass the study's --tracking-uri"
         ) from None
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"--trial {trial.number}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})") from None
-    model.eval()
-    return RebuiltTrial(trial, model, workload, sparsity, record.metrics)
+    source = config.model.target or config.model.builtin or "?"
+    model = rebuild_model(config, workload.model, workload.example, record.sparsity, weights,
+                          f"--trial {trial.number} (model {source})")
+    return RebuiltTrial(trial, model, workload, record.sparsity, record.metrics)

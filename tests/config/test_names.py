@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prunetuna.config import _experiment as config
 from prunetuna.config import _names as names
-from prunetuna.export import EXPORTERS
+from prunetuna.export import EXPORTERS, FLAVORS
 from prunetuna.objectives import COSTS, LATENCY_BACKENDS, OBJECTIVES, SCORING_MODES, parse_budgets
 from prunetuna.search import EARLY_STOPPING, SAMPLERS
 from prunetuna.spaces import IMPORTANCES, METHODS, NEEDS_GRADIENTS
@@ -20,7 +20,7 @@ def test_every_registry_holds_the_declared_names() -> None:
     assert EARLY_STOPPING.names() == names.EARLY_STOPPING_NAMES
     assert IMPORTANCES.names() == names.IMPORTANCE_NAMES
     assert LATENCY_BACKENDS.names() == names.LATENCY_BACKEND_NAMES
-    assert EXPORTERS.names() == names.EXPORT_FORMATS
+    assert EXPORTERS.names() == FLAVORS.names() == names.EXPORT_FORMATS
     assert NEEDS_GRADIENTS == set(names.GRADIENT_IMPORTANCES) <= set(names.IMPORTANCE_NAMES)
     assert set(names.SINGLE_OBJECTIVE_SAMPLERS) <= set(names.SAMPLER_NAMES)
     assert set(names.SINGLE_OBJECTIVE_PRUNERS) <= set(names.EARLY_STOPPING_NAMES)

@@ -159,19 +159,24 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 
 
 class TrialPruningCallback(pl.Callback):
-    """After each epoch, asks ``decide``; on a reason, keeps it and stops the fit."""
+    """Fed the task score after each epoch (:meth:`observe`: the built-in classifier's accuracy or the user
+    module's metric, as the task reports it), asks ``decide``; on a reason, keeps it and stops the fit."""
 
     def __init__(self, decide: StopDecision) -> None:
         self.decide = decide
         self.reason: str | None = None
         self.epoch_accuracy: list[float] = []
+        self._trainer: pl.Trainer | None = None
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        accuracy = getattr(pl_module, "last_val_accuracy", None)
-        if accuracy is None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def observe(self, epoch: int, score: float) -> None:
+        self.epoch_accuracy.append(float(score))
+        if self.reason is not None:
             return
-        self.epoch_accuracy.append(float(accuracy))
-        reason = self.decide(len(self.epoch_accuracy), float(accuracy))
+        reason = self.decide(epoch, float(score))
         if reason:
             self.reason = reason
-            trainer.should_stop = True
+            if self._trainer is not None:
+                self._trainer.should_stop = True

@@ -122,7 +122,7 @@ class TrialRunner:
                 lr=plan.config.finetune.lr,
                 max_batches=plan.config.finetune.max_batches,
                 seed=plan.config.seed + trial.number,
-                on_epoch=lambda epoch, score: self._epoch(trial.number, epochs, epoch, score),
+                on_epoch=lambda epoch, score: self._epoch(trial.number, epochs, epoch, score, stopper),
                 callbacks=[stopper] if stopper else (),
                 **finetune_options(plan.config, teacher=plan.workload.model),  # finetune.trainer, .callbacks, .distill
             )
@@ -167,7 +167,10 @@ class TrialRunner:
         profile, layers, vector = self.profile, list(plan.space.names), candidate.vector
         return TrialModel(weights, info, (lambda: profile(number, vector, layers)) if profile is not None else None)
 
-    def _epoch(self, number: int, epochs: list[float], epoch: int, score: float) -> None:
+    def _epoch(self, number: int, epochs: list[float], epoch: int, score: float,
+               stopper: TrialPruningCallback | None) -> None:
         epochs.append(score)
+        if stopper is not None:
+            stopper.observe(epoch, score)  # the task's score: the built-in accuracy or the user module's metric
         self.writer.epoch(number, epoch, score, self.plan.workload.task.named(score))
         fault("fine_tune", number)

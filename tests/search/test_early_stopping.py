@@ -75,3 +75,25 @@ def test_an_unknown_rule_is_an_error_not_no_pruner() -> None:
     with pytest.raises(UserError, match="unknown pruner 'medain'; choose one of none, median, hyperband, dominated"):
         make_pruner("medain", 3)
     assert EARLY_STOPPING.get("none").pruner(3).__class__ is optuna.pruners.NopPruner
+
+
+def test_dominated_rule_stops_a_user_module_on_its_own_metric(tmp_path) -> None:
+    """The rule is fed the task score each epoch: a user's LightningModule is stopped on its metric (val/f1),
+    exactly as the built-in classifier is on accuracy; early stopping is never silently inert."""
+    model = {"builtin": None, "target": "user_modules:F1Module", "kwargs": {"channels": 6}, "prune": "net"}
+    config = write_config(tmp_path, tiny_config(
+        "es-module", model=model, metric={"name": "val/f1", "mode": "max"}, objectives=["metric", "flops"],
+        finetune={"epochs": 3, "max_batches": 3},
+        search={"sampler": "random", "n_trials": 6, "pruner": "dominated", "min_dominating": 1}))
+    result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="es-module", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned, [t.state.name for t in study.trials]
+    for trial in pruned:
+        assert trial.user_attrs["pruned_reason"].startswith("dominated after epoch")
+        assert len(trial.user_attrs["epoch_accuracy"]) < 3
+    for trial in study.trials:
+        if trial.state.name == "COMPLETE":
+            assert len(trial.user_attrs["epoch_accuracy"]) == 3
+            assert trial.user_attrs["metrics"]["val/f1"] == trial.values[0]

@@ -2,7 +2,7 @@
 
 The config validates names against these tuples before anything heavy is imported (start-up speed);
 the parts themselves live in :class:`prunetuna.registry.Registry` objects next to their code, and
-``tests/test_names.py`` checks that each registry holds exactly the names declared here. Adding a
+``tests/config/test_names.py`` checks that each registry holds exactly the names declared here. Adding a
 cost, a sampler, a latency backend or an early-stopping rule: register it, and name it here.
 """
 

@@ -7,7 +7,7 @@ The built-in classifier mixes its cross-entropy with Hinton's loss on softened l
 The teacher is a frozen copy of the dense model, put on the student's device and dtype when the
 fit starts, run in eval mode without gradients, once per training batch.
 
-A user's LightningModule takes part through one hook (see README, *Distillation*)::
+A user's LightningModule takes part through one hook (see docs/guides/own-lightningmodule.md)::
 
     def distillation_step(self, batch, batch_idx, teacher_outputs) -> torch.Tensor | dict:
         ...  # the loss to minimize, as training_step returns it

@@ -116,7 +116,8 @@ def find_dimensions(model: nn.Module, example: torch.Tensor, ignored: Sequence[s
         producers = [names[d.target.module] for d, _ in group if d.target.module in names
                      and isinstance(d.target.module, ROOT_TYPES) and graph.is_out_channel_pruning_fn(d.handler)]
         name = min(producers, key=position.__getitem__) if producers else names[root_dep.source.module]
-        dimensions.append(Dimension(name=name, channels=len(idxs), layers=layers, producers=tuple(dict.fromkeys(producers))))
+        dimensions.append(Dimension(name=name, channels=len(idxs), layers=layers,
+                                    producers=tuple(dict.fromkeys(producers))))
     dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
     unreached = [n for n, m in by_name.items() if isinstance(m, ROOT_TYPES) and m not in graph.module2node and n not in ignored]
     if not dimensions and unreached:

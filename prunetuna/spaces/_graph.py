@@ -9,6 +9,7 @@ few seconds, and raises :class:`GraphTooExpensive` past a limit. The guard needs
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -26,7 +27,8 @@ from torch import nn
 from prunetuna.errors import UserError
 from prunetuna.spaces.rewrites import opaque_for_tracing, opaque_ops
 
-__all__ = ["GraphCost", "GraphLimits", "GraphTooExpensive", "graph_and_groups", "guarded", "last_graph_cost", "measured", "model_label"]
+__all__ = ["GraphCost", "GraphLimits", "GraphTooExpensive", "copy_with_graph", "graph_and_groups", "guarded",
+           "last_graph_cost", "measured", "model_label", "reusing", "take_graph"]
 
 T = TypeVar("T")
 WHAT_TO_TRY = ("put the layers around it in pruning.ignore, or use pruning.method: unstructured or nm "
@@ -54,6 +56,7 @@ class GraphCost:
 
 
 _LAST: list[GraphCost] = []
+_LAST_GRAPH: list[tp.DependencyGraph] = []
 
 
 def last_graph_cost() -> GraphCost | None:
@@ -89,6 +92,45 @@ def measured() -> Iterator[None]:
     finally:
         peak = (_status_kb("VmHWM") - base) / 2**20 if resettable else 0.0
         _LAST[:] = [GraphCost(time.process_time() - cpu, time.monotonic() - wall, max(0.0, peak))]
+
+
+def take_graph(model: nn.Module) -> tp.DependencyGraph | None:
+    """The graph :func:`graph_and_groups` last built, if it was of ``model`` (handed over once, then forgotten)."""
+    graph = _LAST_GRAPH.pop() if _LAST_GRAPH else None
+    return graph if graph is not None and graph.model is model else None
+
+
+def copy_with_graph(model: nn.Module, graph: tp.DependencyGraph | None) -> tuple[nn.Module, tp.DependencyGraph | None]:
+    """A deep copy of ``model`` and of its dependency ``graph`` together (the copy's nodes point at the copy's
+    layers); the autograd nodes it reads shapes from and the pruners are shared, not copied. Without a graph, or
+    when it does not copy, the model alone (its pruner then builds a graph of its own)."""
+    if graph is not None:
+        shared: list[object] = [graph.ops, *graph.REGISTERED_PRUNERS.values(), *graph.CUSTOMIZED_PRUNERS.values()]
+        shared += [node.grad_fn for node in graph.module2node.values()]  # the pruners are compared by identity
+        memo: dict[int, object] = {id(o): o for o in shared if o is not None}
+        try:
+            return copy.deepcopy((model, graph), memo)
+        except (TypeError, RuntimeError, AttributeError):  # a graph holding what deepcopy cannot copy: rebuild instead
+            pass
+    return copy.deepcopy(model), None
+
+
+@contextmanager
+def reusing(graph: tp.DependencyGraph | None) -> Iterator[None]:
+    """While active, torch-pruning's pruners get ``graph`` instead of building one, when they build one of its model."""
+    if graph is None:
+        yield
+        return
+    build = tp.DependencyGraph.build_dependency
+
+    def reuse(self: tp.DependencyGraph, model: nn.Module, *args: object, **kwargs: object) -> tp.DependencyGraph:
+        return graph if model is graph.model else build(self, model, *args, **kwargs)
+
+    tp.DependencyGraph.build_dependency = reuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        tp.DependencyGraph.build_dependency = build  # type: ignore[method-assign]
 
 
 class GraphTooExpensive(UserError):
@@ -168,6 +210,7 @@ def graph_and_groups(
         with opaque_for_tracing(model):
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
         skipped = list(ignored) + opaque_ops(graph)
+        _LAST_GRAPH[:] = [graph]
         return graph, list(graph.get_all_groups(ignored_layers=skipped, root_module_types=tuple(root_types)))
 
     was_training = model.training

@@ -19,12 +19,13 @@ from torch.nn import functional as F
 from prunetuna.registry import Registry
 from prunetuna.spaces._attention import fix_widths, head_counts
 from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_dimensions
-from prunetuna.spaces._graph import GraphLimits, measured
+from prunetuna.spaces._graph import GraphLimits, measured, reusing
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import mask_nm, mask_unstructured
 from prunetuna.spaces.rewrites import opaque_for_tracing
 
-__all__ = ["METHODS", "Batches", "PruningMethod", "SpaceSettings", "accumulate_gradients", "outside_groups", "quiet_copies"]
+__all__ = ["METHODS", "Batches", "PruningMethod", "SpaceSettings", "accumulate_gradients", "outside_groups",
+           "quiet_copies"]
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """A few (inputs, labels) batches, for criteria that need gradients."""
@@ -76,7 +77,7 @@ class Structured(PruningMethod):
         importance = "l2" if structure_only and space.importance in NEEDS_GRADIENTS else space.importance
         accumulate_gradients(pruned, importance, batches)
         pruned.eval()
-        with quiet_copies(), opaque_for_tracing(pruned), measured():
+        with quiet_copies(), opaque_for_tracing(pruned), measured(), reusing(getattr(space, "copied_graph", None)):
             pruner = tp.pruner.MetaPruner(
                 pruned,
                 space.example[:1].to(next(pruned.parameters()).device),
@@ -128,10 +129,11 @@ def _cap_for_rounding(module: nn.Module, ratio: float, round_to: int) -> float:
     return min(ratio, max(0.0, (channels - round_to) / channels))
 
 
-def outside_groups(space: SpaceSettings, modules: dict[str, nn.Module], ratios: dict[nn.Module, float]) -> list[nn.Module]:
-    """torch-pruning's ``ignored_layers`` for pruning ``ratios``: the space's ignored layers and every layer whose output
-    channels no pruned group removes. Its pruner then builds, and estimates the importance of, the pruned groups only
-    (it does so for every group it finds, ratio 0 or not: one group it cannot handle would break every candidate)."""
+def outside_groups(space: SpaceSettings, modules: dict[str, nn.Module], ratios: dict[nn.Module, float]) -> list:
+    """torch-pruning's ``ignored_layers`` for pruning ``ratios``: the space's ignored layers and every layer whose
+    output channels no pruned group removes. Its pruner then builds, and estimates the importance of, the pruned
+    groups only (it does so for every group it finds, ratio 0 or not: one group it cannot handle would break every
+    candidate)."""
     ignored = [modules[n] for n in space.ignored]
     names = {module: name for name, module in modules.items()}
     roots = {names[m] for m in ratios if m in names}
@@ -139,7 +141,8 @@ def outside_groups(space: SpaceSettings, modules: dict[str, nn.Module], ratios: 
     if not pruned or any(not d.producers for d in pruned):
         return ignored  # dimensions made without their producers: every group is built, as before
     keep = {p for d in pruned for p in d.producers} | roots
-    return ignored + [m for n, m in modules.items() if isinstance(m, ROOT_TYPES) and n not in keep and n not in space.ignored]
+    return ignored + [m for n, m in modules.items()
+                      if isinstance(m, ROOT_TYPES) and n not in keep and n not in space.ignored]
 
 
 def accumulate_gradients(model: nn.Module, importance: str, batches: Batches) -> None:

@@ -69,7 +69,8 @@ class BrokenDimension:
 def _shapes(model: nn.Module, out: object) -> tuple[object, ...]:
     """The shapes of a model's output tensors (several for several heads; a non-tensor by its type name); of its
     predictions only where a model family says which they are (not a detection head's input feature maps)."""
-    return tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in output_tensors(model_predictions(model, out)))
+    tensors = output_tensors(model_predictions(model, out))
+    return tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in tensors)
 
 
 def _runs(space: CheckedSpace, vector: SparsityVector, shape: tuple[object, ...]) -> str | None:
@@ -135,14 +136,15 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
     patterns = [p for b in broken for p in b.patterns]
     first = broken[0]
     if not kept:
-        raise UserError(f"{label}: every dimension breaks the model when pruned (first: sparsity.{first.dimension.name}, "
-                        f"{_describe(model, first.dimension.roots[0])}: {first.error}); torch-pruning cannot prune this "
-                        "architecture's groups: put those layers in pruning.ignore or register a rewrite for the block "
-                        "(prunetuna.spaces.rewrites.FAMILIES); pruning.method unstructured or nm masks weights instead, "
-                        "which keeps every shape and gives no speedup on dense kernels")
+        raise UserError(f"{label}: every dimension breaks the model when pruned (first: sparsity.{first.dimension.name}"
+                        f", {_describe(model, first.dimension.roots[0])}: {first.error}); torch-pruning cannot prune "
+                        "this architecture's groups: put those layers in pruning.ignore or register a rewrite for the "
+                        "block (prunetuna.spaces.rewrites.FAMILIES); pruning.method unstructured or nm masks weights "
+                        "instead, which keeps every shape and gives no speedup on dense kernels")
     for b in broken:
-        print(f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({_describe(model, b.dimension.roots[0])}, "
-              f"{len(b.dimension.layers)} layers) breaks the model when pruned ({b.error}); dropped from the search space",
+        where = _describe(model, b.dimension.roots[0])
+        print(f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({where}, {len(b.dimension.layers)} "
+              f"layers) breaks the model when pruned ({b.error}); dropped from the search space",
               file=sys.stderr, flush=True)
     print(f"prunetuna: warning: {label}: add {patterns} to pruning.ignore to drop them explicitly", file=sys.stderr, flush=True)
     return space.only(kept), broken

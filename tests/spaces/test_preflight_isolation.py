@@ -11,7 +11,7 @@ from prunetuna.spaces import PruningSpace, preflight
 
 
 class FixedScale(nn.Module):
-    """Multiplies by a buffer of a fixed width: torch-pruning does not know it, so pruning its input breaks the model."""
+    """Multiplies by a buffer of a fixed width: torch-pruning does not know it; pruning its input breaks the model."""
 
     def __init__(self, width: int) -> None:
         super().__init__()

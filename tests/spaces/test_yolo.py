@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunetuna.spaces import PruningSpace, prepare_for_pruning, preflight
+from prunetuna.spaces import PruningSpace, preflight, prepare_for_pruning
 from prunetuna.spaces.rewrites import SplitC2f, SplitC2PSA
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-"))
-tasks = pytest.importorskip("ultralytics.nn.tasks", reason="ultralytics is not installed (pip install 'prunetuna[yolo]')")
+tasks = pytest.importorskip("ultralytics.nn.tasks", reason="ultralytics is not installed ('prunetuna[yolo]')")
 
 EXAMPLE = torch.zeros(1, 3, 128, 128)
 MODELS = ["yolov8n", "yolo11n", "yolov8n-seg"]

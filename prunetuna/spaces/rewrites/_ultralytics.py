@@ -60,7 +60,8 @@ def rewrite(module: nn.Module) -> nn.Module | None:
         if not half or not isinstance(module.m, nn.ModuleList):
             return None
         return split_input(module, SplitC2f, (half, half))
-    if classes.C2PSA is not None and isinstance(module, classes.C2PSA) and type(module).forward is classes.C2PSA.forward:
+    c2psa = classes.C2PSA
+    if c2psa is not None and isinstance(module, c2psa) and type(module).forward is c2psa.forward:
         return split_input(module, SplitC2PSA, (module.c, module.c))
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prunetuna.runtime import lazy_exports
 
 _HOMES = {
+    "rewrites": ("FAMILIES", "Family", "prepare_for_pruning"),
     "_attention": ("WIDTH_FIXERS", "WidthFixer", "fix_widths", "head_counts"),
     "_dimensions": (
         "Dimension",
@@ -20,10 +21,30 @@ _HOMES = {
         "ignored_layers",
         "output_tensors",
     ),
-    "_graph": ("GraphLimits", "GraphTooExpensive", "graph_and_groups", "guarded", "model_label"),
+    "_graph": (
+        "GraphCost",
+        "GraphLimits",
+        "GraphTooExpensive",
+        "copy_with_graph",
+        "graph_and_groups",
+        "guarded",
+        "last_graph_cost",
+        "measured",
+        "model_label",
+        "reusing",
+        "take_graph",
+    ),
     "_importance": ("IMPORTANCES", "NEEDS_GRADIENTS", "make_importance"),
     "_masks": ("make_permanent", "mask_nm", "mask_unstructured", "nm_mask"),
-    "_methods": ("Batches", "METHODS", "PruningMethod", "SpaceSettings", "accumulate_gradients", "quiet_copies"),
+    "_methods": (
+        "Batches",
+        "METHODS",
+        "PruningMethod",
+        "SpaceSettings",
+        "accumulate_gradients",
+        "outside_groups",
+        "quiet_copies",
+    ),
     "_preflight": ("BrokenDimension", "preflight"),
     "_ratio_scale": ("SCALES", "sampler_params", "suggest_ratios"),
     "_space": (

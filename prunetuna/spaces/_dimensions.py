@@ -11,6 +11,7 @@ from torch import nn
 
 from prunetuna.errors import UserError
 from prunetuna.spaces._graph import GraphLimits, graph_and_groups, model_label
+from prunetuna.spaces.rewrites import fixed_layers
 
 __all__ = ["ROOT_TYPES", "Dimension", "find_dimensions", "find_output_layer", "find_output_layers", "ignored_layers", "output_tensors"]
 
@@ -23,7 +24,8 @@ class Dimension:
 
     ``members`` are the root layers of the torch-pruning groups that share this ratio (one for
     ``layer`` granularity; a residual block's or a stage's groups otherwise); ``high`` is an upper
-    bound of its own (from a sensitivity scan), else the space's ``max_sparsity``.
+    bound of its own (from a sensitivity scan), else the space's ``max_sparsity``; ``producers`` are the
+    layers whose output channels it removes (the rest of ``layers`` lose input channels).
     """
 
     name: str
@@ -31,6 +33,7 @@ class Dimension:
     layers: tuple[str, ...]
     members: tuple[str, ...] = ()
     high: float | None = None
+    producers: tuple[str, ...] = ()
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -82,8 +85,9 @@ def find_output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
 
 
 def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Sequence[str]) -> list[str]:
-    """The output layer and every convolution / linear layer matching one of ``patterns`` (fnmatch)."""
-    ignored = find_output_layers(model, example[:1])
+    """The output layers (traced, and those a model family fixes: a detection head's predictions, frozen layers)
+    and every convolution / linear layer matching one of ``patterns`` (fnmatch)."""
+    ignored = list(dict.fromkeys(find_output_layers(model, example[:1]) + fixed_layers(model)))
     for name, module in model.named_modules():
         if name and isinstance(module, ROOT_TYPES) and any(fnmatch.fnmatchcase(name, p) for p in patterns):
             if name not in ignored:
@@ -112,7 +116,8 @@ def find_dimensions(model: nn.Module, example: torch.Tensor, ignored: Sequence[s
         producers = [names[d.target.module] for d, _ in group if d.target.module in names
                      and isinstance(d.target.module, ROOT_TYPES) and graph.is_out_channel_pruning_fn(d.handler)]
         name = min(producers, key=position.__getitem__) if producers else names[root_dep.source.module]
-        dimensions.append(Dimension(name=name, channels=len(idxs), layers=layers))
+        dimensions.append(Dimension(name=name, channels=len(idxs), layers=layers,
+                                    producers=tuple(dict.fromkeys(producers))))
     dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
     unreached = [n for n, m in by_name.items() if isinstance(m, ROOT_TYPES) and m not in graph.module2node and n not in ignored]
     if not dimensions and unreached:

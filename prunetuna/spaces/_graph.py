@@ -9,6 +9,7 @@ few seconds, and raises :class:`GraphTooExpensive` past a limit. The guard needs
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
@@ -24,8 +25,10 @@ import torch_pruning as tp
 from torch import nn
 
 from prunetuna.errors import UserError
+from prunetuna.spaces.rewrites import opaque_for_tracing, opaque_ops
 
-__all__ = ["GraphLimits", "GraphTooExpensive", "graph_and_groups", "guarded", "model_label"]
+__all__ = ["GraphCost", "GraphLimits", "GraphTooExpensive", "copy_with_graph", "graph_and_groups", "guarded",
+           "last_graph_cost", "measured", "model_label", "reusing", "take_graph"]
 
 T = TypeVar("T")
 WHAT_TO_TRY = ("put the layers around it in pruning.ignore, or use pruning.method: unstructured or nm "
@@ -40,6 +43,94 @@ class GraphLimits:
     memory_gb: float = 4.0
     progress_after: float = 5.0
     tick: float = 0.5
+
+
+@dataclass(frozen=True)
+class GraphCost:
+    """What building one dependency graph took: CPU seconds (this process, all threads), wall seconds, and the
+    peak resident memory gained over the memory before it (GB; 0 where the peak cannot be read)."""
+
+    cpu_seconds: float
+    seconds: float
+    peak_gb: float
+
+
+_LAST: list[GraphCost] = []
+_LAST_GRAPH: list[tp.DependencyGraph] = []
+
+
+def last_graph_cost() -> GraphCost | None:
+    """The cost of the last graph built in this process (by a space or by a candidate's pruner)."""
+    return _LAST[-1] if _LAST else None
+
+
+def _status_kb(field: str) -> int:
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's resident-memory high-water mark (Linux: ``5`` into ``/proc/self/clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def measured() -> Iterator[None]:
+    """Record the CPU time, wall time and peak memory of the block as :func:`last_graph_cost`."""
+    base, resettable = _status_kb("VmRSS"), _reset_peak()
+    cpu, wall = time.process_time(), time.monotonic()
+    try:
+        yield
+    finally:
+        peak = (_status_kb("VmHWM") - base) / 2**20 if resettable else 0.0
+        _LAST[:] = [GraphCost(time.process_time() - cpu, time.monotonic() - wall, max(0.0, peak))]
+
+
+def take_graph(model: nn.Module) -> tp.DependencyGraph | None:
+    """The graph :func:`graph_and_groups` last built, if it was of ``model`` (handed over once, then forgotten)."""
+    graph = _LAST_GRAPH.pop() if _LAST_GRAPH else None
+    return graph if graph is not None and graph.model is model else None
+
+
+def copy_with_graph(model: nn.Module, graph: tp.DependencyGraph | None) -> tuple[nn.Module, tp.DependencyGraph | None]:
+    """A deep copy of ``model`` and of its dependency ``graph`` together (the copy's nodes point at the copy's
+    layers); the autograd nodes it reads shapes from and the pruners are shared, not copied. Without a graph, or
+    when it does not copy, the model alone (its pruner then builds a graph of its own)."""
+    if graph is not None:
+        shared: list[object] = [graph.ops, *graph.REGISTERED_PRUNERS.values(), *graph.CUSTOMIZED_PRUNERS.values()]
+        shared += [node.grad_fn for node in graph.module2node.values()]  # the pruners are compared by identity
+        memo: dict[int, object] = {id(o): o for o in shared if o is not None}
+        try:
+            return copy.deepcopy((model, graph), memo)
+        except (TypeError, RuntimeError, AttributeError):  # a graph holding what deepcopy cannot copy: rebuild instead
+            pass
+    return copy.deepcopy(model), None
+
+
+@contextmanager
+def reusing(graph: tp.DependencyGraph | None) -> Iterator[None]:
+    """While active, torch-pruning's pruners get ``graph`` instead of building one, when they build one of its model."""
+    if graph is None:
+        yield
+        return
+    build = tp.DependencyGraph.build_dependency
+
+    def reuse(self: tp.DependencyGraph, model: nn.Module, *args: object, **kwargs: object) -> tp.DependencyGraph:
+        return graph if model is graph.model else build(self, model, *args, **kwargs)
+
+    tp.DependencyGraph.build_dependency = reuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        tp.DependencyGraph.build_dependency = build  # type: ignore[method-assign]
 
 
 class GraphTooExpensive(UserError):
@@ -116,12 +207,16 @@ def graph_and_groups(
     """The dependency graph of ``model`` (eval mode, traced on one example) and its groups, under one guard."""
 
     def build() -> tuple[tp.DependencyGraph, list]:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
-        return graph, list(graph.get_all_groups(ignored_layers=list(ignored), root_module_types=tuple(root_types)))
+        with opaque_for_tracing(model):
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
+        skipped = list(ignored) + opaque_ops(graph)
+        _LAST_GRAPH[:] = [graph]
+        return graph, list(graph.get_all_groups(ignored_layers=skipped, root_module_types=tuple(root_types)))
 
     was_training = model.training
     model.eval()
     try:
-        return guarded(model, "building the dependency graph", build, limits)
+        with measured():
+            return guarded(model, "building the dependency graph", build, limits)
     finally:
         model.train(was_training)

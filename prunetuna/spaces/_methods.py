@@ -19,11 +19,13 @@ from torch.nn import functional as F
 from prunetuna.registry import Registry
 from prunetuna.spaces._attention import fix_widths, head_counts
 from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_dimensions
-from prunetuna.spaces._graph import GraphLimits
+from prunetuna.spaces._graph import GraphLimits, measured, reusing
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import mask_nm, mask_unstructured
+from prunetuna.spaces.rewrites import opaque_for_tracing
 
-__all__ = ["METHODS", "Batches", "PruningMethod", "SpaceSettings", "accumulate_gradients", "quiet_copies"]
+__all__ = ["METHODS", "Batches", "PruningMethod", "SpaceSettings", "accumulate_gradients", "outside_groups",
+           "quiet_copies"]
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """A few (inputs, labels) batches, for criteria that need gradients."""
@@ -32,6 +34,7 @@ Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 class SpaceSettings(Protocol):
     """What a method reads from the space it prunes for (:class:`prunetuna.spaces.PruningSpace`)."""
 
+    dimensions: tuple[Dimension, ...]
     example: torch.Tensor
     importance: str
     ignored: tuple[str, ...]
@@ -74,14 +77,14 @@ class Structured(PruningMethod):
         importance = "l2" if structure_only and space.importance in NEEDS_GRADIENTS else space.importance
         accumulate_gradients(pruned, importance, batches)
         pruned.eval()
-        with quiet_copies():
+        with quiet_copies(), opaque_for_tracing(pruned), measured(), reusing(getattr(space, "copied_graph", None)):
             pruner = tp.pruner.MetaPruner(
                 pruned,
                 space.example[:1].to(next(pruned.parameters()).device),
                 importance=make_importance(importance),
                 pruning_ratio=0.0,
                 pruning_ratio_dict=ratios,
-                ignored_layers=[modules[n] for n in space.ignored],
+                ignored_layers=outside_groups(space, modules, ratios),
                 root_module_types=list(ROOT_TYPES),
                 round_to=space.round_to,
                 num_heads=head_counts(pruned),  # every head of an attention layer keeps the same width
@@ -124,6 +127,22 @@ def _cap_for_rounding(module: nn.Module, ratio: float, round_to: int) -> float:
     layer down to zero channels and then leave it unpruned, so cost would stop falling with the ratio."""
     channels = module.out_channels if isinstance(module, nn.modules.conv._ConvNd) else module.out_features
     return min(ratio, max(0.0, (channels - round_to) / channels))
+
+
+def outside_groups(space: SpaceSettings, modules: dict[str, nn.Module], ratios: dict[nn.Module, float]) -> list:
+    """torch-pruning's ``ignored_layers`` for pruning ``ratios``: the space's ignored layers and every layer whose
+    output channels no pruned group removes. Its pruner then builds, and estimates the importance of, the pruned
+    groups only (it does so for every group it finds, ratio 0 or not: one group it cannot handle would break every
+    candidate)."""
+    ignored = [modules[n] for n in space.ignored]
+    names = {module: name for name, module in modules.items()}
+    roots = {names[m] for m in ratios if m in names}
+    pruned = [d for d in space.dimensions if roots & set(d.roots)]
+    if not pruned or any(not d.producers for d in pruned):
+        return ignored  # dimensions made without their producers: every group is built, as before
+    keep = {p for d in pruned for p in d.producers} | roots
+    return ignored + [m for n, m in modules.items()
+                      if isinstance(m, ROOT_TYPES) and n not in keep and n not in space.ignored]
 
 
 def accumulate_gradients(model: nn.Module, importance: str, batches: Batches) -> None:

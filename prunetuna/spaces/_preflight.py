@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from prunetuna.errors import UserError
 from prunetuna.spaces._dimensions import Dimension, output_tensors
 from prunetuna.spaces._methods import PruningMethod
+from prunetuna.spaces.rewrites import model_predictions
 from prunetuna.sparsity import SparsityVector
 
 S = TypeVar("S", bound="CheckedSpace")
@@ -65,9 +66,11 @@ class BrokenDimension:
         return list(self.dimension.roots)
 
 
-def _shapes(out: object) -> tuple[object, ...]:
-    """The shapes of a model's output tensors (several for several heads; a non-tensor by its type name)."""
-    return tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in output_tensors(out))
+def _shapes(model: nn.Module, out: object) -> tuple[object, ...]:
+    """The shapes of a model's output tensors (several for several heads; a non-tensor by its type name); of its
+    predictions only where a model family says which they are (not a detection head's input feature maps)."""
+    tensors = output_tensors(model_predictions(model, out))
+    return tuple(tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in tensors)
 
 
 def _runs(space: CheckedSpace, vector: SparsityVector, shape: tuple[object, ...]) -> str | None:
@@ -76,14 +79,40 @@ def _runs(space: CheckedSpace, vector: SparsityVector, shape: tuple[object, ...]
         pruned = space.apply(vector, structure_only=True).eval()
         with torch.no_grad(), FlopCounterMode(display=False) as flops:
             out = pruned(space.example[:1])
-        if _shapes(out) != shape:
-            got, want = (s[0] if len(s) == 1 else s for s in (_shapes(out), shape))
+        if _shapes(pruned, out) != shape:
+            got, want = (s[0] if len(s) == 1 else s for s in (_shapes(pruned, out), shape))
             return f"output shape {got} instead of {want}"
         if flops.get_total_flops() <= 0:
             return "no FLOPs counted in the pruned forward pass"
     except Exception as exc:  # noqa: BLE001 - whatever breaks, the dimension is named with its cause
         return f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:120]}"
     return None
+
+
+def _broken(space: CheckedSpace, dimensions: Sequence[Dimension], shape: tuple[object, ...]) -> list[BrokenDimension]:
+    """The dimensions that break the model alone, found by halving: a set that runs together is fine, one that does not
+    is split (a few prunings for a few broken dimensions among many, not one per dimension)."""
+    if len(dimensions) == 1:
+        error = _runs(space, {dimensions[0].name: space.high(dimensions[0])}, shape)
+        return [] if error is None else [BrokenDimension(dimensions[0], error)]
+    half = len(dimensions) // 2
+    found = []
+    for part in (dimensions[:half], dimensions[half:]):
+        if _runs(space, {d.name: space.high(d) for d in part}, shape) is not None:
+            found += _broken(space, part, shape)
+    return found
+
+
+def _describe(model: nn.Module, name: str) -> str:
+    """``layer model.2.cv1.conv (Conv2d in model.2: C2f)``: a dimension's layer, its type and its block's."""
+    modules = dict(model.named_modules())
+    if name not in modules:
+        return name
+    parts = name.split(".")
+    block = next((p for p in (".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1))
+                  if not isinstance(modules[p], (nn.Sequential, nn.ModuleList, nn.ModuleDict))), None)
+    inside = f" in {block}: {type(modules[block]).__name__}" if block else ""
+    return f"layer {name} ({type(modules[name]).__name__}{inside})"
 
 
 def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]:
@@ -95,26 +124,27 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
     model.eval()
     try:
         with torch.no_grad():
-            shape = _shapes(model(example[:1]))
+            shape = _shapes(model, model(example[:1]))
         if _runs(space, space.highest(), shape) is None:
             return space, []
-        broken = []
-        for dimension in space.dimensions:
-            error = _runs(space, {dimension.name: space.high(dimension)}, shape)
-            if error is not None:
-                broken.append(BrokenDimension(dimension, error))
+        broken = _broken(space, list(space.dimensions), shape)
     finally:
         model.train(was_training)
     if not broken:
         return space, []
     kept = [d for d in space.dimensions if d not in {b.dimension for b in broken}]
     patterns = [p for b in broken for p in b.patterns]
+    first = broken[0]
     if not kept:
-        raise UserError(f"{label}: every dimension breaks the model when pruned (first: sparsity.{broken[0].dimension.name}, "
-                        f"{broken[0].error}); its forward hard-codes the widths, so it cannot be pruned structurally; "
-                        "try pruning.method: unstructured or nm")
+        raise UserError(f"{label}: every dimension breaks the model when pruned (first: sparsity.{first.dimension.name}"
+                        f", {_describe(model, first.dimension.roots[0])}: {first.error}); torch-pruning cannot prune "
+                        "this architecture's groups: put those layers in pruning.ignore or register a rewrite for the "
+                        "block (prunetuna.spaces.rewrites.FAMILIES); pruning.method unstructured or nm masks weights "
+                        "instead, which keeps every shape and gives no speedup on dense kernels")
     for b in broken:
-        print(f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({len(b.dimension.layers)} layers) breaks the "
-              f"model when pruned ({b.error}); dropped from the search space", file=sys.stderr, flush=True)
+        where = _describe(model, b.dimension.roots[0])
+        print(f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({where}, {len(b.dimension.layers)} "
+              f"layers) breaks the model when pruned ({b.error}); dropped from the search space",
+              file=sys.stderr, flush=True)
     print(f"prunetuna: warning: {label}: add {patterns} to pruning.ignore to drop them explicitly", file=sys.stderr, flush=True)
     return space.only(kept), broken

@@ -13,13 +13,14 @@ from torch import nn
 from prunetuna.errors import UserError
 from prunetuna.spaces._attention import fix_widths, head_counts
 from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_output_layer, ignored_layers
-from prunetuna.spaces._graph import GraphLimits
+from prunetuna.spaces._graph import GraphCost, GraphLimits, copy_with_graph, last_graph_cost, take_graph
 from prunetuna.spaces._importance import make_importance
 from prunetuna.spaces._masks import make_permanent
 from prunetuna.spaces._methods import METHODS, Batches, PruningMethod, accumulate_gradients, quiet_copies
 from prunetuna.spaces._preflight import preflight
 from prunetuna.spaces._ratio_scale import SCALES, suggest_ratios
 from prunetuna.spaces._tie import Granularity, tie_dimensions
+from prunetuna.spaces.rewrites import opaque_for_tracing, opaque_ops, prepare_for_pruning
 from prunetuna.sparsity import SparsityVector, canonical, snap
 
 __all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
@@ -85,6 +86,10 @@ class PruningSpace:
         self.round_to = round_to
         self.method = method
         self.nm = nm
+        self.graph_cost: GraphCost | None = None  # building the space's dependency graph: CPU seconds, peak memory
+        self.graph: tp.DependencyGraph | None = None  # that graph, copied with the model for every candidate
+        self.prune_cost: GraphCost | None = None  # the last candidate's pruner getting its graph (copied, or built)
+        self.copied_graph: tp.DependencyGraph | None = None  # the graph of the copy being pruned (read by the method)
 
     @property
     def names(self) -> list[str]:
@@ -115,12 +120,19 @@ class PruningSpace:
         ``round_to`` keeps every pruned channel count a multiple of it (kernels favour such widths).
         ``method`` ``unstructured`` or ``nm`` masks weights per layer instead of removing channels.
         ``graph_limits`` bounds the time and memory spent on torch-pruning's dependency graph.
+        ``model`` is first rewritten in place where torch-pruning needs it
+        (:func:`prunetuna.spaces.prepare_for_pruning`: same outputs, loads the same state dicts); the dependency
+        graph is kept as ``graph`` (copied with the model for every candidate) and its build cost as ``graph_cost``.
         """
+        prepare_for_pruning(model)  # rewrites in place: every path that builds the space prunes the same structure
         ignored = ignored_layers(model, example, ignore)
         dimensions = METHODS.get(method).dimensions(model, example, ignored, graph_limits)
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
-        return cls(model, example, tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored,
-                   round_to=round_to, method=method, nm=nm, scale=scale)
+        space = cls(model, example, tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored,
+                    round_to=round_to, method=method, nm=nm, scale=scale)
+        if METHODS.get(method).changes_shapes:
+            space.graph_cost, space.graph = last_graph_cost(), take_graph(model)
+        return space
 
     @classmethod
     def from_config(cls, pruning: _PruningSettings, model: nn.Module, example: torch.Tensor, *, label: str = "model",
@@ -147,9 +159,11 @@ class PruningSpace:
 
     def only(self, dimensions: Sequence[Dimension]) -> PruningSpace:
         """The same space (model, bounds, importance, method) with ``dimensions`` instead of its own."""
-        return PruningSpace(self.model, self.example, dimensions, max_sparsity=self.max_sparsity, step=self.step,
-                            importance=self.importance, ignored=self.ignored, round_to=self.round_to, method=self.method, nm=self.nm,
-                            scale=self.scale)
+        space = PruningSpace(self.model, self.example, dimensions, max_sparsity=self.max_sparsity, step=self.step,
+                             importance=self.importance, ignored=self.ignored, round_to=self.round_to,
+                             method=self.method, nm=self.nm, scale=self.scale)
+        space.graph_cost, space.graph = self.graph_cost, self.graph
+        return space
 
     def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
         """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
@@ -188,13 +202,14 @@ class PruningSpace:
         modules = dict(pruned.named_modules())
         accumulate_gradients(pruned, self.importance, batches)
         pruned.eval()
-        with quiet_copies():
+        with quiet_copies(), opaque_for_tracing(pruned):
             pruner = tp.pruner.MetaPruner(
                 pruned, self.example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
                 pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
                 ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
                 num_heads=head_counts(pruned),
             )
+        pruner.ignored_layers.extend(opaque_ops(pruner.DG))  # groups through hidden attention keep their widths
         pruner.step()
         after = _root_channels(fix_widths(pruned))
         vector = {}
@@ -221,11 +236,13 @@ class PruningSpace:
         """
         vector = canonical(vector)  # the same channel counts whichever float spelling of a ratio comes in
         self.check(vector)
-        pruned = copy.deepcopy(self.model)
+        pruned, self.copied_graph = copy_with_graph(self.model, self.graph if self.strategy.changes_shapes else None)
         modules = dict(pruned.named_modules())
         ratios = {modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots}
         if ratios:
             self.strategy.prune(self, pruned, ratios, batches, structure_only)
+            self.prune_cost = last_graph_cost() if self.strategy.changes_shapes else None
+        self.copied_graph = None
         return pruned
 
 

@@ -72,6 +72,7 @@ def tie_dimensions(
     return [
         Dimension(name=key, channels=sum(m.channels for m in members),
                   layers=tuple(dict.fromkeys(layer for m in members for layer in m.layers)),
-                  members=tuple(m.name for m in members) if (len(members) > 1 or key != members[0].name) else ())
+                  members=tuple(m.name for m in members) if (len(members) > 1 or key != members[0].name) else (),
+                  producers=tuple(dict.fromkeys(p for m in members for p in m.producers)))
         for key, members in tied.items()
     ]

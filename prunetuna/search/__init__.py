@@ -39,8 +39,7 @@ _HOMES = {
         "retry_later",
     ),
     "_warm_start": ("Baselines", "bisection_steps", "enqueue_baselines", "preset_vector"),
-    "_worker_devices": ("cuda_device_count", "worker_device_env"),
-    "_workers": ("WorkerLauncher",),
+    "_workers": ("WorkerLauncher", "cuda_device_count", "worker_device_env"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

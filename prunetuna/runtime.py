@@ -19,10 +19,20 @@ from typing import Any, Callable
 
 from prunetuna.errors import UserError
 
-__all__ = ["SEARCH_MODULES", "check_torchvision", "lazy_exports", "prepare_torch", "quiet_libraries", "quiet_lightning",
-           "quiet_mlflow_loggers", "require_search_install"]
+__all__ = [
+    "SEARCH_MODULES",
+    "check_torchvision",
+    "lazy_exports",
+    "prepare_torch",
+    "quiet_libraries",
+    "quiet_lightning",
+    "quiet_mlflow_loggers",
+    "require_search_install",
+]
 
-INSTALL_HINT = "bash scripts/install.sh --vision (a torch and torchvision pair that import together), or pip uninstall torchvision"
+INSTALL_HINT = (
+    "bash scripts/install.sh --vision (a torch and torchvision pair that import together), or pip uninstall torchvision"
+)
 
 
 def _version(name: str) -> str:
@@ -40,8 +50,10 @@ def check_torchvision() -> None:
         import torchvision  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - whatever it raises, the fix is the same
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:160]
-        raise UserError(f"torchvision {_version('torchvision')} does not work beside torch {_version('torch')} ({first}); "
-                        f"install a matching pair: {INSTALL_HINT}") from None
+        raise UserError(
+            f"torchvision {_version('torchvision')} does not work beside torch {_version('torch')} ({first}); "
+            f"install a matching pair: {INSTALL_HINT}"
+        ) from None
 
 
 def prepare_torch(threads: int | None) -> None:
@@ -98,6 +110,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
 
+
 SEARCH_MODULES = ("torch", "lightning", "optuna", "mlflow", "torch_pruning")
 
 
@@ -105,12 +118,16 @@ def require_search_install(command: str | None) -> None:
     """Bad input (exit 2, one line) when ``command`` runs where only the ``[device]`` install is."""
     missing = [name for name in SEARCH_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise UserError(f"prunetuna {command or ''}: needs the search install (missing: {', '.join(missing)}): "
-                        "bash scripts/install.sh (or pip install 'prunetuna[search]'); a board that only measures needs "
-                        "'prunetuna device serve'")
+        raise UserError(
+            f"prunetuna {command or ''}: needs the search install (missing: {', '.join(missing)}): "
+            "bash scripts/install.sh (or pip install 'prunetuna[search]'); a board that only measures needs "
+            "'prunetuna device serve'"
+        )
 
 
-def lazy_exports(package: str, homes: dict[str, tuple[str, ...]]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(
+    package: str, homes: dict[str, tuple[str, ...]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` that import each public name from its private module on
     first use (PEP 562): ``prunetuna report`` needs the storage, not the trial loop's torch and Lightning."""
     home = {name: module for module, names in homes.items() for name in names}

@@ -5,7 +5,8 @@ floats such as 0.7000000000000001, and torch-pruning keeps ``int(n * (1 - ratio)
 320 channels become 95 at that float and 96 at 0.7: a rebuild from Optuna's raw parameter would not
 be the model the search trained. Every vector therefore goes through :func:`canonical` before it is
 applied, the applied one is stored with the trial (user attribute ``sparsity``), and every reader
-(rebuild, export, report, model card) takes it from ``prunetuna.store.TrialRecord.sparsity``. Torch-free: ``report`` imports it.
+(rebuild, export, report, model card) takes it from ``prunetuna.store.TrialRecord.sparsity``. Torch-free: ``report``
+imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-__all__ = ["DECIMALS", "KEPT_PREFIX", "PARAM_PREFIX", "SparsityVector", "as_params", "canonical", "from_params", "param_name", "snap"]
+__all__ = [
+    "DECIMALS",
+    "KEPT_PREFIX",
+    "PARAM_PREFIX",
+    "SparsityVector",
+    "as_params",
+    "canonical",
+    "from_params",
+    "param_name",
+    "snap",
+]
 
 SparsityVector = dict[str, float]
 """Ratio of channels to remove, by dimension name."""
@@ -50,7 +61,8 @@ def as_params(vector: Mapping[str, float]) -> dict[str, float]:
 
 
 def from_params(params: Mapping[str, Any]) -> SparsityVector:
-    """The vector among Optuna params (``sparsity.<dimension>``, or ``kept.<dimension>`` = 1 - sparsity), in canonical form."""
+    """The vector among Optuna params (``sparsity.<dimension>``, or ``kept.<dimension>`` = 1 - sparsity), in
+    canonical form."""
     vector = {k.removeprefix(PARAM_PREFIX): v for k, v in params.items() if k.startswith(PARAM_PREFIX)}
     vector.update({k.removeprefix(KEPT_PREFIX): 1.0 - v for k, v in params.items() if k.startswith(KEPT_PREFIX)})
     return canonical(vector)

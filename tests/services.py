@@ -1,4 +1,5 @@
-"""Throwaway servers on 127.0.0.1 for the tests and the benchmarks (one copy: both import it), and processes that start together.
+"""Throwaway servers on 127.0.0.1 for the tests and the benchmarks (one copy: both import it), and processes that
+start together.
 
 PostgreSQL from Debian's package (initdb and pg_ctl, as the postgres user when run as root, since
 PostgreSQL refuses to run as root) and free local ports. Benchmarks put ``tests/`` on ``sys.path``.
@@ -47,12 +48,32 @@ def throwaway_postgres(password: str | None = None) -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     try:
-        subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"], check=True, capture_output=True)
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
-                        "-o", f"-h 127.0.0.1 -p {port} -k {folder}"], check=True, capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_user,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(folder / "log"),
+                "-w",
+                "start",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {folder}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=port, user="prunetuna", dbname="postgres", autocommit=True) as connection:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="prunetuna", dbname="postgres", autocommit=True
+        ) as connection:
             connection.execute("CREATE DATABASE optuna")
         user = f"prunetuna:{password}" if password else "prunetuna"
         yield f"postgresql://{user}@127.0.0.1:{port}/optuna"
@@ -104,9 +125,25 @@ def mlflow_server(folder: Path, port: int | None = None) -> Iterator[str]:
 
     port = port or free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -25,7 +25,9 @@ runner = CliRunner()
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "prunetuna", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "prunetuna", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def _study(workdir: Path, name: str) -> optuna.Study:
@@ -42,13 +44,17 @@ def _runs(workdir: Path, name: str) -> tuple[list, list]:
 
 
 def test_search_resume_report_end_to_end(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("e2e", finetune={"epochs": 2}, search={"sampler": "tpe", "n_trials": 3}))
+    config = write_config(
+        tmp_path, tiny_config("e2e", finetune={"epochs": 2}, search={"sampler": "tpe", "n_trials": 3})
+    )
     workdir = tmp_path / "work"
 
     first = _cli("search", str(config), "--workdir", str(workdir))
     assert first.returncode == 0, first.stderr
     assert "trial   0" in first.stderr and "3/3 finished" in first.stderr
-    assert f"see: prunetuna report {config} --workdir {workdir}\n" in first.stderr  # the next command, pointed at the same study
+    assert (
+        f"see: prunetuna report {config} --workdir {workdir}\n" in first.stderr
+    )  # the next command, pointed at the same study
     assert len(list(workdir.glob("baseline-*.pt"))) == 1
 
     resumed = _cli("search", str(config), "--workdir", str(workdir), "--n-trials", "5")
@@ -85,11 +91,23 @@ def test_search_resume_report_end_to_end(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     report = json.loads(shown.stdout)
     assert report["study"] == "e2e" and report["objectives"] == ["accuracy", "flops"]
-    assert {"accuracy", "flops", "params", "size_bytes", "latency_ms"} <= set(report["dense"]) and report["dense"]["flops"] > 0
+    assert {"accuracy", "flops", "params", "size_bytes", "latency_ms"} <= set(report["dense"]) and report["dense"][
+        "flops"
+    ] > 0
     assert len(report["trials"]) == 5
     for item in report["trials"]:
         assert {"number", "state", "metrics", "sparsity", "pareto", "feasible", "origin", "mlflow_run_id"} <= set(item)
-        assert {"accuracy", "flops", "flops_ratio", "params", "params_ratio", "latency_ms", "latency_ratio", "dense_latency_ms", "speedup"} <= set(item["metrics"])
+        assert {
+            "accuracy",
+            "flops",
+            "flops_ratio",
+            "params",
+            "params_ratio",
+            "latency_ms",
+            "latency_ratio",
+            "dense_latency_ms",
+            "speedup",
+        } <= set(item["metrics"])
         assert set(item["sparsity"]) == set(names) and item["origin"] == "sampler" and item["feasible"] is True
     pareto = {t["number"] for t in report["trials"] if t["pareto"]}
     assert pareto == {t.number for t in study.best_trials}
@@ -101,8 +119,12 @@ def test_search_resume_report_end_to_end(tmp_path: Path) -> None:
 def test_user_model_and_data_targets(tmp_path: Path, model: str) -> None:
     config = write_config(
         tmp_path,
-        tiny_config(f"user-{model.lower()}", model={"builtin": None, "target": f"user_models:{model}", "kwargs": {"channels": 6, "num_classes": 4}},
-                    data={"builtin": None, "target": "user_models:RandomImages", "kwargs": {"n": 256}}, search={"n_trials": 2}),
+        tiny_config(
+            f"user-{model.lower()}",
+            model={"builtin": None, "target": f"user_models:{model}", "kwargs": {"channels": 6, "num_classes": 4}},
+            data={"builtin": None, "target": "user_models:RandomImages", "kwargs": {"n": 256}},
+            search={"n_trials": 2},
+        ),
     )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
@@ -115,9 +137,14 @@ def test_checkpoint_state_dict_and_lightning_ckpt(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = TinyResNet(width=4)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 3}, tmp_path / "lit.ckpt")
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 3}, tmp_path / "lit.ckpt"
+    )
     for name in ("plain.pt", "lit.ckpt"):
-        config = write_config(tmp_path, tiny_config(f"ckpt-{name[:3]}", model={"checkpoint": str(tmp_path / name)}, search={"n_trials": 1}))
+        config = write_config(
+            tmp_path,
+            tiny_config(f"ckpt-{name[:3]}", model={"checkpoint": str(tmp_path / name)}, search={"n_trials": 1}),
+        )
         workdir = tmp_path / f"w-{name}"
         result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
         assert result.exit_code == 0, result.output
@@ -151,18 +178,36 @@ def _bad_cases(folder: Path) -> dict[str, tuple[list[str], str]]:
         "unknown key": ([cfg("k.yaml", finetune={"epochz": 1})], "unknown key 'finetune.epochz'"),
         "wrong type": ([cfg("t.yaml", finetune={"epochs": "one"})], "finetune.epochs"),
         "bound": ([cfg("b.yaml", pruning={"max_sparsity": 1.2})], "pruning.max_sparsity"),
-        "target import": ([cfg("i.yaml", model={"builtin": None, "target": "no_such_pkg.models:Net", "kwargs": {}})], "cannot import module 'no_such_pkg.models'"),
-        "target attr": ([cfg("a.yaml", model={"builtin": None, "target": "user_models:Nope", "kwargs": {}})], "has no attribute 'Nope'"),
-        "target type": ([cfg("n.yaml", model={"builtin": None, "target": "user_models:not_a_module", "kwargs": {}})], "not a torch.nn.Module"),
+        "target import": (
+            [cfg("i.yaml", model={"builtin": None, "target": "no_such_pkg.models:Net", "kwargs": {}})],
+            "cannot import module 'no_such_pkg.models'",
+        ),
+        "target attr": (
+            [cfg("a.yaml", model={"builtin": None, "target": "user_models:Nope", "kwargs": {}})],
+            "has no attribute 'Nope'",
+        ),
+        "target type": (
+            [cfg("n.yaml", model={"builtin": None, "target": "user_models:not_a_module", "kwargs": {}})],
+            "not a torch.nn.Module",
+        ),
         "checkpoint fit": ([cfg("c.yaml", model={"checkpoint": str(folder / "wide.pt")})], "does not fit the model"),
         "checkpoint missing": ([cfg("m.yaml", model={"checkpoint": str(folder / "absent.pt")})], "does not exist"),
-        "nothing prunable": ([cfg("p.yaml", model={"builtin": None, "target": "user_models:LinearOnly", "kwargs": {}})], "nothing to prune"),
+        "nothing prunable": (
+            [cfg("p.yaml", model={"builtin": None, "target": "user_models:LinearOnly", "kwargs": {}})],
+            "nothing to prune",
+        ),
         "objectives changed": ([cfg("o.yaml", objectives=["accuracy", "params"])], "already exists with objectives"),
         "scale changed": ([cfg("scale.yaml", pruning={"scale": "log"})], "was searched with scale 'linear'"),
         "storage": ([cfg("s.yaml"), "--storage", "postgresql://me:topsecret@127.0.0.1:1/db"], "--storage: cannot open"),
         "n-trials": ([cfg("z.yaml"), "--n-trials", "0"], "--n-trials"),
-        "storage password with / and #": ([cfg("s2.yaml"), "--storage", "postgresql://me:topsecret/x#y@127.0.0.1:1/db"], "--storage: cannot open"),
-        "data kwargs value": ([cfg("d.yaml", data={"kwargs": {"val_fraction": 1.5}})], "data: building it failed (ValueError: val_fraction"),
+        "storage password with / and #": (
+            [cfg("s2.yaml"), "--storage", "postgresql://me:topsecret/x#y@127.0.0.1:1/db"],
+            "--storage: cannot open",
+        ),
+        "data kwargs value": (
+            [cfg("d.yaml", data={"kwargs": {"val_fraction": 1.5}})],
+            "data: building it failed (ValueError: val_fraction",
+        ),
     }
 
 

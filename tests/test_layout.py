@@ -62,8 +62,10 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {name: _imports(ast.parse(path.read_text(encoding="utf-8")), name, path.name == "__init__.py")
-            for name, path in MODULES.items()}
+    return {
+        name: _imports(ast.parse(path.read_text(encoding="utf-8")), name, path.name == "__init__.py")
+        for name, path in MODULES.items()
+    }
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -112,16 +114,21 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 def test_the_graph_sees_function_level_imports() -> None:
     graph = import_graph()
-    assert "prunetuna.spaces._masks" in graph["prunetuna.objectives._costs"], "_costs imports make_permanent in a function"
+    assert "prunetuna.spaces._masks" in graph["prunetuna.objectives._costs"], (
+        "_costs imports make_permanent in a function"
+    )
     assert "prunetuna.config._names" in graph["prunetuna.config._sections"]
-    assert "prunetuna.store._records" in graph["prunetuna.search._run"], "a lazily exported name is an edge to its module"
+    assert "prunetuna.store._records" in graph["prunetuna.search._run"], (
+        "a lazily exported name is an edge to its module"
+    )
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_no_import_cycles() -> None:
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles (break each, e.g. by moving the shared part into its own module): " + "; ".join(
-        " <-> ".join(cycle) for cycle in cycles)
+        " <-> ".join(cycle) for cycle in cycles
+    )
 
 
 # Which packages each package may import (the package root's plain modules - errors, registry, runtime,
@@ -138,11 +145,27 @@ LAYERS: dict[str, set[str]] = {
     "search": {"config", "device", "spaces", "training", "workload", "objectives", "store", "allocations"},
     "export": {"config", "spaces", "training", "workload", "objectives", "store", "search"},
     "results": {"config", "objectives", "store", "search"},
-    "commands": {"config", "device", "spaces", "workload", "objectives", "store", "allocations", "search", "export",
-                 "results"},
+    "commands": {
+        "config",
+        "device",
+        "spaces",
+        "workload",
+        "objectives",
+        "store",
+        "allocations",
+        "search",
+        "export",
+        "results",
+    },
 }
-ROOT_MODULES = {"prunetuna.errors", "prunetuna.registry", "prunetuna.runtime", "prunetuna.faults", "prunetuna.files",
-                "prunetuna.sparsity"}
+ROOT_MODULES = {
+    "prunetuna.errors",
+    "prunetuna.registry",
+    "prunetuna.runtime",
+    "prunetuna.faults",
+    "prunetuna.files",
+    "prunetuna.sparsity",
+}
 
 
 def _package(module: str) -> str | None:
@@ -152,7 +175,9 @@ def _package(module: str) -> str | None:
 
 def test_every_package_has_a_layer() -> None:
     packages = {_package(m) for m in MODULES} - {None, "cli", "__main__"}
-    assert packages == set(LAYERS), f"packages without a layer: {packages - set(LAYERS)}; gone: {set(LAYERS) - packages}"
+    assert packages == set(LAYERS), (
+        f"packages without a layer: {packages - set(LAYERS)}; gone: {set(LAYERS) - packages}"
+    )
 
 
 def test_packages_import_only_the_layers_below() -> None:
@@ -173,7 +198,9 @@ def test_spaces_and_objectives_never_import_search() -> None:
     graph = import_graph()
     for layer in ("prunetuna.spaces", "prunetuna.objectives"):
         for module in (m for m in graph if m == layer or m.startswith(layer + ".")):
-            reached = {m for m in _reachable(graph, module) if m == "prunetuna.search" or m.startswith("prunetuna.search.")}
+            reached = {
+                m for m in _reachable(graph, module) if m == "prunetuna.search" or m.startswith("prunetuna.search.")
+            }
             assert not reached, f"{module} imports {sorted(reached)} (directly or through other modules)"
 
 

@@ -13,7 +13,9 @@ import torch
 from conftest import HERE, tiny_config, write_config
 
 
-@pytest.mark.parametrize("verb", [["search"], ["sensitivity"], ["export", "--trial", "0", "--format", "onnx", "--out", "m.onnx"]])
+@pytest.mark.parametrize(
+    "verb", [["search"], ["sensitivity"], ["export", "--trial", "0", "--format", "onnx", "--out", "m.onnx"]]
+)
 def test_broken_torchvision_is_one_line_naming_the_fix(tmp_path: Path, verb: list[str]) -> None:
     # What PyPI's torchvision does beside the CPU torch 2.13.0, injected: a torchvision whose import fails so.
     fake = tmp_path / "site" / "torchvision"
@@ -22,12 +24,22 @@ def test_broken_torchvision_is_one_line_naming_the_fix(tmp_path: Path, verb: lis
     config = write_config(tmp_path, tiny_config("tv"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(HERE)])}
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run([sys.executable, "-m", "prunetuna", verb[0], str(config), *verb[1:], "--workdir", str(tmp_path / "w")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "prunetuna", verb[0], str(config), *verb[1:], "--workdir", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "torchvision" in lines[0] and "operator torchvision::nms does not exist" in lines[0] and "install.sh --vision" in lines[0]
+    assert (
+        "torchvision" in lines[0]
+        and "operator torchvision::nms does not exist" in lines[0]
+        and "install.sh --vision" in lines[0]
+    )
     assert not (tmp_path / "w").exists()  # nothing stored
 
 
@@ -45,11 +57,18 @@ class LayerScaleNet(torch.nn.Module):
 
 
 def test_torch_pruning_warning_about_unwrapped_parameters_shows_once_per_search(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {**tiny_config("scale", search={"n_trials": 3}), "model": {"target": "test_runtime:LayerScaleNet"}})
+    config = write_config(
+        tmp_path, {**tiny_config("scale", search={"n_trials": 3}), "model": {"target": "test_runtime:LayerScaleNet"}}
+    )
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run([sys.executable, "-m", "prunetuna", "search", str(config), "--workdir", str(tmp_path / "w")],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "prunetuna", "search", str(config), "--workdir", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "3/3 finished" in result.stderr
     assert result.stderr.count("Unwrapped parameters detected") == 1, result.stderr

@@ -13,22 +13,26 @@ class RecordTrainer(pl.Callback):
     def __init__(self) -> None:
         self.batches = 0
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:  # noqa: ANN001
         self.batches += 1
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        SEEN.append({
-            "accumulate_grad_batches": trainer.accumulate_grad_batches,
-            "gradient_clip_val": trainer.gradient_clip_val,
-            "gradient_clip_algorithm": str(trainer.gradient_clip_algorithm),
-            "precision": trainer.precision,
-            "accelerator": type(trainer.accelerator).__name__,
-            "automatic_optimization": pl_module.automatic_optimization,
-            "max_epochs": trainer.max_epochs,
-            "batches": self.batches,
-            "optimizer_steps": trainer.global_step,
-            "callback_id": id(self),
-        })
+        SEEN.append(
+            {
+                "accumulate_grad_batches": trainer.accumulate_grad_batches,
+                "gradient_clip_val": trainer.gradient_clip_val,
+                "gradient_clip_algorithm": str(trainer.gradient_clip_algorithm),
+                "precision": trainer.precision,
+                "accelerator": type(trainer.accelerator).__name__,
+                "automatic_optimization": pl_module.automatic_optimization,
+                "max_epochs": trainer.max_epochs,
+                "batches": self.batches,
+                "optimizer_steps": trainer.global_step,
+                "callback_id": id(self),
+            }
+        )
 
 
 def record_trainer() -> RecordTrainer:

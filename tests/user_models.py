@@ -76,7 +76,13 @@ class RandomImages(pl.LightningDataModule):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         self.x = torch.randn(n, 1, 8, 8, generator=generator)
-        quadrants = torch.stack([q.sum(dim=(1, 2, 3)) for q in (self.x[..., :4, :4], self.x[..., :4, 4:], self.x[..., 4:, :4], self.x[..., 4:, 4:])], 1)
+        quadrants = torch.stack(
+            [
+                q.sum(dim=(1, 2, 3))
+                for q in (self.x[..., :4, :4], self.x[..., :4, 4:], self.x[..., 4:, :4], self.x[..., 4:, 4:])
+            ],
+            1,
+        )
         self.y = quadrants.argmax(dim=1)
         self.batch_size = batch_size
 

@@ -66,7 +66,9 @@ class F1Module(pl.LightningModule):
         type(self).distill_steps += 1
         x, y = batch
         teacher = teacher_outputs[0] if isinstance(teacher_outputs, tuple) else teacher_outputs
-        return F.cross_entropy(self.logits(x), y) + F.kl_div(F.log_softmax(self.logits(x), 1), F.softmax(teacher, 1), reduction="batchmean")
+        return F.cross_entropy(self.logits(x), y) + F.kl_div(
+            F.log_softmax(self.logits(x), 1), F.softmax(teacher, 1), reduction="batchmean"
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._preds, self._targets = [], []
@@ -134,7 +136,12 @@ class RegressionModule(pl.LightningModule):
         return F.mse_loss(self(batch["input"]), batch["target"])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.log("val/mae", (self(batch["input"]) - batch["target"]).abs().mean(), on_epoch=True, batch_size=len(batch["target"]))
+        self.log(
+            "val/mae",
+            (self(batch["input"]) - batch["target"]).abs().mean(),
+            on_epoch=True,
+            batch_size=len(batch["target"]),
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=0.01)
@@ -181,8 +188,13 @@ class SegmentationModule(pl.LightningModule):
 
     def __init__(self, channels: int = 8) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
-                                 nn.ReLU(), nn.Conv2d(channels, 2, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, 2, 1),
+        )
         self._inter = self._union = 0
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

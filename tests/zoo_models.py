@@ -30,10 +30,12 @@ class Images(pl.LightningDataModule):
         self.split, self.batch_size = n * 3 // 4, batch_size
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.x[: self.split], self.y[: self.split]), batch_size=self.batch_size, shuffle=True)
+        return DataLoader(
+            TensorDataset(self.x[: self.split], self.y[: self.split]), batch_size=self.batch_size, shuffle=True
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.x[self.split:], self.y[self.split:]), batch_size=self.batch_size)
+        return DataLoader(TensorDataset(self.x[self.split :], self.y[self.split :]), batch_size=self.batch_size)
 
 
 def _head(channels: int, num_classes: int) -> nn.Module:
@@ -48,7 +50,9 @@ class InvertedResidualSE(nn.Module):
         hidden = width * 3
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.Hardswish())
         self.expand = nn.Sequential(nn.Conv2d(width, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.Hardswish())
-        self.depthwise = nn.Sequential(nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.Hardswish())
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.Hardswish()
+        )
         self.se_reduce, self.se_expand = nn.Conv2d(hidden, 8, 1), nn.Conv2d(8, hidden, 1)
         self.project = nn.Sequential(nn.Conv2d(hidden, width, 1, bias=False), nn.BatchNorm2d(width))
         self.head = _head(width, num_classes)
@@ -67,7 +71,14 @@ class DepthwiseSeparable(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU()]
         for out in (width * 2, width * 2):
-            layers += [nn.Conv2d(width, width, 3, 1, 1, groups=width), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, out, 1), nn.BatchNorm2d(out), nn.ReLU()]
+            layers += [
+                nn.Conv2d(width, width, 3, 1, 1, groups=width),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.Conv2d(width, out, 1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+            ]
             width = out
         self.features = nn.Sequential(*layers)
         self.head = _head(width, num_classes)
@@ -148,7 +159,9 @@ class ViTEncoder(nn.Module):
     """torchvision's VisionTransformer in small: patch conv, ``reshape(n, self.hidden_dim, -)``, class token,
     position embedding, ``nn.MultiheadAttention`` encoder blocks, head on the class token."""
 
-    def __init__(self, hidden_dim: int = 16, num_heads: int = 2, num_classes: int = 4, patch: int = 4, size: int = 16) -> None:
+    def __init__(
+        self, hidden_dim: int = 16, num_heads: int = 2, num_classes: int = 4, patch: int = 4, size: int = 16
+    ) -> None:
         super().__init__()
         self.hidden_dim, self.patch = hidden_dim, patch
         self.conv_proj = nn.Conv2d(3, hidden_dim, patch, patch)
@@ -169,7 +182,7 @@ class _QkvAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv, self.proj = nn.Linear(dim, dim * 3), nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,7 +195,9 @@ class _QkvAttention(nn.Module):
 class TimmStyleViT(nn.Module):
     """timm's ViT in small: ``patch_embed.proj``, blocks of a fused-qkv attention and an fc1/fc2 MLP, ``embed_dim``."""
 
-    def __init__(self, embed_dim: int = 16, num_heads: int = 2, num_classes: int = 4, patch: int = 4, size: int = 16) -> None:
+    def __init__(
+        self, embed_dim: int = 16, num_heads: int = 2, num_classes: int = 4, patch: int = 4, size: int = 16
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.patch_embed = nn.Module()
@@ -209,9 +224,16 @@ class ChannelShuffle(nn.Module):
     def __init__(self, width: int = 8, num_classes: int = 4) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 2 * width, 3, 2, 1), nn.BatchNorm2d(2 * width), nn.ReLU())
-        self.branch = nn.Sequential(nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.ReLU(),
-                                    nn.Conv2d(width, width, 3, 1, 1, groups=width), nn.BatchNorm2d(width),
-                                    nn.Conv2d(width, width, 1), nn.BatchNorm2d(width), nn.ReLU())
+        self.branch = nn.Sequential(
+            nn.Conv2d(width, width, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, 1, 1, groups=width),
+            nn.BatchNorm2d(width),
+            nn.Conv2d(width, width, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        )
         self.conv5 = nn.Conv2d(2 * width, 4 * width, 1)
         self.head = _head(4 * width, num_classes)
 

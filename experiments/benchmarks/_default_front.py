@@ -16,7 +16,11 @@ from pathlib import Path
 from _search_bench import DEFAULT_CONFIG, run_study, with_changes
 
 MAX_REDUCTION, TARGET = 4.0, 0.8
-BEFORE = {"model": {"builtin": "tiny-resnet", "kwargs": {}}, "pruning": {"round_to": None, "scale": "linear"}, "latency": {"backend": "torch"}}
+BEFORE = {
+    "model": {"builtin": "tiny-resnet", "kwargs": {}},
+    "pruning": {"round_to": None, "scale": "linear"},
+    "latency": {"backend": "torch"},
+}
 
 
 def front_shares(items: list[dict]) -> dict:
@@ -24,9 +28,14 @@ def front_shares(items: list[dict]) -> dict:
     front = [t for t in items if t["pareto"] and t["state"] == "COMPLETE" and "speedup" in t["metrics"]]
     points = [(round(t["metrics"]["flops_reduction"], 3), round(t["metrics"]["speedup"], 3)) for t in front]
     within = [(r, s) for r, s in points if r <= MAX_REDUCTION]
-    return {"pareto": len(points), "not_slower": sum(s >= 1 for _, s in points), "within_4x": len(within),
-            "reach_0_8": sum(s / r >= TARGET for r, s in within), "points": points,
-            "met": all(s >= 1 for _, s in points) and all(s / r >= TARGET for r, s in within)}
+    return {
+        "pareto": len(points),
+        "not_slower": sum(s >= 1 for _, s in points),
+        "within_4x": len(within),
+        "reach_0_8": sum(s / r >= TARGET for r, s in within),
+        "points": points,
+        "met": all(s >= 1 for _, s in points) and all(s / r >= TARGET for r, s in within),
+    }
 
 
 def default_front(seeds: list[int], before: bool) -> list[dict]:
@@ -40,11 +49,24 @@ def default_front(seeds: list[int], before: bool) -> list[dict]:
         for arm, config in arms:
             for seed in seeds[:1] if arm == "before" else seeds:
                 start = time.perf_counter()
-                items, study = run_study(with_changes(config, name=f"{config.name}-{arm}-s{seed}", seed=seed), Path(root) / f"{arm}-{seed}")
+                items, study = run_study(
+                    with_changes(config, name=f"{config.name}-{arm}-s{seed}", seed=seed), Path(root) / f"{arm}-{seed}"
+                )
                 dense = {k: study.user_attrs["dense"].get(k) for k in ("accuracy", "flops", "params", "latency_ms")}
-                rows.append({"arm": arm, "seed": seed, "wall_s": round(time.perf_counter() - start, 1), "dense": dense, **front_shares(items)})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "seed": seed,
+                        "wall_s": round(time.perf_counter() - start, 1),
+                        "dense": dense,
+                        **front_shares(items),
+                    }
+                )
                 r = rows[-1]
-                print(f"{arm} seed {seed}: {r['pareto']} Pareto-optimal, {r['not_slower']} not slower than dense, "
-                      f"{r['reach_0_8']}/{r['within_4x']} within 4x reach 0.8 of their FLOPs reduction; "
-                      f"(FLOPs reduction, speedup) {r['points']} ({r['wall_s']} s)", flush=True)
+                print(
+                    f"{arm} seed {seed}: {r['pareto']} Pareto-optimal, {r['not_slower']} not slower than dense, "
+                    f"{r['reach_0_8']}/{r['within_4x']} within 4x reach 0.8 of their FLOPs reduction; "
+                    f"(FLOPs reduction, speedup) {r['points']} ({r['wall_s']} s)",
+                    flush=True,
+                )
     return rows

@@ -37,8 +37,13 @@ def cpu_model() -> str:
 def machine() -> dict:
     import torch
 
-    return {"cpus": os.cpu_count(), "processor": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "cpus": os.cpu_count(),
+        "processor": cpu_model(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def wait_idle(min_idle: float = 0.95, window: float = 2.0, timeout: float = 900.0) -> dict:
@@ -52,7 +57,10 @@ def wait_idle(min_idle: float = 0.95, window: float = 2.0, timeout: float = 900.
         if idle >= min_idle or time.perf_counter() - start > timeout:
             break
         print(f"  waiting for idle CPUs ({100 * idle:.0f}% idle)...", flush=True)
-    return {"waited_s": round(time.perf_counter() - start, 1), "idle_fraction": None if idle is None else round(idle, 3)}
+    return {
+        "waited_s": round(time.perf_counter() - start, 1),
+        "idle_fraction": None if idle is None else round(idle, 3),
+    }
 
 
 class Noise:
@@ -70,14 +78,19 @@ class Noise:
 
     def summary(self) -> dict:
         other = self.other_cpu_s
-        return {"wait_for_idle": self.idle, "wall_s": round(self.wall_s, 1),
-                "other_processes_cpu_s": None if other is None else round(other, 1),
-                "other_processes_pct_of_one_cpu": None if other is None else round(100 * other / self.wall_s, 1)}
+        return {
+            "wait_for_idle": self.idle,
+            "wall_s": round(self.wall_s, 1),
+            "other_processes_cpu_s": None if other is None else round(other, 1),
+            "other_processes_pct_of_one_cpu": None if other is None else round(100 * other / self.wall_s, 1),
+        }
 
     def line(self) -> str:
         s = self.summary()
-        return (f"other processes used {s['other_processes_cpu_s']} CPU-s over {s['wall_s']} s "
-                f"({s['other_processes_pct_of_one_cpu']}% of one CPU); waited {s['wait_for_idle']['waited_s']} s for idle")
+        return (
+            f"other processes used {s['other_processes_cpu_s']} CPU-s over {s['wall_s']} s "
+            f"({s['other_processes_pct_of_one_cpu']}% of one CPU); waited {s['wait_for_idle']['waited_s']} s for idle"
+        )
 
 
 def quietly(measure, *args, max_noise_pct: float = 10.0, tries: int = 3):

@@ -19,14 +19,6 @@ DEFAULT_CONFIG = REPO / "experiments" / "mnist.yaml"
 BUSY_MARKERS = ("experiments/benchmarks/", "pytest")  # another benchmark or a test run would skew timings
 
 
-
-
-
-
-
-
-
-
 def _own_tree() -> set[int]:
     """This process, its ancestors and its descendants (not "other" processes)."""
     parents: dict[int, int] = {}
@@ -82,11 +74,18 @@ def wait_for_free_machine(poll_s: float = 20.0, timeout_s: float = 1200.0, max_s
         share = None if others else others_cpu_share()
         if (not others and (share is None or share < max_share)) or time.monotonic() - start >= timeout_s:
             break
-        why = f"{len(others)} other benchmark/pytest process(es), e.g. {others[0]}" if others else f"other processes use {100 * share:.0f}% of one CPU"
+        why = (
+            f"{len(others)} other benchmark/pytest process(es), e.g. {others[0]}"
+            if others
+            else f"other processes use {100 * share:.0f}% of one CPU"
+        )
         print(f"  waiting: {why}", flush=True)
         time.sleep(poll_s)
-    return {"waited_s": round(time.monotonic() - start, 1), "still_running": others,
-            "others_cpu_share_before": None if share is None else round(share, 3)}
+    return {
+        "waited_s": round(time.monotonic() - start, 1),
+        "still_running": others,
+        "others_cpu_share_before": None if share is None else round(share, 3),
+    }
 
 
 class CpuMeter:
@@ -99,16 +98,24 @@ class CpuMeter:
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.perf_counter() - self.t0
         busy1 = busy_cpu_seconds()
-        self.other_cpu_s = None if busy1 is None or self.busy0 is None else busy1 - self.busy0 - (own_cpu_seconds() - self.own0)
+        self.other_cpu_s = (
+            None if busy1 is None or self.busy0 is None else busy1 - self.busy0 - (own_cpu_seconds() - self.own0)
+        )
 
     def summary(self) -> dict:
         other = self.other_cpu_s
-        return {"wall_s": round(self.wall_s, 1), "other_processes_cpu_s": None if other is None else round(other, 1),
-                "other_processes_pct_of_one_cpu": None if other is None else round(100 * other / self.wall_s, 1)}
+        return {
+            "wall_s": round(self.wall_s, 1),
+            "other_processes_cpu_s": None if other is None else round(other, 1),
+            "other_processes_pct_of_one_cpu": None if other is None else round(100 * other / self.wall_s, 1),
+        }
 
     def line(self) -> str:
         s = self.summary()
-        return f"other processes used {s['other_processes_cpu_s']} CPU-s over {s['wall_s']} s ({s['other_processes_pct_of_one_cpu']}% of one CPU)"
+        return (
+            f"other processes used {s['other_processes_cpu_s']} CPU-s over {s['wall_s']} s "
+            f"({s['other_processes_pct_of_one_cpu']}% of one CPU)"
+        )
 
 
 def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float] = (1.0, 1.0)) -> float:
@@ -125,8 +132,13 @@ def hypervolume(points: Iterable[Sequence[float]], reference: Sequence[float] = 
 
 def accuracy_flops_hv(trials: Sequence[dict]) -> float:
     """Hypervolume of (1 - accuracy, flops_ratio) over report items (COMPLETE, feasible), reference (1, 1)."""
-    return hypervolume([(1 - t["metrics"]["accuracy"], t["metrics"]["flops_ratio"]) for t in trials
-                        if t["state"] == "COMPLETE" and t["feasible"] is not False and "flops_ratio" in t["metrics"]])
+    return hypervolume(
+        [
+            (1 - t["metrics"]["accuracy"], t["metrics"]["flops_ratio"])
+            for t in trials
+            if t["state"] == "COMPLETE" and t["feasible"] is not False and "flops_ratio" in t["metrics"]
+        ]
+    )
 
 
 def hv_curve(trials: Sequence[dict], checkpoints: Sequence[int]) -> dict[int, float]:
@@ -144,7 +156,11 @@ def with_changes(config, **sections):  # noqa: ANN001, ANN201 - an ExperimentCon
 
     data = config.model_dump(mode="json")
     for key, value in sections.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "constraints" else value
+        data[key] = (
+            {**data[key], **value}
+            if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "constraints"
+            else value
+        )
     return parse_config(data, "<benchmark>")
 
 

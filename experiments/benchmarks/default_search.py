@@ -42,10 +42,6 @@ TARGET_SECONDS = 300.0
 TARGET_TRIALS = 30
 
 
-
-
-
-
 def prunetuna_command() -> list[str]:
     """The venv's ``prunetuna`` entry point, or ``python -m prunetuna`` when there is none."""
     script = Path(sys.executable).with_name("prunetuna")
@@ -55,7 +51,9 @@ def prunetuna_command() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "experiments" / "mnist.yaml"))
-    parser.add_argument("--n-trials", type=int, default=None, help="passed to search (default: the config's search.n_trials)")
+    parser.add_argument(
+        "--n-trials", type=int, default=None, help="passed to search (default: the config's search.n_trials)"
+    )
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "default_search.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
     args = parser.parse_args()
@@ -85,7 +83,9 @@ def main() -> None:
         raise SystemExit(f"search exited with status {rc}; work dir kept: {workdir}")
 
     report_cmd = [*prunetuna_command(), "report", args.config, "--workdir", str(workdir), "--json"]
-    report = json.loads(subprocess.run(report_cmd, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout)
+    report = json.loads(
+        subprocess.run(report_cmd, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    )
     finished = [t for t in report["trials"] if t["state"] in ("COMPLETE", "PRUNED")]
 
     # The same command again: the study is complete and the baseline cached, so this times the fixed
@@ -101,7 +101,9 @@ def main() -> None:
     last_complete = max(t.datetime_complete for t in trials)
     baseline_files = sorted(workdir.glob("baseline-*.json"))
     baseline_done = (
-        (datetime.fromtimestamp(baseline_files[0].stat().st_mtime) - started_at).total_seconds() if baseline_files else None
+        (datetime.fromtimestamp(baseline_files[0].stat().st_mtime) - started_at).total_seconds()
+        if baseline_files
+        else None
     )
 
     figures = {
@@ -117,10 +119,13 @@ def main() -> None:
         "until_baseline_cached_seconds": round(baseline_done, 2) if baseline_done is not None else None,
         # Process start -> first trial starts: the above plus study/MLflow setup and the dense cost measurement.
         "until_first_trial_seconds": round((first_start - started_at).total_seconds(), 2),
-        # A second, no-op run of the same command (nothing to train): the fixed cost of a CLI run, start-up and shutdown.
+        # A second, no-op run of the same command (nothing to train): the fixed cost of a CLI run,
+        # start-up and shutdown.
         "noop_rerun_seconds": round(noop, 2),
         # Estimate: time to the first trial minus the no-op run's start-up (its wall time less this run's shutdown).
-        "baseline_training_estimate_seconds": round((first_start - started_at).total_seconds() - (noop - (ended_at - last_complete).total_seconds()), 2),
+        "baseline_training_estimate_seconds": round(
+            (first_start - started_at).total_seconds() - (noop - (ended_at - last_complete).total_seconds()), 2
+        ),
         "trials_span_seconds": round((last_complete - first_start).total_seconds(), 2),
         "trial_seconds_sum": round(sum(durations), 2),
         "trial_seconds_mean": round(mean(durations), 3),
@@ -145,16 +150,27 @@ def main() -> None:
 
     f = figures
     print(f"machine: {f['machine']['cpus']} CPUs ({f['machine']['processor']}), Python {f['machine']['python']}")
-    print(f"CPU-seconds during the search: search {f['search_cpu_seconds']}, other processes {f['other_processes_cpu_seconds']}")
+    print(
+        f"CPU-seconds during the search: search {f['search_cpu_seconds']}, other processes "
+        f"{f['other_processes_cpu_seconds']}"
+    )
     print(f"wall time: {f['wall_seconds']:.1f} s for {f['finished_trials']} finished trials ({f['trials_run']} run)")
-    print(f"  process start -> baseline cached:  {f['until_baseline_cached_seconds']} s  (imports, data, dense training)")
+    print(
+        f"  process start -> baseline cached:  {f['until_baseline_cached_seconds']} s  (imports, data, dense training)"
+    )
     print(f"  process start -> first trial:      {f['until_first_trial_seconds']:.1f} s")
-    print(f"  no-op rerun of the same command (start-up + shutdown, nothing to train): {f['noop_rerun_seconds']:.1f} s "
-          f"-> baseline training about {f['baseline_training_estimate_seconds']:.1f} s")
-    print(f"  first trial start -> last trial end: {f['trials_span_seconds']:.1f} s "
-          f"(sum of trials {f['trial_seconds_sum']:.1f} s, between trials {f['between_trials_seconds']:.2f} s)")
-    print(f"  per trial: mean {f['trial_seconds_mean']:.2f} s, median {f['trial_seconds_median']:.2f} s, "
-          f"min {f['trial_seconds_min']:.2f} s, max {f['trial_seconds_max']:.2f} s")
+    print(
+        f"  no-op rerun of the same command (start-up + shutdown, nothing to train): {f['noop_rerun_seconds']:.1f} s "
+        f"-> baseline training about {f['baseline_training_estimate_seconds']:.1f} s"
+    )
+    print(
+        f"  first trial start -> last trial end: {f['trials_span_seconds']:.1f} s "
+        f"(sum of trials {f['trial_seconds_sum']:.1f} s, between trials {f['between_trials_seconds']:.2f} s)"
+    )
+    print(
+        f"  per trial: mean {f['trial_seconds_mean']:.2f} s, median {f['trial_seconds_median']:.2f} s, "
+        f"min {f['trial_seconds_min']:.2f} s, max {f['trial_seconds_max']:.2f} s"
+    )
     print(f"  last trial end -> process exit:    {f['after_last_trial_seconds']:.2f} s")
     print(f"target: <= {TARGET_SECONDS:.0f} s for >= {TARGET_TRIALS} trials: {'MET' if f['target_met'] else 'NOT MET'}")
     print("figures written to", out)

@@ -59,8 +59,12 @@ class Load(Noise):
 def start_agent(log: Path, token: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PRUNETUNA_DEVICE_TOKEN": token, "PYTHONPATH": str(REPO)}
     handle = log.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "prunetuna", "device", "serve", "--port", "0", "--quiet"],
-                               stdout=handle, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prunetuna", "device", "serve", "--port", "0", "--quiet"],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while not (found := re.search(r"device agent on (http://\S+)", log.read_text())):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -75,7 +79,15 @@ def agreement(url: str, args: argparse.Namespace) -> dict:
     example = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     space = PruningSpace.from_model(model, example, max_sparsity=0.8, step=0.05)
     rng = random.Random(0)
-    common = {"batch_size": 1, "threads": 1, "warmup": args.warmup, "repeats": args.repeats, "max_ci": 0.05, "attempts": 3, "cache": False}
+    common = {
+        "batch_size": 1,
+        "threads": 1,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "max_ci": 0.05,
+        "attempts": 3,
+        "cache": False,
+    }
     local = LatencySettings(backend="onnxruntime", **common)
     remote = LatencySettings(backend="remote", url=url, **common)
     rows = []
@@ -85,14 +97,28 @@ def agreement(url: str, args: argparse.Namespace) -> dict:
         first, second = (local, remote) if i % 2 == 0 else (remote, local)  # interleaved: drift hits both alike
         a, b = measure_latency(pruned, example, first), measure_latency(pruned, example, second)
         here, there = (a, b) if first is local else (b, a)
-        rows.append({"local_ms": round(here.median_ms, 5), "remote_ms": round(there.median_ms, 5), "ratio": round(there.median_ms / here.median_ms, 4),
-                     "local_s": round(here.seconds, 4), "remote_s": round(there.seconds, 4), "local_ci": round(here.ci, 4), "remote_ci": round(there.ci, 4)})
+        rows.append(
+            {
+                "local_ms": round(here.median_ms, 5),
+                "remote_ms": round(there.median_ms, 5),
+                "ratio": round(there.median_ms / here.median_ms, 4),
+                "local_s": round(here.seconds, 4),
+                "remote_s": round(there.seconds, 4),
+                "local_ci": round(here.ci, 4),
+                "remote_ci": round(there.ci, 4),
+            }
+        )
     ratios = [r["ratio"] for r in rows]
     overhead = [r["remote_s"] - r["local_s"] for r in rows]
-    return {"candidates": rows, "median_ratio": round(statistics.median(ratios), 4),
-            "ratio_range": [min(ratios), max(ratios)], "within_target": abs(statistics.median(ratios) - 1) <= TARGET,
-            "overhead_s_median": round(statistics.median(overhead), 4), "local_s_median": round(statistics.median(r["local_s"] for r in rows), 4),
-            "remote_s_median": round(statistics.median(r["remote_s"] for r in rows), 4)}
+    return {
+        "candidates": rows,
+        "median_ratio": round(statistics.median(ratios), 4),
+        "ratio_range": [min(ratios), max(ratios)],
+        "within_target": abs(statistics.median(ratios) - 1) <= TARGET,
+        "overhead_s_median": round(statistics.median(overhead), 4),
+        "local_s_median": round(statistics.median(r["local_s"] for r in rows), 4),
+        "remote_s_median": round(statistics.median(r["remote_s"] for r in rows), 4),
+    }
 
 
 def hit_rate(url: str, workdir: Path, round_to: int | None, args: argparse.Namespace) -> dict:
@@ -113,8 +139,14 @@ def hit_rate(url: str, workdir: Path, round_to: int | None, args: argparse.Names
     study = optuna.load_study(study_name=config.name, storage=f"sqlite:///{workdir / 'optuna.db'}")
     cached = [t.user_attrs["metrics"].get("latency_cached") for t in study.trials if "metrics" in t.user_attrs]
     hits = sum(c == 1.0 for c in cached)
-    return {"round_to": round_to, "trials": len(cached), "hits": hits, "hit_rate": round(hits / max(1, len(cached)), 3),
-            "architectures_measured": sum(k.startswith("latency_cache:") for k in study.user_attrs), "search_s": round(time.perf_counter() - start, 1)}
+    return {
+        "round_to": round_to,
+        "trials": len(cached),
+        "hits": hits,
+        "hit_rate": round(hits / max(1, len(cached)), 3),
+        "architectures_measured": sum(k.startswith("latency_cache:") for k in study.user_attrs),
+        "search_s": round(time.perf_counter() - start, 1),
+    }
 
 
 def main() -> None:
@@ -141,20 +173,34 @@ def main() -> None:
             figures = {"agreement": agreement(url, args)}
         figures["agreement"]["noise"] = noise.summary()
         a = figures["agreement"]
-        print(f"agreement over {args.candidates} candidates: median remote/local {a['median_ratio']:.3f} (range {a['ratio_range'][0]:.3f}-"
-              f"{a['ratio_range'][1]:.3f}; target within {TARGET:.0%}: {'met' if a['within_target'] else 'MISSED'}); per measurement "
-              f"local {a['local_s_median']:.3f} s, remote {a['remote_s_median']:.3f} s, overhead {a['overhead_s_median'] * 1e3:.0f} ms; "
-              f"{noise.line()}", flush=True)
+        print(
+            f"agreement over {args.candidates} candidates: median remote/local {a['median_ratio']:.3f} (range "
+            f"{a['ratio_range'][0]:.3f}-"
+            f"{a['ratio_range'][1]:.3f}; target within {TARGET:.0%}: {'met' if a['within_target'] else 'MISSED'}); "
+            "per measurement "
+            f"local {a['local_s_median']:.3f} s, remote {a['remote_s_median']:.3f} s, overhead "
+            f"{a['overhead_s_median'] * 1e3:.0f} ms; "
+            f"{noise.line()}",
+            flush=True,
+        )
         if not args.skip_search:
             figures["cache"] = [hit_rate(url, work / "search", round_to, args) for round_to in (None, 8)]
             for c in figures["cache"]:
-                print(f"cache, {c['trials']}-trial TPE search, round_to {c['round_to']}: {c['hits']} hits ({c['hit_rate']:.0%}), "
-                      f"{c['architectures_measured']} architectures measured, {c['search_s']} s", flush=True)
+                print(
+                    f"cache, {c['trials']}-trial TPE search, round_to {c['round_to']}: {c['hits']} hits "
+                    f"({c['hit_rate']:.0%}), "
+                    f"{c['architectures_measured']} architectures measured, {c['search_s']} s",
+                    flush=True,
+                )
     finally:
         agent.terminate()
         agent.wait(timeout=30)
-    figures.update(command=f".venv/bin/python experiments/benchmarks/device_latency.py --warmup {args.warmup} --repeats {args.repeats} "
-                           f"--trials {args.trials} --finetune-batches {args.finetune_batches}", machine=machine())
+    figures.update(
+        command=f".venv/bin/python experiments/benchmarks/device_latency.py --warmup {args.warmup} --repeats "
+        f"{args.repeats} "
+        f"--trials {args.trials} --finetune-batches {args.finetune_batches}",
+        machine=machine(),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"wrote {out}")

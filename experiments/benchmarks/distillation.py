@@ -17,7 +17,8 @@ distillation adds at least 2 points at 0.05. Measured and reported, not asserted
 machine (--wait to wait as the other benchmarks do): the CPU-seconds other processes used are recorded.
 
     .venv/bin/python experiments/benchmarks/distillation.py [--seeds 0 1 2] [--budgets 0.1 0.05] [--candidates 4]
-        [--alpha 0.5] [--temperature 4.0] [--epochs N] [--threads K] [--config experiments/mnist.yaml] [--out PATH] [--wait]
+        [--alpha 0.5] [--temperature 4.0] [--epochs N] [--threads K] [--config experiments/mnist.yaml] [--out PATH]
+        [--wait]
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tune epochs (default: the config's finetune.epochs)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="fine-tune epochs (default: the config's finetune.epochs)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "distillation.json"))
     parser.add_argument("--wait", action="store_true", help="wait for an idle machine first")
@@ -104,43 +107,82 @@ def main() -> None:
                 for k, vector in enumerate(candidates(space, workload, budget, args.candidates, seed)):
                     flops_ratio = vector.pop("_flops_ratio")
                     result = {}
-                    for kind in (("plain", "distill") if k % 2 == 0 else ("distill", "plain")):
+                    for kind in ("plain", "distill") if k % 2 == 0 else ("distill", "plain"):
                         pruned = space.apply(vector, batches)
                         recalibrate_batchnorm(pruned, [x for x, _ in batches])
-                        result[kind] = fine_tune(pruned, workload.datamodule, epochs=epochs, lr=ft.lr, max_batches=ft.max_batches,
-                                                 seed=1000 + k, distill=teacher if kind == "distill" else None)
-                    rows.append({"seed": seed, "budget": budget, "candidate": k, "flops_ratio": flops_ratio,
-                                 "plain": result["plain"].accuracy, "distill": result["distill"].accuracy,
-                                 "plain_s": result["plain"].seconds, "distill_s": result["distill"].seconds})
+                        result[kind] = fine_tune(
+                            pruned,
+                            workload.datamodule,
+                            epochs=epochs,
+                            lr=ft.lr,
+                            max_batches=ft.max_batches,
+                            seed=1000 + k,
+                            distill=teacher if kind == "distill" else None,
+                        )
+                    rows.append(
+                        {
+                            "seed": seed,
+                            "budget": budget,
+                            "candidate": k,
+                            "flops_ratio": flops_ratio,
+                            "plain": result["plain"].accuracy,
+                            "distill": result["distill"].accuracy,
+                            "plain_s": result["plain"].seconds,
+                            "distill_s": result["distill"].seconds,
+                        }
+                    )
                     r = rows[-1]
-                    print(f"seed {seed} flops<={budget:g} candidate {k} (flops {flops_ratio:.3f}): plain {r['plain']:.4f} "
-                          f"distill {r['distill']:.4f} ({100 * (r['distill'] - r['plain']):+.2f} pts)  "
-                          f"{r['plain_s']:.2f} s vs {r['distill_s']:.2f} s", flush=True)
+                    print(
+                        f"seed {seed} flops<={budget:g} candidate {k} (flops {flops_ratio:.3f}): plain "
+                        f"{r['plain']:.4f} "
+                        f"distill {r['distill']:.4f} ({100 * (r['distill'] - r['plain']):+.2f} pts)  "
+                        f"{r['plain_s']:.2f} s vs {r['distill_s']:.2f} s",
+                        flush=True,
+                    )
     shutil.rmtree(root, ignore_errors=True)
     summary = {}
     for budget in args.budgets:
         mine = [r for r in rows if r["budget"] == budget]
         diffs = [100 * (r["distill"] - r["plain"]) for r in mine]
         summary[str(budget)] = {
-            "n": len(mine), "plain": mean_std([r["plain"] for r in mine]), "distill": mean_std([r["distill"] for r in mine]),
+            "n": len(mine),
+            "plain": mean_std([r["plain"] for r in mine]),
+            "distill": mean_std([r["distill"] for r in mine]),
             "diff_pt": mean_std(diffs) | {"min": min(diffs), "max": max(diffs)},
-            "diff_pt_per_seed": {s: mean(100 * (r["distill"] - r["plain"]) for r in mine if r["seed"] == s) for s in args.seeds},
-            "seconds_plain_median": median(r["plain_s"] for r in mine), "seconds_distill_median": median(r["distill_s"] for r in mine),
+            "diff_pt_per_seed": {
+                s: mean(100 * (r["distill"] - r["plain"]) for r in mine if r["seed"] == s) for s in args.seeds
+            },
+            "seconds_plain_median": median(r["plain_s"] for r in mine),
+            "seconds_distill_median": median(r["distill_s"] for r in mine),
             "seconds_extra_median": median(r["distill_s"] - r["plain_s"] for r in mine),
         }
-    figures = {"command": command, "machine": machine(), "waited_for_free_machine": waited, "noise": meter.summary(),
-               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows, "summary": summary}
+    figures = {
+        "command": command,
+        "machine": machine(),
+        "waited_for_free_machine": waited,
+        "noise": meter.summary(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "rows": rows,
+        "summary": summary,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     m = figures["machine"]
-    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} with {m['torch_threads']} threads; {meter.line()}")
+    print(
+        f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} with {m['torch_threads']} threads; "
+        f"{meter.line()}"
+    )
     for budget, s in summary.items():
         seeds = ", ".join(f"{v:+.2f}" for v in s["diff_pt_per_seed"].values())
-        print(f"flops <= {budget}: {s['n']} candidates; plain {100 * s['plain']['mean']:.2f}, distill {100 * s['distill']['mean']:.2f}; "
-              f"distill - plain {s['diff_pt']['mean']:+.2f} +- {s['diff_pt']['std']:.2f} pts (min {s['diff_pt']['min']:+.2f}, "
-              f"max {s['diff_pt']['max']:+.2f}; per seed {seeds}); fine-tune {s['seconds_plain_median']:.2f} s plain, "
-              f"{s['seconds_distill_median']:.2f} s distilled (median extra {s['seconds_extra_median']:+.2f} s)")
+        print(
+            f"flops <= {budget}: {s['n']} candidates; plain {100 * s['plain']['mean']:.2f}, distill "
+            f"{100 * s['distill']['mean']:.2f}; "
+            f"distill - plain {s['diff_pt']['mean']:+.2f} +- {s['diff_pt']['std']:.2f} pts (min "
+            f"{s['diff_pt']['min']:+.2f}, "
+            f"max {s['diff_pt']['max']:+.2f}; per seed {seeds}); fine-tune {s['seconds_plain_median']:.2f} s plain, "
+            f"{s['seconds_distill_median']:.2f} s distilled (median extra {s['seconds_extra_median']:+.2f} s)"
+        )
     print("figures written to", out)
 
 

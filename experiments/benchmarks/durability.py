@@ -71,7 +71,9 @@ def time_reconcile(workspace, name: str, repeats: int, *, unsync: bool) -> list[
         start = time.perf_counter()
         result = reconcile(study, tracker, store)
         times.append(time.perf_counter() - start)
-        assert result is not None and not result.repaired and not result.failed, result  # a complete study needs nothing
+        assert result is not None and not result.repaired and not result.failed, (
+            result
+        )  # a complete study needs nothing
     return times
 
 
@@ -90,22 +92,42 @@ def main() -> None:
         run_search(config, workspace, n_trials=args.n_trials)
         search_s = time.perf_counter() - start
         study = load_study(workspace, config.name)
-        trials = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-        record_bytes = sum(f.stat().st_size for f in (workspace.workdir / "trials").rglob("*") if f.is_file()) / max(1, len(trials))
+        trials = [
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            for t in study.trials
+            if t.state.name in ("COMPLETE", "PRUNED")
+        ]
+        record_bytes = sum(f.stat().st_size for f in (workspace.workdir / "trials").rglob("*") if f.is_file()) / max(
+            1, len(trials)
+        )
         synced = time_reconcile(workspace, config.name, args.repeats, unsync=False)
         unsynced = time_reconcile(workspace, config.name, 1, unsync=True)
     figures = {
-        "machine": machine(), "config": args.config, "n_trials": len(trials), "search_s": search_s,
-        "trial_median_s": median(trials), "write_median_s": median(writes), "write_max_s": max(writes),
-        "write_share_percent": 100 * median(writes) / median(trials), "record_bytes_per_trial": record_bytes,
-        "reconcile_median_s": median(synced), "reconcile_max_s": max(synced), "reconcile_unsynced_s": unsynced[0],
+        "machine": machine(),
+        "config": args.config,
+        "n_trials": len(trials),
+        "search_s": search_s,
+        "trial_median_s": median(trials),
+        "write_median_s": median(writes),
+        "write_max_s": max(writes),
+        "write_share_percent": 100 * median(writes) / median(trials),
+        "record_bytes_per_trial": record_bytes,
+        "reconcile_median_s": median(synced),
+        "reconcile_max_s": max(synced),
+        "reconcile_unsynced_s": unsynced[0],
         "targets": {"write_share_percent": 2.0, "reconcile_s": 1.0},
     }
-    print(f"{len(trials)} trials, {median(trials):.3f} s each (median); durable record {1000 * median(writes):.1f} ms "
-          f"(median, max {1000 * max(writes):.1f} ms, {record_bytes / 1024:.0f} KiB): {figures['write_share_percent']:.2f}% of a trial "
-          f"(target 2%)")
-    print(f"reconcile of the complete study at start: {median(synced):.3f} s (median of {args.repeats}, max {max(synced):.3f} s); "
-          f"with no synced markers: {unsynced[0]:.3f} s (target 1 s)")
+    print(
+        f"{len(trials)} trials, {median(trials):.3f} s each (median); durable record {1000 * median(writes):.1f} ms "
+        f"(median, max {1000 * max(writes):.1f} ms, {record_bytes / 1024:.0f} KiB): "
+        f"{figures['write_share_percent']:.2f}% of a trial "
+        f"(target 2%)"
+    )
+    print(
+        f"reconcile of the complete study at start: {median(synced):.3f} s (median of {args.repeats}, max "
+        f"{max(synced):.3f} s); "
+        f"with no synced markers: {unsynced[0]:.3f} s (target 1 s)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(figures, indent=2))
 

@@ -47,7 +47,8 @@ finetune_seconds: list[float] = []
 
 
 class FineTuneTimes(SearchEvents):
-    """Seconds each trial spent in its fine-tune (the step timer's ``fine_tune``; the baseline's training is not a trial's)."""
+    """Seconds each trial spent in its fine-tune (the step timer's ``fine_tune``; the baseline's training is not a
+    trial's)."""
 
     def trial_finished(self, event: TrialEvent, finished: int) -> None:
         finetune_seconds.append(event.steps.get("fine_tune", 0.0))
@@ -62,18 +63,27 @@ def measure(config, workdir: Path) -> dict:  # noqa: ANN001
     study = load_study(workspace, config.name)
     trials = study.get_trials(deepcopy=False)
     items = build_report(study)["trials"]
-    epochs = [len(t.user_attrs["epoch_accuracy"]) if "epoch_accuracy" in t.user_attrs else config.finetune.epochs
-              for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    epochs = [
+        len(t.user_attrs["epoch_accuracy"]) if "epoch_accuracy" in t.user_attrs else config.finetune.epochs
+        for t in trials
+        if t.state.name in ("COMPLETE", "PRUNED")
+    ]
     stopped = [t for t in trials if t.state.name == "PRUNED"]
     return {
-        "complete": sum(t.state.name == "COMPLETE" for t in trials), "stopped": len(stopped),
+        "complete": sum(t.state.name == "COMPLETE" for t in trials),
+        "stopped": len(stopped),
         "stopped_after_epoch": sorted(len(t.user_attrs.get("epoch_accuracy", [])) for t in stopped),
-        "epochs_trained": sum(epochs), "finetune_s": round(sum(finetune_seconds), 2),
-        "trial_s": round(sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete), 2),
+        "epochs_trained": sum(epochs),
+        "finetune_s": round(sum(finetune_seconds), 2),
+        "trial_s": round(
+            sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete), 2
+        ),
         "search_wall_s": round(wall, 2),
         "hypervolume": round(accuracy_flops_hv(items), 5),
         "best_accuracy": max(i["metrics"]["accuracy"] for i in items if i["state"] == "COMPLETE"),
-        "pareto": sorted((round(i["metrics"]["flops_ratio"], 3), i["metrics"]["accuracy"]) for i in items if i["pareto"]),
+        "pareto": sorted(
+            (round(i["metrics"]["flops_ratio"], 3), i["metrics"]["accuracy"]) for i in items if i["pareto"]
+        ),
     }
 
 
@@ -95,12 +105,26 @@ def main() -> None:
     with CpuMeter() as meter:
         for seed in args.seeds:
             for pruner in ("none", "dominated"):
-                config = with_changes(base, name=f"{base.name}-es-{pruner}-s{seed}", seed=seed, constraints={},
-                                      finetune={"epochs": args.epochs},
-                                      search={"sampler": "tpe", "n_trials": args.n_trials, "pruner": pruner, "min_dominating": args.min_dominating})
+                config = with_changes(
+                    base,
+                    name=f"{base.name}-es-{pruner}-s{seed}",
+                    seed=seed,
+                    constraints={},
+                    finetune={"epochs": args.epochs},
+                    search={
+                        "sampler": "tpe",
+                        "n_trials": args.n_trials,
+                        "pruner": pruner,
+                        "min_dominating": args.min_dominating,
+                    },
+                )
                 runs[f"{pruner}/{seed}"] = r = measure(config, root / f"seed{seed}")
-                print(f"seed {seed} pruner {pruner:<9}: {r['complete']} complete, {r['stopped']} stopped {r['stopped_after_epoch']}, "
-                      f"{r['epochs_trained']} epochs, fine-tune {r['finetune_s']:.1f} s, HV {r['hypervolume']:.4f}", flush=True)
+                print(
+                    f"seed {seed} pruner {pruner:<9}: {r['complete']} complete, {r['stopped']} stopped "
+                    f"{r['stopped_after_epoch']}, "
+                    f"{r['epochs_trained']} epochs, fine-tune {r['finetune_s']:.1f} s, HV {r['hypervolume']:.4f}",
+                    flush=True,
+                )
     shutil.rmtree(root, ignore_errors=True)
 
     def total(pruner: str, key: str) -> float:
@@ -108,32 +132,66 @@ def main() -> None:
 
     hv = {p: mean(runs[f"{p}/{s}"]["hypervolume"] for s in args.seeds) for p in ("none", "dominated")}
     summary = {
-        "epochs_saved_pct": round(100 * (1 - total("dominated", "epochs_trained") / total("none", "epochs_trained")), 1),
+        "epochs_saved_pct": round(
+            100 * (1 - total("dominated", "epochs_trained") / total("none", "epochs_trained")), 1
+        ),
         "finetune_s_saved_pct": round(100 * (1 - total("dominated", "finetune_s") / total("none", "finetune_s")), 1),
         "trial_s_saved_pct": round(100 * (1 - total("dominated", "trial_s") / total("none", "trial_s")), 1),
         "hypervolume_mean": {p: round(v, 5) for p, v in hv.items()},
         "hypervolume_lost": round(hv["none"] - hv["dominated"], 5),
         "hypervolume_lost_pct": round(100 * (hv["none"] - hv["dominated"]) / hv["none"], 2),
-        "hypervolume_lost_pct_per_seed": [round(100 * (runs[f"none/{s}"]["hypervolume"] - runs[f"dominated/{s}"]["hypervolume"])
-                                                / runs[f"none/{s}"]["hypervolume"], 2) for s in args.seeds],
+        "hypervolume_lost_pct_per_seed": [
+            round(
+                100
+                * (runs[f"none/{s}"]["hypervolume"] - runs[f"dominated/{s}"]["hypervolume"])
+                / runs[f"none/{s}"]["hypervolume"],
+                2,
+            )
+            for s in args.seeds
+        ],
     }
-    figures = {"command": command, "machine": machine(), "waited_for_free_machine": waited, "noise": meter.summary(),
-               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "runs": runs, "summary": summary}
+    figures = {
+        "command": command,
+        "machine": machine(),
+        "waited_for_free_machine": waited,
+        "noise": meter.summary(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "runs": runs,
+        "summary": summary,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
     m = figures["machine"]
-    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} with {m['torch_threads']} threads; {meter.line()}")
-    print(f"TPE, {args.n_trials} trials, finetune.epochs {args.epochs}, no budget, seeds {args.seeds}; dominated: min_dominating {args.min_dominating}")
-    print(f"{'run':<14} {'complete':>8} {'stopped':>7} {'epochs':>6} {'fine-tune s':>11} {'trials s':>8} {'HV':>7} {'best acc':>8}")
+    print(
+        f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']} with {m['torch_threads']} threads; "
+        f"{meter.line()}"
+    )
+    print(
+        f"TPE, {args.n_trials} trials, finetune.epochs {args.epochs}, no budget, seeds {args.seeds}; dominated: "
+        f"min_dominating {args.min_dominating}"
+    )
+    print(
+        f"{'run':<14} {'complete':>8} {'stopped':>7} {'epochs':>6} {'fine-tune s':>11} {'trials s':>8} {'HV':>7} "
+        f"{'best acc':>8}"
+    )
     for label, r in runs.items():
-        print(f"{label:<14} {r['complete']:>8} {r['stopped']:>7} {r['epochs_trained']:>6} {r['finetune_s']:>11.1f} {r['trial_s']:>8.1f} "
-              f"{r['hypervolume']:>7.4f} {r['best_accuracy']:>8.4f}")
+        print(
+            f"{label:<14} {r['complete']:>8} {r['stopped']:>7} {r['epochs_trained']:>6} {r['finetune_s']:>11.1f} "
+            f"{r['trial_s']:>8.1f} "
+            f"{r['hypervolume']:>7.4f} {r['best_accuracy']:>8.4f}"
+        )
     s = summary
-    print(f"saved by dominated: {s['epochs_saved_pct']:.1f}% of epochs, {s['finetune_s_saved_pct']:.1f}% of fine-tune seconds, "
-          f"{s['trial_s_saved_pct']:.1f}% of trial seconds")
-    print(f"hypervolume lost: {s['hypervolume_lost']:+.4f} ({s['hypervolume_lost_pct']:+.2f}%; per seed {s['hypervolume_lost_pct_per_seed']})")
+    print(
+        f"saved by dominated: {s['epochs_saved_pct']:.1f}% of epochs, {s['finetune_s_saved_pct']:.1f}% of fine-tune "
+        "seconds, "
+        f"{s['trial_s_saved_pct']:.1f}% of trial seconds"
+    )
+    print(
+        f"hypervolume lost: {s['hypervolume_lost']:+.4f} ({s['hypervolume_lost_pct']:+.2f}%; per seed "
+        f"{s['hypervolume_lost_pct_per_seed']})"
+    )
     print("figures written to", out)
 
 

@@ -48,34 +48,63 @@ def main() -> None:
     dense_flops = count_flops(model, example)
     rng = random.Random(0)
     plain = PruningSpace.from_model(model, example, max_sparsity=0.8, step=0.05)
-    vectors = [{n: rng.choice([round(k * 0.05, 2) for k in range(17)]) for n in plain.names} for _ in range(args.candidates)]
+    vectors = [
+        {n: rng.choice([round(k * 0.05, 2) for k in range(17)]) for n in plain.names} for _ in range(args.candidates)
+    ]
     sections = []
     for round_to in [None if r == "none" else int(r) for r in args.round_to]:
         space = PruningSpace.from_model(model, example, max_sparsity=0.8, step=0.05, round_to=round_to)
         pruned = [space.apply(v, structure_only=True) for v in vectors]
         reductions = [dense_flops / count_flops(p, example) for p in pruned]
         for backend in args.backends:
-            settings = LatencySettings(backend=backend, batch_size=args.batch, threads=1, warmup=args.warmup, repeats=args.repeats, max_ci=0.05, attempts=3, cache=False)
+            settings = LatencySettings(
+                backend=backend,
+                batch_size=args.batch,
+                threads=1,
+                warmup=args.warmup,
+                repeats=args.repeats,
+                max_ci=0.05,
+                attempts=3,
+                cache=False,
+            )
             before = measure_latency(model, example, settings).median_ms
             times = [measure_latency(p, example, settings).median_ms for p in pruned]
             after = measure_latency(model, example, settings).median_ms
             dense = (before + after) / 2
             speedups = [dense / t for t in times]
             within4 = [(s, r) for s, r in zip(speedups, reductions) if r <= 4]
-            row = {"round_to": round_to, "backend": backend, "batch": args.batch, "dense_ms": [round(before, 4), round(after, 4)],
-                   "not_slower": round(sum(s >= 1 for s in speedups) / len(speedups), 3),
-                   "within_4x": len(within4), "reach_0.8": round(sum(s >= 0.8 * r for s, r in within4) / max(1, len(within4)), 3),
-                   "median_speedup": round(statistics.median(speedups), 3), "median_flops_reduction": round(statistics.median(reductions), 3),
-                   "median_speedup_per_reduction": round(statistics.median(s / r for s, r in zip(speedups, reductions)), 3),
-                   "slowest_speedup": round(min(speedups), 3)}
+            row = {
+                "round_to": round_to,
+                "backend": backend,
+                "batch": args.batch,
+                "dense_ms": [round(before, 4), round(after, 4)],
+                "not_slower": round(sum(s >= 1 for s in speedups) / len(speedups), 3),
+                "within_4x": len(within4),
+                "reach_0.8": round(sum(s >= 0.8 * r for s, r in within4) / max(1, len(within4)), 3),
+                "median_speedup": round(statistics.median(speedups), 3),
+                "median_flops_reduction": round(statistics.median(reductions), 3),
+                "median_speedup_per_reduction": round(
+                    statistics.median(s / r for s, r in zip(speedups, reductions)), 3
+                ),
+                "slowest_speedup": round(min(speedups), 3),
+            }
             sections.append(row)
-            print(f"round_to {round_to}, {backend}, batch {args.batch}: dense {before:.4f}/{after:.4f} ms; not slower than dense {row['not_slower']:.0%}; "
-                  f"of {len(within4)} within 4x FLOPs reduction {row['reach_0.8']:.0%} reach 0.8 of it; median speedup "
-                  f"{row['median_speedup']:.2f}x at {row['median_flops_reduction']:.2f}x fewer FLOPs; slowest {row['slowest_speedup']:.2f}x", flush=True)
+            print(
+                f"round_to {round_to}, {backend}, batch {args.batch}: dense {before:.4f}/{after:.4f} ms; not slower "
+                f"than dense {row['not_slower']:.0%}; "
+                f"of {len(within4)} within 4x FLOPs reduction {row['reach_0.8']:.0%} reach 0.8 of it; median speedup "
+                f"{row['median_speedup']:.2f}x at {row['median_flops_reduction']:.2f}x fewer FLOPs; slowest "
+                f"{row['slowest_speedup']:.2f}x",
+                flush=True,
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = (f".venv/bin/python experiments/benchmarks/embedded_speed.py --candidates {args.candidates} --warmup {args.warmup} "
-               f"--repeats {args.repeats} --width {args.width} --batch {args.batch} --backends {' '.join(args.backends)} --round-to {' '.join(args.round_to)}")
+    command = (
+        f".venv/bin/python experiments/benchmarks/embedded_speed.py --candidates {args.candidates} --warmup "
+        f"{args.warmup} "
+        f"--repeats {args.repeats} --width {args.width} --batch {args.batch} --backends {' '.join(args.backends)} "
+        f"--round-to {' '.join(args.round_to)}"
+    )
     out.write_text(json.dumps({"command": command, "machine": machine(), "sections": sections}, indent=2) + "\n")
 
 

@@ -60,8 +60,14 @@ from prunetuna.workload import (
 
 
 def cli(*args: str, capture: bool = False) -> str:
-    result = subprocess.run([sys.executable, "-m", "prunetuna", *args], cwd=REPO, check=True, text=True,
-                            capture_output=capture, stdout=None if capture else subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "prunetuna", *args],
+        cwd=REPO,
+        check=True,
+        text=True,
+        capture_output=capture,
+        stdout=None if capture else subprocess.DEVNULL,
+    )
     return result.stdout if capture else ""
 
 
@@ -97,7 +103,9 @@ def main() -> None:
     parser.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime"))
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--round-to", default=None, help="override pruning.round_to of the config (an integer, or 'none')")
+    parser.add_argument(
+        "--round-to", default=None, help="override pruning.round_to of the config (an integer, or 'none')"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work dir")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "hardware_aware.json"))
     args = parser.parse_args()
@@ -105,17 +113,29 @@ def main() -> None:
     base = yaml.safe_load(Path(args.config).read_text())
     if args.round_to is not None:
         round_to = None if args.round_to.lower() in ("none", "null", "0") else int(args.round_to)
-        base = {**base, "name": f"{base['name']}-round{round_to}", "pruning": {**base.get("pruning", {}), "round_to": round_to}}
+        base = {
+            **base,
+            "name": f"{base['name']}-round{round_to}",
+            "pruning": {**base.get("pruning", {}), "round_to": round_to},
+        }
     workdir = Path(tempfile.mkdtemp(prefix="prunetuna-hw-"))
     searches: dict[str, dict] = {}
     for cost in ("flops", "latency"):
-        data = {**base, "name": f"{base['name']}-{cost}", "objectives": ["accuracy", cost],
-                "latency": {**base.get("latency", {}), "backend": args.backend, "batch_size": 1, "threads": 1},
-                "search": {**base.get("search", {}), "sampler": "tpe", "n_trials": args.n_trials}}
+        data = {
+            **base,
+            "name": f"{base['name']}-{cost}",
+            "objectives": ["accuracy", cost],
+            "latency": {**base.get("latency", {}), "backend": args.backend, "batch_size": 1, "threads": 1},
+            "search": {**base.get("search", {}), "sampler": "tpe", "n_trials": args.n_trials},
+        }
         path, noise = quietly(run_study, data, workdir, max_noise_pct=SEARCH_MAX_NOISE_PCT, tries=2)
         report = json.loads(cli("report", str(path), "--workdir", str(workdir), "--json", capture=True))
-        searches[cost] = {"config": path, "report": report, "noise": noise.summary(),
-                          "trials": [t for t in report["trials"] if t["state"] == "COMPLETE"]}
+        searches[cost] = {
+            "config": path,
+            "report": report,
+            "noise": noise.summary(),
+            "trials": [t for t in report["trials"] if t["state"] == "COMPLETE"],
+        }
         print(f"  {len(searches[cost]['trials'])} complete trials; {noise.line()}", flush=True)
 
     # One measurement pass: same process, same settings, the two searches' candidates interleaved.
@@ -126,9 +146,12 @@ def main() -> None:
     settings = LatencySettings(backend=args.backend, batch_size=1, threads=1, warmup=args.warmup, repeats=args.repeats)
     flops_trials, latency_trials = searches["flops"]["trials"], searches["latency"]["trials"]
     queue = [t for pair in zip(flops_trials, latency_trials) for t in pair]
-    queue += flops_trials[len(latency_trials):] + latency_trials[len(flops_trials):]
-    print(f"re-measuring {len(queue)} candidates and the dense model ({args.backend}, batch 1, threads 1, "
-          f"warmup {args.warmup}, repeats {args.repeats})", flush=True)
+    queue += flops_trials[len(latency_trials) :] + latency_trials[len(flops_trials) :]
+    print(
+        f"re-measuring {len(queue)} candidates and the dense model ({args.backend}, batch 1, threads 1, "
+        f"warmup {args.warmup}, repeats {args.repeats})",
+        flush=True,
+    )
     candidates = {tuple(sorted(t["sparsity"].items())): space.apply(t["sparsity"]) for t in queue}
 
     def measure_all(attempt: int) -> tuple:
@@ -140,7 +163,10 @@ def main() -> None:
     for trial in queue:
         result = measured[tuple(sorted(trial["sparsity"].items()))]
         trial["remeasured_ms"], trial["remeasured_spread"] = result.median_ms, result.spread
-    print(f"  dense {dense_first.median_ms:.4f} / {dense_last.median_ms:.4f} ms (first / last); {noise.line()}", flush=True)
+    print(
+        f"  dense {dense_first.median_ms:.4f} / {dense_last.median_ms:.4f} ms (first / last); {noise.line()}",
+        flush=True,
+    )
 
     dense_accuracy = searches["flops"]["report"]["dense"]["accuracy"]
     dense_ms = (dense_first.median_ms + dense_last.median_ms) / 2
@@ -151,10 +177,18 @@ def main() -> None:
         for cost, search in searches.items():
             meeting = [t for t in search["trials"] if t["metrics"]["accuracy"] >= threshold - 1e-9]
             best = min(meeting, key=lambda t: t["remeasured_ms"]) if meeting else None
-            row[cost] = None if best is None else {
-                "trial": best["number"], "ms": round(best["remeasured_ms"], 4), "accuracy": best["metrics"]["accuracy"],
-                "flops_ratio": round(best["metrics"]["flops_ratio"], 3), "candidates": len(meeting),
-                "speedup_vs_dense": round(dense_ms / best["remeasured_ms"], 3)}
+            row[cost] = (
+                None
+                if best is None
+                else {
+                    "trial": best["number"],
+                    "ms": round(best["remeasured_ms"], 4),
+                    "accuracy": best["metrics"]["accuracy"],
+                    "flops_ratio": round(best["metrics"]["flops_ratio"], 3),
+                    "candidates": len(meeting),
+                    "speedup_vs_dense": round(dense_ms / best["remeasured_ms"], 3),
+                }
+            )
         if row["flops"] and row["latency"]:
             row["latency_over_flops"] = round(row["latency"]["ms"] / row["flops"]["ms"], 3)
             row["latency_search_lower"] = row["latency"]["ms"] < row["flops"]["ms"]
@@ -163,23 +197,50 @@ def main() -> None:
     in_search = [t["metrics"]["latency_ms"] for t in latency_trials]
     again = [t["remeasured_ms"] for t in latency_trials]
     deviation = [abs(a / b - 1) for a, b in zip(in_search, again)]
-    agreement = {"spearman": round(spearman(in_search, again), 3), "median_abs_deviation_pct": round(100 * median(deviation), 1),
-                 "max_abs_deviation_pct": round(100 * max(deviation), 1),
-                 "dense_in_search_ms": searches["latency"]["report"]["dense"].get("latency_ms"),
-                 "dense_remeasured_ms": [round(dense_first.median_ms, 4), round(dense_last.median_ms, 4)]}
+    agreement = {
+        "spearman": round(spearman(in_search, again), 3),
+        "median_abs_deviation_pct": round(100 * median(deviation), 1),
+        "max_abs_deviation_pct": round(100 * max(deviation), 1),
+        "dense_in_search_ms": searches["latency"]["report"]["dense"].get("latency_ms"),
+        "dense_remeasured_ms": [round(dense_first.median_ms, 4), round(dense_last.median_ms, 4)],
+    }
     figures = {
-        "command": f".venv/bin/python experiments/benchmarks/hardware_aware.py --n-trials {args.n_trials} --backend {args.backend} "
-                   f"--warmup {args.warmup} --repeats {args.repeats}"
-                   + (f" --config {os.path.relpath(Path(args.config).resolve(), REPO)}" if Path(args.config).resolve() != REPO / "experiments" / "mnist.yaml" else "")
-                   + (f" --round-to {args.round_to}" if args.round_to is not None else "")
-                   + (f" --out {args.out}" if Path(args.out).resolve() != REPO / "runs" / "benchmarks" / "hardware_aware.json" else ""),
-        "machine": machine(), "dense_accuracy": dense_accuracy,
+        "command": f".venv/bin/python experiments/benchmarks/hardware_aware.py --n-trials {args.n_trials} --backend "
+        f"{args.backend} "
+        f"--warmup {args.warmup} --repeats {args.repeats}"
+        + (
+            f" --config {os.path.relpath(Path(args.config).resolve(), REPO)}"
+            if Path(args.config).resolve() != REPO / "experiments" / "mnist.yaml"
+            else ""
+        )
+        + (f" --round-to {args.round_to}" if args.round_to is not None else "")
+        + (
+            f" --out {args.out}"
+            if Path(args.out).resolve() != REPO / "runs" / "benchmarks" / "hardware_aware.json"
+            else ""
+        ),
+        "machine": machine(),
+        "dense_accuracy": dense_accuracy,
         "searches": {c: {"complete_trials": len(s["trials"]), **s["noise"]} for c, s in searches.items()},
-        "remeasure": noise.summary(), "dense_remeasured_ms": round(dense_ms, 4), "comparison": comparison,
-        "faster_than_dense": {c: sum(t["remeasured_ms"] < dense_ms for t in s["trials"]) for c, s in searches.items()}, "in_search_vs_remeasured_latency": agreement,
-        "trials": {c: [{"number": t["number"], "accuracy": t["metrics"]["accuracy"], "flops_ratio": t["metrics"]["flops_ratio"],
-                        "in_search_ms": t["metrics"].get("latency_ms"), "remeasured_ms": t["remeasured_ms"],
-                        "remeasured_spread": t["remeasured_spread"]} for t in s["trials"]] for c, s in searches.items()},
+        "remeasure": noise.summary(),
+        "dense_remeasured_ms": round(dense_ms, 4),
+        "comparison": comparison,
+        "faster_than_dense": {c: sum(t["remeasured_ms"] < dense_ms for t in s["trials"]) for c, s in searches.items()},
+        "in_search_vs_remeasured_latency": agreement,
+        "trials": {
+            c: [
+                {
+                    "number": t["number"],
+                    "accuracy": t["metrics"]["accuracy"],
+                    "flops_ratio": t["metrics"]["flops_ratio"],
+                    "in_search_ms": t["metrics"].get("latency_ms"),
+                    "remeasured_ms": t["remeasured_ms"],
+                    "remeasured_spread": t["remeasured_spread"],
+                }
+                for t in s["trials"]
+            ]
+            for c, s in searches.items()
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -190,24 +251,47 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     m = figures["machine"]
-    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; dense accuracy {dense_accuracy:.4f}; "
-          f"{args.n_trials} trials each, TPE, seed {config.seed}; re-measured with {args.backend}, batch 1, threads 1")
-    print(f"{'min accuracy':>16} | {'flops search: ms speedup (trial, acc, FLOPs)':>44} | {'latency search: ms speedup (trial, acc, FLOPs)':>46} | ratio  lower?")
+    print(
+        f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; dense accuracy {dense_accuracy:.4f}; "
+        f"{args.n_trials} trials each, TPE, seed {config.seed}; re-measured with {args.backend}, batch 1, threads 1"
+    )
+    print(
+        f"{'min accuracy':>16} | {'flops search: ms speedup (trial, acc, FLOPs)':>44} | "
+        f"{'latency search: ms speedup (trial, acc, FLOPs)':>46} | ratio  lower?"
+    )
 
     def cell(best: dict | None) -> str:
-        return "none" if best is None else (f"{best['ms']:.4f} x{best['speedup_vs_dense']:.2f} "
-                                            f"(#{best['trial']}, {best['accuracy']:.3f}, {best['flops_ratio']:.2f})")
+        return (
+            "none"
+            if best is None
+            else (
+                f"{best['ms']:.4f} x{best['speedup_vs_dense']:.2f} "
+                f"(#{best['trial']}, {best['accuracy']:.3f}, {best['flops_ratio']:.2f})"
+            )
+        )
 
     for row in comparison:
-        tail = f"{row['latency_over_flops']:.3f}  {'yes' if row['latency_search_lower'] else 'no'}" if "latency_over_flops" in row else "-"
-        print(f"{'dense-' + str(row['threshold_points']) + 'pt=' + format(row['min_accuracy'], '.3f'):>16} | {cell(row['flops']):>44} | "
-              f"{cell(row['latency']):>46} | {tail}")
-    print("candidates faster than the dense model (re-measured): " + ", ".join(
-        f"{c} search {figures['faster_than_dense'][c]}/{len(s['trials'])}" for c, s in searches.items()))
+        tail = (
+            f"{row['latency_over_flops']:.3f}  {'yes' if row['latency_search_lower'] else 'no'}"
+            if "latency_over_flops" in row
+            else "-"
+        )
+        print(
+            f"{'dense-' + str(row['threshold_points']) + 'pt=' + format(row['min_accuracy'], '.3f'):>16} | "
+            f"{cell(row['flops']):>44} | "
+            f"{cell(row['latency']):>46} | {tail}"
+        )
+    print(
+        "candidates faster than the dense model (re-measured): "
+        + ", ".join(f"{c} search {figures['faster_than_dense'][c]}/{len(s['trials'])}" for c, s in searches.items())
+    )
     a = agreement
-    print(f"latency search, in-search vs re-measured latency: Spearman {a['spearman']}, median |deviation| "
-          f"{a['median_abs_deviation_pct']}%, max {a['max_abs_deviation_pct']}%; dense in-search {a['dense_in_search_ms']:.4f} ms, "
-          f"re-measured {a['dense_remeasured_ms']}")
+    print(
+        f"latency search, in-search vs re-measured latency: Spearman {a['spearman']}, median |deviation| "
+        f"{a['median_abs_deviation_pct']}%, max {a['max_abs_deviation_pct']}%; dense in-search "
+        f"{a['dense_in_search_ms']:.4f} ms, "
+        f"re-measured {a['dense_remeasured_ms']}"
+    )
     print("figures written to", out)
 
 

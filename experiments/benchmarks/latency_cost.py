@@ -61,6 +61,7 @@ def timed(function, label: str):
             return function(*args, **kwargs)
         finally:
             spent[label] += time.perf_counter() - start
+
     return wrapper
 
 
@@ -77,9 +78,16 @@ def search(attempt: int, data: dict, workdir: Path, n_trials: int) -> list[dict]
             steps = dict(spent)
             spent.clear()
             if record.state == "COMPLETE":
-                rows.append({"number": record.number, "trial_s": record.seconds, "latency_s": steps.get("latency", 0.0),
-                             "setup_s": steps.get("runner setup", 0.0), "attempts": record.metrics.get("latency_attempts"),
-                             "spread": record.metrics.get("latency_spread")})
+                rows.append(
+                    {
+                        "number": record.number,
+                        "trial_s": record.seconds,
+                        "latency_s": steps.get("latency", 0.0),
+                        "setup_s": steps.get("runner setup", 0.0),
+                        "attempts": record.metrics.get("latency_attempts"),
+                        "spread": record.metrics.get("latency_spread"),
+                    }
+                )
 
     run_search(config, resolve_workspace(config.name, workdir, None, None), n_trials=n_trials, events=Rows())
     return rows
@@ -110,12 +118,15 @@ def main() -> None:
         for r in rows:
             r["latency_pct"] = 100 * r["latency_s"] / r["trial_s"]
         results[backend] = {
-            "complete_trials": len(rows), **noise.summary(),
+            "complete_trials": len(rows),
+            **noise.summary(),
             "median_trial_s": round(median(r["trial_s"] for r in rows), 4),
             "median_latency_s": round(median(r["latency_s"] for r in rows), 4),
             "median_runner_setup_s": round(median(r["setup_s"] for r in rows), 4),
             "median_latency_pct": round(median(r["latency_pct"] for r in rows), 2),
-            "latency_pct_of_summed_trials": round(100 * sum(r["latency_s"] for r in rows) / sum(r["trial_s"] for r in rows), 2),
+            "latency_pct_of_summed_trials": round(
+                100 * sum(r["latency_s"] for r in rows) / sum(r["trial_s"] for r in rows), 2
+            ),
             "trials_with_retries": sum(1 for r in rows if (r["attempts"] or 1) > 1),
             "per_trial": rows,
         }
@@ -128,8 +139,10 @@ def main() -> None:
         results[backend]["target_met"] = results[backend]["median_latency_pct"] <= TARGET_PERCENT
     figures = {
         "command": f".venv/bin/python experiments/benchmarks/latency_cost.py --n-trials {args.n_trials}",
-        "machine": machine(), "latency_settings": {**base.get("latency", {})} or "defaults",
-        "results": results, "target": {"max_latency_pct_of_trial": TARGET_PERCENT},
+        "machine": machine(),
+        "latency_settings": {**base.get("latency", {})} or "defaults",
+        "results": results,
+        "target": {"max_latency_pct_of_trial": TARGET_PERCENT},
         "target_met": all(results[b]["target_met"] for b in ("torch", "onnxruntime")),
     }
     out = Path(args.out)
@@ -137,15 +150,27 @@ def main() -> None:
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
     m = figures["machine"]
-    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; {args.n_trials} trials per search, medians over trials")
-    print(f"{'latency':<12} {'trial s':>8} {'vs none':>8} {'latency s':>9} {'setup s':>8} {'% trial':>8} {'% summed':>8} {'retried':>7}  other CPU-s")
+    print(
+        f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; {args.n_trials} trials per search, "
+        "medians over trials"
+    )
+    print(
+        f"{'latency':<12} {'trial s':>8} {'vs none':>8} {'latency s':>9} {'setup s':>8} {'% trial':>8} "
+        f"{'% summed':>8} {'retried':>7}  other CPU-s"
+    )
     for backend, r in results.items():
         vs = f"{r['median_trial_s_minus_none']:+.3f}" if backend != "none" else "-"
-        print(f"{backend:<12} {r['median_trial_s']:>8.3f} {vs:>8} {r['median_latency_s']:>9.4f} {r['median_runner_setup_s']:>8.4f} "
-              f"{r['median_latency_pct']:>8.1f} {r['latency_pct_of_summed_trials']:>8.1f} {r['trials_with_retries']:>7}  {r['other_processes_cpu_s']}")
+        print(
+            f"{backend:<12} {r['median_trial_s']:>8.3f} {vs:>8} {r['median_latency_s']:>9.4f} "
+            f"{r['median_runner_setup_s']:>8.4f} "
+            f"{r['median_latency_pct']:>8.1f} {r['latency_pct_of_summed_trials']:>8.1f} "
+            f"{r['trials_with_retries']:>7}  {r['other_processes_cpu_s']}"
+        )
     for backend in ("torch", "onnxruntime"):
-        print(f"target: latency measurement <= {TARGET_PERCENT:.0f}% of the trial with {backend}: "
-              f"{'MET' if results[backend]['target_met'] else 'NOT MET'} ({results[backend]['median_latency_pct']:.1f}%)")
+        print(
+            f"target: latency measurement <= {TARGET_PERCENT:.0f}% of the trial with {backend}: "
+            f"{'MET' if results[backend]['target_met'] else 'NOT MET'} ({results[backend]['median_latency_pct']:.1f}%)"
+        )
     print("figures written to", out)
 
 

@@ -49,7 +49,11 @@ from prunetuna.workload import BUILTIN_MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.8
-MODELS = {"tiny-resnet": ("tiny-resnet", {}), "default-w48": ("tiny-resnet", {"width": 48}), "wide-resnet": ("wide-resnet", {})}
+MODELS = {
+    "tiny-resnet": ("tiny-resnet", {}),
+    "default-w48": ("tiny-resnet", {"width": 48}),
+    "wide-resnet": ("wide-resnet", {}),
+}
 BUDGETS = (0.5, 0.25)
 ROUND_TO = (None, 8, 16)
 MAX_SPARSITY, STEP = 0.95, 0.01
@@ -69,17 +73,34 @@ def uniform_candidate(model, example, space: PruningSpace, dense_flops: float, b
     within = [s for s in scan if s[1] <= budget]
     ratio, flops_ratio, pruned = within[0] if within else min(scan, key=lambda s: s[1])
     projection = project_onto_budget(
-        {n: 0.0 for n in space.names}, parse_budgets({"flops": budget}),
+        {n: 0.0 for n in space.names},
+        parse_budgets({"flops": budget}),
         lambda v: {"flops_ratio": count_flops(space.apply(v), example) / dense_flops},
-        max_sparsity=MAX_SPARSITY, step=STEP)
-    return {"ratio": ratio, "flops_ratio": flops_ratio, "reachable": bool(within), "widths": widths(pruned), "model": pruned,
-            "project_onto_budget": {"fits": projection.fits, "t": projection.t, "flops_ratio": round(projection.metrics["flops_ratio"], 4)}}
+        max_sparsity=MAX_SPARSITY,
+        step=STEP,
+    )
+    return {
+        "ratio": ratio,
+        "flops_ratio": flops_ratio,
+        "reachable": bool(within),
+        "widths": widths(pruned),
+        "model": pruned,
+        "project_onto_budget": {
+            "fits": projection.fits,
+            "t": projection.t,
+            "flops_ratio": round(projection.metrics["flops_ratio"], 4),
+        },
+    }
 
 
 def measure_section(attempt: int, model, candidates: list[dict], example, settings: LatencySettings) -> tuple:
     """Dense, every candidate, dense again."""
     first = measure_latency(model, example, settings)
-    return first, [measure_latency(c["model"], example, settings) for c in candidates], measure_latency(model, example, settings)
+    return (
+        first,
+        [measure_latency(c["model"], example, settings) for c in candidates],
+        measure_latency(model, example, settings),
+    )
 
 
 def main() -> None:
@@ -103,71 +124,151 @@ def main() -> None:
         for round_to in ROUND_TO:
             space = PruningSpace.from_model(model, example, max_sparsity=MAX_SPARSITY, step=STEP, round_to=round_to)
             for budget in BUDGETS:
-                candidates.append({"round_to": round_to, "budget": budget, **uniform_candidate(model, example, space, dense_flops, budget)})
+                candidates.append(
+                    {
+                        "round_to": round_to,
+                        "budget": budget,
+                        **uniform_candidate(model, example, space, dense_flops, budget),
+                    }
+                )
         for backend in ("torch", "onnxruntime"):
             for batch in (1, 32):
-                settings = LatencySettings(backend=backend, batch_size=batch, threads=1, warmup=args.warmup, repeats=args.repeats,
-                                           max_ci=0.02, attempts=3)
+                settings = LatencySettings(
+                    backend=backend,
+                    batch_size=batch,
+                    threads=1,
+                    warmup=args.warmup,
+                    repeats=args.repeats,
+                    max_ci=0.02,
+                    attempts=3,
+                )
                 (first, measured, last), noise = quietly(measure_section, model, candidates, example, settings)
                 dense_ms = (first.median_ms + last.median_ms) / 2
-                sections.append({"model": name, "backend": backend, "batch": batch, "dense_ms": [round(first.median_ms, 4), round(last.median_ms, 4)],
-                                 "dense_spread": [round(first.spread, 3), round(last.spread, 3)], **noise.summary()})
-                print(f"{name} {backend} batch {batch}: dense {first.median_ms:.3f} / {last.median_ms:.3f} ms "
-                      f"(drift {100 * (last.median_ms / first.median_ms - 1):+.1f}%); {noise.line()}", flush=True)
+                sections.append(
+                    {
+                        "model": name,
+                        "backend": backend,
+                        "batch": batch,
+                        "dense_ms": [round(first.median_ms, 4), round(last.median_ms, 4)],
+                        "dense_spread": [round(first.spread, 3), round(last.spread, 3)],
+                        **noise.summary(),
+                    }
+                )
+                print(
+                    f"{name} {backend} batch {batch}: dense {first.median_ms:.3f} / {last.median_ms:.3f} ms "
+                    f"(drift {100 * (last.median_ms / first.median_ms - 1):+.1f}%); {noise.line()}",
+                    flush=True,
+                )
                 for c, r in zip(candidates, measured):
                     reduction = 1 / c["flops_ratio"]
                     speedup = dense_ms / r.median_ms
-                    rows.append({"model": name, "backend": backend, "batch": batch, "round_to": c["round_to"], "budget": c["budget"],
-                                 "ratio": c["ratio"], "reachable": c["reachable"], "widths": c["widths"],
-                                 "project_onto_budget": c["project_onto_budget"], "dense_ms": round(dense_ms, 4),
-                                 "pruned_ms": round(r.median_ms, 4), "spread": round(r.spread, 3), "attempts": r.attempts,
-                                 "measure_s": round(r.seconds, 2), "flops_reduction": round(reduction, 3), "speedup": round(speedup, 3),
-                                 "speedup_per_flops_reduction": round(speedup / reduction, 3)})
+                    rows.append(
+                        {
+                            "model": name,
+                            "backend": backend,
+                            "batch": batch,
+                            "round_to": c["round_to"],
+                            "budget": c["budget"],
+                            "ratio": c["ratio"],
+                            "reachable": c["reachable"],
+                            "widths": c["widths"],
+                            "project_onto_budget": c["project_onto_budget"],
+                            "dense_ms": round(dense_ms, 4),
+                            "pruned_ms": round(r.median_ms, 4),
+                            "spread": round(r.spread, 3),
+                            "attempts": r.attempts,
+                            "measure_s": round(r.seconds, 2),
+                            "flops_reduction": round(reduction, 3),
+                            "speedup": round(speedup, 3),
+                            "speedup_per_flops_reduction": round(speedup / reduction, 3),
+                        }
+                    )
 
     def find(row: dict, round_to: int | None) -> dict:
-        return next(r for r in rows if r["round_to"] == round_to and all(r[k] == row[k] for k in ("model", "backend", "batch", "budget")))
+        return next(
+            r
+            for r in rows
+            if r["round_to"] == round_to and all(r[k] == row[k] for k in ("model", "backend", "batch", "budget"))
+        )
 
-    round_effect = [{"model": r["model"], "backend": r["backend"], "batch": r["batch"], "budget": r["budget"],
-                     "flops_reduction": [r["flops_reduction"], find(r, 8)["flops_reduction"]],
-                     "speedup": [r["speedup"], find(r, 8)["speedup"]],
-                     "speedup_round8_over_plain": round(find(r, 8)["speedup"] / r["speedup"], 3)}
-                    for r in rows if r["round_to"] is None]
+    round_effect = [
+        {
+            "model": r["model"],
+            "backend": r["backend"],
+            "batch": r["batch"],
+            "budget": r["budget"],
+            "flops_reduction": [r["flops_reduction"], find(r, 8)["flops_reduction"]],
+            "speedup": [r["speedup"], find(r, 8)["speedup"]],
+            "speedup_round8_over_plain": round(find(r, 8)["speedup"] / r["speedup"], 3),
+        }
+        for r in rows
+        if r["round_to"] is None
+    ]
     target_rows = [r for r in rows if r["model"] == "wide-resnet" and r["backend"] == "onnxruntime"]
     figures = {
         "command": " ".join([".venv/bin/python", "experiments/benchmarks/latency_vs_flops.py", *sys.argv[1:]]),
-        "machine": machine(), "sections": sections, "cases": rows, "round_to_8_effect": round_effect,
+        "machine": machine(),
+        "sections": sections,
+        "cases": rows,
+        "round_to_8_effect": round_effect,
         "target": {"min_speedup_per_flops_reduction": TARGET, "on": "wide-resnet, onnxruntime, every case"},
         "target_min_value": min((r["speedup_per_flops_reduction"] for r in target_rows), default=None),
         "target_met": all(r["speedup_per_flops_reduction"] >= TARGET for r in target_rows),
-        "default_front": front, "default_front_met": all(r["met"] for r in front if r["arm"] == "default") if front else None,
+        "default_front": front,
+        "default_front_met": all(r["met"] for r in front if r["arm"] == "default") if front else None,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
     m = figures["machine"]
-    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; latency threads=1, warmup {args.warmup}, repeats {args.repeats}")
-    print(f"{'model':<12} {'backend':<11} {'batch':>5} {'round':>5} {'budget':>6} {'ratio':>5} {'FLOPs red.':>10} "
-          f"{'dense ms':>9} {'pruned ms':>9} {'spread':>6} {'speedup':>7} {'spd/FLOPs':>9}  widths (stem, l2, l3)")
+    print(
+        f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; latency threads=1, warmup "
+        f"{args.warmup}, repeats {args.repeats}"
+    )
+    print(
+        f"{'model':<12} {'backend':<11} {'batch':>5} {'round':>5} {'budget':>6} {'ratio':>5} {'FLOPs red.':>10} "
+        f"{'dense ms':>9} {'pruned ms':>9} {'spread':>6} {'speedup':>7} {'spd/FLOPs':>9}  widths (stem, l2, l3)"
+    )
     for r in rows:
         flag = "" if r["reachable"] else "  (budget unreachable: lowest FLOPs on the grid)"
-        print(f"{r['model']:<12} {r['backend']:<11} {r['batch']:>5} {str(r['round_to'] or '-'):>5} {r['budget']:>6} {r['ratio']:>5.2f} "
-              f"{r['flops_reduction']:>10.2f} {r['dense_ms']:>9.3f} {r['pruned_ms']:>9.3f} {r['spread']:>6.3f} {r['speedup']:>7.2f} "
-              f"{r['speedup_per_flops_reduction']:>9.2f}  {r['widths'][0]}, {r['widths'][3]}, {r['widths'][6]}{flag}")
+        print(
+            f"{r['model']:<12} {r['backend']:<11} {r['batch']:>5} {str(r['round_to'] or '-'):>5} {r['budget']:>6} "
+            f"{r['ratio']:>5.2f} "
+            f"{r['flops_reduction']:>10.2f} {r['dense_ms']:>9.3f} {r['pruned_ms']:>9.3f} {r['spread']:>6.3f} "
+            f"{r['speedup']:>7.2f} "
+            f"{r['speedup_per_flops_reduction']:>9.2f}  {r['widths'][0]}, {r['widths'][3]}, {r['widths'][6]}{flag}"
+        )
     print("\nround_to=8 at the same FLOPs budget: speedup with / without (FLOPs reductions without, with)")
     for e in round_effect:
-        print(f"  {e['model']:<12} {e['backend']:<11} batch {e['batch']:>2} budget {e['budget']}: {e['speedup_round8_over_plain']:.2f}x "
-              f"(speedups {e['speedup'][1]:.2f} vs {e['speedup'][0]:.2f}; FLOPs red. {e['flops_reduction'][0]:.2f}, {e['flops_reduction'][1]:.2f})")
-    print("\nproject_onto_budget from all-zero (flops budget): " + "; ".join(
-        f"{r['model']} round_to={r['round_to']} budget {r['budget']}: fits={r['project_onto_budget']['fits']} "
-        f"flops_ratio={r['project_onto_budget']['flops_ratio']}"
-        for r in rows if r["backend"] == "torch" and r["batch"] == 1))
+        print(
+            f"  {e['model']:<12} {e['backend']:<11} batch {e['batch']:>2} budget {e['budget']}: "
+            f"{e['speedup_round8_over_plain']:.2f}x "
+            f"(speedups {e['speedup'][1]:.2f} vs {e['speedup'][0]:.2f}; FLOPs red. {e['flops_reduction'][0]:.2f}, "
+            f"{e['flops_reduction'][1]:.2f})"
+        )
+    print(
+        "\nproject_onto_budget from all-zero (flops budget): "
+        + "; ".join(
+            f"{r['model']} round_to={r['round_to']} budget {r['budget']}: fits={r['project_onto_budget']['fits']} "
+            f"flops_ratio={r['project_onto_budget']['flops_ratio']}"
+            for r in rows
+            if r["backend"] == "torch" and r["batch"] == 1
+        )
+    )
     if target_rows:
-        print(f"\ntarget: speedup / FLOPs reduction >= {TARGET} with onnxruntime on wide-resnet (every case; min {figures['target_min_value']:.2f}): "
-              f"{'MET' if figures['target_met'] else 'NOT MET'}")
+        print(
+            f"\ntarget: speedup / FLOPs reduction >= {TARGET} with onnxruntime on wide-resnet (every case; min "
+            f"{figures['target_min_value']:.2f}): "
+            f"{'MET' if figures['target_met'] else 'NOT MET'}"
+        )
     for r in front:
-        print(f"embedded default front ({r['arm']}, seed {r['seed']}): {r['not_slower']}/{r['pareto']} not slower than dense; "
-              f"{r['reach_0_8']}/{r['within_4x']} within 4x reach 0.8 of the FLOPs reduction: {'MET' if r['met'] else 'NOT MET'}")
+        print(
+            f"embedded default front ({r['arm']}, seed {r['seed']}): {r['not_slower']}/{r['pareto']} not slower than "
+            "dense; "
+            f"{r['reach_0_8']}/{r['within_4x']} within 4x reach 0.8 of the FLOPs reduction: "
+            f"{'MET' if r['met'] else 'NOT MET'}"
+        )
     print("figures written to", out)
 
 

@@ -9,7 +9,8 @@ wall time. With ``--rest``, every other torchvision classification model gets th
 (dependency graph, pre-flight; one process each, 60 s limit by default): it either yields a search space or is
 refused in one line. One model at a time, each in its own process.
 
-    nice .venv/bin/python experiments/benchmarks/model_zoo.py [--rest | --rest-only] [--only resnet18,...] [--out runs/benchmarks/model_zoo.json]
+    nice .venv/bin/python experiments/benchmarks/model_zoo.py [--rest | --rest-only] [--only resnet18,...] [--out
+    runs/benchmarks/model_zoo.json]
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from torch.utils.data import DataLoader, TensorDataset
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
-VIT_KWARGS = {"image_size": 32, "patch_size": 8, "num_layers": 4, "num_heads": 4, "hidden_dim": 64, "mlp_dim": 128, "num_classes": 4}
+VIT_KWARGS = {
+    "image_size": 32,
+    "patch_size": 8,
+    "num_layers": 4,
+    "num_heads": 4,
+    "hidden_dim": 64,
+    "mlp_dim": 128,
+    "num_classes": 4,
+}
 ZOO: dict[str, tuple[str, dict]] = {
     "resnet18": ("torchvision.models:resnet18", {"num_classes": 4}),
     "resnet50": ("torchvision.models:resnet50", {"num_classes": 4}),
@@ -42,8 +51,17 @@ ZOO: dict[str, tuple[str, dict]] = {
     "convnext_tiny": ("torchvision.models:convnext_tiny", {"num_classes": 4}),
     "vit (torchvision, 4 layers, 32x32)": ("torchvision.models.vision_transformer:VisionTransformer", VIT_KWARGS),
     "timm resnet18": ("timm:create_model", {"model_name": "resnet18", "pretrained": False, "num_classes": 4}),
-    "timm vit_tiny (4 blocks, 32x32)": ("timm:create_model", {"model_name": "vit_tiny_patch16_224", "pretrained": False, "img_size": 32,
-                                                              "patch_size": 8, "depth": 4, "num_classes": 4}),
+    "timm vit_tiny (4 blocks, 32x32)": (
+        "timm:create_model",
+        {
+            "model_name": "vit_tiny_patch16_224",
+            "pretrained": False,
+            "img_size": 32,
+            "patch_size": 8,
+            "depth": 4,
+            "num_classes": 4,
+        },
+    ),
 }
 
 
@@ -66,10 +84,17 @@ class Images32(pl.LightningDataModule):
 
 
 def _config(name: str, target: str, kwargs: dict) -> dict:
-    return {"name": name, "seed": 0, "model": {"target": target, "kwargs": kwargs},
-            "data": {"target": "model_zoo:Images32", "batch_size": 32}, "baseline": {"epochs": 1, "lr": 0.01},
-            "pruning": {"max_sparsity": 0.5, "step": 0.25}, "finetune": {"epochs": 1, "lr": 0.001, "max_batches": 2},
-            "objectives": ["accuracy", "flops"], "search": {"sampler": "random", "n_trials": 3, "warm_start": False}}
+    return {
+        "name": name,
+        "seed": 0,
+        "model": {"target": target, "kwargs": kwargs},
+        "data": {"target": "model_zoo:Images32", "batch_size": 32},
+        "baseline": {"epochs": 1, "lr": 0.01},
+        "pruning": {"max_sparsity": 0.5, "step": 0.25},
+        "finetune": {"epochs": 1, "lr": 0.001, "max_batches": 2},
+        "objectives": ["accuracy", "flops"],
+        "search": {"sampler": "random", "n_trials": 3, "warm_start": False},
+    }
 
 
 def _run(args: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str] | None, float]:
@@ -77,7 +102,9 @@ def _run(args: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[s
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "prunetuna", *args], capture_output=True, text=True, env=env, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "prunetuna", *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         done = None
     return done, time.perf_counter() - start
@@ -110,13 +137,29 @@ def full(label: str, target: str, kwargs: dict, folder: Path) -> dict:
     most = max(trials, key=lambda t: sum(t["sparsity"].values()))
     for fmt in ("onnx", "torchscript"):
         out = folder / f"model.{fmt}"
-        exported, seconds = _run(["export", str(config), "--workdir", str(folder / "w"), "--trial", str(most["number"]),
-                                  "--format", fmt, "--out", str(out)], 900)
+        exported, seconds = _run(
+            [
+                "export",
+                str(config),
+                "--workdir",
+                str(folder / "w"),
+                "--trial",
+                str(most["number"]),
+                "--format",
+                fmt,
+                "--out",
+                str(out),
+            ],
+            900,
+        )
         ok = exported is not None and exported.returncode == 0
         row[f"{fmt}_ok"], row[f"{fmt}_s"] = ok, round(seconds, 1)
         if ok:
             checks = json.loads(Path(f"{out}.json").read_text())["checks"]
-            row[f"{fmt}_max_abs_diff"], row[f"{fmt}_max_rel_diff"] = checks["max_abs_diff_vs_torch"], checks["max_rel_diff_vs_torch"]
+            row[f"{fmt}_max_abs_diff"], row[f"{fmt}_max_rel_diff"] = (
+                checks["max_abs_diff_vs_torch"],
+                checks["max_rel_diff_vs_torch"],
+            )
         else:
             row[f"{fmt}_error"] = _last_line(exported)
     return row
@@ -136,13 +179,21 @@ print(f"dimensions {len(space.dimensions)}", file=sys.stderr)
 def space_only(name: str, folder: Path, limit: float = 60.0) -> dict:
     """The dependency graph and the pre-flight check only, in a fresh process under ``limit`` seconds."""
     config = folder / "experiment.yaml"
-    config.write_text(yaml.safe_dump({**_config(name, f"torchvision.models:{name}", {"num_classes": 4}), "baseline": {"epochs": 0}}))
+    config.write_text(
+        yaml.safe_dump({**_config(name, f"torchvision.models:{name}", {"num_classes": 4}), "baseline": {"epochs": 0}})
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-c", SPACE_CHECK, str(config)], capture_output=True, text=True, env=env, timeout=limit)
+        done = subprocess.run(
+            [sys.executable, "-c", SPACE_CHECK, str(config)], capture_output=True, text=True, env=env, timeout=limit
+        )
         line = _last_line(done)
-        outcome = "space" if done.returncode == 0 else ("refused" if "UserError" in done.stderr or line.startswith("prunetuna") else "error")
+        outcome = (
+            "space"
+            if done.returncode == 0
+            else ("refused" if "UserError" in done.stderr or line.startswith("prunetuna") else "error")
+        )
     except subprocess.TimeoutExpired:
         line, outcome = f"no space and not refused within {limit:g} s", "timeout"
     return {"model": name, "outcome": outcome, "seconds": round(time.perf_counter() - start, 1), "line": line}
@@ -151,9 +202,15 @@ def space_only(name: str, folder: Path, limit: float = 60.0) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated labels of ZOO")
-    parser.add_argument("--rest", action="store_true", help="also the space check of every other torchvision classification model")
+    parser.add_argument(
+        "--rest", action="store_true", help="also the space check of every other torchvision classification model"
+    )
     parser.add_argument("--rest-only", action="store_true", help="only that space check")
-    parser.add_argument("--rest-models", default="", help="comma-separated torchvision names for the space check (default: all the others)")
+    parser.add_argument(
+        "--rest-models",
+        default="",
+        help="comma-separated torchvision names for the space check (default: all the others)",
+    )
     parser.add_argument("--rest-limit", type=float, default=60.0, help="seconds per model of the space check")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "model_zoo.json"))
     args = parser.parse_args()
@@ -169,8 +226,20 @@ def main() -> None:
     if args.rest or args.rest_only:
         import torchvision
 
-        done = {"resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "convnext_tiny"}
-        names = args.rest_models.split(",") if args.rest_models else sorted(set(torchvision.models.list_models(module=torchvision.models)) - done)
+        done = {
+            "resnet18",
+            "resnet50",
+            "mobilenet_v2",
+            "mobilenet_v3_small",
+            "efficientnet_b0",
+            "densenet121",
+            "convnext_tiny",
+        }
+        names = (
+            args.rest_models.split(",")
+            if args.rest_models
+            else sorted(set(torchvision.models.list_models(module=torchvision.models)) - done)
+        )
         for name in names:
             with tempfile.TemporaryDirectory() as folder:
                 rest.append(space_only(name, Path(folder), args.rest_limit))

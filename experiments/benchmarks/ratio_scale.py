@@ -3,7 +3,8 @@
 The embedded default (--config, experiments/mnist.yaml), objectives (accuracy, flops), no budget, TPE,
 --n-trials trials per study, for each seed in --seeds: once with ``pruning.scale: linear`` (sparsity on
 the 0.05 grid) and once with ``log`` (kept fraction on a log scale, continuous), in-process
-(``run_search``), one work dir per seed (shared dense baseline), latency not measured (FLOPs are the cost). Reported: the Pareto hypervolume of
+(``run_search``), one work dir per seed (shared dense baseline), latency not measured (FLOPs are the cost). Reported:
+the Pareto hypervolume of
 (1 - accuracy, flops_ratio) over COMPLETE trials, reference (1, 1), after every 10 trials and at the
 end, per seed and its mean. Measured, not asserted; the default changes only on a measured win.
 
@@ -51,17 +52,32 @@ def main() -> None:
     with CpuMeter() as meter:
         for seed in args.seeds:
             for scale in SCALES:
-                config = with_changes(base, name=f"{base.name}-{scale}-s{seed}", seed=seed, constraints={}, latency={"every_trial": False},
-                                      pruning={"scale": scale}, search={"sampler": "tpe", "n_trials": args.n_trials})
+                config = with_changes(
+                    base,
+                    name=f"{base.name}-{scale}-s{seed}",
+                    seed=seed,
+                    constraints={},
+                    latency={"every_trial": False},
+                    pruning={"scale": scale},
+                    search={"sampler": "tpe", "n_trials": args.n_trials},
+                )
                 items, _ = run_study(config, root / f"seed{seed}")
                 curves[scale].append(hv_curve(items, checkpoints))
                 print(json.dumps({"seed": seed, "scale": scale, "hypervolume": curves[scale][-1]}), flush=True)
     means = {s: {k: round(mean(c[k] for c in cs), 5) for k in checkpoints} for s, cs in curves.items()}
     last = checkpoints[-1]
     wins = sum(lg[last] > li[last] for li, lg in zip(curves["linear"], curves["log"]))
-    figures = {"command": command, "machine": machine(), "waited_for_free_machine": waited, "noise": meter.summary(),
-               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "checkpoints": checkpoints,
-               "per_seed": curves, "mean": means, "log_wins_at_end": wins}
+    figures = {
+        "command": command,
+        "machine": machine(),
+        "waited_for_free_machine": waited,
+        "noise": meter.summary(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "checkpoints": checkpoints,
+        "per_seed": curves,
+        "mean": means,
+        "log_wins_at_end": wins,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")

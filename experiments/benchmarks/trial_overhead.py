@@ -76,7 +76,9 @@ from prunetuna.workload import (
 )
 
 
-def bare_loop(model: torch.nn.Module, datamodule, *, epochs: int, lr: float, seed: int, max_batches: int | None) -> tuple[float, float]:
+def bare_loop(
+    model: torch.nn.Module, datamodule, *, epochs: int, lr: float, seed: int, max_batches: int | None
+) -> tuple[float, float]:
     """(seconds, top-1) of a plain Adam/cross-entropy fine-tune plus evaluation of ``model`` (trained in place)."""
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -113,7 +115,9 @@ class Bench:
         # A trial recalibrates BatchNorm on these batches before fine-tuning: the bare loop starts from there too.
         self.batches = calibration_batches(self.workload, config.pruning.calibration_batches)
 
-    def time_bare(self, params: dict[str, float], number: int, model: torch.nn.Module | None = None) -> tuple[float, float]:
+    def time_bare(
+        self, params: dict[str, float], number: int, model: torch.nn.Module | None = None
+    ) -> tuple[float, float]:
         vector = {k.removeprefix("sparsity."): round(v, 6) for k, v in params.items() if k.startswith("sparsity.")}
         if model is not None:
             candidate = model
@@ -121,7 +125,14 @@ class Bench:
             candidate = self.space.apply(vector, self.batches)
             recalibrate_batchnorm(candidate, [x for x, _ in self.batches])
         ft = self.config.finetune
-        return bare_loop(candidate, self.workload.datamodule, epochs=ft.epochs, lr=ft.lr, seed=self.config.seed + number, max_batches=ft.max_batches)
+        return bare_loop(
+            candidate,
+            self.workload.datamodule,
+            epochs=ft.epochs,
+            lr=ft.lr,
+            seed=self.config.seed + number,
+            max_batches=ft.max_batches,
+        )
 
 
 def bare_worker(spec_path: str) -> None:
@@ -130,10 +141,6 @@ def bare_worker(spec_path: str) -> None:
     bench = Bench(parse_config(spec["config"], "spec"), Path(spec["workdir"]))
     bench.time_bare({}, 0, model=copy.deepcopy(bench.workload.model))  # process warm-up, as the baseline is in a search
     print(json.dumps({str(t["number"]): bench.time_bare(t["params"], t["number"]) for t in spec["trials"]}))
-
-
-
-
 
 
 # Seconds spent in each instrumented step during the current trial; reset after every trial.
@@ -163,11 +170,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "experiments" / "mnist.yaml"))
     parser.add_argument("--n-trials", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=3, help="cold bare runs per candidate, one worker process each (median used)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="cold bare runs per candidate, one worker process each (median used)"
+    )
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "trial_overhead.json"))
     parser.add_argument("--profile", default=None, help="write cProfile stats of the search to this file")
-    parser.add_argument("--core", action="store_true",
-                        help="without the per-trial extras (latency.every_trial false, pruning.calibration_batches 0)")
+    parser.add_argument(
+        "--core",
+        action="store_true",
+        help="without the per-trial extras (latency.every_trial false, pruning.calibration_batches 0)",
+    )
     parser.add_argument("--bare-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
@@ -192,8 +204,12 @@ def main() -> None:
     instrument(pl.Trainer, "fit", "Trainer.fit")
     # The trial's own steps come with its TrialEvent (StepTimer): measure (FLOPs, params, size, latency),
     # recalibrate (BN), evaluate (accuracy_pruned), fine_tune (contains Trainer(), Trainer.fit and log_epoch).
-    step_labels = {"measure": "measure_costs (FLOPs, params, size, latency)", "recalibrate": "BN recalibration",
-                   "evaluate": "accuracy_pruned evaluation", "fine_tune": "fine_tune"}
+    step_labels = {
+        "measure": "measure_costs (FLOPs, params, size, latency)",
+        "recalibrate": "BN recalibration",
+        "evaluate": "accuracy_pruned evaluation",
+        "fine_tune": "fine_tune",
+    }
 
     profiler = cProfile.Profile() if args.profile else None
     rows: list[dict] = []
@@ -210,11 +226,17 @@ def main() -> None:
                 state["study"] = optuna.load_study(study_name=config.name, storage=workspace.storage_url)
             trial = next(t for t in state["study"].get_trials(deepcopy=False) if t.number == record.number)
             warm_s, warm_acc = state["bench"].time_bare(trial.params, trial.number)
-            rows.append({
-                "number": trial.number, "params": trial.params,
-                "trial_s": (trial.datetime_complete - trial.datetime_start).total_seconds(),
-                "bare_warm_s": warm_s, "accuracy_trial": record.metrics["accuracy"], "accuracy_bare_warm": warm_acc, "steps_s": steps,
-            })
+            rows.append(
+                {
+                    "number": trial.number,
+                    "params": trial.params,
+                    "trial_s": (trial.datetime_complete - trial.datetime_start).total_seconds(),
+                    "bare_warm_s": warm_s,
+                    "accuracy_trial": record.metrics["accuracy"],
+                    "accuracy_bare_warm": warm_acc,
+                    "steps_s": steps,
+                }
+            )
             print(f"trial {trial.number:>3}: {rows[-1]['trial_s']:.3f} s (warm bare loop {warm_s:.3f} s)", flush=True)
         else:
             print(f"trial {record.number}: {record.state} ({record.reason}); skipped")
@@ -225,6 +247,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if profiler:
         profiler.enable()
+
     # spent.clear() on start: the baseline's own training (a Trainer.fit) is not a trial's.
     class Steps(SearchEvents):
         def started(self, outcome) -> None:  # noqa: ANN001
@@ -242,12 +265,21 @@ def main() -> None:
 
     # Cold bare loops: one worker process per repeat, each timing every candidate once.
     spec = workdir / "bare.json"
-    spec.write_text(json.dumps({"config": config.model_dump(mode="json"), "workdir": str(workdir),
-                                "trials": [{"number": r["number"], "params": r["params"]} for r in rows]}))
+    spec.write_text(
+        json.dumps(
+            {
+                "config": config.model_dump(mode="json"),
+                "workdir": str(workdir),
+                "trials": [{"number": r["number"], "params": r["params"]} for r in rows],
+            }
+        )
+    )
     worker = [sys.executable, str(Path(__file__).resolve()), "--bare-worker", str(spec)]
     busy2, kids0 = busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cold = [json.loads(subprocess.run(worker, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-            for _ in range(args.repeats)]
+    cold = [
+        json.loads(subprocess.run(worker, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        for _ in range(args.repeats)
+    ]
     busy3, kids1 = busy_cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -259,8 +291,12 @@ def main() -> None:
         r["overhead_s"] = r["trial_s"] - r["bare_s"]
         r["overhead_pct"] = 100 * r["overhead_s"] / r["trial_s"]
         r["overhead_vs_warm_pct"] = 100 * (r["trial_s"] - r["bare_warm_s"]) / r["trial_s"]
-        print(f"trial {r['number']:>3}: trial {r['trial_s']:6.3f} s  bare {r['bare_s']:6.3f} s (warm {r['bare_warm_s']:.3f})  "
-              f"overhead {r['overhead_s']:6.3f} s ({r['overhead_pct']:5.1f}%)  accuracy {r['accuracy_trial']:.4f} / bare {r['accuracy_bare']:.4f}")
+        print(
+            f"trial {r['number']:>3}: trial {r['trial_s']:6.3f} s  bare {r['bare_s']:6.3f} s (warm "
+            f"{r['bare_warm_s']:.3f})  "
+            f"overhead {r['overhead_s']:6.3f} s ({r['overhead_pct']:5.1f}%)  accuracy {r['accuracy_trial']:.4f} / "
+            f"bare {r['accuracy_bare']:.4f}"
+        )
 
     def stats(key: str) -> dict[str, float]:
         return stats_of([r[key] for r in rows])
@@ -270,9 +306,15 @@ def main() -> None:
     own_cpu = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
     kids_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     figures = {
-        "command": f".venv/bin/python experiments/benchmarks/trial_overhead.py --n-trials {args.n_trials} --repeats {args.repeats}",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "processor": cpu_model(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "command": f".venv/bin/python experiments/benchmarks/trial_overhead.py --n-trials {args.n_trials} --repeats "
+        f"{args.repeats}",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "processor": cpu_model(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         # CPU-seconds used by other processes on the machine while this ran (noise; ~0 is a quiet machine).
         "other_processes_cpu_seconds": {
             "search": round(busy1 - busy0 - own_cpu, 1) if busy0 is not None else None,
@@ -280,14 +322,24 @@ def main() -> None:
         },
         "search_wall_seconds_incl_warm_bare_loops": round(search_s, 2),
         "trials": len(rows),
-        "trial_s": stats("trial_s"), "bare_s": stats("bare_s"), "bare_warm_s": stats("bare_warm_s"),
-        "overhead_s": stats("overhead_s"), "overhead_pct": stats("overhead_pct"), "overhead_vs_warm_pct": stats("overhead_vs_warm_pct"),
-        "overhead_pct_of_mean_times": round(100 * mean(r["overhead_s"] for r in rows) / mean(r["trial_s"] for r in rows), 2),
+        "trial_s": stats("trial_s"),
+        "bare_s": stats("bare_s"),
+        "bare_warm_s": stats("bare_warm_s"),
+        "overhead_s": stats("overhead_s"),
+        "overhead_pct": stats("overhead_pct"),
+        "overhead_vs_warm_pct": stats("overhead_vs_warm_pct"),
+        "overhead_pct_of_mean_times": round(
+            100 * mean(r["overhead_s"] for r in rows) / mean(r["trial_s"] for r in rows), 2
+        ),
         "steps_s": steps,
         # The trial outside fine_tune, and fine_tune beyond the cold bare loop (Lightning, minus MLflow's log_epoch).
         "outside_fine_tune_s": stats_of([r["trial_s"] - r["steps_s"].get("fine_tune", 0.0) for r in rows]),
-        "fine_tune_beyond_bare_s": stats_of([r["steps_s"].get("fine_tune", 0.0) - r["steps_s"].get("mlflow log_epoch", 0.0) - r["bare_s"] for r in rows]),
-        "accuracy_mismatches": sum(abs(r["accuracy_trial"] - a) > 1e-9 for r in rows for a in (r["accuracy_bare"], r["accuracy_bare_warm"])),
+        "fine_tune_beyond_bare_s": stats_of(
+            [r["steps_s"].get("fine_tune", 0.0) - r["steps_s"].get("mlflow log_epoch", 0.0) - r["bare_s"] for r in rows]
+        ),
+        "accuracy_mismatches": sum(
+            abs(r["accuracy_trial"] - a) > 1e-9 for r in rows for a in (r["accuracy_bare"], r["accuracy_bare_warm"])
+        ),
         "per_trial": rows,
         "target": {"max_overhead_pct": TARGET_PERCENT},
         "target_met": median(r["overhead_pct"] for r in rows) <= TARGET_PERCENT,
@@ -297,19 +349,36 @@ def main() -> None:
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
     f = figures
-    print(f"\nmachine: {f['machine']['cpus']} CPUs ({f['machine']['processor']}), torch {f['machine']['torch']} with {f['machine']['torch_threads']} threads")
-    print(f"CPU-seconds used by other processes: during the search {f['other_processes_cpu_seconds']['search']}, "
-          f"during the cold bare loops {f['other_processes_cpu_seconds']['cold_bare_workers']}")
+    print(
+        f"\nmachine: {f['machine']['cpus']} CPUs ({f['machine']['processor']}), torch {f['machine']['torch']} with "
+        f"{f['machine']['torch_threads']} threads"
+    )
+    print(
+        f"CPU-seconds used by other processes: during the search {f['other_processes_cpu_seconds']['search']}, "
+        f"during the cold bare loops {f['other_processes_cpu_seconds']['cold_bare_workers']}"
+    )
     print(f"{f['trials']} trials, bare = median of {args.repeats} cold runs      mean    median")
-    for key, label in (("trial_s", "trial wall (s)"), ("bare_s", "bare loop, cold (s)"), ("bare_warm_s", "bare loop, warm (s)"),
-                       ("overhead_s", "overhead (s)"), ("overhead_pct", "overhead (% of trial)"), ("overhead_vs_warm_pct", "overhead vs warm bare (%)")):
+    for key, label in (
+        ("trial_s", "trial wall (s)"),
+        ("bare_s", "bare loop, cold (s)"),
+        ("bare_warm_s", "bare loop, warm (s)"),
+        ("overhead_s", "overhead (s)"),
+        ("overhead_pct", "overhead (% of trial)"),
+        ("overhead_vs_warm_pct", "overhead vs warm bare (%)"),
+    ):
         print(f"  {label:<40} {f[key]['mean']:8.3f}  {f[key]['median']:8.3f}")
     print(f"  overhead of the mean times: {f['overhead_pct_of_mean_times']:.1f}%")
     print("breakdown per trial (s)                        mean    median")
     for label, value in steps.items():
         print(f"  {label:<40} {value['mean']:8.4f}  {value['median']:8.4f}")
-    print(f"  {'trial outside fine_tune':<40} {f['outside_fine_tune_s']['mean']:8.4f}  {f['outside_fine_tune_s']['median']:8.4f}")
-    print(f"  {'fine_tune - log_epoch - cold bare':<40} {f['fine_tune_beyond_bare_s']['mean']:8.4f}  {f['fine_tune_beyond_bare_s']['median']:8.4f}")
+    print(
+        f"  {'trial outside fine_tune':<40} {f['outside_fine_tune_s']['mean']:8.4f}  "
+        f"{f['outside_fine_tune_s']['median']:8.4f}"
+    )
+    print(
+        f"  {'fine_tune - log_epoch - cold bare':<40} {f['fine_tune_beyond_bare_s']['mean']:8.4f}  "
+        f"{f['fine_tune_beyond_bare_s']['median']:8.4f}"
+    )
     print(f"bare-loop accuracies that differ from the trial's: {f['accuracy_mismatches']} (0 expected)")
     print(f"target: overhead <= {TARGET_PERCENT:.0f}% of the trial (median): {'MET' if f['target_met'] else 'NOT MET'}")
     print("figures written to", out)

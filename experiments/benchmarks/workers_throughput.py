@@ -1,6 +1,7 @@
 """Does the search scale out? Trials per hour with 1 and 2 worker processes sharing a PostgreSQL study.
 
-A throwaway PostgreSQL cluster is started on 127.0.0.1 (tests/services.py, shared with tests/search/test_workers.py: Debian's
+A throwaway PostgreSQL cluster is started on 127.0.0.1 (tests/services.py, shared with tests/search/test_workers.py:
+Debian's
 initdb and pg_ctl, as the postgres user when run as root); MLflow uses the default SQLite store of one
 temporary work dir. All runs use the embedded default (--config, experiments/mnist.yaml) with the
 study name changed, and the same work dir, so the dense baseline is trained once, by a 1-trial warm-up
@@ -43,6 +44,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from services import INITDB, POSTGRES_MISSING, throwaway_postgres  # one copy, shared with the tests
 
 TARGET_SPEEDUP = 1.7
+
+
 def postgres_cpu_seconds() -> float:
     """CPU-seconds of the PostgreSQL server: live processes plus backends the postmaster has reaped."""
     total = 0.0
@@ -58,8 +61,21 @@ def postgres_cpu_seconds() -> float:
 
 def run(config: Path, workdir: Path, storage: str, n_trials: int, threads: int, workers: int) -> dict:
     """One timed ``prunetuna search`` on a fresh study; throughput from the study's trial timestamps."""
-    command = [sys.executable, "-m", "prunetuna", "search", str(config), "--workdir", str(workdir), "--storage", storage,
-               "--threads", str(threads), "--n-trials", str(n_trials)] + (["--workers", str(workers)] if workers > 1 else [])
+    command = [
+        sys.executable,
+        "-m",
+        "prunetuna",
+        "search",
+        str(config),
+        "--workdir",
+        str(workdir),
+        "--storage",
+        storage,
+        "--threads",
+        str(threads),
+        "--n-trials",
+        str(n_trials),
+    ] + (["--workers", str(workers)] if workers > 1 else [])
     env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "OMP_NUM_THREADS": str(threads)}
     pg0 = postgres_cpu_seconds()
     with CpuMeter() as meter:
@@ -75,17 +91,32 @@ def run(config: Path, workdir: Path, storage: str, n_trials: int, threads: int, 
     first = min(t.datetime_start for t in finished)
     seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished]
     return {
-        "command": " ".join(command).replace(storage, "PG").replace(str(workdir), "W").replace(str(config), f"CFG[{name}]"),
-        "workers": workers, "threads": threads, "finished": len(finished), "surplus": len(surplus),
+        "command": " ".join(command)
+        .replace(storage, "PG")
+        .replace(str(workdir), "W")
+        .replace(str(config), f"CFG[{name}]"),
+        "workers": workers,
+        "threads": threads,
+        "finished": len(finished),
+        "surplus": len(surplus),
         "other_states": sorted({t.state.name for t in trials if t not in finished and t not in surplus}),
-        "span_s": round(span, 2), "trials_per_hour": round(3600 * len(finished) / span, 1),
-        "command_wall_s": round(meter.wall_s, 2), "trials_per_hour_incl_startup": round(3600 * len(finished) / meter.wall_s, 1),
-        "trial_s_mean": round(mean(seconds), 3), "trial_s_median": round(median(seconds), 3),
+        "span_s": round(span, 2),
+        "trials_per_hour": round(3600 * len(finished) / span, 1),
+        "command_wall_s": round(meter.wall_s, 2),
+        "trials_per_hour_incl_startup": round(3600 * len(finished) / meter.wall_s, 1),
+        "trial_s_mean": round(mean(seconds), 3),
+        "trial_s_median": round(median(seconds), 3),
         "postgres_cpu_s": round(postgres_cpu, 1),
         # Other processes' CPU-seconds less the PostgreSQL server's (which serves this run).
         "noise": {**meter.summary(), "other_processes_cpu_s_excl_postgres": round(meter.other_cpu_s - postgres_cpu, 1)},
-        "per_trial": [{"number": t.number, "start_s": round((t.datetime_start - first).total_seconds(), 2),
-                       "seconds": round((t.datetime_complete - t.datetime_start).total_seconds(), 3)} for t in finished],
+        "per_trial": [
+            {
+                "number": t.number,
+                "start_s": round((t.datetime_start - first).total_seconds(), 2),
+                "seconds": round((t.datetime_complete - t.datetime_start).total_seconds(), 3),
+            }
+            for t in finished
+        ],
     }
 
 
@@ -113,35 +144,69 @@ def main() -> None:
     with throwaway_postgres() as storage:
         warm = run(config("warmup"), workdir, storage, 1, 1, 1)  # trains and caches the dense baseline
         print(f"warm-up (baseline training + 1 trial): {warm['command_wall_s']:.1f} s", flush=True)
-        plan = [("1 worker x 1 thread", 1, 1), ("2 workers x 1 thread", 2, 1)] + ([] if args.no_reference else [("1 worker x 2 threads", 1, 2)])
+        plan = [("1 worker x 1 thread", 1, 1), ("2 workers x 1 thread", 2, 1)] + (
+            [] if args.no_reference else [("1 worker x 2 threads", 1, 2)]
+        )
         for label, workers, threads in plan:
             runs[label] = run(config(f"w{workers}t{threads}"), workdir, storage, args.n_trials, threads, workers)
             r = runs[label]
-            print(f"{label}: {r['finished']} trials in {r['span_s']:.1f} s -> {r['trials_per_hour']:.0f} trials/h "
-                  f"(command {r['command_wall_s']:.1f} s); "
-                  f"CPU-s by others {r['noise']['other_processes_cpu_s_excl_postgres']}, by PostgreSQL {r['postgres_cpu_s']}", flush=True)
+            print(
+                f"{label}: {r['finished']} trials in {r['span_s']:.1f} s -> {r['trials_per_hour']:.0f} trials/h "
+                f"(command {r['command_wall_s']:.1f} s); "
+                f"CPU-s by others {r['noise']['other_processes_cpu_s_excl_postgres']}, by PostgreSQL "
+                f"{r['postgres_cpu_s']}",
+                flush=True,
+            )
     shutil.rmtree(workdir, ignore_errors=True)
 
     one, two = runs["1 worker x 1 thread"], runs["2 workers x 1 thread"]
     speedup = two["trials_per_hour"] / one["trials_per_hour"]
     reference = runs.get("1 worker x 2 threads")
-    figures = {"command": command, "machine": machine(), "waited_for_free_machine": waited, "warmup": warm, "runs": runs,
-               "speedup_2_vs_1_worker": round(speedup, 3),
-               "speedup_2_vs_1_worker_incl_startup": round(two["trials_per_hour_incl_startup"] / one["trials_per_hour_incl_startup"], 3),
-               "speedup_2_workers_vs_1_worker_2_threads": round(two["trials_per_hour"] / reference["trials_per_hour"], 3) if reference else None,
-               "target": {"min_speedup": TARGET_SPEEDUP}, "target_met": speedup >= TARGET_SPEEDUP}
+    figures = {
+        "command": command,
+        "machine": machine(),
+        "waited_for_free_machine": waited,
+        "warmup": warm,
+        "runs": runs,
+        "speedup_2_vs_1_worker": round(speedup, 3),
+        "speedup_2_vs_1_worker_incl_startup": round(
+            two["trials_per_hour_incl_startup"] / one["trials_per_hour_incl_startup"], 3
+        ),
+        "speedup_2_workers_vs_1_worker_2_threads": round(two["trials_per_hour"] / reference["trials_per_hour"], 3)
+        if reference
+        else None,
+        "target": {"min_speedup": TARGET_SPEEDUP},
+        "target_met": speedup >= TARGET_SPEEDUP,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
 
     m = figures["machine"]
-    print(f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; PostgreSQL study, SQLite MLflow, {args.n_trials} trials per run")
-    print(f"{'run':<22} {'trials':>6} {'span s':>7} {'trials/h':>9} {'trial s':>8} {'cmd s':>6} {'/h incl. start':>14} {'others CPU-s':>12} {'PG CPU-s':>8}")
+    print(
+        f"\nmachine: {m['cpus']} CPUs ({m['processor']}), torch {m['torch']}; PostgreSQL study, SQLite MLflow, "
+        f"{args.n_trials} trials per run"
+    )
+    print(
+        f"{'run':<22} {'trials':>6} {'span s':>7} {'trials/h':>9} {'trial s':>8} {'cmd s':>6} {'/h incl. start':>14} "
+        f"{'others CPU-s':>12} {'PG CPU-s':>8}"
+    )
     for label, r in runs.items():
-        print(f"{label:<22} {r['finished']:>6} {r['span_s']:>7.1f} {r['trials_per_hour']:>9.0f} {r['trial_s_mean']:>8.2f} "
-              f"{r['command_wall_s']:>6.1f} {r['trials_per_hour_incl_startup']:>14.0f} {r['noise']['other_processes_cpu_s_excl_postgres']:>12} {r['postgres_cpu_s']:>8}")
-    print(f"2 workers vs 1 (1 thread each): {speedup:.2f}x (incl. start-up {figures['speedup_2_vs_1_worker_incl_startup']:.2f}x)"
-          + (f"; vs 1 worker with 2 threads: {figures['speedup_2_workers_vs_1_worker_2_threads']:.2f}x" if reference else ""))
+        print(
+            f"{label:<22} {r['finished']:>6} {r['span_s']:>7.1f} {r['trials_per_hour']:>9.0f} "
+            f"{r['trial_s_mean']:>8.2f} "
+            f"{r['command_wall_s']:>6.1f} {r['trials_per_hour_incl_startup']:>14.0f} "
+            f"{r['noise']['other_processes_cpu_s_excl_postgres']:>12} {r['postgres_cpu_s']:>8}"
+        )
+    print(
+        f"2 workers vs 1 (1 thread each): {speedup:.2f}x (incl. start-up "
+        f"{figures['speedup_2_vs_1_worker_incl_startup']:.2f}x)"
+        + (
+            f"; vs 1 worker with 2 threads: {figures['speedup_2_workers_vs_1_worker_2_threads']:.2f}x"
+            if reference
+            else ""
+        )
+    )
     print(f"target: >= {TARGET_SPEEDUP}x with 2 workers: {'MET' if figures['target_met'] else 'NOT MET'}")
     print("figures written to", out)
 

@@ -32,9 +32,15 @@ class DigitsF1(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.backbone = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
-            nn.Conv2d(channels, channels * 2, 3, padding=1), nn.BatchNorm2d(channels * 2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels * 2, num_classes),
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels * 2, 3, padding=1),
+            nn.BatchNorm2d(channels * 2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels * 2, num_classes),
         )
         self._preds: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []

@@ -19,7 +19,9 @@ from prunetuna.workload import mnist_5k_arrays
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/examples/digit-folder")
-    parser.add_argument("--per-class", type=int, default=None, help="at most this many images per class (default: all, about 500)")
+    parser.add_argument(
+        "--per-class", type=int, default=None, help="at most this many images per class (default: all, about 500)"
+    )
     args = parser.parse_args()
     pixels, labels = mnist_5k_arrays()
     out, written = Path(args.out), 0

@@ -13,7 +13,15 @@ from prunetuna.spaces import Batches, PruningSpace
 from prunetuna.sparsity import snap
 from prunetuna.training import evaluate_accuracy, recalibrate_batchnorm
 
-__all__ = ["ScanProgress", "SensitivityScan", "bounds_from_scan", "cache_path", "cached_scan", "scan_grid", "scan_sensitivity"]
+__all__ = [
+    "ScanProgress",
+    "SensitivityScan",
+    "bounds_from_scan",
+    "cache_path",
+    "cached_scan",
+    "scan_grid",
+    "scan_sensitivity",
+]
 
 
 @dataclass
@@ -40,10 +48,14 @@ ScanProgress = Callable[[int, int], None]
 
 
 def scan_sensitivity(
-    space: PruningSpace, batches: Batches, val_loader, grid: Sequence[float],  # noqa: ANN001
+    space: PruningSpace,
+    batches: Batches,
+    val_loader,
+    grid: Sequence[float],  # noqa: ANN001
     on_step: ScanProgress | None = None,
 ) -> SensitivityScan:
-    """Prune each dimension of the space's model alone at each ratio of ``grid`` and measure accuracy without fine-tuning."""
+    """Prune each dimension of the space's model alone at each ratio of ``grid`` and measure accuracy without
+    fine-tuning."""
     inputs = [x for x, _ in batches]
     dense = evaluate_accuracy(space.model, val_loader)
     accuracy: dict[str, list[float]] = {}
@@ -74,12 +86,20 @@ def bounds_from_scan(scan: SensitivityScan, max_drop: float, step: float) -> dic
 
 
 def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequence[float]) -> Path:
-    digest = hashlib.sha256(json.dumps([baseline_key, space.names, list(grid), space.importance]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([baseline_key, space.names, list(grid), space.importance]).encode()).hexdigest()[
+        :12
+    ]
     return workdir / f"sensitivity-{digest}.json"
 
 
-def cached_scan(config, workload, space: PruningSpace, batches: Batches, workdir: Path,  # noqa: ANN001 - ExperimentConfig, Workload
-                on_step: ScanProgress | None = None) -> SensitivityScan:
+def cached_scan(
+    config,
+    workload,
+    space: PruningSpace,
+    batches: Batches,
+    workdir: Path,  # noqa: ANN001 - ExperimentConfig, Workload
+    on_step: ScanProgress | None = None,
+) -> SensitivityScan:
     """The sensitivity scan of the dense baseline, computed once and kept in the work dir."""
     from prunetuna.workload import baseline_key
 

@@ -13,16 +13,34 @@ from rich.console import Console
 from prunetuna.config import load_config
 from prunetuna.errors import UserError
 
-__all__ = ["ConfigArg", "StorageOpt", "ThreadsOpt", "TrackingOpt", "WorkdirOpt", "err", "say", "setup", "store_args", "table_console",
-           "user_errors"]
+__all__ = [
+    "ConfigArg",
+    "StorageOpt",
+    "ThreadsOpt",
+    "TrackingOpt",
+    "WorkdirOpt",
+    "err",
+    "say",
+    "setup",
+    "store_args",
+    "table_console",
+    "user_errors",
+]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigArg = typer.Argument(..., help="experiment YAML file", show_default=False)
 WorkdirOpt = typer.Option(None, "--workdir", help="work dir (default runs/<name>)")
-StorageOpt = typer.Option(None, "--storage", envvar="PRUNETUNA_STORAGE", show_envvar=True,
-                          help="Optuna storage URL (default SQLite in the work dir)")
-TrackingOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in the work dir)")
+StorageOpt = typer.Option(
+    None,
+    "--storage",
+    envvar="PRUNETUNA_STORAGE",
+    show_envvar=True,
+    help="Optuna storage URL (default SQLite in the work dir)",
+)
+TrackingOpt = typer.Option(
+    None, "--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in the work dir)"
+)
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads of this process (default: torch's)")
 
 
@@ -41,7 +59,8 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tracking_uri: Optional[str]):  # noqa: ANN201
+# noqa: ANN201
+def setup(config_path: str, workdir: Optional[Path], storage: Optional[str], tracking_uri: Optional[str]):
     """The validated config and the study's workspace (work dir, storage URL, tracking URI)."""
     from prunetuna.store import resolve_workspace
 

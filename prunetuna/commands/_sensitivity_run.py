@@ -31,7 +31,9 @@ def scan_study(config: ExperimentConfig, workspace: Workspace, on_step: ScanProg
     """Scan (or reuse the cached scan of) the config's dense baseline; written to ``<workdir>/sensitivity.json``."""
     workload = load_workload(config)
     space = prepare_space(config, workload)
-    StudyTracker(workspace, config.name).connect(create=True)  # a tracking store that cannot be used is found before the work
+    StudyTracker(workspace, config.name).connect(
+        create=True
+    )  # a tracking store that cannot be used is found before the work
     prepare_baseline(config, workload, workspace.workdir)
     batches = calibration_batches(workload, max(config.pruning.calibration_batches, 1))
     scan = cached_scan(config, workload, space, batches, workspace.workdir, on_step)
@@ -48,6 +50,8 @@ def log_sensitivity(config: ExperimentConfig, workspace: Workspace, result: Stud
     tracker = StudyTracker(workspace, config.name)
     tracker.connect(create=True)
     tracker.start_parent(None, {"seed": config.seed, **trial_settings(config)})
-    run_id = tracker.log_side_run("sensitivity", [result.json_path, *files], {"grid": ",".join(f"{g:g}" for g in result.scan.grid)})
+    run_id = tracker.log_side_run(
+        "sensitivity", [result.json_path, *files], {"grid": ",".join(f"{g:g}" for g in result.scan.grid)}
+    )
     tracker.end_parent("FINISHED")
     return run_id

@@ -40,8 +40,10 @@ class StopSignals:
             self.received = signum
             self._say(f"{name}: stopping (the running trial is failed and enqueued again); Ctrl-C again stops at once")
             raise KeyboardInterrupt
-        self._say(f"stopped at once ({name} again); run the same command to resume: it fails, retries and repairs what "
-                  "this process left")
+        self._say(
+            f"stopped at once ({name} again); run the same command to resume: it fails, retries and repairs what "
+            "this process left"
+        )
         os._exit(self.exit_code)
 
     def __enter__(self) -> StopSignals:

@@ -1,4 +1,5 @@
-"""``prunetuna export``: rebuild a trial, re-check it, write ONNX / TorchScript / pt with its model card (and register it)."""
+"""``prunetuna export``: rebuild a trial, re-check it, write ONNX / TorchScript / pt with its model card (and
+register it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Optional
 
 import typer
 
-from prunetuna.commands._common import ConfigArg, StorageOpt, ThreadsOpt, TrackingOpt, WorkdirOpt, say, setup, user_errors
+from prunetuna.commands._common import (
+    ConfigArg,
+    StorageOpt,
+    ThreadsOpt,
+    TrackingOpt,
+    WorkdirOpt,
+    say,
+    setup,
+    user_errors,
+)
 from prunetuna.errors import UserError
 
 __all__ = ["export"]
@@ -17,18 +27,25 @@ def export(
     config: str = ConfigArg,
     trial: Optional[int] = typer.Option(None, "--trial", help="the trial number to export"),
     best: bool = typer.Option(False, "--best", help="the best finished trial (highest accuracy within the bounds)"),
-    max_flops: Optional[float] = typer.Option(None, "--max-flops", help="with --best: at most this FLOPs ratio to dense"),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"),
+    max_flops: Optional[float] = typer.Option(
+        None, "--max-flops", help="with --best: at most this FLOPs ratio to dense"
+    ),
+    max_drop: Optional[float] = typer.Option(
+        None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"
+    ),
     fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt"),
     out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
     threads: Optional[int] = ThreadsOpt,
-    register: Optional[str] = typer.Option(None, "--register", help="also log it to the MLflow Model Registry as a new version of this model"),
+    register: Optional[str] = typer.Option(
+        None, "--register", help="also log it to the MLflow Model Registry as a new version of this model"
+    ),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
-    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt (and register it)."""
+    """Rebuild a trial, check it reproduces its logged accuracy, and write it as ONNX, TorchScript or pt (and
+    register it)."""
     from prunetuna.runtime import prepare_torch
 
     with user_errors():
@@ -45,20 +62,28 @@ def export(
         from prunetuna.export import ExportCheckFailed, export_trial
 
         try:
-            exported = export_trial(cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force)
+            exported = export_trial(
+                cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force
+            )
         except ExportCheckFailed as exc:
             say(f"prunetuna: export check failed: {exc}")
             raise typer.Exit(1) from None
     card = exported.card
     metrics = card["metrics"]
-    say(f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
-              f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
-              f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the largest output); "
-              f"model card {out}.json")
+    say(
+        f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
+        f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
+        f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the "
+        "largest output); "
+        f"model card {out}.json"
+    )
     if register is not None:
         from prunetuna.export import register_export
 
         with user_errors():
             version = register_export(cfg, workspace, exported, out, register)
-        say(f"registered {version.model_uri} (run {version.run_id}); serve it with: mlflow models serve -m {version.model_uri} "
-                  "--env-manager local")
+        say(
+            f"registered {version.model_uri} (run {version.run_id}); serve it with: mlflow models serve -m "
+            f"{version.model_uri} "
+            "--env-manager local"
+        )

@@ -16,7 +16,9 @@ __all__ = ["report"]
 
 def report(
     config: str = ConfigArg,
-    as_json: bool = typer.Option(False, "--json", help="print the JSON of docs/design.md (\"report --json\") instead of a table"),
+    as_json: bool = typer.Option(
+        False, "--json", help='print the JSON of docs/design.md ("report --json") instead of a table'
+    ),
     workdir: Optional[Path] = WorkdirOpt,
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,

@@ -1,4 +1,5 @@
-"""``prunetuna sensitivity``: accuracy with one dimension pruned at a time (no fine-tune): a table, JSON, a plot, an MLflow run."""
+"""``prunetuna sensitivity``: accuracy with one dimension pruned at a time (no fine-tune): a table, JSON, a plot, an
+MLflow run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ from typing import Optional
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from prunetuna.commands._common import ConfigArg, StorageOpt, ThreadsOpt, TrackingOpt, WorkdirOpt, err, say, setup, table_console, user_errors
+from prunetuna.commands._common import (
+    ConfigArg,
+    StorageOpt,
+    ThreadsOpt,
+    TrackingOpt,
+    WorkdirOpt,
+    err,
+    say,
+    setup,
+    table_console,
+    user_errors,
+)
 
 __all__ = ["sensitivity"]
 
@@ -20,7 +32,8 @@ def sensitivity(
     storage: Optional[str] = StorageOpt,
     tracking_uri: Optional[str] = TrackingOpt,
 ) -> None:
-    """Accuracy (BN recalibrated, no fine-tune) with one dimension pruned at a time: a table, JSON, a plot, an MLflow run."""
+    """Accuracy (BN recalibrated, no fine-tune) with one dimension pruned at a time: a table, JSON, a plot, an MLflow
+    run."""
     from prunetuna.runtime import prepare_torch
 
     with user_errors():
@@ -29,8 +42,15 @@ def sensitivity(
         from prunetuna.commands._sensitivity_run import log_sensitivity, scan_study
         from prunetuna.results import save_figure, sensitivity_plot
 
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TimeRemainingColumn(), console=err, transient=False)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
         task = progress.add_task(f"{cfg.name}: pruned candidates (one dimension each)", total=None, visible=False)
 
         def on_step(done: int, total: int) -> None:
@@ -47,7 +67,9 @@ def sensitivity(
         save_figure(sensitivity_plot(result.scan.as_dict(), cfg.name), plot)
         run_id = log_sensitivity(cfg, workspace, result, [plot])
     scan, bounds = result.scan, result.bounds
-    table = Table(title=f"study {cfg.name}: accuracy with one dimension pruned (dense {scan.dense_accuracy:.4f}; no fine-tune)")
+    table = Table(
+        title=f"study {cfg.name}: accuracy with one dimension pruned (dense {scan.dense_accuracy:.4f}; no fine-tune)"
+    )
     table.add_column("dimension")
     for ratio in scan.grid:
         table.add_column(f"{ratio:g}", justify="right")

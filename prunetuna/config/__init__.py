@@ -25,6 +25,7 @@ _HOMES = {
         "load_config",
         "parse_config",
     ),
+    "_finetune_sections": ("ACCELERATORS", "DistillConfig", "FinetuneConfig", "PRECISIONS", "TrainerConfig"),
     "_names": (
         "ABSOLUTE_BUDGETS",
         "CHEAP_COSTS",
@@ -46,8 +47,6 @@ _HOMES = {
     "_sections": (
         "BaselineConfig",
         "DataConfig",
-        "DistillConfig",
-        "FinetuneConfig",
         "LatencyConfig",
         "MetricConfig",
         "ModelConfig",
@@ -56,7 +55,6 @@ _HOMES = {
         "SearchConfig",
         "SensitivityBounds",
         "ToleranceConfig",
-        "TrainerConfig",
     ),
     "_targets": ("call_target", "import_target", "one_line"),
 }

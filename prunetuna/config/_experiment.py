@@ -9,12 +9,19 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from prunetuna.config._names import ABSOLUTE_BUDGETS, COST_NAMES, MODE_NAMES, OBJECTIVE_NAMES, SAMPLER_NAMES, SINGLE_OBJECTIVE_PRUNERS, SINGLE_OBJECTIVE_SAMPLERS
+from prunetuna.config._finetune_sections import DistillConfig, FinetuneConfig, TrainerConfig
+from prunetuna.config._names import (
+    ABSOLUTE_BUDGETS,
+    COST_NAMES,
+    MODE_NAMES,
+    OBJECTIVE_NAMES,
+    SAMPLER_NAMES,
+    SINGLE_OBJECTIVE_PRUNERS,
+    SINGLE_OBJECTIVE_SAMPLERS,
+)
 from prunetuna.config._sections import (
     BaselineConfig,
     DataConfig,
-    DistillConfig,
-    FinetuneConfig,
     LatencyConfig,
     MetricConfig,
     ModelConfig,
@@ -23,7 +30,6 @@ from prunetuna.config._sections import (
     Section,
     SensitivityBounds,
     ToleranceConfig,
-    TrainerConfig,
 )
 from prunetuna.errors import UserError
 from prunetuna.registry import check_name
@@ -58,8 +64,12 @@ class ExperimentConfig(Section):
     baseline: BaselineConfig = BaselineConfig()
     pruning: PruningConfig = PruningConfig()
     finetune: FinetuneConfig = FinetuneConfig()
-    objectives: list[str] = Field(default_factory=lambda: ["accuracy", "flops"])  # "metric" is another name of "accuracy": the task score
-    metric: MetricConfig | None = None  # a user LightningModule's logged metric (required with one); default: top-1 accuracy, max
+    objectives: list[str] = Field(
+        default_factory=lambda: ["accuracy", "flops"]
+    )  # "metric" is another name of "accuracy": the task score
+    metric: MetricConfig | None = (
+        None  # a user LightningModule's logged metric (required with one); default: top-1 accuracy, max
+    )
     constraints: dict[str, float] = Field(default_factory=dict)
     tolerance: ToleranceConfig | None = None
     scalarize: dict[str, float] | None = None
@@ -94,7 +104,9 @@ class ExperimentConfig(Section):
             raise ValueError("name at least one objective")
         for name in value:
             check_name("objective", name, [*OBJECTIVE_NAMES, "metric"])
-        value = ["accuracy" if name == "metric" else name for name in value]  # one task-score slot (docs/design.md, "Task score")
+        value = [
+            "accuracy" if name == "metric" else name for name in value
+        ]  # one task-score slot (docs/design.md, "Task score")
         if len(set(value)) != len(value):
             raise ValueError(f"an objective is listed twice: {value}")
         return value
@@ -110,7 +122,10 @@ class ExperimentConfig(Section):
             check_name("constraint", name, [*COST_NAMES, *ABSOLUTE_BUDGETS])
             if not 0.0 < bound <= 1.0:
                 absolute = next(k for k, v in ABSOLUTE_BUDGETS.items() if v == name)
-                raise ValueError(f"{name}: {bound} is a ratio to the dense model and must lie in (0, 1]; for an absolute budget write {absolute}: {bound}")
+                raise ValueError(
+                    f"{name}: {bound} is a ratio to the dense model and must lie in (0, 1]; for an absolute budget "
+                    f"write {absolute}: {bound}"
+                )
         return value
 
     @field_validator("scalarize")
@@ -131,21 +146,36 @@ class ExperimentConfig(Section):
         if self.tolerance is not None and self.scalarize is not None:
             raise ValueError("give either 'tolerance' or 'scalarize', not both")
         if self.tolerance is not None and self.metric is None and self.tolerance.accuracy_drop >= 1.0:
-            raise ValueError(f"tolerance.accuracy_drop: must lie in [0, 1) for accuracy (0.01 is one point), got {self.tolerance.accuracy_drop}")
+            raise ValueError(
+                "tolerance.accuracy_drop: must lie in [0, 1) for accuracy (0.01 is one point), got "
+                f"{self.tolerance.accuracy_drop}"
+            )
         if self.tolerance is not None and len(self.costs) != 1:
-            raise ValueError(f"tolerance mode minimizes one cost: list exactly one of {', '.join(COST_NAMES)} in objectives, got {self.objectives}")
+            raise ValueError(
+                f"tolerance mode minimizes one cost: list exactly one of {', '.join(COST_NAMES)} in objectives, got "
+                f"{self.objectives}"
+            )
         if self.scalarize is not None and set(self.scalarize) != set(self.costs):
-            raise ValueError(f"scalarize needs one weight per cost in objectives {self.costs}, got {sorted(self.scalarize)}")
+            raise ValueError(
+                f"scalarize needs one weight per cost in objectives {self.costs}, got {sorted(self.scalarize)}"
+            )
         single = self.mode != "pareto" or len(self.objectives) == 1
         if self.search.pruner in SINGLE_OBJECTIVE_PRUNERS and not single:
-            raise ValueError(f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
-                             "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode")
+            raise ValueError(
+                f"search.pruner {self.search.pruner!r} needs one objective (Optuna's pruners do not apply "
+                "to multi-objective studies); use 'dominated', or a tolerance or scalarize mode"
+            )
         if self.search.screening.enabled and self.pruning.calibration_batches == 0:
-            raise ValueError("search.screening needs the pre-fine-tune score, measured after BN recalibration: "
-                             "set pruning.calibration_batches to 1 or more, or search.screening.enabled: false")
+            raise ValueError(
+                "search.screening needs the pre-fine-tune score, measured after BN recalibration: "
+                "set pruning.calibration_batches to 1 or more, or search.screening.enabled: false"
+            )
         if self.search.sampler in SINGLE_OBJECTIVE_SAMPLERS and not single:
             others = ", ".join(n for n in SAMPLER_NAMES if n not in SINGLE_OBJECTIVE_SAMPLERS)
-            raise ValueError(f"search.sampler {self.search.sampler!r} handles one objective; use one of {others}, or a tolerance or scalarize mode")
+            raise ValueError(
+                f"search.sampler {self.search.sampler!r} handles one objective; use one of {others}, or a tolerance "
+                "or scalarize mode"
+            )
         return self
 
 
@@ -168,8 +198,12 @@ def _describe(error: dict[str, Any], data: Any) -> str:
         section = ExperimentConfig
         for part in parent:
             section = section.model_fields[str(part)].annotation  # type: ignore[assignment]
-            section = next((arg for arg in get_args(section) if isinstance(arg, type) and issubclass(arg, BaseModel)), section)  # X | None
-        allowed = ", ".join(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else ""
+            section = next(
+                (arg for arg in get_args(section) if isinstance(arg, type) and issubclass(arg, BaseModel)), section
+            )  # X | None
+        allowed = (
+            ", ".join(section.model_fields) if isinstance(section, type) and issubclass(section, BaseModel) else ""
+        )
         return f"unknown key '{loc}'" + (f"; allowed keys here: {allowed}" if allowed else "")
     message = error["msg"]
     if message.startswith("Value error, "):
@@ -184,7 +218,9 @@ def _describe(error: dict[str, Any], data: Any) -> str:
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     """Validate a parsed YAML document; raise :class:`UserError` naming ``source`` and the key."""
     if not isinstance(data, dict):
-        raise UserError(f"{source}: the file must hold a mapping of keys (name, model, data, ...), not {type(data).__name__}")
+        raise UserError(
+            f"{source}: the file must hold a mapping of keys (name, model, data, ...), not {type(data).__name__}"
+        )
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
@@ -201,7 +237,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except FileNotFoundError:
         raise UserError(f"{path}: no such config file; pass the path of an experiment YAML") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the config ({exc.__class__.__name__}); pass a readable YAML file") from None
+        raise UserError(
+            f"{path}: cannot read the config ({exc.__class__.__name__}); pass a readable YAML file"
+        ) from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -7,14 +7,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from prunetuna.config._names import EARLY_STOPPING_NAMES, GRADIENT_IMPORTANCES, IMPORTANCE_NAMES, LATENCY_BACKEND_NAMES, METHOD_NAMES, SAMPLER_NAMES
+from prunetuna.config._names import (
+    EARLY_STOPPING_NAMES,
+    GRADIENT_IMPORTANCES,
+    IMPORTANCE_NAMES,
+    LATENCY_BACKEND_NAMES,
+    METHOD_NAMES,
+    SAMPLER_NAMES,
+)
 from prunetuna.registry import check_name
 
 __all__ = [
     "BaselineConfig",
     "DataConfig",
-    "DistillConfig",
-    "FinetuneConfig",
     "LatencyConfig",
     "MetricConfig",
     "ModelConfig",
@@ -23,7 +28,6 @@ __all__ = [
     "SearchConfig",
     "SensitivityBounds",
     "ToleranceConfig",
-    "TrainerConfig",
 ]
 
 
@@ -47,7 +51,9 @@ class Source(Section):
 
 class ModelConfig(Source):
     checkpoint: str | None = None
-    prune: str | None = None  # with a LightningModule target: the attribute path of the nn.Module to prune (default: all of it)
+    prune: str | None = (
+        None  # with a LightningModule target: the attribute path of the nn.Module to prune (default: all of it)
+    )
 
 
 class MetricConfig(Section):
@@ -76,7 +82,9 @@ class PruningConfig(Section):
     importance: str = "l2"
     max_sparsity: float = 0.8
     step: float = Field(0.05, gt=0)
-    scale: Literal["linear", "log"] = "linear"  # linear: sparsity on the step grid; log: kept fraction, log scale, continuous
+    scale: Literal["linear", "log"] = (
+        "linear"  # linear: sparsity on the step grid; log: kept fraction, log scale, continuous
+    )
     ignore: list[str] = Field(default_factory=list)
     round_to: int | None = Field(None, ge=1)
     granularity: Literal["layer", "block", "stage"] = "layer"
@@ -105,98 +113,14 @@ class PruningConfig(Section):
         if len(self.nm) != 2 or not 0 < self.nm[0] < self.nm[1]:
             raise ValueError(f"nm must be [N, M] with 0 < N < M, got {self.nm}")
         if self.scale == "log" and self.method == "nm":
-            raise ValueError("scale 'log' draws continuous ratios; method 'nm' has one (a layer is dense or N:M): use scale 'linear'")
+            raise ValueError(
+                "scale 'log' draws continuous ratios; method 'nm' has one (a layer is dense or N:M): use scale 'linear'"
+            )
         if self.importance in GRADIENT_IMPORTANCES and self.calibration_batches == 0:
-            raise ValueError(f"importance {self.importance!r} needs gradients: set pruning.calibration_batches to 1 or more")
+            raise ValueError(
+                f"importance {self.importance!r} needs gradients: set pruning.calibration_batches to 1 or more"
+            )
         return self
-
-
-ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
-PRECISION_ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true", "64": "64-true"}  # as Lightning reads them
-# Trainer arguments prunetuna sets itself, and the key that decides them instead.
-TRAINER_OWNED = {"max_epochs": "finetune.epochs", "limit_train_batches": "finetune.max_batches", "callbacks": "finetune.callbacks",
-                 "logger": "MLflow (prunetuna logs every trial)", "strategy": "one device per fine-tune (--workers for several GPUs)"}
-
-
-class TrainerConfig(Section):
-    """The Lightning ``Trainer`` arguments a user may set, for the dense baseline's training and every fine-tune."""
-
-    accelerator: str = "auto"
-    devices: int | list[int] = 1  # one device per fine-tune: 1 (the first visible one) or [index]
-    precision: str = "32-true"
-    accumulate_grad_batches: int = Field(1, ge=1)
-    gradient_clip_val: float | None = Field(None, gt=0)
-    gradient_clip_algorithm: Literal["norm", "value"] = "norm"
-    deterministic: bool | None = None
-    benchmark: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _owned(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, owner in TRAINER_OWNED.items():
-                if key in data:
-                    raise ValueError(f"'{key}' is set by prunetuna ({owner}); allowed keys here: {', '.join(cls.model_fields)}")
-            precision = data.get("precision")
-            if not isinstance(precision, bool) and str(precision) in PRECISION_ALIASES:  # Lightning's short names: 16, "bf16"
-                data = {**data, "precision": PRECISION_ALIASES[str(precision)]}
-        return data
-
-    @field_validator("accelerator")
-    @classmethod
-    def _accelerator(cls, value: str) -> str:
-        return check_name("accelerator", value, ACCELERATORS)
-
-    @field_validator("precision")
-    @classmethod
-    def _precision(cls, value: str) -> str:
-        return check_name("precision", value, PRECISIONS)
-
-    @field_validator("devices")
-    @classmethod
-    def _devices(cls, value: int | list[int]) -> int | list[int]:
-        if value != 1 and not (isinstance(value, list) and len(value) == 1 and value[0] >= 0):
-            raise ValueError("one device per fine-tune: 1 (the first visible one) or [index]; "
-                             "use --workers N to run fine-tunes on N devices at once")
-        return value
-
-    @property
-    def automatic_optimization(self) -> bool:
-        """Settings that Lightning applies only around its own optimizer step (accumulation, clipping, AMP scaling)."""
-        return self.accumulate_grad_batches != 1 or self.gradient_clip_val is not None or self.precision != "32-true"
-
-    def trainer_kwargs(self) -> dict[str, Any]:
-        """The arguments for ``lightning.pytorch.Trainer``; unset ones are left to Lightning's defaults."""
-        kwargs = self.model_dump()
-        if self.gradient_clip_val is None:
-            kwargs.pop("gradient_clip_val"), kwargs.pop("gradient_clip_algorithm")
-        return {key: value for key, value in kwargs.items() if value is not None}
-
-
-class DistillConfig(Section):
-    """Knowledge distillation from the dense model: loss = (1 - alpha) * task loss + alpha * T^2 * KL(teacher || student)."""
-
-    alpha: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(4.0, gt=0)
-
-
-class FinetuneConfig(Section):
-    epochs: int = Field(2, ge=0)
-    lr: float = Field(1e-3, gt=0)
-    max_batches: int | None = Field(None, ge=1)
-    trainer: TrainerConfig = TrainerConfig()
-    callbacks: list[str] = Field(default_factory=list)  # "package.module:callable" targets, each returning a Lightning Callback
-    distill: DistillConfig | None = None
-
-    @field_validator("callbacks")
-    @classmethod
-    def _callbacks(cls, value: list[str]) -> list[str]:
-        for spec in value:
-            module, sep, attr = spec.partition(":")
-            if not sep or not module or not attr:
-                raise ValueError(f"{spec!r} is not of the form 'package.module:callable'")
-        return value
 
 
 class LatencyConfig(Section):
@@ -209,9 +133,15 @@ class LatencyConfig(Section):
     repeats: int = Field(50, ge=5)
     max_ci: float = Field(0.05, gt=0)  # measured again when the median's 95% interval is wider than this share
     attempts: int = Field(3, ge=1)
-    every_trial: bool = True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
-    url: str | None = None  # backend remote: the device agent, e.g. http://board.local:8765 (token: $PRUNETUNA_DEVICE_TOKEN)
-    provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPUExecutionProvider)
+    every_trial: bool = (
+        True  # speedup beside FLOPs reduction in every trial; else only when latency is an objective or budget
+    )
+    url: str | None = (
+        None  # backend remote: the device agent, e.g. http://board.local:8765 (token: $PRUNETUNA_DEVICE_TOKEN)
+    )
+    provider: str | None = (
+        None  # backend remote: the agent's onnxruntime execution provider (default CPUExecutionProvider)
+    )
     cache: bool = True  # candidates with identical pruned shapes share one measurement, kept with the study
 
     @field_validator("backend")
@@ -225,7 +155,9 @@ class LatencyConfig(Section):
 
         if self.backend == "remote":
             if self.url is None:
-                raise ValueError("backend remote measures on a device agent: set latency.url, e.g. http://board.local:8765")
+                raise ValueError(
+                    "backend remote measures on a device agent: set latency.url, e.g. http://board.local:8765"
+                )
             check_agent_url(self.url)
         elif self.url is not None or self.provider is not None:
             raise ValueError(f"latency.url and latency.provider go with backend remote, not {self.backend!r}")
@@ -239,7 +171,10 @@ class ToleranceConfig(Section):
     @classmethod
     def _drop(cls, value: float) -> float:
         if value < 0.0:
-            raise ValueError(f"must be >= 0 (a fraction for accuracy: 0.01 is one point; in the metric's units with metric:), got {value}")
+            raise ValueError(
+                "must be >= 0 (a fraction for accuracy: 0.01 is one point; in the metric's units with metric:), got "
+                f"{value}"
+            )
         return value
 
 

@@ -19,7 +19,10 @@ def import_target(spec: str, key: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's target
-        raise UserError(f"{key}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); check the name and PYTHONPATH") from None
+        raise UserError(
+            f"{key}: cannot import module {module_name!r} ({exc.__class__.__name__}: {exc}); check the name and "
+            "PYTHONPATH"
+        ) from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -37,8 +40,11 @@ def call_target(factory: Callable[..., Any], kwargs: dict[str, Any], key: str) -
         raise UserError(f"{key}.kwargs: {exc}; fix the keyword arguments") from None
     except UserError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a factory refusing its settings (a bad value, a missing folder) is bad input
-        raise UserError(f"{key}: building it failed ({one_line(exc)}); check {key}.kwargs and what they point to") from None
+    # noqa: BLE001 - a factory refusing its settings (a bad value, a missing folder) is bad input
+    except Exception as exc:
+        raise UserError(
+            f"{key}: building it failed ({one_line(exc)}); check {key}.kwargs and what they point to"
+        ) from None
 
 
 def one_line(exc: BaseException) -> str:

@@ -10,7 +10,15 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from prunetuna.device._protocol import INFO_PATH, MEASURE_PATH, REQUEST_HEADER, TOKEN_ENV, MeasureReply, MeasureRequest, ProtocolError
+from prunetuna.device._protocol import (
+    INFO_PATH,
+    MEASURE_PATH,
+    REQUEST_HEADER,
+    TOKEN_ENV,
+    MeasureReply,
+    MeasureRequest,
+    ProtocolError,
+)
 
 __all__ = ["RETRY_DELAYS_S", "DeviceClient", "DeviceError", "DeviceRefused", "DeviceUnreachable", "mask_url"]
 
@@ -54,13 +62,16 @@ class DeviceClient:
         self.retry_delays = retry_delays
         self._max_upload: int | None = None
 
-    def _request(self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> dict[str, Any]:
         headers = dict(headers)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - the configured agent's http(s) URL
+            # noqa: S310 - the configured agent's http(s) URL
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return json.loads(answer.read().decode())
         except urllib.error.HTTPError as exc:
             try:
@@ -68,12 +79,21 @@ class DeviceClient:
             except (ValueError, AttributeError, OSError):
                 message = exc.reason
             hint = {401: f"; set {TOKEN_ENV} to the agent's token"}.get(exc.code, "")
-            raise DeviceRefused(f"the device agent at {self.shown} answered {exc.code}: {message}{hint}", exc.code) from None
+            raise DeviceRefused(
+                f"the device agent at {self.shown} answered {exc.code}: {message}{hint}", exc.code
+            ) from None
         except ValueError as exc:  # JSON
             raise DeviceError(f"the device agent at {self.shown} sent a malformed answer ({exc})") from None
 
-    def _with_retries(self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float,
-                      delays: tuple[float, ...]) -> dict[str, Any]:
+    def _with_retries(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+        delays: tuple[float, ...],
+    ) -> dict[str, Any]:
         last: Exception | None = None
         for delay in (*delays, None):
             try:
@@ -88,7 +108,9 @@ class DeviceClient:
                 time.sleep(delay)
         reason = getattr(last, "reason", last)
         tries = f" after {len(delays) + 1} tries" if delays else ""
-        raise DeviceUnreachable(f"cannot reach the device agent at {self.shown}{tries} ({reason.__class__.__name__}: {reason})")
+        raise DeviceUnreachable(
+            f"cannot reach the device agent at {self.shown}{tries} ({reason.__class__.__name__}: {reason})"
+        )
 
     def info(self, *, retry: bool = True) -> dict[str, Any]:
         """The agent's description: ``device``, ``providers``, ``max_upload_bytes``, ``measurements``."""
@@ -99,8 +121,11 @@ class DeviceClient:
     def measure(self, model: bytes, request: MeasureRequest) -> MeasureReply:
         """Upload ``model`` and wait for its measurement (queued behind others on the agent)."""
         if self._max_upload is not None and len(model) > self._max_upload:
-            raise DeviceRefused(f"the model's {len(model)} bytes are over the limit of the device agent at {self.shown} "
-                                f"({self._max_upload} bytes); start it with a larger --max-upload-mb", 413)
+            raise DeviceRefused(
+                f"the model's {len(model)} bytes are over the limit of the device agent at {self.shown} "
+                f"({self._max_upload} bytes); start it with a larger --max-upload-mb",
+                413,
+            )
         headers = {"Content-Type": "application/octet-stream", REQUEST_HEADER: json.dumps(request.to_json())}
         answer = self._with_retries("POST", MEASURE_PATH, model, headers, MEASURE_TIMEOUT_S, self.retry_delays)
         try:

@@ -84,18 +84,24 @@ def check_model(data: bytes) -> Any:
     allowed = set(ALLOWED_DOMAINS) | {domain for domain, _ in functions}
     for opset in model.opset_import:
         if opset.domain not in allowed:
-            raise ProtocolError(f"operator domain {opset.domain!r} refused: only the standard ONNX domains "
-                                f"{', '.join(repr(d) for d in ALLOWED_DOMAINS)} are measured (no custom operators)")
+            raise ProtocolError(
+                f"operator domain {opset.domain!r} refused: only the standard ONNX domains "
+                f"{', '.join(repr(d) for d in ALLOWED_DOMAINS)} are measured (no custom operators)"
+            )
     graphs = [*_graphs(model.graph), *model.functions]  # function bodies hold nodes, not initializers
     for graph in graphs:
         for node in graph.node:
             if node.domain not in allowed:
-                raise ProtocolError(f"node {node.name or node.op_type!r} uses operator domain {node.domain!r}: only the "
-                                    f"standard ONNX domains {', '.join(repr(d) for d in ALLOWED_DOMAINS)} are measured")
+                raise ProtocolError(
+                    f"node {node.name or node.op_type!r} uses operator domain {node.domain!r}: only the "
+                    f"standard ONNX domains {', '.join(repr(d) for d in ALLOWED_DOMAINS)} are measured"
+                )
         if hasattr(graph, "initializer"):
             for tensor in _tensors(graph):
                 if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                    raise ProtocolError(f"tensor {tensor.name!r} is stored as external data: send a model with its weights inside")
+                    raise ProtocolError(
+                        f"tensor {tensor.name!r} is stored as external data: send a model with its weights inside"
+                    )
     return model
 
 
@@ -108,7 +114,9 @@ def measure_model(data: bytes, request: MeasureRequest) -> MeasureReply:
     check_model(data)
     available = ort.get_available_providers()
     if request.provider not in available:
-        raise ProtocolError(f"execution provider {request.provider!r} is not installed here; available: {', '.join(available)}")
+        raise ProtocolError(
+            f"execution provider {request.provider!r} is not installed here; available: {', '.join(available)}"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = request.threads
     options.inter_op_num_threads = 1
@@ -126,8 +134,21 @@ def measure_model(data: bytes, request: MeasureRequest) -> MeasureReply:
     try:
         session.run(None, feed)
     except Exception as exc:
-        raise ProtocolError(f"the model does not run on input shape {request.input_shape}: {str(exc).splitlines()[0][:300]}") from None
-    timing = time_runner(lambda: session.run(None, feed), warmup=request.warmup, repeats=request.repeats,
-                         max_ci=request.max_ci, attempts=request.attempts)
-    return MeasureReply(timing.median_ms, timing.spread, timing.ci, timing.attempts, time.perf_counter() - start,
-                        describe_device(request.provider))
+        raise ProtocolError(
+            f"the model does not run on input shape {request.input_shape}: {str(exc).splitlines()[0][:300]}"
+        ) from None
+    timing = time_runner(
+        lambda: session.run(None, feed),
+        warmup=request.warmup,
+        repeats=request.repeats,
+        max_ci=request.max_ci,
+        attempts=request.attempts,
+    )
+    return MeasureReply(
+        timing.median_ms,
+        timing.spread,
+        timing.ci,
+        timing.attempts,
+        time.perf_counter() - start,
+        describe_device(request.provider),
+    )

@@ -16,7 +16,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ALLOWED_DOMAINS", "INFO_PATH", "MEASURE_PATH", "REQUEST_HEADER", "TOKEN_ENV", "MeasureReply", "MeasureRequest", "ProtocolError"]
+__all__ = [
+    "ALLOWED_DOMAINS",
+    "INFO_PATH",
+    "MEASURE_PATH",
+    "REQUEST_HEADER",
+    "TOKEN_ENV",
+    "MeasureReply",
+    "MeasureRequest",
+    "ProtocolError",
+]
 
 INFO_PATH = "/v1/info"
 MEASURE_PATH = "/v1/measure"
@@ -63,7 +72,11 @@ class MeasureRequest:
         if unknown:
             raise ProtocolError(f"unknown request keys {sorted(unknown)}")
         shape = data.get("input_shape")
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        if (
+            not isinstance(shape, list)
+            or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+        ):
             raise ProtocolError(f"input_shape must be a list of positive integers, got {shape!r}")
         if math.prod(shape) > MAX_INPUT_ELEMENTS:
             raise ProtocolError(f"input_shape {shape} has more than {MAX_INPUT_ELEMENTS} elements")
@@ -73,8 +86,15 @@ class MeasureRequest:
         provider = data.get("provider", "CPUExecutionProvider")
         if not isinstance(provider, str) or not provider:
             raise ProtocolError(f"provider must be an execution provider's name, got {provider!r}")
-        return cls(shape, _int(data, "threads", 1, 1, 1024), _int(data, "warmup", 10, 0, 100_000),
-                   _int(data, "repeats", 50, 5, 100_000), float(max_ci), _int(data, "attempts", 3, 1, 100), provider)
+        return cls(
+            shape,
+            _int(data, "threads", 1, 1, 1024),
+            _int(data, "warmup", 10, 0, 100_000),
+            _int(data, "repeats", 50, 5, 100_000),
+            float(max_ci),
+            _int(data, "attempts", 3, 1, 100),
+            provider,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +114,13 @@ class MeasureReply:
     @classmethod
     def from_json(cls, data: Any) -> MeasureReply:
         try:
-            return cls(float(data["median_ms"]), float(data["spread"]), float(data["ci"]), int(data["attempts"]),
-                       float(data["seconds"]), dict(data.get("device", {})))
+            return cls(
+                float(data["median_ms"]),
+                float(data["spread"]),
+                float(data["ci"]),
+                int(data["attempts"]),
+                float(data["seconds"]),
+                dict(data.get("device", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed reply from the agent ({exc.__class__.__name__}: {exc})") from None

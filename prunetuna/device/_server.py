@@ -36,8 +36,15 @@ class AgentServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], token: str | None, max_upload: int, providers: list[str] | None,
-                 exit_after: int | None = None, say: Callable[[str], None] = lambda line: None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        token: str | None,
+        max_upload: int,
+        providers: list[str] | None,
+        exit_after: int | None = None,
+        say: Callable[[str], None] = lambda line: None,
+    ) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
@@ -57,8 +64,13 @@ class AgentServer(ThreadingHTTPServer):
 
     def info(self) -> dict[str, Any]:
         device = describe_device()
-        return {"device": device, "providers": self.providers or device["providers"].split(","),
-                "max_upload_bytes": self.max_upload, "measurements": self.measurements, "busy": self.lock.locked()}
+        return {
+            "device": device,
+            "providers": self.providers or device["providers"].split(","),
+            "max_upload_bytes": self.max_upload,
+            "measurements": self.measurements,
+            "busy": self.lock.locked(),
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -93,7 +105,11 @@ class _Handler(BaseHTTPRequestHandler):
             length = self.headers.get("Content-Length", "")
             if self.command == "POST" and length.isdigit() and int(length) <= self.server.max_upload:
                 self.rfile.read(int(length))  # read, so that the client sees the answer rather than a reset
-            self._error(HTTPStatus.UNAUTHORIZED, f"missing or wrong token: send 'Authorization: Bearer <{TOKEN_ENV}>'", close=True)
+            self._error(
+                HTTPStatus.UNAUTHORIZED,
+                f"missing or wrong token: send 'Authorization: Bearer <{TOKEN_ENV}>'",
+                close=True,
+            )
         return ok
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -116,16 +132,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if int(length) > self.server.max_upload:
             # the body is not read: the connection is closed after the answer
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"upload of {int(length)} bytes is over this agent's limit of {self.server.max_upload} bytes "
-                        "(prunetuna device serve --max-upload-mb)", close=True)
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"upload of {int(length)} bytes is over this agent's limit of {self.server.max_upload} bytes "
+                "(prunetuna device serve --max-upload-mb)",
+                close=True,
+            )
             return
         data = self.rfile.read(int(length))
         try:
             request = MeasureRequest.from_json(json.loads(self.headers.get(REQUEST_HEADER) or "null"))
             if self.server.providers and request.provider not in self.server.providers:
-                raise ProtocolError(f"execution provider {request.provider!r} is not offered by this agent; "
-                                    f"offered: {', '.join(self.server.providers)}")
+                raise ProtocolError(
+                    f"execution provider {request.provider!r} is not offered by this agent; "
+                    f"offered: {', '.join(self.server.providers)}"
+                )
             with self.server.lock:  # one measurement at a time; the others wait here, in arrival order of the lock
                 reply = measure_model(data, request)
                 self.server.measurements += 1
@@ -140,31 +161,47 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{exc.__class__.__name__}: {exc}"[:500])
             return
         self._send(HTTPStatus.OK, reply.to_json())
-        self.server.say(f"measured: {reply.median_ms:.4f} ms (spread {reply.spread:.3f}, interval {reply.ci:.3f}, "
-                        f"{reply.attempts} attempt(s), {len(data)} bytes)")
+        self.server.say(
+            f"measured: {reply.median_ms:.4f} ms (spread {reply.spread:.3f}, interval {reply.ci:.3f}, "
+            f"{reply.attempts} attempt(s), {len(data)} bytes)"
+        )
         if self.server.exit_after is not None and count >= self.server.exit_after:
             self.server.stopping.set()
 
 
-def make_server(host: str, port: int, token: str | None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-                providers: list[str] | None = None, exit_after: int | None = None,
-                say: Callable[[str], None] = lambda line: None) -> AgentServer:
+def make_server(
+    host: str,
+    port: int,
+    token: str | None,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    providers: list[str] | None = None,
+    exit_after: int | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> AgentServer:
     """The agent bound to ``host:port``; ``ValueError`` for a bind beyond loopback without a token of 16+ characters."""
     if token is not None and not token.strip():
         token = None
     if not is_loopback(host):
         if token is None:
-            raise ValueError(f"--host {host}: an agent reachable beyond this machine needs a token; export {TOKEN_ENV}=<a long "
-                             "random string> here and on the search machine (or bind 127.0.0.1)")
+            raise ValueError(
+                f"--host {host}: an agent reachable beyond this machine needs a token; export {TOKEN_ENV}=<a long "
+                "random string> here and on the search machine (or bind 127.0.0.1)"
+            )
         if len(token) < MIN_TOKEN_LENGTH:
-            raise ValueError(f"{TOKEN_ENV}: a token of at least {MIN_TOKEN_LENGTH} characters is needed beyond loopback, "
-                             f"got {len(token)}; e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+            raise ValueError(
+                f"{TOKEN_ENV}: a token of at least {MIN_TOKEN_LENGTH} characters is needed beyond loopback, "
+                f"got {len(token)}; e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
     if providers:
         import onnxruntime as ort
 
         missing = [p for p in providers if p not in ort.get_available_providers()]
         if missing:
-            raise ValueError(f"--provider {','.join(missing)}: not installed here; available: {', '.join(ort.get_available_providers())}")
+            raise ValueError(
+                f"--provider {','.join(missing)}: not installed here; available: "
+                f"{', '.join(ort.get_available_providers())}"
+            )
     return AgentServer((host, port), token, int(max_upload_mb * 1024 * 1024), providers, exit_after, say)
 
 

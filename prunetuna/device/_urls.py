@@ -19,7 +19,9 @@ def check_agent_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{url!r}: write the agent's address as http://host:port, e.g. http://board.local:8765")
     if parts.username is not None or parts.password is not None:
-        raise ValueError(f"the URL holds credentials: remove them and export {TOKEN_ENV} instead (the URL is logged with the study)")
+        raise ValueError(
+            f"the URL holds credentials: remove them and export {TOKEN_ENV} instead (the URL is logged with the study)"
+        )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"{url!r}: give the agent's address only (http://host:port), without a path or query")
     return url

@@ -1,4 +1,5 @@
-"""Export a finished trial: rebuild it, re-check its accuracy, write ONNX / TorchScript / pt, check the file, write a model card."""
+"""Export a finished trial: rebuild it, re-check its accuracy, write ONNX / TorchScript / pt, check the file, write a
+model card."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ from prunetuna.registry import Registry, unknown_message
 from prunetuna.store import StudyRecord, TrialRecord, manifest
 from prunetuna.workload import first_inputs
 
-__all__ = ["EXPORTERS", "ExportCheckFailed", "ExportedTrial", "Exporter", "OutputCheck", "compare_outputs", "export_trial", "load_pruned", "load_pruned_file"]
+__all__ = [
+    "EXPORTERS",
+    "ExportCheckFailed",
+    "ExportedTrial",
+    "Exporter",
+    "OutputCheck",
+    "compare_outputs",
+    "export_trial",
+    "load_pruned",
+    "load_pruned_file",
+]
 
 RTOL = 1e-4
 ATOL = 1e-4
@@ -67,8 +78,16 @@ def _run_torchscript(path: Path, batch: torch.Tensor) -> np.ndarray:
 
 
 def _write_pt(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
-    torch.save({"format": PT_FORMAT, "config": info["config"], "sparsity": info["sparsity"],
-                "input_shape": info["input_shape"], "state_dict": model.state_dict()}, path)
+    torch.save(
+        {
+            "format": PT_FORMAT,
+            "config": info["config"],
+            "sparsity": info["sparsity"],
+            "input_shape": info["input_shape"],
+            "state_dict": model.state_dict(),
+        },
+        path,
+    )
 
 
 def _run_pt(path: Path, batch: torch.Tensor) -> np.ndarray:
@@ -95,7 +114,9 @@ def load_pruned_file(path: str | Path) -> nn.Module:
     config = parse_config(data["config"], str(path))
     torch.manual_seed(config.seed)
     dense = resolve_prune_path(build_model(config.model.model_copy(update={"checkpoint": None})), config.model.prune)
-    return rebuild_model(config, dense, torch.zeros(data["input_shape"]), data["sparsity"], data["state_dict"], str(path))
+    return rebuild_model(
+        config, dense, torch.zeros(data["input_shape"]), data["sparsity"], data["state_dict"], str(path)
+    )
 
 
 def load_pruned(
@@ -147,10 +168,13 @@ class OutputCheck:
 
 
 def compare_outputs(got: np.ndarray, expected: np.ndarray) -> OutputCheck:
-    """``got`` against ``expected`` with :data:`ATOL` scaled to the outputs and :data:`RTOL` (torch.testing.assert_close)."""
+    """``got`` against ``expected`` with :data:`ATOL` scaled to the outputs and :data:`RTOL`
+    (torch.testing.assert_close)."""
     got_t, expected_t = (torch.from_numpy(np.array(a, dtype=np.float32)) for a in (got, expected))
     scale = max(1.0, float(expected_t.abs().max())) if expected_t.numel() else 1.0
-    difference = float((got_t - expected_t).abs().max()) if got_t.shape == expected_t.shape and got_t.numel() else float("inf")
+    difference = (
+        float((got_t - expected_t).abs().max()) if got_t.shape == expected_t.shape and got_t.numel() else float("inf")
+    )
     try:
         torch.testing.assert_close(got_t, expected_t, rtol=RTOL, atol=ATOL * scale)
         passed = True
@@ -192,22 +216,31 @@ def export_trial(
     chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop)
     rebuilt = rebuild_trial(config, workspace, chosen)
     model, workload = rebuilt.model, rebuilt.workload
-    accuracy = workload.task.evaluate(model, workload.datamodule)  # the task score: top-1, or the user module's validation
+    accuracy = workload.task.evaluate(
+        model, workload.datamodule
+    )  # the task score: top-1, or the user module's validation
     logged = rebuilt.metrics["accuracy"]
     if abs(accuracy - logged) > 1e-9:
         name = workload.task.metric
         raise ExportCheckFailed(
-            f"trial {chosen.number}: the rebuilt model's validation {name} {workload.task.value(accuracy):.6f} differs from the "
+            f"trial {chosen.number}: the rebuilt model's validation {name} {workload.task.value(accuracy):.6f} "
+            "differs from the "
             f"logged {workload.task.value(logged):.6f}; "
             "the data, the model code or a package version changed since the search (see the trial's manifest)"
         )
-    info = manifest(config, trial=chosen.number, sparsity=rebuilt.sparsity, metrics=rebuilt.metrics,
-                    input_shape=[1, *workload.example.shape[1:]])
+    info = manifest(
+        config,
+        trial=chosen.number,
+        sparsity=rebuilt.sparsity,
+        metrics=rebuilt.metrics,
+        input_shape=[1, *workload.example.shape[1:]],
+    )
     exporter = EXPORTERS[fmt]
     model.eval()
     batch = first_inputs(next(iter(workload.datamodule.val_dataloader())))[:32]
     with torch.no_grad():
         expected = model(batch).numpy()
+
     # Written beside ``out`` under a temporary name and moved into place only once its check passed:
     # a failed check leaves no file behind (nor a stale one from an earlier --force run replaced half-way).
     def write_checked(temporary: Path) -> OutputCheck:
@@ -216,7 +249,8 @@ def export_trial(
         if not result.passed:
             raise ExportCheckFailed(
                 f"{out}: the {fmt} model's outputs differ from torch's by up to {result.max_abs_diff:.3g} "
-                f"({result.max_rel_diff:.3g} of the largest output {result.scale:.3g}; allowed {ATOL:g} of it + {RTOL:g} relative); "
+                f"({result.max_rel_diff:.3g} of the largest output {result.scale:.3g}; allowed {ATOL:g} of it + "
+                f"{RTOL:g} relative); "
                 "no file was written"
             )
         return result
@@ -232,9 +266,16 @@ def export_trial(
         "dense": StudyRecord.of(study.user_attrs).dense,
         "sparsity": rebuilt.sparsity,
         "input_shape": info["input_shape"],
-        "checks": {"validation_accuracy": accuracy, "logged_accuracy": logged, "max_abs_diff_vs_torch": check.max_abs_diff,
-                   "max_rel_diff_vs_torch": check.max_rel_diff, "output_scale": check.scale, "rtol": RTOL, "atol": ATOL * check.scale,
-                   "same_top_class": check.same_top_class},
+        "checks": {
+            "validation_accuracy": accuracy,
+            "logged_accuracy": logged,
+            "max_abs_diff_vs_torch": check.max_abs_diff,
+            "max_rel_diff_vs_torch": check.max_rel_diff,
+            "output_scale": check.scale,
+            "rtol": RTOL,
+            "atol": ATOL * check.scale,
+            "same_top_class": check.same_top_class,
+        },
         "versions": info["versions"],
         "git_commit": info["git_commit"],
         "config_sha256": info["config_sha256"],

@@ -51,26 +51,40 @@ def check_model_name(workspace, name: str) -> None:  # noqa: ANN001 - prunetuna.
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return  # a new name: the first version creates it
         if exc.error_code == "INVALID_PARAMETER_VALUE":
-            raise UserError(f"--register: the model registry refuses the name {name!r} ({exc.message}); choose another name") from None
-        raise UserError(f"--register: cannot use the model registry at {mask_url(workspace.tracking_uri)} ({exc.message})") from None
+            raise UserError(
+                f"--register: the model registry refuses the name {name!r} ({exc.message}); choose another name"
+            ) from None
+        raise UserError(
+            f"--register: cannot use the model registry at {mask_url(workspace.tracking_uri)} ({exc.message})"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable server, a broken store
-        raise UserError(f"--register: cannot reach the model registry at {mask_url(workspace.tracking_uri)} "
-                        f"({exc.__class__.__name__}); check --tracking-uri") from None
+        raise UserError(
+            f"--register: cannot reach the model registry at {mask_url(workspace.tracking_uri)} "
+            f"({exc.__class__.__name__}); check --tracking-uri"
+        ) from None
 
 
 def _log_onnx(out: Path, **kwargs: Any):  # noqa: ANN202 - mlflow's ModelInfo
     import mlflow.onnx
     import onnx
 
-    return mlflow.onnx.log_model(onnx.load(str(out)), onnx_execution_providers=["CPUExecutionProvider"],  # what export checked it on
-                                 pip_requirements=_requirements("onnx", "onnxruntime", "numpy"), **kwargs)
+    return mlflow.onnx.log_model(
+        onnx.load(str(out)),
+        onnx_execution_providers=["CPUExecutionProvider"],  # what export checked it on
+        pip_requirements=_requirements("onnx", "onnxruntime", "numpy"),
+        **kwargs,
+    )
 
 
 def _log_torchscript(model, **kwargs: Any):  # noqa: ANN001, ANN202 - a ScriptModule; mlflow's ModelInfo
     import mlflow.pytorch
 
-    return mlflow.pytorch.log_model(model, serialization_format="pickle",  # what MLflow saves a ScriptModule with
-                                    pip_requirements=_requirements("torch", "numpy"), **kwargs)
+    return mlflow.pytorch.log_model(
+        model,
+        serialization_format="pickle",  # what MLflow saves a ScriptModule with
+        pip_requirements=_requirements("torch", "numpy"),
+        **kwargs,
+    )
 
 
 def _load_torchscript(out: Path, model: Any, example: np.ndarray):  # noqa: ANN202
@@ -116,10 +130,21 @@ def _requirements(*packages: str) -> list[str]:
 def card_description(card: dict) -> str:
     """The model card as the version's description: a summary line, then the card as JSON (shortened to fit)."""
     metrics = card["metrics"]
-    head = (f"Study `{card['study']}`, trial {card['trial']} ({card['format']} export): accuracy {metrics.get('accuracy', float('nan')):.4f}"
-            + "".join(f", {k} {metrics[k]:.3f}" for k in ("flops_ratio", "params_ratio", "latency_ratio", "speedup") if k in metrics)
-            + f"; max |output - torch| {card['checks']['max_abs_diff_vs_torch']:.2g}.\n\nModel card:\n\n")
-    for body in (json.dumps(card, indent=1), json.dumps(card), json.dumps({k: v for k, v in card.items() if k != "sparsity"})):
+    head = (
+        f"Study `{card['study']}`, trial {card['trial']} ({card['format']} export): accuracy "
+        f"{metrics.get('accuracy', float('nan')):.4f}"
+        + "".join(
+            f", {k} {metrics[k]:.3f}"
+            for k in ("flops_ratio", "params_ratio", "latency_ratio", "speedup")
+            if k in metrics
+        )
+        + f"; max |output - torch| {card['checks']['max_abs_diff_vs_torch']:.2g}.\n\nModel card:\n\n"
+    )
+    for body in (
+        json.dumps(card, indent=1),
+        json.dumps(card),
+        json.dumps({k: v for k, v in card.items() if k != "sparsity"}),
+    ):
         text = f"{head}```json\n{body}\n```"
         if len(text) <= DESCRIPTION_LIMIT:
             return text
@@ -127,8 +152,12 @@ def card_description(card: dict) -> str:
 
 
 def _version_tags(card: dict) -> dict[str, str]:
-    tags = {Tag.STUDY: card["study"], Tag.TRIAL: str(card["trial"]), Tag.FORMAT: card["format"],
-            Tag.SOURCE_RUN: str(card.get("mlflow_run_id") or "")}
+    tags = {
+        Tag.STUDY: card["study"],
+        Tag.TRIAL: str(card["trial"]),
+        Tag.FORMAT: card["format"],
+        Tag.SOURCE_RUN: str(card.get("mlflow_run_id") or ""),
+    }
     tags.update({f"metric.{k}": f"{v:.6g}" for k, v in card["metrics"].items() if isinstance(v, (int, float))})
     return tags
 
@@ -177,12 +206,21 @@ def register_export(config, workspace, exported, out: Path, name: str) -> Regist
     flavor = FLAVORS[card["format"]]
     model = flavor.load(out, exported.model, example)
     tags = {Tag.ROLE: Role.EXPORT.value, Tag.TRIAL: str(card["trial"]), **({Tag.PARENT: parent} if parent else {})}
-    with _fluent_store(workspace.tracking_uri), \
-            mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"export-trial-{card['trial']}", tags=tags) as run:
+    with (
+        _fluent_store(workspace.tracking_uri),
+        mlflow.start_run(
+            experiment_id=tracker.experiment_id, run_name=f"export-trial-{card['trial']}", tags=tags
+        ) as run,
+    ):
         mlflow.log_dict(card, "model_card.json")
         output = EXPORTERS[card["format"]].run(out, torch.from_numpy(example))  # what the exported file answers
-        info = flavor.log(model, name="model", input_example=example, signature=infer_signature(example, output),
-                          registered_model_name=name)
+        info = flavor.log(
+            model,
+            name="model",
+            input_example=example,
+            signature=infer_signature(example, output),
+            registered_model_name=name,
+        )
     version = str(info.registered_model_version)
     client = MlflowClient(tracking_uri=workspace.tracking_uri, registry_uri=workspace.tracking_uri)
     client.update_model_version(name, version, description=card_description(card))

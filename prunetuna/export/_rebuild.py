@@ -28,7 +28,8 @@ def _cost_of(study: optuna.Study) -> str:
 def select_trial(
     study: optuna.Study, *, number: int | None = None, max_flops: float | None = None, max_drop: float | None = None
 ) -> FrozenTrial:
-    """``--trial N``, or the best feasible finished trial within ``--max-flops`` (ratio) and ``--max-drop`` (fraction)."""
+    """``--trial N``, or the best feasible finished trial within ``--max-flops`` (ratio) and ``--max-drop``
+    (fraction)."""
     trials = study.get_trials(deepcopy=False)
     if number is not None:
         if not 0 <= number < len(trials):
@@ -36,12 +37,18 @@ def select_trial(
         trial = trials[number]
         if trial.state != TrialState.COMPLETE or not TrialRecord.of(trial).has_metrics:
             done = [t.number for t in trials if t.state == TrialState.COMPLETE][:10]
-            raise UserError(f"--trial {number}: the trial is {trial.state.name}, not COMPLETE; finished trials include {done}")
+            raise UserError(
+                f"--trial {number}: the trial is {trial.state.name}, not COMPLETE; finished trials include {done}"
+            )
         return trial
     records = {t.number: TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE}
-    done = [t for t in trials if t.number in records and records[t.number].has_metrics and records[t.number].is_feasible]
+    done = [
+        t for t in trials if t.number in records and records[t.number].has_metrics and records[t.number].is_feasible
+    ]
     if not done:
-        raise UserError(f"--best: study {study.study_name!r} has no finished feasible trial yet; run 'prunetuna search' first")
+        raise UserError(
+            f"--best: study {study.study_name!r} has no finished feasible trial yet; run 'prunetuna search' first"
+        )
     dense = StudyRecord.of(study.user_attrs).dense
     floor = dense.get("accuracy", 0.0) - max_drop if max_drop is not None else None
 
@@ -55,16 +62,28 @@ def select_trial(
     if not eligible:
         closest = min(done, key=shortfall)
         metrics = records[closest.number].metrics
-        bounds = " and ".join(b for b in (f"flops ratio <= {max_flops:g}" if max_flops is not None else "",
-                                          f"accuracy drop <= {max_drop:g}" if max_drop is not None else "") if b)
+        bounds = " and ".join(
+            b
+            for b in (
+                f"flops ratio <= {max_flops:g}" if max_flops is not None else "",
+                f"accuracy drop <= {max_drop:g}" if max_drop is not None else "",
+            )
+            if b
+        )
         raise UserError(
             f"--best: no finished trial has {bounds}; the closest is trial {closest.number} "
-            f"(flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, accuracy {metrics['accuracy']:.4f}, dense {dense.get('accuracy', float('nan')):.4f})"
+            f"(flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, accuracy {metrics['accuracy']:.4f}, dense "
+            f"{dense.get('accuracy', float('nan')):.4f})"
         )
     if max_flops is None and max_drop is not None:
         cost = f"{_cost_of(study)}_ratio"
-        return min(eligible, key=lambda t: (records[t.number].metrics.get(cost, 1.0), -records[t.number].metrics["accuracy"]))
-    return max(eligible, key=lambda t: (records[t.number].metrics["accuracy"], -records[t.number].metrics.get("flops_ratio", 1.0)))
+        return min(
+            eligible, key=lambda t: (records[t.number].metrics.get(cost, 1.0), -records[t.number].metrics["accuracy"])
+        )
+    return max(
+        eligible,
+        key=lambda t: (records[t.number].metrics["accuracy"], -records[t.number].metrics.get("flops_ratio", 1.0)),
+    )
 
 
 @dataclass
@@ -78,8 +97,14 @@ class RebuiltTrial:
     metrics: dict[str, float]
 
 
-def rebuild_model(config: ExperimentConfig, dense: nn.Module, example: torch.Tensor, sparsity: SparsityVector,
-                  weights: dict[str, torch.Tensor], what: str) -> nn.Module:
+def rebuild_model(
+    config: ExperimentConfig,
+    dense: nn.Module,
+    example: torch.Tensor,
+    sparsity: SparsityVector,
+    weights: dict[str, torch.Tensor],
+    what: str,
+) -> nn.Module:
     """The config's ``dense`` model pruned with ``sparsity`` and loaded with the fine-tuned ``weights``, in eval mode.
 
     The channel counts depend only on the vector (the space is built without its pre-flight: the vector names
@@ -97,12 +122,15 @@ def rebuild_model(config: ExperimentConfig, dense: nn.Module, example: torch.Ten
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
-        raise UserError(f"{what}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})") from None
+        raise UserError(
+            f"{what}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})"
+        ) from None
     return model.eval()
 
 
 def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial) -> RebuiltTrial:
-    """The trial's model: the config's workload pruned with its vector, loaded with the weights its MLflow run logged."""
+    """The trial's model: the config's workload pruned with its vector, loaded with the weights its MLflow run
+    logged."""
     workload = load_workload(config)
     record = TrialRecord.of(trial)
     run_id = record.mlflow_run_id
@@ -111,10 +139,12 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
         weights = tracker.download_weights(run_id)
     except Exception as exc:  # noqa: BLE001 - a missing artifact is reported as bad input
         raise UserError(
-            f"--trial {trial.number}: its weights (MLflow run {run_id}, artifact model/state_dict.pt) cannot be read from "
+            f"--trial {trial.number}: its weights (MLflow run {run_id}, artifact model/state_dict.pt) cannot be read "
+            "from "
             f"{mask_url(tracker.workspace.tracking_uri)} ({exc.__class__.__name__}); pass the study's --tracking-uri"
         ) from None
     source = config.model.target or config.model.builtin or "?"
-    model = rebuild_model(config, workload.model, workload.example, record.sparsity, weights,
-                          f"--trial {trial.number} (model {source})")
+    model = rebuild_model(
+        config, workload.model, workload.example, record.sparsity, weights, f"--trial {trial.number} (model {source})"
+    )
     return RebuiltTrial(trial, model, workload, record.sparsity, record.metrics)

@@ -72,7 +72,9 @@ class Projection:
     fits: bool
 
 
-def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], high: float = 1.0, iterations: int = 10) -> V | None:
+def lowest_fitting(
+    candidate: Callable[[float], V], fits: Callable[[V], bool], high: float = 1.0, iterations: int = 10
+) -> V | None:
     """Bisection on a scalar knob in [0, ``high``]: the candidate of the smallest knob found that fits
     (None when even ``high`` does not); ``iterations`` halvings of the interval."""
     best = candidate(high)
@@ -89,7 +91,9 @@ def lowest_fitting(candidate: Callable[[float], V], fits: Callable[[V], bool], h
     return best
 
 
-def _toward(vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float | None) -> dict[str, float]:
+def _toward(
+    vector: Mapping[str, float], t: float, max_sparsity: float | Mapping[str, float], step: float | None
+) -> dict[str, float]:
     moved = {}
     for name, ratio in vector.items():
         cap = max_sparsity[name] if isinstance(max_sparsity, Mapping) else max_sparsity
@@ -123,8 +127,12 @@ def project_onto_budget(
             cache[key] = measure(candidate)
         return cache[key]
 
-    found = lowest_fitting(lambda t: (t, _toward(vector, t, max_sparsity, step)),
-                           lambda moved: within_budgets(budgets, costs(moved[1])), 1.0, iterations)
+    found = lowest_fitting(
+        lambda t: (t, _toward(vector, t, max_sparsity, step)),
+        lambda moved: within_budgets(budgets, costs(moved[1])),
+        1.0,
+        iterations,
+    )
     if found is None:
         high = _toward(vector, 1.0, max_sparsity, step)
         return Projection(high, costs(high), 1.0, len(cache), False)

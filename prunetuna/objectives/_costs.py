@@ -24,7 +24,8 @@ class CostContext:
 
     example: torch.Tensor
     latency: LatencySettings = field(default_factory=LatencySettings)
-    cache: Any = None  # with ``measure(model, example, measure)``: one latency per architecture (prunetuna.objectives._latency_cache)
+    # with ``measure(model, example, measure)``: one latency per architecture (prunetuna.objectives._latency_cache)
+    cache: Any = None
 
 
 def _masked(model: nn.Module) -> dict[nn.Module, float]:
@@ -42,7 +43,8 @@ def count_flops(model: nn.Module, example: torch.Tensor) -> float:
     saved: list[float] = []
     hooks = [
         module.register_forward_hook(
-            lambda m, _i, out, share=share: saved.append(2.0 * out[:1].numel() * m.weight[0].numel() * share))
+            lambda m, _i, out, share=share: saved.append(2.0 * out[:1].numel() * m.weight[0].numel() * share)
+        )
         for module, share in masked.items()
     ]
     was_training = model.training
@@ -110,8 +112,12 @@ def _latency(model: nn.Module, context: CostContext) -> dict[str, float]:
 
     def measure() -> dict[str, float]:
         result = measure_latency(plain, context.example, context.latency)
-        return {"latency_ms": result.median_ms, "latency_spread": result.spread, "latency_ci": result.ci,
-                "latency_attempts": float(result.attempts)}
+        return {
+            "latency_ms": result.median_ms,
+            "latency_spread": result.spread,
+            "latency_ci": result.ci,
+            "latency_attempts": float(result.attempts),
+        }
 
     if context.cache is not None and context.latency.cache:
         return context.cache.measure(plain, context.example, measure)
@@ -131,9 +137,11 @@ def measure_costs(
     dense: dict[str, float] | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Every cost in ``names`` (default: the cheap ones, all but latency) by its metric key, plus ``<name>_ratio`` to ``dense``.
+    """Every cost in ``names`` (default: the cheap ones, all but latency) by its metric key, plus ``<name>_ratio`` to
+    ``dense``.
 
-    With latency, ``dense_latency_ms`` is the reference its ratio used. Where latency is measured with FLOPs, ``speedup`` (dense latency / latency) and
+    With latency, ``dense_latency_ms`` is the reference its ratio used. Where latency is measured with FLOPs,
+    ``speedup`` (dense latency / latency) and
     ``flops_reduction`` (dense FLOPs / FLOPs) are added, to show whether fewer FLOPs really ran faster.
     """
     context = example if isinstance(example, CostContext) else CostContext(example)
@@ -145,7 +153,13 @@ def measure_costs(
             result[f"{name}_ratio"] = result[cost.metric] / dense[cost.metric]
     if dense is not None and "latency_ms" in result and dense.get("latency_ms"):
         result["dense_latency_ms"] = dense["latency_ms"]  # the reference of latency_ratio, measured by this process
-    if dense is not None and "latency_ms" in result and "flops" in result and dense.get("latency_ms") and result["flops"]:
+    if (
+        dense is not None
+        and "latency_ms" in result
+        and "flops" in result
+        and dense.get("latency_ms")
+        and result["flops"]
+    ):
         result["speedup"] = dense["latency_ms"] / result["latency_ms"]
         result["flops_reduction"] = dense["flops"] / result["flops"]
     return result

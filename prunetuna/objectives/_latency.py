@@ -24,7 +24,14 @@ from prunetuna.device import time_runner
 from prunetuna.objectives._remote import REMOTE
 from prunetuna.registry import Registry
 
-__all__ = ["LATENCY_BACKENDS", "LatencyResult", "LatencySettings", "export_onnx", "measure_latency", "portable_attention"]
+__all__ = [
+    "LATENCY_BACKENDS",
+    "LatencyResult",
+    "LatencySettings",
+    "export_onnx",
+    "measure_latency",
+    "portable_attention",
+]
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,9 @@ class LatencySettings:
     attempts: int = 3
     url: str | None = None  # backend remote: the device agent (prunetuna device serve)
     provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPU)
-    cache: bool = True  # candidates with identical pruned shapes share one measurement (prunetuna.objectives._latency_cache)
+    cache: bool = (
+        True  # candidates with identical pruned shapes share one measurement (prunetuna.objectives._latency_cache)
+    )
 
     def __post_init__(self) -> None:
         LATENCY_BACKENDS.get(self.backend)  # an unknown name is an error here, not at the first measurement
@@ -114,8 +123,15 @@ def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), portable_attention():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (batch,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (batch,),
+            buffer,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        )
     return buffer.getvalue()
 
 
@@ -132,8 +148,6 @@ def _onnxruntime_runner(model: nn.Module, batch: torch.Tensor, threads: int) -> 
     return lambda: session.run(None, feed)
 
 
-
-
 LATENCY_BACKENDS.register("remote", REMOTE)  # measured on the device agent: prunetuna.objectives._remote
 
 
@@ -148,11 +162,19 @@ def measure_latency(model: nn.Module, example: torch.Tensor, settings: LatencySe
     try:
         backend = LATENCY_BACKENDS[settings.backend]
         if hasattr(backend, "measure"):  # measured elsewhere (the device agent), on the candidate's ONNX export
-            median_ms, spread, ci, attempts = backend.measure(export_onnx(model_cpu, batch), list(batch.shape), settings)
+            median_ms, spread, ci, attempts = backend.measure(
+                export_onnx(model_cpu, batch), list(batch.shape), settings
+            )
             return LatencyResult(median_ms, spread, ci, attempts, time.perf_counter() - start)
         with _torch_threads(settings.threads):
             run = backend(model_cpu, batch, settings.threads)
-            timing = time_runner(run, warmup=settings.warmup, repeats=settings.repeats, max_ci=settings.max_ci, attempts=settings.attempts)
+            timing = time_runner(
+                run,
+                warmup=settings.warmup,
+                repeats=settings.repeats,
+                max_ci=settings.max_ci,
+                attempts=settings.attempts,
+            )
     finally:
         model.to(device)
         model.train(was_training)

@@ -28,8 +28,12 @@ _DEVICE_KEYS = ("where", "url", "host", "cpu", "cores", "backend", "torch", "onn
 def architecture_key(model: nn.Module, example: torch.Tensor, settings: dict[str, Any], device: dict[str, Any]) -> str:
     """A hash of the shapes the model runs with and of how and where its latency is measured."""
     shapes = [[name, list(t.shape), str(t.dtype)] for name, t in [*model.named_parameters(), *model.named_buffers()]]
-    what = {"shapes": shapes, "input": list(example.shape[1:]), "settings": {k: v for k, v in settings.items() if k != "cache"},
-            "device": {k: device.get(k) for k in _DEVICE_KEYS}}
+    what = {
+        "shapes": shapes,
+        "input": list(example.shape[1:]),
+        "settings": {k: v for k, v in settings.items() if k != "cache"},
+        "device": {k: device.get(k) for k in _DEVICE_KEYS},
+    }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -47,7 +51,9 @@ class LatencyCache:
         """From now on measurements are looked up in, and stored with, ``study`` (the dense one is not)."""
         self.study = study
 
-    def measure(self, model: nn.Module, example: torch.Tensor, measure: Callable[[], dict[str, float]]) -> dict[str, float]:
+    def measure(
+        self, model: nn.Module, example: torch.Tensor, measure: Callable[[], dict[str, float]]
+    ) -> dict[str, float]:
         """The stored metrics of this architecture (``latency_cached`` 1), else ``measure()``'s, stored (0)."""
         if self.study is None:
             return measure()

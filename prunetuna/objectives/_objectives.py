@@ -48,7 +48,9 @@ class ScoringMode(ABC):
     def value_names(self, scoring: Scoring) -> list[str]:
         """The metric behind each Optuna value (what optuna-dashboard labels its axes with)."""
 
-    def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
+    def intermediate(
+        self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float
+    ) -> float:
         return accuracy
 
     def accuracy_excess(self, scoring: Scoring, accuracy: float, dense_accuracy: float) -> float | None:
@@ -84,7 +86,9 @@ class Tolerance(ScoringMode):
     def value_names(self, scoring: Scoring) -> list[str]:
         return [OBJECTIVES[scoring.costs[0]].metric]
 
-    def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
+    def intermediate(
+        self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float
+    ) -> float:
         return dense_accuracy - accuracy  # minimized, like the study: the accuracy lost so far
 
     def accuracy_excess(self, scoring: Scoring, accuracy: float, dense_accuracy: float) -> float | None:
@@ -105,7 +109,9 @@ class Scalarized(ScoringMode):
     def value_names(self, scoring: Scoring) -> list[str]:
         return ["score"]
 
-    def intermediate(self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float) -> float:
+    def intermediate(
+        self, scoring: Scoring, accuracy: float, metrics: Mapping[str, float], dense_accuracy: float
+    ) -> float:
         return scoring.score({**metrics, "accuracy": accuracy})
 
     def score_of(self, scoring: Scoring, metrics: Mapping[str, float]) -> float | None:

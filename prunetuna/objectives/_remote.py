@@ -33,10 +33,19 @@ class RemoteBackend:
         return self.clients[url]
 
     def request(self, shape: list[int], settings: LatencySettings) -> MeasureRequest:
-        return MeasureRequest(shape, settings.threads, settings.warmup, settings.repeats, settings.max_ci,
-                              settings.attempts, settings.provider or DEFAULT_PROVIDER)
+        return MeasureRequest(
+            shape,
+            settings.threads,
+            settings.warmup,
+            settings.repeats,
+            settings.max_ci,
+            settings.attempts,
+            settings.provider or DEFAULT_PROVIDER,
+        )
 
-    def measure(self, onnx_model: bytes, shape: list[int], settings: LatencySettings) -> tuple[float, float, float, int]:
+    def measure(
+        self, onnx_model: bytes, shape: list[int], settings: LatencySettings
+    ) -> tuple[float, float, float, int]:
         """The agent's median ms, spread, median interval and attempts for the ONNX model on a batch of ``shape``."""
         assert settings.url is not None
         reply = self.client(settings.url).measure(onnx_model, self.request(shape, settings))
@@ -49,8 +58,13 @@ REMOTE = RemoteBackend()
 def _local(settings: LatencySettings) -> dict[str, Any]:
     from prunetuna.device import cpu_model
 
-    info: dict[str, Any] = {"where": "this machine", "host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count() or 1,
-                            "backend": settings.backend}
+    info: dict[str, Any] = {
+        "where": "this machine",
+        "host": platform.node(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "backend": settings.backend,
+    }
     if settings.backend == "onnxruntime":
         import onnxruntime
 
@@ -71,8 +85,11 @@ def latency_device(settings: LatencySettings) -> dict[str, Any]:
         return _local(settings)
     assert settings.url is not None
     client = REMOTE.client(settings.url)
-    hint = ("; start it on the device with 'prunetuna device serve --host 0.0.0.0' (PRUNETUNA_DEVICE_TOKEN set there and here) "
-            "or fix latency.url")
+    hint = (
+        "; start it on the device with 'prunetuna device serve --host 0.0.0.0' (PRUNETUNA_DEVICE_TOKEN set there and "
+        "here) "
+        "or fix latency.url"
+    )
     try:
         info = client.info(retry=False)
     except DeviceRefused as exc:
@@ -81,6 +98,8 @@ def latency_device(settings: LatencySettings) -> dict[str, Any]:
         raise UserError(f"latency.url: {exc}{hint}") from None
     provider = settings.provider or DEFAULT_PROVIDER
     if provider not in info.get("providers", []):
-        raise UserError(f"latency.provider: {provider!r} is not offered by the device agent at {client.shown}; "
-                        f"it offers {', '.join(info.get('providers', []))}")
+        raise UserError(
+            f"latency.provider: {provider!r} is not offered by the device agent at {client.shown}; "
+            f"it offers {', '.join(info.get('providers', []))}"
+        )
     return {"where": "device agent", "url": client.shown, **dict(info.get("device", {})), "provider": provider}

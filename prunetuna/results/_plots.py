@@ -43,15 +43,35 @@ def pareto_plot(report: dict[str, Any]) -> Figure:
     for index, cost in enumerate(costs or ["flops"]):
         axes = figure.add_subplot(1, max(len(costs), 1), index + 1)
         done = [t for t in report["trials"] if t["state"] == "COMPLETE" and f"{cost}_ratio" in t["metrics"]]
-        axes.scatter([t["metrics"][f"{cost}_ratio"] for t in done], [t["metrics"]["accuracy"] for t in done], s=14, c="0.7", label="trials")
+        axes.scatter(
+            [t["metrics"][f"{cost}_ratio"] for t in done],
+            [t["metrics"]["accuracy"] for t in done],
+            s=14,
+            c="0.7",
+            label="trials",
+        )
         front = sorted((t for t in done if t["pareto"]), key=lambda t: t["metrics"][f"{cost}_ratio"])
         style = "o-" if cost in report["objectives"] else "o"  # a front is a line only on its own axes
-        axes.plot([t["metrics"][f"{cost}_ratio"] for t in front], [t["metrics"]["accuracy"] for t in front], style, c="C0", ms=4, label="Pareto")
+        axes.plot(
+            [t["metrics"][f"{cost}_ratio"] for t in front],
+            [t["metrics"]["accuracy"] for t in front],
+            style,
+            c="C0",
+            ms=4,
+            label="Pareto",
+        )
         for origin, marker in ORIGIN_MARKERS.items():
             points = [t for t in done if t["origin"] == origin]
             if points:
-                axes.scatter([t["metrics"][f"{cost}_ratio"] for t in points], [t["metrics"]["accuracy"] for t in points],
-                             marker=marker, s=40, c="C3", label=origin, zorder=3)
+                axes.scatter(
+                    [t["metrics"][f"{cost}_ratio"] for t in points],
+                    [t["metrics"]["accuracy"] for t in points],
+                    marker=marker,
+                    s=40,
+                    c="C3",
+                    label=origin,
+                    zorder=3,
+                )
         if dense is not None:
             axes.scatter([1.0], [dense], marker="*", s=120, c="k", label="dense", zorder=3)
         axes.set_xlabel(COST_LABELS[cost])
@@ -91,11 +111,17 @@ def history_plot(report: dict[str, Any]) -> Figure:
 def save_study_plots(report: dict[str, Any], layers: Sequence[str], folder: Path) -> list[Path]:
     """Write the study's plots as PNG files in ``folder``; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    front = sorted((t for t in report["trials"] if t["pareto"] and t["state"] == "COMPLETE"), key=lambda t: -t["metrics"]["accuracy"])
+    front = sorted(
+        (t for t in report["trials"] if t["pareto"] and t["state"] == "COMPLETE"),
+        key=lambda t: -t["metrics"]["accuracy"],
+    )
     figures = {
         "pareto_front.png": pareto_plot(report),
-        "sparsity_profiles.png": profile_plot({f"trial {t['number']}": t["sparsity"] for t in front}, layers,
-                                              f"study {report['study']}: sparsity of the Pareto trials"),
+        "sparsity_profiles.png": profile_plot(
+            {f"trial {t['number']}": t["sparsity"] for t in front},
+            layers,
+            f"study {report['study']}: sparsity of the Pareto trials",
+        ),
         "optimization_history.png": history_plot(report),
     }
     paths = []

@@ -32,20 +32,33 @@ def baseline_gains(items: Sequence[dict[str, Any]], cost: str) -> list[dict[str,
     Only a searched candidate that costs no more than the baseline is compared with it (a cheaper baseline
     would otherwise lose for spending less); ``best_searched_cost_ratio`` records the one compared.
     """
-    searched = [t for t in items if t["origin"] == "sampler" and t["state"] == "COMPLETE" and t["feasible"] is not False
-                and f"{cost}_ratio" in t["metrics"]]
+    searched = [
+        t
+        for t in items
+        if t["origin"] == "sampler"
+        and t["state"] == "COMPLETE"
+        and t["feasible"] is not False
+        and f"{cost}_ratio" in t["metrics"]
+    ]
     gains = []
-    for base in (t for t in items if t["origin"] != "sampler" and t["state"] == "COMPLETE" and f"{cost}_ratio" in t["metrics"]):
+    for base in (
+        t for t in items if t["origin"] != "sampler" and t["state"] == "COMPLETE" and f"{cost}_ratio" in t["metrics"]
+    ):
         limit = base["metrics"][f"{cost}_ratio"]
         rivals = [t for t in searched if t["metrics"][f"{cost}_ratio"] <= limit + 1e-12]
         best = max(rivals, key=lambda t: (t["metrics"]["accuracy"], -t["metrics"][f"{cost}_ratio"]), default=None)
-        gains.append({
-            "origin": base["origin"], "trial": base["number"], "cost": cost, "cost_ratio": limit,
-            "accuracy": base["metrics"]["accuracy"],
-            "best_searched_trial": best["number"] if best else None,
-            "best_searched_cost_ratio": best["metrics"][f"{cost}_ratio"] if best else None,
-            "gain_points": (best["metrics"]["accuracy"] - base["metrics"]["accuracy"]) * 100 if best else None,
-        })
+        gains.append(
+            {
+                "origin": base["origin"],
+                "trial": base["number"],
+                "cost": cost,
+                "cost_ratio": limit,
+                "accuracy": base["metrics"]["accuracy"],
+                "best_searched_trial": best["number"] if best else None,
+                "best_searched_cost_ratio": best["metrics"][f"{cost}_ratio"] if best else None,
+                "gain_points": (best["metrics"]["accuracy"] - base["metrics"]["accuracy"]) * 100 if best else None,
+            }
+        )
     return gains
 
 
@@ -100,30 +113,41 @@ def gain_lines(report: dict[str, Any]) -> list[str]:
     for gain in report.get("baselines", []):
         cost, base = gain["cost"], f"{gain['cost_ratio']:.4f}"
         if gain["gain_points"] is None:
-            lines.append(f"{gain['origin']} (trial {gain['trial']}, {cost} {base}): no searched candidate at equal or lower {cost} "
-                         "yet; no gain stated (candidates at higher cost are not compared with it)")
+            lines.append(
+                f"{gain['origin']} (trial {gain['trial']}, {cost} {base}): no searched candidate at equal or lower "
+                f"{cost} "
+                "yet; no gain stated (candidates at higher cost are not compared with it)"
+            )
         else:
-            lines.append(f"best searched vs {gain['origin']} at equal or lower {cost}: {gain['gain_points']:+.2f} points "
-                         f"(trial {gain['best_searched_trial']} at {cost} {gain['best_searched_cost_ratio']:.4f} vs "
-                         f"trial {gain['trial']} at {cost} {base})")
+            lines.append(
+                f"best searched vs {gain['origin']} at equal or lower {cost}: {gain['gain_points']:+.2f} points "
+                f"(trial {gain['best_searched_trial']} at {cost} {gain['best_searched_cost_ratio']:.4f} vs "
+                f"trial {gain['trial']} at {cost} {base})"
+            )
     return lines
 
 
 def device_line(device: dict[str, Any]) -> str:
-    """Where latency was measured, in a few words: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19, CPU)``."""
+    """Where latency was measured, in a few words: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19,
+    CPU)``."""
     where = device.get("where", "?") + (f" {device['url']}" if device.get("url") else "")
-    runtime = f"onnxruntime {device['onnxruntime']}" if device.get("onnxruntime") else f"torch {device.get('torch', '?')}"
+    runtime = (
+        f"onnxruntime {device['onnxruntime']}" if device.get("onnxruntime") else f"torch {device.get('torch', '?')}"
+    )
     provider = f", {device['provider']}" if device.get("provider") else ""
-    return f"{where} ({device.get('host', '?')}: {device.get('cpu', '?')}, {device.get('cores', '?')} cores, {runtime}{provider})"
+    host, cpu, cores = device.get("host", "?"), device.get("cpu", "?"), device.get("cores", "?")
+    return f"{where} ({host}: {cpu}, {cores} cores, {runtime}{provider})"
 
 
 def render_report(report: dict[str, Any], console: Console) -> None:
     """A table of the Pareto trials (best accuracy first) under a dense row, then one line of totals."""
     dense = report["dense"]
     costs = [(name, metric) for name, metric in COST_METRICS if metric in dense]
-    title = f"study {report['study']}: " + (
-        "Pareto-optimal trials" if report["mode"] == "pareto" else f"best trial ({report['mode']})"
-    ) + f" — objectives {', '.join(report['objectives'])}; method {report.get('method', 'structured')}"
+    title = (
+        f"study {report['study']}: "
+        + ("Pareto-optimal trials" if report["mode"] == "pareto" else f"best trial ({report['mode']})")
+        + f" — objectives {', '.join(report['objectives'])}; method {report.get('method', 'structured')}"
+    )
     if report.get("flops_kind", "dense") != "dense":
         title += f" (FLOPs and params {report['flops_kind']}; latency and size on dense kernels)"
     if report.get("constraints"):
@@ -148,18 +172,28 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
-    shown = [t for t in report["trials"] if (t["pareto"] or t["origin"] != "sampler") and t["metrics"] and t["state"] == "COMPLETE"]
+    shown = [
+        t
+        for t in report["trials"]
+        if (t["pareto"] or t["origin"] != "sampler") and t["metrics"] and t["state"] == "COMPLETE"
+    ]
     shown.sort(key=lambda t: -t["metrics"].get("accuracy", 0.0))
     for trial in shown:
         metrics = trial["metrics"]
         score = value(metrics)
-        row = [str(trial["number"]), trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
-               f"{score:.4f}", f"{(score - value(dense)) * scale:+.{2 if scale == 100 else 4}f}"]  # the metric's own sign (mode min: + is worse)
+        row = [
+            str(trial["number"]),
+            trial["origin"] + (" (projected)" if trial.get("budget") == "projected" else ""),
+            f"{score:.4f}",
+            f"{(score - value(dense)) * scale:+.{2 if scale == 100 else 4}f}",
+        ]  # the metric's own sign (mode min: + is worse)
         row += [f"{metrics[f'{cost}_ratio']:.3f}" if f"{cost}_ratio" in metrics else "-" for cost, _ in costs]
         if has_speed:
             flag = " (!)" if trial.get("slow_for_flops") else ""
-            row += [f"{metrics['speedup']:.2f}x{flag}" if "speedup" in metrics else "-",
-                    f"{metrics['flops_reduction']:.2f}x" if "flops_reduction" in metrics else "-"]
+            row += [
+                f"{metrics['speedup']:.2f}x{flag}" if "speedup" in metrics else "-",
+                f"{metrics['flops_reduction']:.2f}x" if "flops_reduction" in metrics else "-",
+            ]
         row += ["yes" if trial["feasible"] else "no", trial["mlflow_run_id"] or ""]
         table.add_row(*row)
     console.print(table)
@@ -169,22 +203,36 @@ def render_report(report: dict[str, Any], console: Console) -> None:
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report['trials'])} trials ({summary}); {len(shown)} shown")
     if report.get("dimensions"):
-        covered = ", ".join(f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report["dimensions"])
-        console.print(f"{len(report['dimensions'])} dimensions (sparsity.<name>, with the layers each prunes): {covered}")
+        covered = ", ".join(
+            f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report["dimensions"]
+        )
+        console.print(
+            f"{len(report['dimensions'])} dimensions (sparsity.<name>, with the layers each prunes): {covered}"
+        )
     if has_speed and report.get("latency_device"):
         console.print(f"latency measured on {device_line(report['latency_device'])}")
     for line in gain_lines(report):
         console.print(line)
     if has_speed and any(t.get("slow_for_flops") for t in shown):
-        console.print(f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-operator costs and channel "
-                      "counts that miss the fast kernels eat the savings; try pruning.round_to: 8 or 16, a wider model, latency.batch_size as deployed, "
-                      "latency as an objective, or measuring on the target (latency.backend: remote)")
+        console.print(
+            f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-operator costs and "
+            "channel "
+            "counts that miss the fast kernels eat the savings; try pruning.round_to: 8 or 16, a wider model, "
+            "latency.batch_size as deployed, "
+            "latency as an objective, or measuring on the target (latency.backend: remote)"
+        )
     if report["mode"] == "tolerance":
         best = next((t for t in report["trials"] if t["number"] == report["best"]), None)
         limit = f"{report['tolerance'] * 100:.2f} pts" if scale == 100 else f"{report['tolerance']:g}"
         if best is None:
-            console.print(f"no candidate within tolerance ({name} {'drop' if metric['mode'] == 'max' else 'increase'} <= {limit}) yet")
+            console.print(
+                f"no candidate within tolerance ({name} {'drop' if metric['mode'] == 'max' else 'increase'} <= "
+                f"{limit}) yet"
+            )
         else:
             cost = report["objectives"][-1] if report["objectives"][-1] != "accuracy" else report["objectives"][0]
-            console.print(f"smallest candidate within tolerance ({limit}): trial {best['number']}, "
-                          f"{cost} {best['metrics'].get(f'{cost}_ratio', float('nan')):.3f} of dense, {name} {value(best['metrics']):.4f}")
+            console.print(
+                f"smallest candidate within tolerance ({limit}): trial {best['number']}, "
+                f"{cost} {best['metrics'].get(f'{cost}_ratio', float('nan')):.3f} of dense, {name} "
+                f"{value(best['metrics']):.4f}"
+            )

@@ -1,4 +1,5 @@
-"""What the MLflow UI shows first: a saved view of the trials, the study's description and Pareto table, one line per trial.
+"""What the MLflow UI shows first: a saved view of the trials, the study's description and Pareto table, one line per
+trial.
 
 MLflow's UI reads all of it from the store: a run's description is its ``mlflow.note.content`` tag
 (markdown); an experiment tag ``mlflow.sharedViewState.<key>`` holds a view (filter, sort order,
@@ -20,7 +21,17 @@ from mlflow.entities import RunTag
 
 from prunetuna.config import COST_INFO
 
-__all__ = ["NOTE_TAG", "PARETO_TABLE", "VIEW_KEY", "DrawnStudy", "landing_url", "landing_view", "publish_summary", "publish_view", "trial_description"]
+__all__ = [
+    "NOTE_TAG",
+    "PARETO_TABLE",
+    "VIEW_KEY",
+    "DrawnStudy",
+    "landing_url",
+    "landing_view",
+    "publish_summary",
+    "publish_view",
+    "trial_description",
+]
 
 NOTE_TAG = "mlflow.note.content"
 VIEW_KEY = "prunetuna-trials"
@@ -58,8 +69,11 @@ def publish_view(client: MlflowClient, experiment_id: str, mode: str = "pareto")
 
 def _cost_parts(metrics: Mapping[str, float], costs: Sequence[str]) -> list[str]:
     """FLOPs, then the study's other costs as ratios to dense; latency as the measured speed against dense."""
-    parts = [f"{label} {metrics[f'{name}_ratio']:.2f}x" for name, label in COST_LABELS
-             if f"{name}_ratio" in metrics and (name == "flops" or name in costs) and name != "latency"]
+    parts = [
+        f"{label} {metrics[f'{name}_ratio']:.2f}x"
+        for name, label in COST_LABELS
+        if f"{name}_ratio" in metrics and (name == "flops" or name in costs) and name != "latency"
+    ]
     speedup = metrics.get("speedup")
     if speedup:
         if speedup >= SAME_SPEED:
@@ -107,11 +121,15 @@ def _run_link(experiment_id: str, run_id: str | None) -> str:
 
 
 def pareto_table(report: Mapping[str, Any], experiment_id: str) -> dict[str, list[Any]]:
-    """The Pareto trials as columns: trial, origin, accuracy, drop, every cost ratio, speedup, feasible, run id and link."""
+    """The Pareto trials as columns: trial, origin, accuracy, drop, every cost ratio, speedup, feasible, run id and
+    link."""
     front = _front(report)
     dense = report["dense"]
-    metrics = [m for m in ("accuracy", "score", "flops_ratio", "params_ratio", "size_ratio", "latency_ratio", "speedup")
-               if any(m in t["metrics"] for t in front)]
+    metrics = [
+        m
+        for m in ("accuracy", "score", "flops_ratio", "params_ratio", "size_ratio", "latency_ratio", "speedup")
+        if any(m in t["metrics"] for t in front)
+    ]
     table: dict[str, list[Any]] = {"trial": [t["number"] for t in front], "origin": [t["origin"] for t in front]}
     for metric in metrics:
         table[metric] = [t["metrics"].get(metric) for t in front]
@@ -132,13 +150,21 @@ def parent_description(report: Mapping[str, Any], experiment_id: str) -> str:
     for trial in report["trials"]:
         states[trial["state"].lower()] = states.get(trial["state"].lower(), 0) + 1
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials yet"
-    lines = [f"**Study {report['study']}**: {len(report['trials'])} trials ({counts}); objectives {', '.join(report['objectives'])}; "
-             f"dense accuracy {dense.get('accuracy', float('nan')):.4f}.", ""]
+    lines = [
+        f"**Study {report['study']}**: {len(report['trials'])} trials ({counts}); objectives "
+        f"{', '.join(report['objectives'])}; "
+        f"dense accuracy {dense.get('accuracy', float('nan')):.4f}.",
+        "",
+    ]
     lines += [f"- {line}" for line in gain_lines(report)]
     front = _front(report)
     if front:
-        lines += ["", "Pareto-optimal trials (plots: `plots/pareto_front.png`, `plots/sparsity_profiles.png`; "
-                      f"table: `{PARETO_TABLE}`):", ""]
+        lines += [
+            "",
+            "Pareto-optimal trials (plots: `plots/pareto_front.png`, `plots/sparsity_profiles.png`; "
+            f"table: `{PARETO_TABLE}`):",
+            "",
+        ]
         lines += ["| run | description |", "|---|---|"]
         for trial in front:
             name = f"trial-{trial['number']}"
@@ -160,7 +186,9 @@ def _replace_table(client: MlflowClient, run_id: str, table: dict[str, list[Any]
         client.log_artifact(run_id, str(path))
 
 
-def publish_summary(client: MlflowClient, experiment_id: str, parent_run_id: str | None, report: Mapping[str, Any]) -> None:
+def publish_summary(
+    client: MlflowClient, experiment_id: str, parent_run_id: str | None, report: Mapping[str, Any]
+) -> None:
     """The saved view, the parent run's description and Pareto table, and every trial run's one-line description."""
     publish_view(client, experiment_id, report.get("mode", "pareto"))
     dense, costs = report["dense"], study_costs(report)
@@ -177,7 +205,9 @@ class DrawnStudy:
     study's plots (``<workdir>/plots``, logged to the parent run) and the summary above."""
 
     def trial_profile(self, number: int, vector: dict[str, float], layers: list[str]) -> object:
-        from prunetuna.results._plots import profile_plot  # matplotlib: imported in the tracker's writer, off the trial's path
+        from prunetuna.results._plots import (
+            profile_plot,
+        )  # matplotlib: imported in the tracker's writer, off the trial's path
 
         return profile_plot({f"trial {number}": vector}, layers, f"trial {number}: sparsity per layer")
 

@@ -27,7 +27,10 @@ from prunetuna.store import StudyRecord
 
 __all__ = ["DASHBOARD_MISSING", "StudyLinks", "objective_names", "prepare_links", "serve"]
 
-DASHBOARD_MISSING = "--optuna: optuna-dashboard is not installed; install it with: pip install 'prunetuna[ui]' (or pip install optuna-dashboard)"
+DASHBOARD_MISSING = (
+    "--optuna: optuna-dashboard is not installed; install it with: pip install 'prunetuna[ui]' "
+    "(or pip install optuna-dashboard)"
+)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 STOP_GRACE_S = 10.0
 
@@ -65,7 +68,9 @@ def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - p
     tracker = StudyTracker(workspace, study_name)
     tracker.connect(create=False)
     if tracker.experiment_id is None:
-        raise UserError(f"study {study_name!r} has no MLflow experiment in the tracking store; run 'prunetuna search' first")
+        raise UserError(
+            f"study {study_name!r} has no MLflow experiment in the tracking store; run 'prunetuna search' first"
+        )
     try:
         study = load_study(workspace, study_name)
     except UserError:
@@ -74,7 +79,12 @@ def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - p
         from prunetuna.results._report import build_report
 
         report = build_report(study)
-        publish_summary(tracker.client, tracker.experiment_id, tracker.find_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id), report)
+        publish_summary(
+            tracker.client,
+            tracker.experiment_id,
+            tracker.find_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id),
+            report,
+        )
     server = uri if uri.startswith(("http://", "https://")) else None
     return StudyLinks(tracker.experiment_id, server)
 
@@ -140,7 +150,8 @@ def _stop_group(child: subprocess.Popen) -> None:
             time.sleep(0.1)
 
 
-def _start_dashboard(storage, study, host: str, port: int) -> Callable[[], None]:  # noqa: ANN001 - Optuna's storage, study
+# noqa: ANN001 - Optuna's storage, study
+def _start_dashboard(storage, study, host: str, port: int) -> Callable[[], None]:
     """optuna-dashboard on the study's storage, from a thread, its objectives named; returns what stops it."""
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -217,12 +228,17 @@ def serve(
         try:
             if optuna_port is not None:
                 stops.append(_start_dashboard(storage, study, host, optuna_port))
-                dashboard = f"http://{shown_host}:{optuna_port}/dashboard/studies/{storage.get_study_id_from_name(study_name)}"
+                dashboard = (
+                    f"http://{shown_host}:{optuna_port}/dashboard/studies/{storage.get_study_id_from_name(study_name)}"
+                )
                 say(f"optuna-dashboard for study {study_name!r}: {dashboard}")
                 if open_browser:
                     _open_when_up(f"http://{shown_host}:{optuna_port}/api/studies", dashboard)
             if links.server is not None:
-                say(f"study {study_name!r} is tracked by a server: open {landing_url(mask_url(links.server), links.experiment_id)}")
+                say(
+                    f"study {study_name!r} is tracked by a server: open "
+                    f"{landing_url(mask_url(links.server), links.experiment_id)}"
+                )
                 if open_browser:
                     webbrowser.open(landing_url(links.server, links.experiment_id))
                 if optuna_port is None:
@@ -232,8 +248,12 @@ def serve(
             say(f"MLflow UI for study {study_name!r}, on its trials: {url}  (Ctrl-C stops it)")
             command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
             # The store URI may hold a password: through the environment, not the command line others can read.
-            env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI jobs (scorers, ...): 8 fewer processes; yours wins
-                   **os.environ, "MLFLOW_BACKEND_STORE_URI": workspace.tracking_uri}
+            env = {
+                # GenAI jobs (scorers, ...): 8 fewer processes; yours wins
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                **os.environ,
+                "MLFLOW_BACKEND_STORE_URI": workspace.tracking_uri,
+            }
             child = subprocess.Popen(command, env=env, start_new_session=True)
             if open_browser:
                 _open_when_up(f"http://{shown_host}:{port}/health", url)

@@ -65,18 +65,26 @@ def epoch_records(trials: Sequence[FrozenTrial], cost_metrics: Sequence[str]) ->
     for trial in trials:
         record = TrialRecord.of(trial)
         curve, metrics = record.epoch_accuracy, record.metrics
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and curve and all(m in metrics for m in cost_metrics):
+        if (
+            trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and curve
+            and all(m in metrics for m in cost_metrics)
+        ):
             records.append(EpochRecord(trial.number, tuple(curve), tuple(metrics[m] for m in cost_metrics)))
     return records
 
 
-def dominance_decision(costs: Sequence[float], records: Sequence[EpochRecord], min_dominating: int, last_epoch: int) -> StopDecision:
+def dominance_decision(
+    costs: Sequence[float], records: Sequence[EpochRecord], min_dominating: int, last_epoch: int
+) -> StopDecision:
     def decide(epoch: int, accuracy: float) -> str | None:
         if epoch >= last_epoch:
             return None  # the run is over anyway
         count = dominated_count(accuracy, costs, records, epoch)
         if count >= min_dominating:
-            return f"dominated after epoch {epoch} (accuracy {accuracy:.4f}) by {count} earlier trials at the same epoch"
+            return (
+                f"dominated after epoch {epoch} (accuracy {accuracy:.4f}) by {count} earlier trials at the same epoch"
+            )
         return None
 
     return decide
@@ -146,9 +154,16 @@ class DominanceRule(EarlyStoppingRule):
 
 EARLY_STOPPING: Registry[EarlyStoppingRule] = Registry("pruner")
 EARLY_STOPPING.register("none", NoStopping())
-EARLY_STOPPING.register("median", OptunaPrunerRule("median", lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)))
-EARLY_STOPPING.register("hyperband", OptunaPrunerRule(
-    "hyperband", lambda epochs: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))))
+EARLY_STOPPING.register(
+    "median",
+    OptunaPrunerRule("median", lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)),
+)
+EARLY_STOPPING.register(
+    "hyperband",
+    OptunaPrunerRule(
+        "hyperband", lambda epochs: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    ),
+)
 EARLY_STOPPING.register("dominated", DominanceRule())
 
 

@@ -14,12 +14,28 @@ from prunetuna.store import BudgetStatus, TrialEnd, TrialModel, TrialOutcome
 __all__ = ["completed", "drawn", "failed", "over_budget", "stopped"]
 
 
-def drawn(plan: TrialPlan, number: int, origin: str, vector: SparsityVector, costs: Mapping[str, float],
-          budget: BudgetStatus, params: dict[str, object]) -> TrialOutcome:
+def drawn(
+    plan: TrialPlan,
+    number: int,
+    origin: str,
+    vector: SparsityVector,
+    costs: Mapping[str, float],
+    budget: BudgetStatus,
+    params: dict[str, object],
+) -> TrialOutcome:
     """A candidate drawn and measured, nothing decided yet (state FAIL until it is): its budget constraints."""
     constraints = {item.key: item.excess(costs) for item in plan.budgets}
-    return TrialOutcome(number, origin, TrialEnd.FAIL, dict(vector), params, budget, constraints,
-                        metrics=dict(costs), feasible=all(v <= 0 for v in constraints.values()) if constraints else None)
+    return TrialOutcome(
+        number,
+        origin,
+        TrialEnd.FAIL,
+        dict(vector),
+        params,
+        budget,
+        constraints,
+        metrics=dict(costs),
+        feasible=all(v <= 0 for v in constraints.values()) if constraints else None,
+    )
 
 
 def over_budget(plan: TrialPlan, base: TrialOutcome) -> TrialOutcome | None:
@@ -36,8 +52,14 @@ def stopped(base: TrialOutcome, reason: str, **changes: object) -> TrialOutcome:
     return dataclasses.replace(base, state=TrialEnd.PRUNED, stop_reason=reason, feasible=None, **changes)
 
 
-def completed(plan: TrialPlan, base: TrialOutcome, metrics: dict[str, float], epochs: Sequence[float],
-              keep_epochs: bool, model: TrialModel | None) -> TrialOutcome:
+def completed(
+    plan: TrialPlan,
+    base: TrialOutcome,
+    metrics: dict[str, float],
+    epochs: Sequence[float],
+    keep_epochs: bool,
+    model: TrialModel | None,
+) -> TrialOutcome:
     """COMPLETE after its fine-tune: the score, the accuracy-drop constraint, feasibility, Optuna's values."""
     metrics = dict(metrics)
     score = plan.scoring.score_of(metrics)
@@ -48,17 +70,47 @@ def completed(plan: TrialPlan, base: TrialOutcome, metrics: dict[str, float], ep
     if excess is not None:
         constraints["accuracy_drop"] = excess
     feasible = all(v <= 0 for v in constraints.values()) if constraints else None
-    return dataclasses.replace(base, state=TrialEnd.COMPLETE, metrics=metrics, epochs=tuple(epochs),
-                               keep_epochs=keep_epochs, constraints=constraints, feasible=feasible,
-                               values=tuple(plan.scoring.values(metrics)), model=model)
+    return dataclasses.replace(
+        base,
+        state=TrialEnd.COMPLETE,
+        metrics=metrics,
+        epochs=tuple(epochs),
+        keep_epochs=keep_epochs,
+        constraints=constraints,
+        feasible=feasible,
+        values=tuple(plan.scoring.values(metrics)),
+        model=model,
+    )
 
 
-def failed(number: int, origin: str, params: dict[str, object], error: BaseException, traceback: str,
-           base: TrialOutcome | None, *, tracking_away: bool = False) -> TrialOutcome:
+def failed(
+    number: int,
+    origin: str,
+    params: dict[str, object],
+    error: BaseException,
+    traceback: str,
+    base: TrialOutcome | None,
+    *,
+    tracking_away: bool = False,
+) -> TrialOutcome:
     """FAIL with the error as its reason (and what was measured before it, for the run)."""
     reason = f"{error.__class__.__name__}: {error}"[:1000]
     if base is None:
-        return TrialOutcome(number, origin, TrialEnd.FAIL, params=params, fail_reason=reason, traceback=traceback,
-                            tracking_away=tracking_away)
-    return dataclasses.replace(base, state=TrialEnd.FAIL, fail_reason=reason, traceback=traceback,
-                               tracking_away=tracking_away, feasible=None, stop_reason=None)
+        return TrialOutcome(
+            number,
+            origin,
+            TrialEnd.FAIL,
+            params=params,
+            fail_reason=reason,
+            traceback=traceback,
+            tracking_away=tracking_away,
+        )
+    return dataclasses.replace(
+        base,
+        state=TrialEnd.FAIL,
+        fail_reason=reason,
+        traceback=traceback,
+        tracking_away=tracking_away,
+        feasible=None,
+        stop_reason=None,
+    )

@@ -15,7 +15,15 @@ from prunetuna.allocations import bounds_from_scan, cached_scan
 from prunetuna.config import CHEAP_COSTS, GRADIENT_IMPORTANCES, ExperimentConfig, config_section
 from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
-from prunetuna.objectives import Budget, CostContext, LatencySettings, Scoring, latency_context, measure_costs, parse_budgets
+from prunetuna.objectives import (
+    Budget,
+    CostContext,
+    LatencySettings,
+    Scoring,
+    latency_context,
+    measure_costs,
+    parse_budgets,
+)
 from prunetuna.spaces import PruningSpace
 from prunetuna.training import ClassifierTask, check_finetune
 from prunetuna.workload import Workload, first_inputs, load_workload, prepare_baseline
@@ -49,7 +57,8 @@ def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tens
 
 
 def _pair(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) of an ``(x, y)`` batch; a dict batch's inputs with no labels (BN recalibration reads inputs only)."""
+    """(inputs, labels) of an ``(x, y)`` batch; a dict batch's inputs with no labels (BN recalibration reads inputs
+    only)."""
     if isinstance(batch, (list, tuple)) and len(batch) >= 2:
         return batch[0], batch[1]
     return first_inputs(batch), torch.empty(0)
@@ -122,14 +131,22 @@ def check_inputs(config: ExperimentConfig) -> TrialPlan:
     workload = load_workload(config)
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
     if config.pruning.bounds_from_sensitivity is not None and not isinstance(workload.task, ClassifierTask):
-        raise UserError("pruning.bounds_from_sensitivity: the sensitivity scan scores top-1 accuracy, not metric.name; remove it with a LightningModule")
+        raise UserError(
+            "pruning.bounds_from_sensitivity: the sensitivity scan scores top-1 accuracy, not metric.name; remove it "
+            "with a LightningModule"
+        )
     if config.pruning.importance in GRADIENT_IMPORTANCES and not isinstance(workload.task, ClassifierTask):
-        raise UserError(f"pruning.importance: {config.pruning.importance!r} takes gradients of a cross-entropy; with a LightningModule use l1, l2 or bn_scale")
+        raise UserError(
+            f"pruning.importance: {config.pruning.importance!r} takes gradients of a cross-entropy; with a "
+            "LightningModule use l1, l2 or bn_scale"
+        )
     space = prepare_space(config, workload)
     budgets = parse_budgets(config.constraints)
     cost_names = _cost_names(config, budgets)
     # With latency measured: a cache by architecture and the device's description (an unreachable agent: UserError).
-    context = latency_context(workload.example, LatencySettings(**config.latency.model_dump(exclude={"every_trial"})), "latency" in cost_names)
+    context = latency_context(
+        workload.example, LatencySettings(**config.latency.model_dump(exclude={"every_trial"})), "latency" in cost_names
+    )
     # Dense latency is measured once per search process, on the machine that measures the trials: the same
     # model measured in two processes differed by 9% here, and workers may run on different machines, so a
     # ratio is only sound against a reference taken where its trial ran.
@@ -151,6 +168,8 @@ def complete_plan(plan: TrialPlan, workdir: Path) -> TrialPlan:
     plan.batches = calibration_batches(plan.workload, config.pruning.calibration_batches)
     if config.pruning.bounds_from_sensitivity is not None:
         scan = cached_scan(config, plan.workload, plan.space, plan.batches, workdir)
-        plan.space = plan.space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, plan.space.step))
+        plan.space = plan.space.with_bounds(
+            bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, plan.space.step)
+        )
         check_reachable(plan)  # within the tighter bounds too
     return plan

@@ -16,7 +16,15 @@ from prunetuna.search._events import SearchEvents, SearchOutcome, SearchStopped,
 from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan, trial_settings
 from prunetuna.search._runner import TrialRunner
 from prunetuna.search._samplers import make_sampler
-from prunetuna.search._study import FINISHED_STATES, check_existing, count_finished, enqueue_again, fail_never_started, open_study, retry_later
+from prunetuna.search._study import (
+    FINISHED_STATES,
+    check_existing,
+    count_finished,
+    enqueue_again,
+    fail_never_started,
+    open_study,
+    retry_later,
+)
 from prunetuna.search._warm_start import enqueue_baselines
 from prunetuna.store import (
     StudyRecord,
@@ -37,8 +45,14 @@ from prunetuna.store import (
 __all__ = ["run_search"]
 
 
-def run_search(config: ExperimentConfig, workspace: Workspace, *, n_trials: int | None = None, events: SearchEvents | None = None,
-               presentation: StudyPresentation | None = None) -> SearchOutcome:
+def run_search(
+    config: ExperimentConfig,
+    workspace: Workspace,
+    *,
+    n_trials: int | None = None,
+    events: SearchEvents | None = None,
+    presentation: StudyPresentation | None = None,
+) -> SearchOutcome:
     """Create or resume the study and run trials until it holds ``n_trials`` finished ones (all workers counted).
 
     ``events`` hears how it goes (:class:`SearchEvents`); ``presentation`` draws the trials' profiles and the
@@ -103,10 +117,16 @@ def parent_params(plan: TrialPlan, workspace: Workspace) -> dict[str, object]:
 def _study_record(plan: TrialPlan) -> StudyRecord:
     config = plan.config
     return StudyRecord(
-        objectives=tuple(config.objectives), mode=config.mode, dense=plan.dense, latency_settings=plan.context.latency.__dict__,
+        objectives=tuple(config.objectives),
+        mode=config.mode,
+        dense=plan.dense,
+        latency_settings=plan.context.latency.__dict__,
         latency_device=plan.context.cache.device if plan.context.cache is not None else None,
-        dimensions=tuple(plan.space.names), dimension_layers={d.name: len(d.layers) for d in plan.space.dimensions},
-        method=config.pruning.method, scale=config.pruning.scale, constraints=dict(config.constraints),
+        dimensions=tuple(plan.space.names),
+        dimension_layers={d.name: len(d.layers) for d in plan.space.dimensions},
+        method=config.pruning.method,
+        scale=config.pruning.scale,
+        constraints=dict(config.constraints),
         tolerance=config.tolerance.accuracy_drop if config.tolerance else None,
         metric=config.metric.model_dump() if config.metric is not None else {"name": "accuracy", "mode": "max"},
     )
@@ -115,8 +135,17 @@ def _study_record(plan: TrialPlan) -> StudyRecord:
 class _Session:
     """This process's part of the study: its trials, what stopped it, and how it ends the parent run."""
 
-    def __init__(self, study: optuna.Study, plan: TrialPlan, workspace: Workspace, tracker: StudyTracker, store: TrialStore,
-                 outcome: SearchOutcome, events: SearchEvents, presentation: StudyPresentation | None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        plan: TrialPlan,
+        workspace: Workspace,
+        tracker: StudyTracker,
+        store: TrialStore,
+        outcome: SearchOutcome,
+        events: SearchEvents,
+        presentation: StudyPresentation | None,
+    ) -> None:
         self.study, self.plan, self.workspace, self.tracker, self.store = study, plan, workspace, tracker, store
         self.outcome, self.events, self.presentation = outcome, events, presentation
         profile = presentation.trial_profile if presentation is not None else None
@@ -150,7 +179,9 @@ class _Session:
                         self.publish()
                 with contextlib.suppress(Exception):  # best effort: never hides the error that ended the search
                     self.tracker.flush()  # this process's own run ends are written before runs are judged interrupted
-                    reconcile(self.study, self.tracker, self.store)  # writes that failed, trials failed as stale meanwhile
+                    reconcile(
+                        self.study, self.tracker, self.store
+                    )  # writes that failed, trials failed as stale meanwhile
             finally:
                 self.tracker.end_parent(status)
         self._raise_if_stopped()
@@ -198,9 +229,20 @@ class _Session:
             self.away = result.fail_reason or "tracking store away"
             study.stop()
             return
-        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else 0.0
-        event = TrialEvent(trial.number, result.state.value, result.origin, result.metrics if result.state.finished else {},
-                           seconds, result.reason, dict(timer.seconds) if timer is not None else {})
+        seconds = (
+            (trial.datetime_complete - trial.datetime_start).total_seconds()
+            if trial.datetime_complete and trial.datetime_start
+            else 0.0
+        )
+        event = TrialEvent(
+            trial.number,
+            result.state.value,
+            result.origin,
+            result.metrics if result.state.finished else {},
+            seconds,
+            result.reason,
+            dict(timer.seconds) if timer is not None else {},
+        )
         outcome = self.outcome
         outcome.events.append(event)
         outcome.ran += 1
@@ -215,7 +257,11 @@ class _Session:
     def _raise_if_stopped(self) -> None:
         name = self.plan.config.name
         if self.away is not None:
-            raise SearchStopped(f"study {name!r} stopped: the tracking store is away (above); rerun the same command once it is back")
+            raise SearchStopped(
+                f"study {name!r} stopped: the tracking store is away (above); rerun the same command once it is back"
+            )
         if self.stop_reason is not None:
-            raise SearchStopped(f"study {name!r} stopped after {self.outcome.failed} failed trials in this run "
-                                f"(search.max_failures = {self.plan.config.search.max_failures}); last: {self.stop_reason}")
+            raise SearchStopped(
+                f"study {name!r} stopped after {self.outcome.failed} failed trials in this run "
+                f"(search.max_failures = {self.plan.config.search.max_failures}); last: {self.stop_reason}"
+            )

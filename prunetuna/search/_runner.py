@@ -42,8 +42,14 @@ class TrialRunner:
     ``outcomes`` the outcome of each trial of this process until its end is told (``TrialEvent``).
     """
 
-    def __init__(self, plan: TrialPlan, writer: TrialWriter, target: int,
-                 profile: ProfileDrawer | None = None, on_start: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: TrialPlan,
+        writer: TrialWriter,
+        target: int,
+        profile: ProfileDrawer | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> None:
         self.plan = plan
         self.writer = writer
         self.target = target
@@ -71,8 +77,15 @@ class TrialRunner:
         except Exception as exc:
             error = exc
             params = started[0].params if started else {**as_params(from_params(trial.params)), **self.settings}
-            outcome = failed(trial.number, origin, params, exc, traceback.format_exc(), started[0] if started else None,
-                             tracking_away=isinstance(exc, TrackingAway))
+            outcome = failed(
+                trial.number,
+                origin,
+                params,
+                exc,
+                traceback.format_exc(),
+                started[0] if started else None,
+                tracking_away=isinstance(exc, TrackingAway),
+            )
         self.outcomes[trial.number] = outcome
         self.writer.finish(trial, outcome)
         if error is not None:
@@ -95,8 +108,15 @@ class TrialRunner:
     def _run(self, trial: Trial, origin: str, timer: StepTimer, started: list[TrialOutcome]) -> TrialOutcome:
         plan = self.plan
         candidate = draw_candidate(plan, trial, timer)
-        base = drawn(plan, trial.number, origin, candidate.vector, candidate.costs, candidate.budget,
-                     {**as_params(candidate.vector), **self.settings})
+        base = drawn(
+            plan,
+            trial.number,
+            origin,
+            candidate.vector,
+            candidate.costs,
+            candidate.budget,
+            {**as_params(candidate.vector), **self.settings},
+        )
         started.append(base)
         self.writer.start(trial, trial.number, origin, candidate.vector, base.params)
         fault("pruned", trial.number)
@@ -130,8 +150,9 @@ class TrialRunner:
         if stopper is not None and stopper.reason:
             return stopped(base, stopper.reason, metrics=metrics, epochs=tuple(result.history), keep_epochs=True)
         model = self._model(trial.number, candidate, metrics, origin)
-        return completed(plan, base, metrics, result.history if stopper is not None else epochs, stopper is not None,
-                         model)
+        return completed(
+            plan, base, metrics, result.history if stopper is not None else epochs, stopper is not None, model
+        )
 
     def _screen(self, trial: Trial, origin: str, base: TrialOutcome, costs: dict[str, float]) -> TrialOutcome | None:
         """Store the candidate's pre-fine-tune point (other workers compare with it while this trial runs); with
@@ -147,14 +168,20 @@ class TrialRunner:
         return stopped(base, reason, metrics=dict(costs), screening=point) if reason else None
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
-        """The per-epoch stop rule the config names (``search.pruner``), for this candidate (None: train every epoch)."""
+        """The per-epoch stop rule the config names (``search.pruner``), for this candidate (None: train every
+        epoch)."""
         plan = self.plan
         if plan.config.finetune.epochs < 2:
             return None
         dense_accuracy = plan.dense["accuracy"]
-        context = StopContext(trial, costs, tuple(OBJECTIVES[c].metric for c in plan.scoring.costs),
-                              lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy),
-                              plan.config.search.min_dominating, plan.config.finetune.epochs)
+        context = StopContext(
+            trial,
+            costs,
+            tuple(OBJECTIVES[c].metric for c in plan.scoring.costs),
+            lambda accuracy: plan.scoring.intermediate(accuracy, costs, dense_accuracy),
+            plan.config.search.min_dominating,
+            plan.config.finetune.epochs,
+        )
         decide = EARLY_STOPPING.get(plan.config.search.pruner).decision(context)
         return TrialPruningCallback(decide) if decide is not None else None
 
@@ -162,13 +189,20 @@ class TrialRunner:
         """Everything needed to rebuild the candidate: its vector, fine-tuned weights and a manifest."""
         plan = self.plan
         weights = plan.space.finalize(candidate.model).state_dict()
-        info = {**self.manifest, "trial": number, "origin": origin, "sparsity": candidate.vector, "metrics": metrics,
-                "input_shape": [1, *plan.workload.example.shape[1:]]}
+        info = {
+            **self.manifest,
+            "trial": number,
+            "origin": origin,
+            "sparsity": candidate.vector,
+            "metrics": metrics,
+            "input_shape": [1, *plan.workload.example.shape[1:]],
+        }
         profile, layers, vector = self.profile, list(plan.space.names), candidate.vector
         return TrialModel(weights, info, (lambda: profile(number, vector, layers)) if profile is not None else None)
 
-    def _epoch(self, number: int, epochs: list[float], epoch: int, score: float,
-               stopper: TrialPruningCallback | None) -> None:
+    def _epoch(
+        self, number: int, epochs: list[float], epoch: int, score: float, stopper: TrialPruningCallback | None
+    ) -> None:
         epochs.append(score)
         if stopper is not None:
             stopper.observe(epoch, score)  # the task's score: the built-in accuracy or the user module's metric

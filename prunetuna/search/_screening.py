@@ -61,7 +61,9 @@ def cost_metrics(scoring: Scoring) -> list[str]:
 
 
 def screen_point(number: int, scoring: Scoring, metrics: Mapping[str, float]) -> ScreenPoint:
-    return ScreenPoint(number, pre_finetune_score(scoring, metrics), tuple(float(metrics[m]) for m in cost_metrics(scoring)))
+    return ScreenPoint(
+        number, pre_finetune_score(scoring, metrics), tuple(float(metrics[m]) for m in cost_metrics(scoring))
+    )
 
 
 def earlier_points(trials: Iterable[FrozenTrial], number: int) -> list[ScreenPoint]:
@@ -73,7 +75,9 @@ def earlier_points(trials: Iterable[FrozenTrial], number: int) -> list[ScreenPoi
             continue
         stored = TrialRecord.of(trial).screening
         if stored and "score" in stored:
-            points.append(ScreenPoint(trial.number, float(stored["score"]), tuple(float(c) for c in stored.get("costs", ()))))
+            points.append(
+                ScreenPoint(trial.number, float(stored["score"]), tuple(float(c) for c in stored.get("costs", ())))
+            )
     return points
 
 
@@ -92,5 +96,7 @@ class Screening:
         if len(dominating) < self.min_dominating:
             return None
         numbers = ", ".join(str(p.number) for p in dominating[:5]) + (" ..." if len(dominating) > 5 else "")
-        return (f"screened out before fine-tuning: pre-fine-tune score {point.score:.4f} and costs dominated by "
-                f"{len(dominating)} earlier candidates (trials {numbers}; min_dominating {self.min_dominating})")
+        return (
+            f"screened out before fine-tuning: pre-fine-tune score {point.score:.4f} and costs dominated by "
+            f"{len(dominating)} earlier candidates (trials {numbers}; min_dominating {self.min_dominating})"
+        )

@@ -15,8 +15,16 @@ from prunetuna.errors import UserError
 from prunetuna.search._early_stopping import make_pruner
 from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
 
-__all__ = ["FINISHED_STATES", "NEVER_STARTED_S", "check_existing", "count_finished", "enqueue_again", "fail_never_started",
-           "open_study", "retry_later"]
+__all__ = [
+    "FINISHED_STATES",
+    "NEVER_STARTED_S",
+    "check_existing",
+    "count_finished",
+    "enqueue_again",
+    "fail_never_started",
+    "open_study",
+    "retry_later",
+]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 NEVER_STARTED_S = 600.0  # a RUNNING trial this old without an MLflow run never got going (killed inside Optuna's ask)
@@ -26,7 +34,9 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
-def check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> dict[str, object]:
+def check_existing(
+    storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]
+) -> dict[str, object]:
     """An existing study must score like the config; anything else would mix incomparable trials.
 
     Returns the existing study's user attributes (empty for a new study).
@@ -41,10 +51,14 @@ def check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfi
     # A worker that created the study a moment ago may not have written its attributes yet: compare what is there.
     objectives = list(record.objectives) if "objectives" in attrs else None
     mode = record.mode if "mode" in attrs else None
-    if (stored != directions or (objectives is not None and objectives != list(config.objectives))
-            or (mode is not None and mode != config.mode)):
+    if (
+        stored != directions
+        or (objectives is not None and objectives != list(config.objectives))
+        or (mode is not None and mode != config.mode)
+    ):
         raise UserError(
-            f"objectives: study {config.name!r} already exists with objectives {objectives or stored} ({mode or 'mode unknown'}), "
+            f"objectives: study {config.name!r} already exists with objectives {objectives or stored} "
+            f"({mode or 'mode unknown'}), "
             f"the config asks for {config.objectives} ({config.mode}); change 'name' to start a new study"
         )
     if "scale" in attrs and record.scale != config.pruning.scale:  # the same parameter names would mean other ratios
@@ -55,7 +69,9 @@ def check_existing(storage: optuna.storages.BaseStorage, config: ExperimentConfi
     return attrs
 
 
-def open_study(storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]) -> tuple[optuna.Study, bool]:
+def open_study(
+    storage: optuna.storages.BaseStorage, config: ExperimentConfig, directions: list[str]
+) -> tuple[optuna.Study, bool]:
     """The study, and whether this process created it: exactly one of the workers starting together did."""
     pruner = make_pruner(config.search.pruner, config.finetune.epochs)
     try:

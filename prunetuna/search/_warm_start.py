@@ -59,15 +59,22 @@ class Baselines:
         """The ``origin`` allocation with the least pruning whose cost fits ``level`` (None: unreachable)."""
         space, allocate = self.plan.space, self.allocations[origin]
         steps = bisection_steps(space.max_sparsity, self.channels[origin])
-        vector = lowest_fitting(allocate, lambda v: self.ratio_of(v) <= level + 1e-12, space.max_sparsity, iterations=steps)
+        vector = lowest_fitting(
+            allocate, lambda v: self.ratio_of(v) <= level + 1e-12, space.max_sparsity, iterations=steps
+        )
         if vector is not None:
             return vector
         # Even its largest setting misses the level (global ranking spares some layers): project it,
         # as a sampled candidate would be, rather than drop the baseline.
         budget = Budget(self.cost, self.cost, level, False)
-        projection = project_onto_budget(allocate(space.max_sparsity), [budget], lambda v: {f"{self.cost}_ratio": self.ratio_of(v)},
-                                         max_sparsity=space.highest(), step=None,
-                                         iterations=bisection_steps(1.0, self.channels["uniform"]))
+        projection = project_onto_budget(
+            allocate(space.max_sparsity),
+            [budget],
+            lambda v: {f"{self.cost}_ratio": self.ratio_of(v)},
+            max_sparsity=space.highest(),
+            step=None,
+            iterations=bisection_steps(1.0, self.channels["uniform"]),
+        )
         return projection.vector if projection.fits else None
 
 
@@ -92,5 +99,7 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
             vector = baselines.fit(origin, level)
             if vector is None:
                 continue  # the level cannot be met at all; the budget check has said so where it matters
-            study.enqueue_trial(sampler_params(space, vector),
-                                user_attrs=enqueue_attrs(origin=origin, warm_start_level=level, sparsity=canonical(vector)))
+            study.enqueue_trial(
+                sampler_params(space, vector),
+                user_attrs=enqueue_attrs(origin=origin, warm_start_level=level, sparsity=canonical(vector)),
+            )

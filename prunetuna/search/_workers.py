@@ -19,7 +19,9 @@ __all__ = ["WorkerLauncher", "cuda_device_count", "worker_device_env"]
 class WorkerLauncher:
     """Starts workers 1..N-1 (``start``: the ``ready`` event), waits for them, passes Ctrl-C on."""
 
-    def __init__(self, config_path: str, workspace: Workspace, workers: int, threads: int | None, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, config_path: str, workspace: Workspace, workers: int, threads: int | None, say: Callable[[str], None]
+    ) -> None:
         self.config_path = config_path
         self.workspace = workspace
         self.workers = workers
@@ -29,14 +31,33 @@ class WorkerLauncher:
 
     def start(self, outcome: SearchOutcome) -> Callable[[], list[int]]:
         """Start workers 1..N-1 on the prepared study; returns what waits for them."""
-        common = [self.config_path, "--workdir", str(self.workspace.workdir), "--n-trials", str(outcome.target), "--threads", str(self.threads)]
+        common = [
+            self.config_path,
+            "--workdir",
+            str(self.workspace.workdir),
+            "--n-trials",
+            str(outcome.target),
+            "--threads",
+            str(self.threads),
+        ]
         # The URLs may hold passwords: through the environment, not the command line others can read.
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "PRUNETUNA_STORAGE": self.workspace.storage_url,
-               "MLFLOW_TRACKING_URI": self.workspace.tracking_uri}
-        self.say(f"starting {self.workers - 1} more worker process(es) on the study, {self.threads} thread(s) each (this process is worker 0)")
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(self.threads),
+            "PRUNETUNA_STORAGE": self.workspace.storage_url,
+            "MLFLOW_TRACKING_URI": self.workspace.tracking_uri,
+        }
+        self.say(
+            f"starting {self.workers - 1} more worker process(es) on the study, {self.threads} thread(s) each (this "
+            "process is worker 0)"
+        )
         for i in range(1, self.workers):  # one by one: if a start fails, the ones started are still waited for
-            self.children.append(subprocess.Popen([sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)],
-                                                  env={**env, **worker_device_env(i, cuda_device_count(), env)}))  # a GPU each
+            self.children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "prunetuna", "search", *common, "--worker-id", str(i)],
+                    env={**env, **worker_device_env(i, cuda_device_count(), env)},
+                )
+            )  # a GPU each
         return self.join
 
     def join(self) -> list[int]:
@@ -79,7 +100,8 @@ def cuda_device_count() -> int:
 
 
 def worker_device_env(worker: int, device_count: int, environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment variables that give worker ``worker`` (0-based) its own device; ``{}`` when there is nothing to choose.
+    """The environment variables that give worker ``worker`` (0-based) its own device; ``{}`` when there is nothing
+    to choose.
 
     ``environ``'s ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs), when set, is the list chosen from, so a
     job restricted to some GPUs stays on them.
@@ -87,7 +109,9 @@ def worker_device_env(worker: int, device_count: int, environ: Mapping[str, str]
     if device_count < 2 or worker < 0:
         return {}
     given = environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    visible = [item.strip() for item in given.split(",") if item.strip()] if given else [str(i) for i in range(device_count)]
+    visible = (
+        [item.strip() for item in given.split(",") if item.strip()] if given else [str(i) for i in range(device_count)]
+    )
     visible = visible[:device_count]
     if len(visible) < 2:
         return {}

@@ -21,6 +21,7 @@ _HOMES = {
         "ignored_layers",
         "output_tensors",
     ),
+    "_global": ("global_allocation",),
     "_graph": (
         "GraphCost",
         "GraphLimits",

@@ -21,9 +21,13 @@ __all__ = ["WIDTH_FIXERS", "WidthFixer", "fix_widths", "head_counts"]
 
 
 def _is_timm_attention(m: nn.Module) -> bool:
-    """timm's ``Attention`` (and look-alikes): a fused ``qkv`` Linear, ``num_heads`` and ``head_dim`` read in forward."""
-    return isinstance(getattr(m, "qkv", None), nn.Linear) and isinstance(getattr(m, "num_heads", None), int) \
+    """timm's ``Attention`` (and look-alikes): a fused ``qkv`` Linear, ``num_heads`` and ``head_dim`` read in
+    forward."""
+    return (
+        isinstance(getattr(m, "qkv", None), nn.Linear)
+        and isinstance(getattr(m, "num_heads", None), int)
         and isinstance(getattr(m, "head_dim", None), int)
+    )
 
 
 def _fix_timm_attention(m: nn.Module) -> None:
@@ -31,11 +35,12 @@ def _fix_timm_attention(m: nn.Module) -> None:
     if hasattr(m, "attn_dim"):
         m.attn_dim = m.num_heads * m.head_dim
     if hasattr(m, "scale"):
-        m.scale = m.head_dim ** -0.5
+        m.scale = m.head_dim**-0.5
 
 
 def _is_torchvision_vit(m: nn.Module) -> bool:
-    """torchvision's ``VisionTransformer``: ``conv_proj`` patch embedding and ``hidden_dim`` read in ``_process_input``."""
+    """torchvision's ``VisionTransformer``: ``conv_proj`` patch embedding and ``hidden_dim`` read in
+    ``_process_input``."""
     return isinstance(getattr(m, "conv_proj", None), nn.Conv2d) and isinstance(getattr(m, "hidden_dim", None), int)
 
 
@@ -68,9 +73,13 @@ class WidthFixer:
 
 WIDTH_FIXERS: Registry[WidthFixer] = Registry("width fixer")
 # torch-pruning's own MultiheadAttention pruner updates embed_dim and head_dim; it needs the head count.
-WIDTH_FIXERS.register("torch.nn.MultiheadAttention", WidthFixer(lambda m: isinstance(m, nn.MultiheadAttention), lambda m: None,
-                                                                lambda m: (m, m.num_heads)))
-WIDTH_FIXERS.register("timm Attention", WidthFixer(_is_timm_attention, _fix_timm_attention, lambda m: (m.qkv, m.num_heads)))
+WIDTH_FIXERS.register(
+    "torch.nn.MultiheadAttention",
+    WidthFixer(lambda m: isinstance(m, nn.MultiheadAttention), lambda m: None, lambda m: (m, m.num_heads)),
+)
+WIDTH_FIXERS.register(
+    "timm Attention", WidthFixer(_is_timm_attention, _fix_timm_attention, lambda m: (m.qkv, m.num_heads))
+)
 WIDTH_FIXERS.register("torchvision VisionTransformer", WidthFixer(_is_torchvision_vit, _fix_torchvision_vit))
 WIDTH_FIXERS.register("timm VisionTransformer", WidthFixer(_is_timm_vit, _fix_timm_vit))
 

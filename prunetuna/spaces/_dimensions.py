@@ -13,7 +13,15 @@ from prunetuna.errors import UserError
 from prunetuna.spaces._graph import GraphLimits, graph_and_groups, model_label
 from prunetuna.spaces.rewrites import fixed_layers
 
-__all__ = ["ROOT_TYPES", "Dimension", "find_dimensions", "find_output_layer", "find_output_layers", "ignored_layers", "output_tensors"]
+__all__ = [
+    "ROOT_TYPES",
+    "Dimension",
+    "find_dimensions",
+    "find_output_layer",
+    "find_output_layers",
+    "ignored_layers",
+    "output_tensors",
+]
 
 ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
 
@@ -67,9 +75,11 @@ def find_output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     hooks = []
     for name, module in model.named_modules():
         if isinstance(module, ROOT_TYPES):
+
             def hook(_m: nn.Module, _i: object, out: object, name: str = name) -> None:
                 outputs[name] = out
                 order.append(name)
+
             hooks.append(module.register_forward_hook(hook))
     try:
         was_training = model.training
@@ -95,7 +105,9 @@ def ignored_layers(model: nn.Module, example: torch.Tensor, patterns: Sequence[s
     return ignored
 
 
-def find_dimensions(model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None = None) -> list[Dimension]:
+def find_dimensions(
+    model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None = None
+) -> list[Dimension]:
     """One dimension per dependency group, in layer order.
 
     A group is named after the first layer (in ``model.named_modules()`` order) whose output channels
@@ -113,15 +125,25 @@ def find_dimensions(model: nn.Module, example: torch.Tensor, ignored: Sequence[s
         if names.get(root_dep.source.module) is None or len(idxs) < 2:
             continue
         layers = tuple(dict.fromkeys(names[d.target.module] for d, _ in group if d.target.module in names))
-        producers = [names[d.target.module] for d, _ in group if d.target.module in names
-                     and isinstance(d.target.module, ROOT_TYPES) and graph.is_out_channel_pruning_fn(d.handler)]
+        producers = [
+            names[d.target.module]
+            for d, _ in group
+            if d.target.module in names
+            and isinstance(d.target.module, ROOT_TYPES)
+            and graph.is_out_channel_pruning_fn(d.handler)
+        ]
         name = min(producers, key=position.__getitem__) if producers else names[root_dep.source.module]
-        dimensions.append(Dimension(name=name, channels=len(idxs), layers=layers,
-                                    producers=tuple(dict.fromkeys(producers))))
+        dimensions.append(
+            Dimension(name=name, channels=len(idxs), layers=layers, producers=tuple(dict.fromkeys(producers)))
+        )
     dimensions.sort(key=lambda d: position[d.name])  # layer order, for reading and plotting
-    unreached = [n for n, m in by_name.items() if isinstance(m, ROOT_TYPES) and m not in graph.module2node and n not in ignored]
+    unreached = [
+        n for n, m in by_name.items() if isinstance(m, ROOT_TYPES) and m not in graph.module2node and n not in ignored
+    ]
     if not dimensions and unreached:
-        raise UserError(f"model: {model_label(model)}: torch-pruning's trace of the forward pass does not reach {unreached[:3]}"
-                        f"{' ...' if len(unreached) > 3 else ''} (a forward that leaves autograd: .tolist(), .numpy(), .item(), "
-                        "torch.no_grad or a detach), so it cannot be pruned structurally; try pruning.method: unstructured or nm")
+        raise UserError(
+            f"model: {model_label(model)}: torch-pruning's trace of the forward pass does not reach {unreached[:3]}"
+            f"{' ...' if len(unreached) > 3 else ''} (a forward that leaves autograd: .tolist(), .numpy(), .item(), "
+            "torch.no_grad or a detach), so it cannot be pruned structurally; try pruning.method: unstructured or nm"
+        )
     return dimensions

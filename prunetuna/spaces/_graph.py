@@ -27,12 +27,25 @@ from torch import nn
 from prunetuna.errors import UserError
 from prunetuna.spaces.rewrites import opaque_for_tracing, opaque_ops
 
-__all__ = ["GraphCost", "GraphLimits", "GraphTooExpensive", "copy_with_graph", "graph_and_groups", "guarded",
-           "last_graph_cost", "measured", "model_label", "reusing", "take_graph"]
+__all__ = [
+    "GraphCost",
+    "GraphLimits",
+    "GraphTooExpensive",
+    "copy_with_graph",
+    "graph_and_groups",
+    "guarded",
+    "last_graph_cost",
+    "measured",
+    "model_label",
+    "reusing",
+    "take_graph",
+]
 
 T = TypeVar("T")
-WHAT_TO_TRY = ("put the layers around it in pruning.ignore, or use pruning.method: unstructured or nm "
-               "(masks need no dependency graph)")
+WHAT_TO_TRY = (
+    "put the layers around it in pruning.ignore, or use pruning.method: unstructured or nm "
+    "(masks need no dependency graph)"
+)
 
 
 @dataclass(frozen=True)
@@ -161,14 +174,25 @@ def _alarm(limits: GraphLimits, label: str, what: str) -> Iterator[None]:
         elapsed, grown = time.monotonic() - start, (_rss_bytes() - base) / 2**30
         if elapsed > limits.seconds or grown > limits.memory_gb:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            over = f"{elapsed:.0f} s (limit {limits.seconds:g} s)" if elapsed > limits.seconds else f"{grown:.1f} GB (limit {limits.memory_gb:g} GB)"
-            raise GraphTooExpensive(f"model: {label}: {what} stopped after {over}; torch-pruning's dependency graph of this "
-                                    f"architecture grows too costly (many reshapes and permutes multiply it); raise pruning.graph_seconds / "
-                                    f"pruning.graph_memory_gb if the machine can afford it, or {WHAT_TO_TRY}")
+            over = (
+                f"{elapsed:.0f} s (limit {limits.seconds:g} s)"
+                if elapsed > limits.seconds
+                else f"{grown:.1f} GB (limit {limits.memory_gb:g} GB)"
+            )
+            raise GraphTooExpensive(
+                f"model: {label}: {what} stopped after {over}; torch-pruning's dependency graph of this "
+                "architecture grows too costly (many reshapes and permutes multiply it); raise "
+                "pruning.graph_seconds / "
+                f"pruning.graph_memory_gb if the machine can afford it, or {WHAT_TO_TRY}"
+            )
         if elapsed >= limits.progress_after and elapsed - shown[0] >= limits.progress_after:
             shown[0] = elapsed
-            print(f"prunetuna: {what} of {label}: {elapsed:.0f} s, +{grown:.1f} GB so far "
-                  f"(stops at {limits.seconds:g} s or {limits.memory_gb:g} GB)", file=sys.stderr, flush=True)
+            print(
+                f"prunetuna: {what} of {label}: {elapsed:.0f} s, +{grown:.1f} GB so far "
+                f"(stops at {limits.seconds:g} s or {limits.memory_gb:g} GB)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     previous = signal.signal(signal.SIGALRM, check)
     signal.setitimer(signal.ITIMER_REAL, limits.tick, limits.tick)
@@ -186,7 +210,8 @@ def _where(exc: BaseException) -> str:
 
 
 def guarded(model: nn.Module, what: str, build: Callable[[], T], limits: GraphLimits | None = None) -> T:
-    """``build()`` (which builds or walks the graph of ``model``) under ``limits``; any failure is a one-line UserError."""
+    """``build()`` (which builds or walks the graph of ``model``) under ``limits``; any failure is a one-line
+    UserError."""
     label = model_label(model)
     try:
         with _alarm(limits or GraphLimits(), label, what):
@@ -197,12 +222,18 @@ def guarded(model: nn.Module, what: str, build: Callable[[], T], limits: GraphLi
         raise
     except Exception as exc:  # noqa: BLE001 - any failure inside torch-pruning means this model cannot be handled
         message = " ".join(str(exc).split())[:160]
-        raise UserError(f"model: {label}: torch-pruning cannot build its dependency graph ({exc.__class__.__name__}{_where(exc)}: "
-                        f"{message}), e.g. a channel shuffle or a reshape it cannot map; {WHAT_TO_TRY}") from None
+        raise UserError(
+            f"model: {label}: torch-pruning cannot build its dependency graph ({exc.__class__.__name__}{_where(exc)}: "
+            f"{message}), e.g. a channel shuffle or a reshape it cannot map; {WHAT_TO_TRY}"
+        ) from None
 
 
 def graph_and_groups(
-    model: nn.Module, example: torch.Tensor, ignored: Sequence[nn.Module], root_types: Sequence[type[nn.Module]], limits: GraphLimits | None = None,
+    model: nn.Module,
+    example: torch.Tensor,
+    ignored: Sequence[nn.Module],
+    root_types: Sequence[type[nn.Module]],
+    limits: GraphLimits | None = None,
 ) -> tuple[tp.DependencyGraph, list]:
     """The dependency graph of ``model`` (eval mode, traced on one example) and its groups, under one guard."""
 

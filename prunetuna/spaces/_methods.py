@@ -24,8 +24,15 @@ from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import mask_nm, mask_unstructured
 from prunetuna.spaces.rewrites import opaque_for_tracing
 
-__all__ = ["METHODS", "Batches", "PruningMethod", "SpaceSettings", "accumulate_gradients", "outside_groups",
-           "quiet_copies"]
+__all__ = [
+    "METHODS",
+    "Batches",
+    "PruningMethod",
+    "SpaceSettings",
+    "accumulate_gradients",
+    "outside_groups",
+    "quiet_copies",
+]
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 """A few (inputs, labels) batches, for criteria that need gradients."""
@@ -53,20 +60,38 @@ class PruningMethod(ABC):
         return max_sparsity, step
 
     @abstractmethod
-    def dimensions(self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None) -> list[Dimension]: ...
+    def dimensions(
+        self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None
+    ) -> list[Dimension]: ...
 
     @abstractmethod
-    def prune(self, space: SpaceSettings, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
+    def prune(
+        self,
+        space: SpaceSettings,
+        pruned: nn.Module,
+        ratios: dict[nn.Module, float],
+        batches: Batches,
+        structure_only: bool,
+    ) -> None:
         """Prune ``pruned`` (a copy) in place: ``ratios`` by root layer, every one above 0."""
 
 
 class Structured(PruningMethod):
     changes_shapes = True
 
-    def dimensions(self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None) -> list[Dimension]:
+    def dimensions(
+        self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None
+    ) -> list[Dimension]:
         return find_dimensions(model, example, ignored, limits)
 
-    def prune(self, space: SpaceSettings, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
+    def prune(
+        self,
+        space: SpaceSettings,
+        pruned: nn.Module,
+        ratios: dict[nn.Module, float],
+        batches: Batches,
+        structure_only: bool,
+    ) -> None:
         if space.round_to:
             ratios = {module: _cap_for_rounding(module, ratio, space.round_to) for module, ratio in ratios.items()}
             ratios = {module: ratio for module, ratio in ratios.items() if ratio > 0}
@@ -101,11 +126,23 @@ class Masked(PruningMethod):
     def __init__(self, mask: Callable[[nn.Module, float, tuple[int, int]], None]) -> None:
         self.mask = mask
 
-    def dimensions(self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None) -> list[Dimension]:
-        return [Dimension(name=n, channels=int(m.weight.numel()), layers=(n,)) for n, m in model.named_modules()
-                if isinstance(m, ROOT_TYPES) and n not in ignored and m.weight.numel() > 1]
+    def dimensions(
+        self, model: nn.Module, example: torch.Tensor, ignored: Sequence[str], limits: GraphLimits | None
+    ) -> list[Dimension]:
+        return [
+            Dimension(name=n, channels=int(m.weight.numel()), layers=(n,))
+            for n, m in model.named_modules()
+            if isinstance(m, ROOT_TYPES) and n not in ignored and m.weight.numel() > 1
+        ]
 
-    def prune(self, space: SpaceSettings, pruned: nn.Module, ratios: dict[nn.Module, float], batches: Batches, structure_only: bool) -> None:
+    def prune(
+        self,
+        space: SpaceSettings,
+        pruned: nn.Module,
+        ratios: dict[nn.Module, float],
+        batches: Batches,
+        structure_only: bool,
+    ) -> None:
         for module, ratio in ratios.items():
             self.mask(module, ratio, space.nm)
 
@@ -141,8 +178,9 @@ def outside_groups(space: SpaceSettings, modules: dict[str, nn.Module], ratios: 
     if not pruned or any(not d.producers for d in pruned):
         return ignored  # dimensions made without their producers: every group is built, as before
     keep = {p for d in pruned for p in d.producers} | roots
-    return ignored + [m for n, m in modules.items()
-                      if isinstance(m, ROOT_TYPES) and n not in keep and n not in space.ignored]
+    return ignored + [
+        m for n, m in modules.items() if isinstance(m, ROOT_TYPES) and n not in keep and n not in space.ignored
+    ]
 
 
 def accumulate_gradients(model: nn.Module, importance: str, batches: Batches) -> None:

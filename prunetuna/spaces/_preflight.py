@@ -51,6 +51,7 @@ class CheckedSpace(Protocol):
 
     def only(self: S, dimensions: Sequence[Dimension]) -> S: ...
 
+
 __all__ = ["BrokenDimension", "preflight"]
 
 
@@ -109,8 +110,14 @@ def _describe(model: nn.Module, name: str) -> str:
     if name not in modules:
         return name
     parts = name.split(".")
-    block = next((p for p in (".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1))
-                  if not isinstance(modules[p], (nn.Sequential, nn.ModuleList, nn.ModuleDict))), None)
+    block = next(
+        (
+            p
+            for p in (".".join(parts[:end]) for end in range(len(parts) - 1, 0, -1))
+            if not isinstance(modules[p], (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+        ),
+        None,
+    )
     inside = f" in {block}: {type(modules[block]).__name__}" if block else ""
     return f"layer {name} ({type(modules[name]).__name__}{inside})"
 
@@ -136,15 +143,24 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
     patterns = [p for b in broken for p in b.patterns]
     first = broken[0]
     if not kept:
-        raise UserError(f"{label}: every dimension breaks the model when pruned (first: sparsity.{first.dimension.name}"
-                        f", {_describe(model, first.dimension.roots[0])}: {first.error}); torch-pruning cannot prune "
-                        "this architecture's groups: put those layers in pruning.ignore or register a rewrite for the "
-                        "block (prunetuna.spaces.rewrites.FAMILIES); pruning.method unstructured or nm masks weights "
-                        "instead, which keeps every shape and gives no speedup on dense kernels")
+        raise UserError(
+            f"{label}: every dimension breaks the model when pruned (first: sparsity.{first.dimension.name}"
+            f", {_describe(model, first.dimension.roots[0])}: {first.error}); torch-pruning cannot prune "
+            "this architecture's groups: put those layers in pruning.ignore or register a rewrite for the "
+            "block (prunetuna.spaces.rewrites.FAMILIES); pruning.method unstructured or nm masks weights "
+            "instead, which keeps every shape and gives no speedup on dense kernels"
+        )
     for b in broken:
         where = _describe(model, b.dimension.roots[0])
-        print(f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({where}, {len(b.dimension.layers)} "
-              f"layers) breaks the model when pruned ({b.error}); dropped from the search space",
-              file=sys.stderr, flush=True)
-    print(f"prunetuna: warning: {label}: add {patterns} to pruning.ignore to drop them explicitly", file=sys.stderr, flush=True)
+        print(
+            f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({where}, {len(b.dimension.layers)} "
+            f"layers) breaks the model when pruned ({b.error}); dropped from the search space",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"prunetuna: warning: {label}: add {patterns} to pruning.ignore to drop them explicitly",
+        file=sys.stderr,
+        flush=True,
+    )
     return space.only(kept), broken

@@ -24,14 +24,24 @@ SCALES = ("linear", "log")
 
 
 class _Suggester(Protocol):
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
 
 
 def suggest_ratios(space: PruningSpace, trial: _Suggester) -> SparsityVector:
     """One sparsity per dimension, drawn on the space's scale."""
     if space.scale == "linear":
-        return canonical({d.name: trial.suggest_float(param_name(d.name), 0.0, space.high(d), step=space.step) for d in space.dimensions})
-    kept = {d.name: trial.suggest_float(KEPT_PREFIX + d.name, round(1.0 - space.high(d), 6), 1.0, log=True) for d in space.dimensions}
+        return canonical(
+            {
+                d.name: trial.suggest_float(param_name(d.name), 0.0, space.high(d), step=space.step)
+                for d in space.dimensions
+            }
+        )
+    kept = {
+        d.name: trial.suggest_float(KEPT_PREFIX + d.name, round(1.0 - space.high(d), 6), 1.0, log=True)
+        for d in space.dimensions
+    }
     return canonical({name: max(0.0, 1.0 - value) for name, value in kept.items()})
 
 
@@ -40,4 +50,7 @@ def sampler_params(space: PruningSpace, vector: Mapping[str, float]) -> dict[str
     the nearest grid point on the linear scale, the exact kept fractions on the log scale."""
     if space.scale == "linear":
         return {param_name(name): ratio for name, ratio in space.snap(vector).items()}
-    return {KEPT_PREFIX + d.name: round(min(1.0, max(1.0 - space.high(d), 1.0 - vector.get(d.name, 0.0))), 6) for d in space.dimensions}
+    return {
+        KEPT_PREFIX + d.name: round(min(1.0, max(1.0 - space.high(d), 1.0 - vector.get(d.name, 0.0))), 6)
+        for d in space.dimensions
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from typing import Mapping, Protocol, Sequence
 
@@ -11,23 +10,32 @@ import torch_pruning as tp
 from torch import nn
 
 from prunetuna.errors import UserError
-from prunetuna.spaces._attention import fix_widths, head_counts
-from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_output_layer, ignored_layers
+from prunetuna.spaces._dimensions import Dimension, find_output_layer, ignored_layers
+from prunetuna.spaces._global import global_allocation
 from prunetuna.spaces._graph import GraphCost, GraphLimits, copy_with_graph, last_graph_cost, take_graph
-from prunetuna.spaces._importance import make_importance
 from prunetuna.spaces._masks import make_permanent
-from prunetuna.spaces._methods import METHODS, Batches, PruningMethod, accumulate_gradients, quiet_copies
+from prunetuna.spaces._methods import METHODS, Batches, PruningMethod
 from prunetuna.spaces._preflight import preflight
 from prunetuna.spaces._ratio_scale import SCALES, suggest_ratios
 from prunetuna.spaces._tie import Granularity, tie_dimensions
-from prunetuna.spaces.rewrites import opaque_for_tracing, opaque_ops, prepare_for_pruning
+from prunetuna.spaces.rewrites import prepare_for_pruning
 from prunetuna.sparsity import SparsityVector, canonical, snap
 
-__all__ = ["Batches", "Dimension", "Granularity", "PruningSpace", "SparsityVector", "find_output_layer", "tie_dimensions"]
+__all__ = [
+    "Batches",
+    "Dimension",
+    "Granularity",
+    "PruningSpace",
+    "SparsityVector",
+    "find_output_layer",
+    "tie_dimensions",
+]
 
 
 class _Suggester(Protocol):
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
 
 
 class _PruningSettings(Protocol):
@@ -128,24 +136,51 @@ class PruningSpace:
         ignored = ignored_layers(model, example, ignore)
         dimensions = METHODS.get(method).dimensions(model, example, ignored, graph_limits)
         tied = tie_dimensions(dimensions, model, example, granularity, groups or {})
-        space = cls(model, example, tied, max_sparsity=max_sparsity, step=step, importance=importance, ignored=ignored,
-                    round_to=round_to, method=method, nm=nm, scale=scale)
+        space = cls(
+            model,
+            example,
+            tied,
+            max_sparsity=max_sparsity,
+            step=step,
+            importance=importance,
+            ignored=ignored,
+            round_to=round_to,
+            method=method,
+            nm=nm,
+            scale=scale,
+        )
         if METHODS.get(method).changes_shapes:
             space.graph_cost, space.graph = last_graph_cost(), take_graph(model)
         return space
 
     @classmethod
-    def from_config(cls, pruning: _PruningSettings, model: nn.Module, example: torch.Tensor, *, label: str = "model",
-                    check: bool = True) -> PruningSpace:
+    def from_config(
+        cls,
+        pruning: _PruningSettings,
+        model: nn.Module,
+        example: torch.Tensor,
+        *,
+        label: str = "model",
+        check: bool = True,
+    ) -> PruningSpace:
         """The space the config's ``pruning`` section describes; a model with nothing prunable is bad input.
 
         ``check`` runs the pre-flight check (dimensions that break the model are dropped, with a warning);
         ``label`` names the model in its messages.
         """
         space = cls.from_model(
-            model, example, max_sparsity=pruning.max_sparsity, step=pruning.step, importance=pruning.importance,
-            ignore=pruning.ignore, round_to=pruning.round_to, granularity=pruning.granularity, groups=pruning.groups,
-            method=pruning.method, nm=tuple(pruning.nm), scale=pruning.scale,  # type: ignore[arg-type]
+            model,
+            example,
+            max_sparsity=pruning.max_sparsity,
+            step=pruning.step,
+            importance=pruning.importance,
+            ignore=pruning.ignore,
+            round_to=pruning.round_to,
+            granularity=pruning.granularity,
+            groups=pruning.groups,
+            method=pruning.method,
+            nm=tuple(pruning.nm),
+            scale=pruning.scale,  # type: ignore[arg-type]
             graph_limits=GraphLimits(seconds=pruning.graph_seconds, memory_gb=pruning.graph_memory_gb),
         )
         if not space.dimensions:
@@ -159,15 +194,30 @@ class PruningSpace:
 
     def only(self, dimensions: Sequence[Dimension]) -> PruningSpace:
         """The same space (model, bounds, importance, method) with ``dimensions`` instead of its own."""
-        space = PruningSpace(self.model, self.example, dimensions, max_sparsity=self.max_sparsity, step=self.step,
-                             importance=self.importance, ignored=self.ignored, round_to=self.round_to,
-                             method=self.method, nm=self.nm, scale=self.scale)
+        space = PruningSpace(
+            self.model,
+            self.example,
+            dimensions,
+            max_sparsity=self.max_sparsity,
+            step=self.step,
+            importance=self.importance,
+            ignored=self.ignored,
+            round_to=self.round_to,
+            method=self.method,
+            nm=self.nm,
+            scale=self.scale,
+        )
         space.graph_cost, space.graph = self.graph_cost, self.graph
         return space
 
     def with_bounds(self, bounds: Mapping[str, float]) -> PruningSpace:
         """The same space with per-dimension upper bounds (at most ``max_sparsity``)."""
-        return self.only([replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d for d in self.dimensions])
+        return self.only(
+            [
+                replace(d, high=min(bounds[d.name], self.max_sparsity)) if d.name in bounds else d
+                for d in self.dimensions
+            ]
+        )
 
     def high(self, dimension: Dimension) -> float:
         return self.max_sparsity if dimension.high is None else dimension.high
@@ -197,27 +247,7 @@ class PruningSpace:
 
     def global_allocation(self, ratio: float, batches: Batches = ()) -> SparsityVector:
         """The per-dimension ratios that torch-pruning's global ranking reaches at ``ratio`` (not snapped)."""
-        pruned = copy.deepcopy(self.model)
-        before = _root_channels(pruned)
-        modules = dict(pruned.named_modules())
-        accumulate_gradients(pruned, self.importance, batches)
-        pruned.eval()
-        with quiet_copies(), opaque_for_tracing(pruned):
-            pruner = tp.pruner.MetaPruner(
-                pruned, self.example[:1].to(next(pruned.parameters()).device), importance=make_importance(self.importance),
-                pruning_ratio=ratio, global_pruning=True, max_pruning_ratio=self.max_sparsity,
-                ignored_layers=[modules[n] for n in self.ignored], root_module_types=list(ROOT_TYPES), round_to=self.round_to,
-                num_heads=head_counts(pruned),
-            )
-        pruner.ignored_layers.extend(opaque_ops(pruner.DG))  # groups through hidden attention keep their widths
-        pruner.step()
-        after = _root_channels(fix_widths(pruned))
-        vector = {}
-        for d in self.dimensions:
-            total = sum(before[r] for r in d.roots)
-            kept = sum(after[r] for r in d.roots)
-            vector[d.name] = min(1.0 - kept / total, self.high(d)) if total else 0.0
-        return vector
+        return global_allocation(self, ratio, batches)
 
     def check(self, vector: SparsityVector) -> None:
         """Raise ``ValueError`` when ``vector`` names unknown dimensions or ratios outside [0, 1)."""
@@ -238,14 +268,11 @@ class PruningSpace:
         self.check(vector)
         pruned, self.copied_graph = copy_with_graph(self.model, self.graph if self.strategy.changes_shapes else None)
         modules = dict(pruned.named_modules())
-        ratios = {modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots}
+        ratios = {
+            modules[root]: vector[d.name] for d in self.dimensions if vector.get(d.name, 0.0) > 0 for root in d.roots
+        }
         if ratios:
             self.strategy.prune(self, pruned, ratios, batches, structure_only)
             self.prune_cost = last_graph_cost() if self.strategy.changes_shapes else None
         self.copied_graph = None
         return pruned
-
-
-def _root_channels(model: nn.Module) -> dict[str, int]:
-    return {n: (m.out_channels if isinstance(m, nn.modules.conv._ConvNd) else m.out_features)
-            for n, m in model.named_modules() if isinstance(m, ROOT_TYPES)}

@@ -29,8 +29,12 @@ def _resolutions(model: nn.Module, example: torch.Tensor, roots: Sequence[str]) 
     """Each root layer's output resolution (``14x14``; ``features`` for linear layers)."""
     shapes: dict[str, str] = {}
     modules = dict(model.named_modules())
-    hooks = [modules[r].register_forward_hook(
-        lambda _m, _i, out, r=r: shapes.__setitem__(r, "x".join(map(str, out.shape[2:])) or "features")) for r in roots]
+    hooks = [
+        modules[r].register_forward_hook(
+            lambda _m, _i, out, r=r: shapes.__setitem__(r, "x".join(map(str, out.shape[2:])) or "features")
+        )
+        for r in roots
+    ]
     try:
         was_training = model.training
         model.eval()
@@ -54,7 +58,14 @@ def tie_dimensions(
     modules = dict(model.named_modules())
     keys: dict[str, str] = {}
     for dimension in dimensions:
-        explicit = next((name for name, patterns in groups.items() if any(fnmatch.fnmatchcase(dimension.name, p) for p in patterns)), None)
+        explicit = next(
+            (
+                name
+                for name, patterns in groups.items()
+                if any(fnmatch.fnmatchcase(dimension.name, p) for p in patterns)
+            ),
+            None,
+        )
         if explicit is not None:
             keys[dimension.name] = explicit
         elif granularity == "block":
@@ -70,9 +81,12 @@ def tie_dimensions(
     for dimension in dimensions:
         tied.setdefault(keys[dimension.name], []).append(dimension)
     return [
-        Dimension(name=key, channels=sum(m.channels for m in members),
-                  layers=tuple(dict.fromkeys(layer for m in members for layer in m.layers)),
-                  members=tuple(m.name for m in members) if (len(members) > 1 or key != members[0].name) else (),
-                  producers=tuple(dict.fromkeys(p for m in members for p in m.producers)))
+        Dimension(
+            name=key,
+            channels=sum(m.channels for m in members),
+            layers=tuple(dict.fromkeys(layer for m in members for layer in m.layers)),
+            members=tuple(m.name for m in members) if (len(members) > 1 or key != members[0].name) else (),
+            producers=tuple(dict.fromkeys(p for m in members for p in m.producers)),
+        )
         for key, members in tied.items()
     ]

@@ -69,7 +69,9 @@ class TrialStore:
     def model_dir(self, number: int) -> Path:
         return self.folder(number) / MODEL_DIR
 
-    def write(self, record: FinalRecord, weights: Mapping[str, torch.Tensor] | None = None, manifest: dict | None = None) -> None:
+    def write(
+        self, record: FinalRecord, weights: Mapping[str, torch.Tensor] | None = None, manifest: dict | None = None
+    ) -> None:
         """The record (and the model files, when given), durable when this returns."""
         folder = self.folder(record.number)
         (folder / MODEL_DIR).mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,18 @@ from prunetuna.config import ExperimentConfig
 
 __all__ = ["config_hash", "git_commit", "manifest", "package_versions", "study_manifest"]
 
-PACKAGES = ("prunetuna", "torch", "torchvision", "timm", "lightning", "optuna", "mlflow", "torch-pruning", "onnxruntime", "numpy")
+PACKAGES = (
+    "prunetuna",
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "optuna",
+    "mlflow",
+    "torch-pruning",
+    "onnxruntime",
+    "numpy",
+)
 
 
 def config_hash(config: ExperimentConfig) -> str:
@@ -43,7 +54,13 @@ def git_commit(folder: str = ".") -> str | None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

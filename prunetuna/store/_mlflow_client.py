@@ -83,5 +83,3 @@ def open_client(workspace: Workspace) -> MlflowClient:
                 raise UserError(f"--tracking-uri: cannot open {mask_url(uri)} ({reason}); check the URI") from None
             time.sleep(delay)
             delay = min(2.0, delay * 2)
-
-

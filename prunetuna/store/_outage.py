@@ -1,4 +1,5 @@
-"""A tracking store that goes away for a while: its writes are retried until it is back, and an outage is reported once."""
+"""A tracking store that goes away for a while: its writes are retried until it is back, and an outage is reported
+once."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class TrackingAway(Exception):
 
 
 def transient(exc: BaseException) -> bool:
-    """An error that a later attempt may not meet: a connection refused or reset, a timeout, a 5xx, a locked database."""
+    """An error that a later attempt may not meet: a connection refused or reset, a timeout, a 5xx, a locked
+    database."""
     import requests
     from mlflow.exceptions import MlflowException
 
@@ -67,8 +69,11 @@ class Outage:
             return result
 
     def away_message(self) -> str:
-        return (f"the MLflow tracking store {self.shown_uri} has been unreachable for {self.patience:.0f} s; every finished "
-                f"trial is kept in the work dir (trials/<number>/) and the next 'prunetuna search' writes what is missing")
+        return (
+            f"the MLflow tracking store {self.shown_uri} has been unreachable for {self.patience:.0f} s; every "
+            "finished "
+            f"trial is kept in the work dir (trials/<number>/) and the next 'prunetuna search' writes what is missing"
+        )
 
     def _failed(self, exc: BaseException) -> bool:
         """Note a failure; True when the caller should give up now."""
@@ -77,8 +82,12 @@ class Outage:
             if self._since is None:
                 self._since = now
                 self.outages += 1
-                _log.warning("prunetuna: the MLflow tracking store %s does not answer (%s); retrying for up to %.0f s",
-                             self.shown_uri, self.describe(exc), self.patience)
+                _log.warning(
+                    "prunetuna: the MLflow tracking store %s does not answer (%s); retrying for up to %.0f s",
+                    self.shown_uri,
+                    self.describe(exc),
+                    self.patience,
+                )
             if self.away:
                 return True
             if now - self._since >= self.patience:
@@ -92,7 +101,10 @@ class Outage:
             return
         with self._lock:
             if self._since is not None:
-                _log.warning("prunetuna: the MLflow tracking store %s answers again after %.0f s; held writes are being written",
-                             self.shown_uri, time.monotonic() - self._since)
+                _log.warning(
+                    "prunetuna: the MLflow tracking store %s answers again after %.0f s; held writes are being written",
+                    self.shown_uri,
+                    time.monotonic() - self._since,
+                )
             self._since = None
             self.away = False

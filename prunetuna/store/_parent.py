@@ -28,7 +28,8 @@ def _published_parent(study: optuna.Study, on_wait: Callable[[], None]) -> str |
             return record.mlflow_parent_run_id
         # created_at is written just after the study: a study with no trials and no attribute is that moment
         fresh = (record.created_at is None and not study.get_trials(deepcopy=False)) or (
-            record.created_at is not None and time.time() - float(record.created_at) < PARENT_WAIT_S)
+            record.created_at is not None and time.time() - float(record.created_at) < PARENT_WAIT_S
+        )
         if not fresh or time.monotonic() > deadline:
             return None  # its creator is gone: StudyTracker.start_parent settles it (earliest run wins)
         if not told:
@@ -37,8 +38,9 @@ def _published_parent(study: optuna.Study, on_wait: Callable[[], None]) -> str |
         time.sleep(0.5)
 
 
-def coordinate_parent(study: optuna.Study, created: bool, params: dict[str, object], tracker: StudyTracker,
-                      on_wait: Callable[[], None]) -> str:
+def coordinate_parent(
+    study: optuna.Study, created: bool, params: dict[str, object], tracker: StudyTracker, on_wait: Callable[[], None]
+) -> str:
     """The parent run id, shared by every worker, with the study's settings ``params``: the creator starts it;
     the others take the one it published (or settle on the earliest run when it is gone)."""
     if created:

@@ -49,8 +49,13 @@ def trial_runs(tracker: StudyTracker) -> list[Run]:
     runs: list[Run] = []
     token = None
     while True:
-        page = tracker.outage.call(tracker.client.search_runs, [tracker.experiment_id], filter_string="tags.`prunetuna.role` = 'trial'",
-                                   max_results=1000, page_token=token)
+        page = tracker.outage.call(
+            tracker.client.search_runs,
+            [tracker.experiment_id],
+            filter_string="tags.`prunetuna.role` = 'trial'",
+            max_results=1000,
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -66,8 +71,10 @@ def reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) -> 
     except TrackingAway:
         return None
     except Exception as exc:  # noqa: BLE001 - never stops a search: the next start tries again
-        _log.warning("prunetuna: could not check the MLflow runs against the study (%s); the next start tries again",
-                     describe_error(exc, tracker.workspace.tracking_uri, tracker.workspace.storage_url))
+        _log.warning(
+            "prunetuna: could not check the MLflow runs against the study (%s); the next start tries again",
+            describe_error(exc, tracker.workspace.tracking_uri, tracker.workspace.storage_url),
+        )
         return None
 
 
@@ -89,13 +96,20 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
             _check_finished(trial, run, tracker, store, done)
         elif trial.state == TrialState.FAIL and run.info.status == "RUNNING":
             reason = record.fail_reason or INTERRUPTED
-            tracker.outage.call(tracker.client.log_batch, run.info.run_id, tags=[RunTag("optuna.state", "FAIL"),
-                                                                                   RunTag("prunetuna.fail_reason", reason)])
+            tracker.outage.call(
+                tracker.client.log_batch,
+                run.info.run_id,
+                tags=[RunTag("optuna.state", "FAIL"), RunTag("prunetuna.fail_reason", reason)],
+            )
             tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
             done.failed.append(trial.number)
     if done.weights_elsewhere:
-        _log.warning("prunetuna: trials %s finished in another work dir and their MLflow runs lack model/; the worker that ran them "
-                     "writes them on its next start", done.weights_elsewhere[:10])
+        _log.warning(
+            "prunetuna: trials %s finished in another work dir and their MLflow runs lack model/; the worker that "
+            "ran them "
+            "writes them on its next start",
+            done.weights_elsewhere[:10],
+        )
     return done
 
 
@@ -110,7 +124,11 @@ def _settle_orphan(run: Run, trials: list[FrozenTrial], tracker: StudyTracker) -
         return 1
     if run.info.status != "RUNNING":
         return 0
-    tracker.outage.call(tracker.client.log_batch, run.info.run_id, tags=[RunTag("optuna.state", "FAIL"), RunTag("prunetuna.fail_reason", ORPHAN)])
+    tracker.outage.call(
+        tracker.client.log_batch,
+        run.info.run_id,
+        tags=[RunTag("optuna.state", "FAIL"), RunTag("prunetuna.fail_reason", ORPHAN)],
+    )
     tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
     return 1
 
@@ -125,10 +143,17 @@ def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: 
     if record is not None and record.owner_alive():
         return  # another worker on this machine ran it; its writer is still writing
     metrics = record.metrics if record is not None else TrialRecord.of(trial).metrics
-    complete = (run.info.status == "FINISHED" and all(k in run.data.metrics for k in metrics)
-                and run.data.tags.get("optuna.state") == trial.state.name)
+    complete = (
+        run.info.status == "FINISHED"
+        and all(k in run.data.metrics for k in metrics)
+        and run.data.tags.get("optuna.state") == trial.state.name
+    )
     if record is not None:
-        complete = complete and all(k in run.data.params for k in record.params) and (not record.epochs or "val_accuracy" in run.data.metrics)
+        complete = (
+            complete
+            and all(k in run.data.params for k in record.params)
+            and (not record.epochs or "val_accuracy" in run.data.metrics)
+        )
     if record is None:
         finished_at = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
         if complete or time.time() - finished_at < FOREIGN_GRACE_S:
@@ -147,18 +172,34 @@ def _has_model(tracker: StudyTracker, run_id: str) -> bool:
     return {WEIGHTS_FILE, MANIFEST_FILE} <= _model_files(tracker, run_id)
 
 
-def _repair(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: TrialStore, record: FinalRecord | None,
-            metrics: dict[str, float], done: Reconciled) -> None:
+def _repair(
+    trial: FrozenTrial,
+    run: Run,
+    tracker: StudyTracker,
+    store: TrialStore,
+    record: FinalRecord | None,
+    metrics: dict[str, float],
+    done: Reconciled,
+) -> None:
     """Write what the run lacks, then end it FINISHED; the record is marked synced once all of it landed."""
     run_id, call, client = run.info.run_id, tracker.outage.call, tracker.client
     stamp = int(time.time() * 1000)
     tags = {"optuna.state": trial.state.name, **(record.tags if record is not None else {})}
     params = {k: v for k, v in (record.params if record is not None else {}).items() if k not in run.data.params}
-    call(client.log_batch, run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items() if k not in run.data.metrics],
-         params=[Param(k, str(v)) for k, v in params.items()], tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    call(
+        client.log_batch,
+        run_id,
+        metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items() if k not in run.data.metrics],
+        params=[Param(k, str(v)) for k, v in params.items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
     if record is not None and record.epochs:
         logged = {m.step for m in call(client.get_metric_history, run_id, "val_accuracy")}
-        missing = [Metric("val_accuracy", float(a), stamp, step) for step, a in enumerate(record.epochs, 1) if step not in logged]
+        missing = [
+            Metric("val_accuracy", float(a), stamp, step)
+            for step, a in enumerate(record.epochs, 1)
+            if step not in logged
+        ]
         if missing:
             call(client.log_batch, run_id, metrics=missing)
     if trial.state == TrialState.COMPLETE:
@@ -176,7 +217,8 @@ def _repair(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: TrialSto
 
 
 def close_finished_parent(study: optuna.Study, tracker: StudyTracker, draw_plots: Callable[[], object]) -> None:
-    """A complete study whose parent run a killed process left RUNNING: its plots drawn again, the run ended FINISHED."""
+    """A complete study whose parent run a killed process left RUNNING: its plots drawn again, the run ended
+    FINISHED."""
     if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         return  # a worker is still at it, and ends the parent itself
     try:
@@ -188,5 +230,7 @@ def close_finished_parent(study: optuna.Study, tracker: StudyTracker, draw_plots
     except TrackingAway:
         return
     except Exception as exc:  # noqa: BLE001 - the study is complete; the next start tries again
-        _log.warning("prunetuna: could not end the study's parent run (%s); the next start tries again",
-                     describe_error(exc, tracker.workspace.tracking_uri, tracker.workspace.storage_url))
+        _log.warning(
+            "prunetuna: could not end the study's parent run (%s); the next start tries again",
+            describe_error(exc, tracker.workspace.tracking_uri, tracker.workspace.storage_url),
+        )

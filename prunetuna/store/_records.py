@@ -15,11 +15,21 @@ from prunetuna.sparsity import SparsityVector, canonical, from_params
 
 APPLIED_ATTR = "sparsity"  # the trial attribute holding the applied vector
 
-__all__ = ["APPLIED_ATTR", "BudgetStatus", "StudyRecord", "TrialRecord", "enqueue_attrs", "set_study_fields", "write_study", "write_trial"]
+__all__ = [
+    "APPLIED_ATTR",
+    "BudgetStatus",
+    "StudyRecord",
+    "TrialRecord",
+    "enqueue_attrs",
+    "set_study_fields",
+    "write_study",
+    "write_trial",
+]
 
 
 class BudgetStatus(str, enum.Enum):
-    """What the budget did to a candidate: no budget, within it as sampled, projected onto it, over it at max_sparsity."""
+    """What the budget did to a candidate: no budget, within it as sampled, projected onto it, over it at
+    max_sparsity."""
 
     NONE = ""
     WITHIN = "within"
@@ -44,7 +54,9 @@ class TrialRecord:
     warm_start_level: float | None = None
     retry_of: int | None = None
     tracking_away: bool = False
-    screening: dict[str, Any] | None = None  # the pre-fine-tune point {score, costs} screening compares (search/_screening.py)
+    screening: dict[str, Any] | None = (
+        None  # the pre-fine-tune point {score, costs} screening compares (search/_screening.py)
+    )
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -109,14 +121,18 @@ class StudyRecord:
     mode: str = "pareto"
     dense: dict[str, float] = field(default_factory=dict)
     latency_settings: dict[str, Any] = field(default_factory=dict)
-    latency_device: dict[str, Any] | None = None  # where latency is measured: this machine, or the device agent (prunetuna.device)
+    latency_device: dict[str, Any] | None = (
+        None  # where latency is measured: this machine, or the device agent (prunetuna.device)
+    )
     dimensions: tuple[str, ...] = ()
     dimension_layers: dict[str, int] = field(default_factory=dict)
     method: str = "structured"
     scale: str = "linear"  # pruning.scale: what the sparsity parameters mean (a resumed study must keep it)
     constraints: dict[str, float] = field(default_factory=dict)
     tolerance: float | None = None
-    metric: dict[str, str] = field(default_factory=lambda: {"name": "accuracy", "mode": "max"})  # the task score's name (docs/design.md)
+    metric: dict[str, str] = field(
+        default_factory=lambda: {"name": "accuracy", "mode": "max"}
+    )  # the task score's name (docs/design.md)
     created_at: float | None = None
     mlflow_parent_run_id: str | None = None
 

@@ -19,7 +19,16 @@ from sqlalchemy.exc import IntegrityError
 
 from prunetuna.errors import UserError
 
-__all__ = ["Workspace", "describe_error", "mask_text", "mask_url", "open_storage", "resolve_workspace", "sqlite_creation_lock", "sqlite_path"]
+__all__ = [
+    "Workspace",
+    "describe_error",
+    "mask_text",
+    "mask_url",
+    "open_storage",
+    "resolve_workspace",
+    "sqlite_creation_lock",
+    "sqlite_path",
+]
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.S)
@@ -45,7 +54,7 @@ def _split_credentials(url: str) -> tuple[str, str, str, str] | None:
     user, colon, password = userinfo.partition(":")
     if not at or not colon or "/" in user:  # no credentials, or an '@' inside a file path
         return None
-    return scheme, user, password, rest[len(userinfo):]
+    return scheme, user, password, rest[len(userinfo) :]
 
 
 def mask_url(url: str) -> str:
@@ -97,7 +106,9 @@ def _default_tracking(workdir: Path) -> str:
     return f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
 
 
-def resolve_workspace(name: str, workdir: str | Path | None, storage: str | None, tracking_uri: str | None) -> Workspace:
+def resolve_workspace(
+    name: str, workdir: str | Path | None, storage: str | None, tracking_uri: str | None
+) -> Workspace:
     """Apply the contract's defaults: ``runs/<name>``, SQLite in the work dir, ``MLFLOW_TRACKING_URI``."""
     folder = Path(workdir) if workdir is not None else Path("runs") / name
     if folder.exists() and not folder.is_dir():
@@ -118,22 +129,30 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
     path = sqlite_path(url)
     if path is not None:
         if not create and not path.exists():
-            raise UserError(f"--storage: {shown} does not exist; run 'prunetuna search' first or pass the study's --storage")
+            raise UserError(
+                f"--storage: {shown} does not exist; run 'prunetuna search' first or pass the study's --storage"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"--workdir: cannot create {path.parent} ({exc.strerror}); choose a folder you can write to") from None
+            raise UserError(
+                f"--workdir: cannot create {path.parent} ({exc.strerror}); choose a folder you can write to"
+            ) from None
     engine_kwargs: dict = {}
     if url.startswith("postgresql"):
         engine_kwargs = {"connect_args": {"connect_timeout": 5}}
     elif url.startswith("sqlite:"):  # another process creating the tables holds the lock for a moment
         engine_kwargs = {"connect_args": {"timeout": 30}}
     try:
-        beat = {} if heartbeat is None else {
-            "heartbeat_interval": heartbeat,
-            "grace_period": 3 * heartbeat,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
-        }
+        beat = (
+            {}
+            if heartbeat is None
+            else {
+                "heartbeat_interval": heartbeat,
+                "grace_period": 3 * heartbeat,
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
+            }
+        )
         with sqlite_creation_lock(url):
             storage = _create_storage(url, engine_kwargs, beat)
         if url.startswith("sqlite:"):
@@ -142,14 +161,18 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
     except ImportError as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, ModuleNotFoundError) else exc
         driver = getattr(cause, "name", None) or "for this database"
-        raise UserError(f"--storage: {shown} needs the Python driver {driver!r}; install it or use another URL") from None
+        raise UserError(
+            f"--storage: {shown} needs the Python driver {driver!r}; install it or use another URL"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - every connection failure is reported the same way
-        raise UserError(f"--storage: cannot open {shown} ({describe_error(exc, url)}); check the URL and that the database is up") from None
+        raise UserError(
+            f"--storage: cannot open {shown} ({describe_error(exc, url)}); check the URL and that the database is up"
+        ) from None
 
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///`` URL (Optuna storage or MLflow store); None for any other URL."""
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
 
 def sqlite_creation_lock(url: str) -> ContextManager[object]:
@@ -210,4 +233,6 @@ def load_study(workspace: Workspace, name: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise UserError(f"study {name!r} is not in {mask_url(workspace.storage_url)}; run 'prunetuna search' first") from None
+        raise UserError(
+            f"study {name!r} is not in {mask_url(workspace.storage_url)}; run 'prunetuna search' first"
+        ) from None

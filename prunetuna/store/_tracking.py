@@ -51,8 +51,11 @@ class StudyTracker:
         self.study_name = study_name
         self.client = open_client(workspace)
         uri = workspace.tracking_uri
-        self.outage = Outage(mask_url(uri), server=uri.startswith(("http://", "https://")),
-                             describe=lambda exc: describe_error(exc, uri, workspace.storage_url))
+        self.outage = Outage(
+            mask_url(uri),
+            server=uri.startswith(("http://", "https://")),
+            describe=lambda exc: describe_error(exc, uri, workspace.storage_url),
+        )
         self._trials: dict[str, int] = {}  # run id -> trial number, for the fault points
         self._unwritten: set[str] = set()  # runs one of whose writes failed
         self.experiment_id: str | None = None
@@ -86,8 +89,10 @@ class StudyTracker:
             self.failed_writes += 1
             if isinstance(exc, TrackingAway):
                 return  # reported once, by the Outage
-            _log.warning("prunetuna: an MLflow write failed (%s); the study goes on, that run may be incomplete",
-                         describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url))
+            _log.warning(
+                "prunetuna: an MLflow write failed (%s); the study goes on, that run may be incomplete",
+                describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url),
+            )
 
     def flush(self) -> None:
         """Wait until everything submitted is written (failures were reported as they happened)."""
@@ -109,13 +114,17 @@ class StudyTracker:
                 self.experiment_id = experiment.experiment_id
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
             reason = describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url)
-            raise UserError(f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up") from None
+            raise UserError(
+                f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up"
+            ) from None
 
     def _create_experiment(self) -> str:
         """Create the study's experiment; a worker that loses the race to create it uses the winner's."""
         try:
             return self.client.create_experiment(
-                self.study_name, artifact_location=self.workspace.artifact_location, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
+                self.study_name,
+                artifact_location=self.workspace.artifact_location,
+                tags={EXPERIMENT_KIND_TAG: "custom_model_development"},
             )
         except Exception:
             experiment = self.client.get_experiment_by_name(self.study_name)
@@ -136,7 +145,10 @@ class StudyTracker:
             except Exception:  # noqa: BLE001 - a run from another store: look it up by tag instead
                 pass
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
+            [self.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
         )
         self.parent_run_id = runs[0].info.run_id if runs else None
         return self.parent_run_id
@@ -172,7 +184,9 @@ class StudyTracker:
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.parent_run_id:
             stamp = _now_ms()
-            self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+            self.client.log_batch(
+                self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+            )
 
     def start_trial(self, number: int, origin: str, params: Mapping[str, object]) -> str:
         """A nested child run ``trial-<number>`` with its tags and params."""
@@ -224,7 +238,9 @@ class StudyTracker:
     def log_side_run(self, name: str, files: Sequence[Path], params: Mapping[str, object]) -> str:
         """A finished child run of the parent (``prunetuna sensitivity``'s scan) holding ``files`` and ``params``."""
         assert self.experiment_id is not None and self.parent_run_id is not None
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: name})
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: name}
+        )
         for path in files:
             self.client.log_artifact(run.info.run_id, str(path))
         self.client.log_batch(run.info.run_id, params=_params(params))
@@ -238,7 +254,11 @@ class StudyTracker:
             return torch.load(path, map_location="cpu", weights_only=True)
 
     def end_trial(
-        self, run_id: str, state: str, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+        self,
+        run_id: str,
+        state: str,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
         on_written: Callable[[], None] | None = None,
     ) -> None:
         """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise; then ``on_written``,

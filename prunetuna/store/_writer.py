@@ -101,8 +101,16 @@ class TrialWriter:
         self.tracker, self.store = tracker, store
         self.run_ids: dict[int, str] = {}  # trial number -> its MLflow run, until finished
 
-    def start(self, trial: Any, number: int, origin: str, vector: SparsityVector, params: dict[str, object], *,
-              quiet: bool = False) -> str | None:
+    def start(
+        self,
+        trial: Any,
+        number: int,
+        origin: str,
+        vector: SparsityVector,
+        params: dict[str, object],
+        *,
+        quiet: bool = False,
+    ) -> str | None:
         """The trial's MLflow child run, its id and the applied vector kept in the trial (the source of every
         rebuild, and of the repair of a run a killed process left open)."""
         if vector:
@@ -147,8 +155,15 @@ class TrialWriter:
         on_written = None
         tags = outcome.tags()
         if outcome.state.finished:
-            record = FinalRecord(outcome.number, outcome.state.value, run_id, outcome.metrics, tags,
-                                 {k: str(v) for k, v in outcome.params.items()}, list(outcome.epochs))
+            record = FinalRecord(
+                outcome.number,
+                outcome.state.value,
+                run_id,
+                outcome.metrics,
+                tags,
+                {k: str(v) for k, v in outcome.params.items()},
+                list(outcome.epochs),
+            )
             model = outcome.model
             self.store.write(record, model.weights if model else None, model.manifest if model else None)
             if model is not None:

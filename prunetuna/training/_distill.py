@@ -36,7 +36,9 @@ __all__ = ["HOOK", "Distillation", "distillation_loss", "use_distillation_hook"]
 HOOK = "distillation_step"
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, alpha: float, temperature: float) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, alpha: float, temperature: float
+) -> torch.Tensor:
     """(1 - alpha) * cross-entropy + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)), batch mean."""
     task = F.cross_entropy(student, targets)
     if alpha == 0:
@@ -59,7 +61,8 @@ class Distillation:
     temperature: float = 4.0
 
     def frozen_copy(self, device: torch.device, dtype: torch.dtype) -> nn.Module:
-        """A copy of the teacher on ``device`` in ``dtype``, in eval mode, without gradients (the dense model stays as it is)."""
+        """A copy of the teacher on ``device`` in ``dtype``, in eval mode, without gradients (the dense model stays
+        as it is)."""
         teacher = copy.deepcopy(self.teacher).to(device=device, dtype=dtype if dtype.is_floating_point else None)
         teacher.eval()
         teacher.requires_grad_(False)
@@ -87,8 +90,10 @@ def use_distillation_hook(module: pl.LightningModule, distill: Distillation) -> 
     """
     hook = getattr(module, HOOK, None)
     if not callable(hook):
-        raise UserError(f"finetune.distill: {type(module).__name__} defines no {HOOK}(self, batch, batch_idx, teacher_outputs) "
-                        "returning its loss; add it, or remove finetune.distill")
+        raise UserError(
+            f"finetune.distill: {type(module).__name__} defines no {HOOK}(self, batch, batch_idx, teacher_outputs) "
+            "returning its loss; add it, or remove finetune.distill"
+        )
     state: dict[str, nn.Module] = {}
 
     def training_step(self: pl.LightningModule, batch: Any, batch_idx: int, *args: Any, **kwargs: Any) -> Any:

@@ -17,7 +17,14 @@ from prunetuna.runtime import quiet_lightning
 from prunetuna.training._distill import Distillation
 from prunetuna.training._trainer import TrainerSetup
 
-__all__ = ["ClassifierModule", "EpochRecorder", "FinetuneResult", "evaluate_accuracy", "fine_tune", "recalibrate_batchnorm"]
+__all__ = [
+    "ClassifierModule",
+    "EpochRecorder",
+    "FinetuneResult",
+    "evaluate_accuracy",
+    "fine_tune",
+    "recalibrate_batchnorm",
+]
 
 
 class ClassifierModule(pl.LightningModule):
@@ -32,7 +39,9 @@ class ClassifierModule(pl.LightningModule):
     frozen copy of the dense model, put on this module's device and dtype when training starts.
     """
 
-    def __init__(self, model: nn.Module, lr: float, *, automatic: bool = False, distill: Distillation | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, lr: float, *, automatic: bool = False, distill: Distillation | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.lr = lr
@@ -215,7 +224,9 @@ def fine_tune(
     )
     model.train()  # Lightning keeps each module's mode; a model left in eval mode would train with frozen BN stats
     try:
-        fit.fit(ClassifierModule(model, lr, automatic=setup.automatic_optimization, distill=distill), datamodule=datamodule)
+        fit.fit(
+            ClassifierModule(model, lr, automatic=setup.automatic_optimization, distill=distill), datamodule=datamodule
+        )
     except SystemExit:
         # Lightning answers Ctrl-C with sys.exit(1) and SIGINT ignored; a caller (the search) wants the
         # interrupt itself, to mark the trial and say how to resume, and its own Ctrl-C handler back.
@@ -226,6 +237,8 @@ def fine_tune(
     exact = setup.kwargs.get("precision", "32-true") == "32-true"
     if not exact:  # a "-true" precision converted the weights: back to float32, on the device the fit used
         model.to(device=fit.strategy.root_device, dtype=torch.float32)
-    accuracy = recorder.history[-1] if recorder.history and exact else evaluate_accuracy(model, datamodule.val_dataloader())
+    accuracy = (
+        recorder.history[-1] if recorder.history and exact else evaluate_accuracy(model, datamodule.val_dataloader())
+    )
     model.cpu()
     return FinetuneResult(accuracy, recorder.history, time.perf_counter() - start)

@@ -67,11 +67,16 @@ def resolve_prune_path(module: nn.Module, path: str | None) -> nn.Module:
     for part in (path or "").split(".") if path else ():
         if not hasattr(target, part):
             children = ", ".join(name for name, _ in target.named_children()) if isinstance(target, nn.Module) else ""
-            raise UserError(f"model.prune: {type(module).__name__} has no attribute {path!r} ({part!r} missing"
-                            + (f"; its submodules: {children}" if children else "") + "); name the nn.Module to prune")
+            raise UserError(
+                f"model.prune: {type(module).__name__} has no attribute {path!r} ({part!r} missing"
+                + (f"; its submodules: {children}" if children else "")
+                + "); name the nn.Module to prune"
+            )
         target = getattr(target, part)
     if not isinstance(target, nn.Module):
-        raise UserError(f"model.prune: {path!r} is a {type(target).__name__}, not a torch.nn.Module; name the module to prune")
+        raise UserError(
+            f"model.prune: {path!r} is a {type(target).__name__}, not a torch.nn.Module; name the module to prune"
+        )
     return target
 
 
@@ -110,19 +115,30 @@ class ModuleTask(Task):
     def score_of(self, logged: dict[str, Any]) -> float:
         if self.metric not in logged:
             names = ", ".join(sorted(logged)) or "nothing"
-            raise UserError(f"metric.name: the module never logged {self.metric!r} in validation (it logged: {names}); "
-                            "set metric.name to one of them or self.log it in validation_step")
+            raise UserError(
+                f"metric.name: the module never logged {self.metric!r} in validation (it logged: {names}); "
+                "set metric.name to one of them or self.log it in validation_step"
+            )
         return float(logged[self.metric]) * (1.0 if self.mode == "max" else -1.0)
 
     @staticmethod
-    def _trainer(epochs: int, max_batches: int | None, callbacks: Sequence[pl.Callback], setup: TrainerSetup,
-                 accelerator: str = "auto") -> pl.Trainer:
+    def _trainer(
+        epochs: int,
+        max_batches: int | None,
+        callbacks: Sequence[pl.Callback],
+        setup: TrainerSetup,
+        accelerator: str = "auto",
+    ) -> pl.Trainer:
         quiet_lightning()
         return pl.Trainer(
             max_epochs=max(epochs, 1),
             limit_train_batches=max_batches if max_batches is not None else 1.0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, callbacks=list(callbacks),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=list(callbacks),
             **{"accelerator": accelerator, "devices": 1, **setup.kwargs},
         )
 
@@ -135,10 +151,21 @@ class ModuleTask(Task):
         model.cpu()
         return self.score_of(trainer.callback_metrics)
 
-    def fine_tune(self, model: nn.Module, datamodule: pl.LightningDataModule, *, epochs: int, seed: int, lr: float = 0.0,
-                  max_batches: int | None = None, on_epoch: Callable[[int, float], None] | None = None,
-                  callbacks: Sequence[pl.Callback] = (), accelerator: str = "auto", trainer: TrainerSetup | None = None,
-                  distill: Distillation | None = None) -> FinetuneResult:
+    def fine_tune(
+        self,
+        model: nn.Module,
+        datamodule: pl.LightningDataModule,
+        *,
+        epochs: int,
+        seed: int,
+        lr: float = 0.0,
+        max_batches: int | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+        callbacks: Sequence[pl.Callback] = (),
+        accelerator: str = "auto",
+        trainer: TrainerSetup | None = None,
+        distill: Distillation | None = None,
+    ) -> FinetuneResult:
         """``lr`` is not used: the module's own ``configure_optimizers`` decides."""
         start = time.perf_counter()
         if epochs == 0:

@@ -1,4 +1,5 @@
-"""The user's Lightning settings for every fine-tune and the dense baseline: ``finetune.trainer`` and ``finetune.callbacks``.
+"""The user's Lightning settings for every fine-tune and the dense baseline: ``finetune.trainer`` and
+``finetune.callbacks``.
 
 Checked once before any store is written (:func:`check_finetune`): Lightning is asked to build a
 Trainer with the settings (so an accelerator this machine lacks is refused in one line), and every
@@ -58,17 +59,27 @@ def _factories(specs: tuple[str, ...]) -> tuple[Callable[[], pl.Callback], ...]:
 
 def _check_trainer(settings: TrainerConfig) -> None:
     try:
-        pl.Trainer(**settings.trainer_kwargs(), logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False)
+        pl.Trainer(
+            **settings.trainer_kwargs(),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
     except Exception as exc:  # noqa: BLE001 - Lightning refusing the settings on this machine is bad input
-        raise UserError(f"finetune.trainer: Lightning refuses these settings here ({_one_line(exc)}); "
-                        f"change finetune.trainer ({settings.trainer_kwargs()})") from None
+        raise UserError(
+            f"finetune.trainer: Lightning refuses these settings here ({_one_line(exc)}); "
+            f"change finetune.trainer ({settings.trainer_kwargs()})"
+        ) from None
 
 
 def trainer_setup(finetune: FinetuneConfig) -> TrainerSetup:
     """What ``finetune.trainer`` and ``finetune.callbacks`` ask of every fit."""
-    return TrainerSetup(finetune.trainer.trainer_kwargs(), _factories(tuple(finetune.callbacks)),
-                        finetune.trainer.automatic_optimization)
+    return TrainerSetup(
+        finetune.trainer.trainer_kwargs(),
+        _factories(tuple(finetune.callbacks)),
+        finetune.trainer.automatic_optimization,
+    )
 
 
 def check_finetune(finetune: FinetuneConfig) -> None:
@@ -81,9 +92,12 @@ def check_finetune(finetune: FinetuneConfig) -> None:
 
 
 def finetune_options(config: ExperimentConfig, teacher: nn.Module | None = None) -> dict[str, Any]:
-    """``fine_tune`` keyword arguments for a candidate: the Trainer setup and, with ``finetune.distill``, the dense teacher."""
+    """``fine_tune`` keyword arguments for a candidate: the Trainer setup and, with ``finetune.distill``, the dense
+    teacher."""
     distill = config.finetune.distill
     return {
         "trainer": trainer_setup(config.finetune),
-        "distill": Distillation(teacher, distill.alpha, distill.temperature) if distill is not None and teacher is not None else None,
+        "distill": Distillation(teacher, distill.alpha, distill.temperature)
+        if distill is not None and teacher is not None
+        else None,
     }

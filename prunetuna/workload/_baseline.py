@@ -34,7 +34,9 @@ def baseline_key(config: ExperimentConfig) -> str:
     """Hash of everything that decides the dense weights: model, data, baseline settings, seed."""
     payload = {**config_section(config, "model", "data", "baseline"), "seed": config.seed}
     finetune = config_section(config, "finetune")["finetune"]
-    if config.finetune.trainer != type(config.finetune.trainer)() or config.finetune.callbacks:  # they train the baseline too
+    if (
+        config.finetune.trainer != type(config.finetune.trainer)() or config.finetune.callbacks
+    ):  # they train the baseline too
         payload["trainer"] = {"trainer": finetune["trainer"], "callbacks": finetune["callbacks"]}
     if config.model.checkpoint:
         checkpoint = Path(config.model.checkpoint)
@@ -52,8 +54,10 @@ def _dense(workload: Workload, step: Callable[[], T]) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's own code failing on the dense model
         detail = " ".join(str(exc).split())[:300]
-        raise UserError(f"model.target: {type(workload.task.module).__name__} fails on the dense model "
-                        f"({exc.__class__.__name__}: {detail}); fix its training_step / validation_step") from None
+        raise UserError(
+            f"model.target: {type(workload.task.module).__name__} fails on the dense model "
+            f"({exc.__class__.__name__}: {detail}); fix its training_step / validation_step"
+        ) from None
 
 
 def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path) -> DenseBaseline:
@@ -68,18 +72,28 @@ def prepare_baseline(config: ExperimentConfig, workload: Workload, workdir: Path
             accuracy = float(json.loads(record.read_text())["accuracy"])
         else:
             check_finetune(config.finetune)  # once per process (sensitivity trains the baseline too)
-            _dense(workload, lambda: workload.task.fine_tune(
-                workload.model,
-                workload.datamodule,
-                epochs=config.baseline.epochs,
-                lr=config.baseline.lr,
-                seed=config.seed,
-                trainer=trainer_setup(config.finetune),  # finetune.trainer and .callbacks; no distillation (it is the teacher)
-            ))
+            _dense(
+                workload,
+                lambda: workload.task.fine_tune(
+                    workload.model,
+                    workload.datamodule,
+                    epochs=config.baseline.epochs,
+                    lr=config.baseline.lr,
+                    seed=config.seed,
+                    trainer=trainer_setup(
+                        config.finetune
+                    ),  # finetune.trainer and .callbacks; no distillation (it is the teacher)
+                ),
+            )
             accuracy = _dense(workload, lambda: workload.task.evaluate(workload.model, workload.datamodule))
             workdir.mkdir(parents=True, exist_ok=True)
             write_atomically(weights, lambda temporary: torch.save(workload.model.state_dict(), temporary))
-            atomic_write(record, json.dumps({"key": key, "accuracy": accuracy, **config_section(config, "model", "data", "baseline")}, indent=2).encode())
+            atomic_write(
+                record,
+                json.dumps(
+                    {"key": key, "accuracy": accuracy, **config_section(config, "model", "data", "baseline")}, indent=2
+                ).encode(),
+            )
             trained = True
     else:
         accuracy = _dense(workload, lambda: workload.task.evaluate(workload.model, workload.datamodule))

@@ -70,7 +70,9 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unreadable or unsafe pickles are bad input
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"model.checkpoint: {path} is not a weights-only checkpoint ({first}); save a state_dict") from None
+        raise UserError(
+            f"model.checkpoint: {path} is not a weights-only checkpoint ({first}); save a state_dict"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -80,7 +82,9 @@ def load_checkpoint(model: nn.Module, path: Path) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
-        raise UserError(f"model.checkpoint: {path} does not fit the model ({detail[:300]}); check model.kwargs or the checkpoint") from None
+        raise UserError(
+            f"model.checkpoint: {path} does not fit the model ({detail[:300]}); check model.kwargs or the checkpoint"
+        ) from None
 
 
 def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:
@@ -88,21 +92,28 @@ def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:
     if config.builtin is not None:
         if config.builtin not in BUILTIN_DATA:
             raise UserError(f"data.builtin: {unknown_message('data set', config.builtin, BUILTIN_DATA)}")
-        datamodule = _call(BUILTIN_DATA.get(config.builtin), {"batch_size": config.batch_size, "seed": seed, **config.kwargs}, "data")
+        datamodule = _call(
+            BUILTIN_DATA.get(config.builtin), {"batch_size": config.batch_size, "seed": seed, **config.kwargs}, "data"
+        )
     else:
         datamodule = _call(import_target(config.target or "", "data.target"), config.kwargs, "data")
     if not isinstance(datamodule, pl.LightningDataModule):
-        raise UserError(f"data.target: {config.target!r} returned {type(datamodule).__name__}, not a LightningDataModule")
+        raise UserError(
+            f"data.target: {config.target!r} returned {type(datamodule).__name__}, not a LightningDataModule"
+        )
     try:
         datamodule.prepare_data()
         datamodule.setup("fit")
     except Exception as exc:  # noqa: BLE001 - data that cannot be prepared is a config error
-        raise UserError(f"data: preparing the data failed ({_one_line(exc)}); check data.kwargs and the files they name") from None
+        raise UserError(
+            f"data: preparing the data failed ({_one_line(exc)}); check data.kwargs and the files they name"
+        ) from None
     return datamodule
 
 
 def first_inputs(batch: Any) -> torch.Tensor:
-    """The input tensor of a batch: ``x`` of ``(x, y)``, ``batch["input"]`` (else the first value) of a dict, or the batch."""
+    """The input tensor of a batch: ``x`` of ``(x, y)``, ``batch["input"]`` (else the first value) of a dict, or the
+    batch."""
     if isinstance(batch, (list, tuple)):
         batch = batch[0]
     if isinstance(batch, dict):
@@ -127,14 +138,18 @@ def load_workload(config: ExperimentConfig) -> Workload:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - a loader that cannot produce a batch is a config error
-        raise UserError(f"data: reading the first training batch failed ({_one_line(exc)}); check data.kwargs") from None
+        raise UserError(
+            f"data: reading the first training batch failed ({_one_line(exc)}); check data.kwargs"
+        ) from None
     model.eval()
     try:
         with torch.no_grad():
             model(example[:1])
         model.train()
     except Exception as exc:  # noqa: BLE001 - a model that cannot take the data is a config error
-        raise UserError(f"model: the model fails on a batch of the data ({exc.__class__.__name__}: {exc}); check model and data") from None
+        raise UserError(
+            f"model: the model fails on a batch of the data ({exc.__class__.__name__}: {exc}); check model and data"
+        ) from None
     return Workload(model=model, datamodule=datamodule, example=example, task=task)
 
 
@@ -142,13 +157,21 @@ def _task(config: ExperimentConfig, model: nn.Module) -> Task:
     """The user's LightningModule task when ``model.target`` returned one, else the built-in classifier."""
     if not isinstance(model, pl.LightningModule):
         if config.model.prune is not None:
-            raise UserError(f"model.prune: {config.model.target!r} returned a plain nn.Module; model.prune goes with a LightningModule, remove it")
+            raise UserError(
+                f"model.prune: {config.model.target!r} returned a plain nn.Module; model.prune goes with a "
+                "LightningModule, remove it"
+            )
         if config.metric is not None:
-            raise UserError("metric: the built-in classifier is scored on accuracy; metric goes with a LightningModule model.target, remove it")
+            raise UserError(
+                "metric: the built-in classifier is scored on accuracy; metric goes with a LightningModule "
+                "model.target, remove it"
+            )
         return ClassifierTask()
     if config.metric is None:
-        raise UserError(f"metric: {type(model).__name__} is a LightningModule; name the value its validation logs, "
-                        "e.g. metric: {name: val/f1, mode: max}")
+        raise UserError(
+            f"metric: {type(model).__name__} is a LightningModule; name the value its validation logs, "
+            "e.g. metric: {name: val/f1, mode: max}"
+        )
     return ModuleTask(model, config.model.prune, config.metric.name, config.metric.mode)
 
 

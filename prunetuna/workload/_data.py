@@ -77,7 +77,11 @@ def digits(batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0) -> Te
 
     bunch = load_digits()
     return TensorDataModule(
-        _standardize(bunch.data, 8, 16.0), torch.as_tensor(bunch.target, dtype=torch.long), batch_size, val_fraction, seed
+        _standardize(bunch.data, 8, 16.0),
+        torch.as_tensor(bunch.target, dtype=torch.long),
+        batch_size,
+        val_fraction,
+        seed,
     )
 
 

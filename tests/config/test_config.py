@@ -16,7 +16,11 @@ def test_embedded_default_loads() -> None:
     assert config.objectives == ["accuracy", "flops"]
     assert config.search.n_trials >= 30
     # sized so that fewer FLOPs are less time on a CPU (README, What the embedded default trades)
-    assert config.model.kwargs == {"width": 48} and config.pruning.round_to == 16 and config.latency.backend == "onnxruntime"
+    assert (
+        config.model.kwargs == {"width": 48}
+        and config.pruning.round_to == 16
+        and config.latency.backend == "onnxruntime"
+    )
     assert config.pruning.scale == "log"  # measured better than the step grid (experiments/benchmarks/ratio_scale.py)
 
 
@@ -84,8 +88,17 @@ def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
 
 
 def test_modes_and_budgets() -> None:
-    config = parse_config({"name": "m", "objectives": ["latency"], "tolerance": {"accuracy_drop": 0.01},
-                           "constraints": {"flops": 0.5, "latency_ms": 3, "size_bytes": 20000}})
+    config = parse_config(
+        {
+            "name": "m",
+            "objectives": ["latency"],
+            "tolerance": {"accuracy_drop": 0.01},
+            "constraints": {"flops": 0.5, "latency_ms": 3, "size_bytes": 20000},
+        }
+    )
     assert config.mode == "tolerance" and config.costs == ["latency"]
     assert parse_config({"name": "s", "scalarize": {"flops": 0.5}}).mode == "scalarized"
-    assert parse_config({"name": "c", "objectives": ["accuracy"], "search": {"sampler": "cmaes"}}).search.sampler == "cmaes"
+    assert (
+        parse_config({"name": "c", "objectives": ["accuracy"], "search": {"sampler": "cmaes"}}).search.sampler
+        == "cmaes"
+    )

@@ -49,11 +49,16 @@ def test_the_config_accepts_every_registered_name() -> None:
         extra = {"url": "http://127.0.0.1:8765"} if backend == "remote" else {}  # the device agent needs its URL
         assert config.parse_config({**base, "latency": {"backend": backend, **extra}}).latency.backend == backend
     for objective in OBJECTIVES:
-        assert objective in config.parse_config({**base, "objectives": list(dict.fromkeys(["accuracy", objective]))}).objectives
+        assert (
+            objective
+            in config.parse_config({**base, "objectives": list(dict.fromkeys(["accuracy", objective]))}).objectives
+        )
     for cost in COSTS:
         assert config.parse_config({**base, "constraints": {cost: 0.5}}).constraints == {cost: 0.5}
-    modes = [config.parse_config({**base, "objectives": ["accuracy", "flops"], **extra}).mode
-             for extra in ({}, {"tolerance": {"accuracy_drop": 0.01}}, {"scalarize": {"flops": 1.0}})]
+    modes = [
+        config.parse_config({**base, "objectives": ["accuracy", "flops"], **extra}).mode
+        for extra in ({}, {"tolerance": {"accuracy_drop": 0.01}}, {"scalarize": {"flops": 1.0}})
+    ]
     assert tuple(modes) == SCORING_MODES.names()
 
 
@@ -61,5 +66,10 @@ def test_the_config_and_the_names_stay_torch_free() -> None:
     import subprocess
     import sys
 
-    code = "import sys, prunetuna.config, prunetuna.config._names, prunetuna.registry; sys.exit('torch' in sys.modules or 'optuna' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0, "importing the config pulled in torch or optuna"
+    code = (
+        "import sys, prunetuna.config, prunetuna.config._names, prunetuna.registry; "
+        "sys.exit('torch' in sys.modules or 'optuna' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0, (
+        "importing the config pulled in torch or optuna"
+    )

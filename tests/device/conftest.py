@@ -40,7 +40,9 @@ def launch(log: Path, *args: str, token: str | None = TOKEN) -> subprocess.Popen
     if token is not None:
         env["PRUNETUNA_DEVICE_TOKEN"] = token
     handle = log.open("w")
-    return subprocess.Popen([sys.executable, "-m", "prunetuna", "device", "serve", *args], stdout=handle, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "prunetuna", "device", "serve", *args], stdout=handle, stderr=subprocess.STDOUT, env=env
+    )
 
 
 @pytest.fixture

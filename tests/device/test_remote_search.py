@@ -1,4 +1,5 @@
-"""A search measuring on the agent (loopback): device recorded, cache hits, agent killed mid-search, unreachable at start."""
+"""A search measuring on the agent (loopback): device recorded, cache hits, agent killed mid-search, unreachable at
+start."""
 
 from __future__ import annotations
 
@@ -25,14 +26,18 @@ FAST = {"warmup": 1, "repeats": 5, "max_ci": 10.0}
 
 
 def _remote(name: str, url: str, **latency) -> dict:
-    return tiny_config(name, latency={"backend": "remote", "url": url, **FAST, **latency}, search={"sampler": "random", "n_trials": 3})
+    return tiny_config(
+        name, latency={"backend": "remote", "url": url, **FAST, **latency}, search={"sampler": "random", "n_trials": 3}
+    )
 
 
 def _study(workdir: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'optuna.db'}")
 
 
-def test_search_on_the_agent_records_the_device_and_reuses_measurements(start_agent, tmp_path: Path, monkeypatch) -> None:
+def test_search_on_the_agent_records_the_device_and_reuses_measurements(
+    start_agent, tmp_path: Path, monkeypatch
+) -> None:
     agent = start_agent()
     monkeypatch.setenv("PRUNETUNA_DEVICE_TOKEN", TOKEN)
     config = write_config(tmp_path, _remote("remote", agent.url))
@@ -41,7 +46,9 @@ def test_search_on_the_agent_records_the_device_and_reuses_measurements(start_ag
     assert result.exit_code == 0, result.output
     study = _study(workdir, "remote")
     first = study.trials[0]
-    study.enqueue_trial(first.params, user_attrs={"origin": "sampler"})  # the same architecture again, in a resumed search
+    study.enqueue_trial(
+        first.params, user_attrs={"origin": "sampler"}
+    )  # the same architecture again, in a resumed search
     result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir), "--n-trials", "4"])
     assert result.exit_code == 0, result.output
 
@@ -58,7 +65,11 @@ def test_search_on_the_agent_records_the_device_and_reuses_measurements(start_ag
     assert DeviceClient(agent.url, token=TOKEN).info()["measurements"] == 2 + misses
 
     device = study.user_attrs["latency_device"]
-    assert device["where"] == "device agent" and device["url"] == agent.url and device["provider"] == "CPUExecutionProvider"
+    assert (
+        device["where"] == "device agent"
+        and device["url"] == agent.url
+        and device["provider"] == "CPUExecutionProvider"
+    )
     report = json.loads(runner.invoke(app, ["report", str(config), "--workdir", str(workdir), "--json"]).stdout)
     assert report["latency_device"]["cpu"] == device["cpu"]
     table = runner.invoke(app, ["report", str(config), "--workdir", str(workdir)]).stdout
@@ -68,7 +79,9 @@ def test_search_on_the_agent_records_the_device_and_reuses_measurements(start_ag
     assert parent.data.params["device.cpu"] == device["cpu"] and parent.data.params["latency.backend"] == "remote"
 
 
-def test_agent_stopping_mid_search_fails_that_trial_and_the_study_goes_on(start_agent, tmp_path: Path, monkeypatch) -> None:
+def test_agent_stopping_mid_search_fails_that_trial_and_the_study_goes_on(
+    start_agent, tmp_path: Path, monkeypatch
+) -> None:
     agent = start_agent("--exit-after", "2")  # the dense model and trial 0; then the board is gone
     port = agent.port
     monkeypatch.setenv("PRUNETUNA_DEVICE_TOKEN", TOKEN)
@@ -87,7 +100,10 @@ def test_agent_stopping_mid_search_fails_that_trial_and_the_study_goes_on(start_
     assert [r.state for r in seen] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert outcome.finished == 3 and outcome.failed == 1
     reason = seen[1].reason or ""
-    assert reason.startswith("DeviceUnreachable: cannot reach the device agent at " + agent.url) and "after 4 tries" in reason
+    assert (
+        reason.startswith("DeviceUnreachable: cannot reach the device agent at " + agent.url)
+        and "after 4 tries" in reason
+    )
     assert _study(tmp_path / "w", "gone").trials[1].user_attrs["fail_reason"] == reason
 
 
@@ -99,16 +115,24 @@ def test_unreachable_agent_at_start_is_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2
     line = result.stderr.strip()
-    assert "\n" not in line and line.startswith(f"prunetuna: error: latency.url: cannot reach the device agent at {url}")
+    assert "\n" not in line and line.startswith(
+        f"prunetuna: error: latency.url: cannot reach the device agent at {url}"
+    )
     assert "prunetuna device serve" in line
     assert not (tmp_path / "w" / "optuna.db").exists(), "nothing was written"
 
 
-@pytest.mark.parametrize("latency, message", [
-    ({"backend": "remote"}, "set latency.url"),
-    ({"backend": "remote", "url": "http://user:secret@board:8765"}, "remove them and export PRUNETUNA_DEVICE_TOKEN"),
-    ({"backend": "onnxruntime", "url": "http://board:8765"}, "go with backend remote"),
-])
+@pytest.mark.parametrize(
+    "latency, message",
+    [
+        ({"backend": "remote"}, "set latency.url"),
+        (
+            {"backend": "remote", "url": "http://user:secret@board:8765"},
+            "remove them and export PRUNETUNA_DEVICE_TOKEN",
+        ),
+        ({"backend": "onnxruntime", "url": "http://board:8765"}, "go with backend remote"),
+    ],
+)
 def test_remote_settings_are_checked(tmp_path: Path, latency: dict, message: str) -> None:
     config = write_config(tmp_path, tiny_config("bad", latency=latency))
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])

@@ -26,8 +26,12 @@ def model_bytes() -> bytes:
 
 def _custom_op_model(domain: str) -> bytes:
     node = helper.make_node("FastRelu", ["input"], ["output"], domain=domain)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, SHAPE)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, SHAPE)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, SHAPE)],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(domain, 1)])
     return model.SerializeToString()
 
@@ -36,7 +40,9 @@ def test_measures_and_describes_the_device(start_agent, model_bytes: bytes) -> N
     agent = start_agent()
     client = DeviceClient(agent.url, token=TOKEN)
     info = client.info()
-    assert {"cpu", "cores", "onnxruntime", "providers"} <= set(info["device"]) and "CPUExecutionProvider" in info["providers"]
+    assert {"cpu", "cores", "onnxruntime", "providers"} <= set(info["device"]) and "CPUExecutionProvider" in info[
+        "providers"
+    ]
     reply = client.measure(model_bytes, MeasureRequest(SHAPE, warmup=2, repeats=10, max_ci=10.0))
     assert reply.median_ms > 0 and reply.spread >= 0 and reply.ci >= 0 and reply.attempts == 1
     assert reply.device["provider"] == "CPUExecutionProvider" and reply.device["cores"] >= 1
@@ -69,7 +75,9 @@ def test_oversize_upload_is_413_and_the_agent_keeps_serving(start_agent, model_b
         DeviceClient(agent.url, token=TOKEN).measure(model_bytes, MeasureRequest(SHAPE, repeats=5))
     assert caught.value.status == 413
     client = DeviceClient(agent.url, token=TOKEN)
-    with pytest.raises(DeviceRefused, match="over the limit of the device agent") as caught:  # known after info: not even sent
+    with pytest.raises(
+        DeviceRefused, match="over the limit of the device agent"
+    ) as caught:  # known after info: not even sent
         client.info()
         client.measure(model_bytes, MeasureRequest(SHAPE, repeats=5))
     assert client.info()["measurements"] == 0
@@ -95,8 +103,15 @@ def test_malformed_requests_are_400(start_agent, model_bytes: bytes) -> None:
     with pytest.raises(DeviceRefused, match="400: execution provider 'TensorrtExecutionProvider' is not"):
         client.measure(model_bytes, MeasureRequest(SHAPE, repeats=5, provider="TensorrtExecutionProvider"))
     connection = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=30)
-    connection.request("POST", "/v1/measure", body=model_bytes, headers={
-        "Authorization": f"Bearer {TOKEN}", "X-Prunetuna-Request": json.dumps({"input_shape": SHAPE, "repeats": -1})})
+    connection.request(
+        "POST",
+        "/v1/measure",
+        body=model_bytes,
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "X-Prunetuna-Request": json.dumps({"input_shape": SHAPE, "repeats": -1}),
+        },
+    )
     answer = connection.getresponse()
     assert answer.status == 400 and "repeats must be an integer" in json.loads(answer.read())["error"]
     assert onnx.load_model_from_string(model_bytes).graph.node  # the good model still measures after all that

@@ -1,4 +1,5 @@
-"""Export round trips (ONNX, TorchScript, pt) with the accuracy re-check; load_pruned; plots and artifacts; bad input."""
+"""Export round trips (ONNX, TorchScript, pt) with the accuracy re-check; load_pruned; plots and artifacts; bad
+input."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ def test_export_round_trip_reproduces_the_logged_trial(searched: tuple[Path, Pat
     assert card["metrics"] == logged["metrics"] and card["sparsity"] == logged["sparsity"]
     assert card["checks"]["validation_accuracy"] == logged["metrics"]["accuracy"]
     checks = card["checks"]
-    assert checks["max_abs_diff_vs_torch"] <= checks["atol"] and checks["max_rel_diff_vs_torch"] == checks["max_abs_diff_vs_torch"] / checks["output_scale"]
+    assert (
+        checks["max_abs_diff_vs_torch"] <= checks["atol"]
+        and checks["max_rel_diff_vs_torch"] == checks["max_abs_diff_vs_torch"] / checks["output_scale"]
+    )
     assert checks["same_top_class"] == 1.0
     assert card["input_shape"] == [1, 1, 8, 8] and "torch" in card["versions"]
     # The file itself reproduces the trial's accuracy on the validation split.
@@ -85,7 +89,10 @@ def test_best_within_bounds(searched: tuple[Path, Path]) -> None:
     result = _export(config, folder, "--best", "--max-flops", str(bound), "--format", "onnx", "--out", str(out))
     assert result.exit_code == 0, result.output
     eligible = [t for t in trials if t["metrics"]["flops_ratio"] <= bound]
-    assert json.loads((folder / "best.onnx.json").read_text())["trial"] == max(eligible, key=lambda t: t["metrics"]["accuracy"])["number"]
+    assert (
+        json.loads((folder / "best.onnx.json").read_text())["trial"]
+        == max(eligible, key=lambda t: t["metrics"]["accuracy"])["number"]
+    )
 
 
 def test_trial_artifacts_and_plots_in_mlflow(searched: tuple[Path, Path]) -> None:
@@ -95,13 +102,18 @@ def test_trial_artifacts_and_plots_in_mlflow(searched: tuple[Path, Path]) -> Non
     runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if r.data.tags.get("prunetuna.role") == "study")
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "plots")} == {
-        "plots/pareto_front.png", "plots/sparsity_profiles.png", "plots/optimization_history.png"}
+        "plots/pareto_front.png",
+        "plots/sparsity_profiles.png",
+        "plots/optimization_history.png",
+    }
     for name in ("pareto_front.png", "sparsity_profiles.png", "optimization_history.png"):
         assert (folder / "w" / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for run in (r for r in runs if r.data.tags.get("prunetuna.role") == "trial"):
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"model", "sparsity_profile.png"} <= names
-        manifest = json.loads(Path(client.download_artifacts(run.info.run_id, "model/manifest.json", str(folder))).read_text())
+        manifest = json.loads(
+            Path(client.download_artifacts(run.info.run_id, "model/manifest.json", str(folder))).read_text()
+        )
         assert manifest["seed"] == 0 and len(manifest["config_sha256"]) == 64
         assert manifest["sparsity"] and manifest["versions"]["torch"] == torch.__version__
 
@@ -111,7 +123,10 @@ def test_export_bad_input(searched: tuple[Path, Path]) -> None:
     (folder / "taken.onnx").write_bytes(b"keep me")
     cases = {
         "missing trial": (["--trial", "99", "--format", "onnx", "--out", str(folder / "a.onnx")], "has trials 0..2"),
-        "no bound met": (["--best", "--max-flops", "0.0001", "--format", "onnx", "--out", str(folder / "b.onnx")], "the closest is trial"),
+        "no bound met": (
+            ["--best", "--max-flops", "0.0001", "--format", "onnx", "--out", str(folder / "b.onnx")],
+            "the closest is trial",
+        ),
         "exists": (["--trial", "0", "--format", "onnx", "--out", str(folder / "taken.onnx")], "--force"),
         "both": (["--trial", "0", "--best", "--format", "onnx", "--out", str(folder / "c.onnx")], "exactly one"),
         "format": (["--trial", "0", "--format", "tflite", "--out", str(folder / "d.x")], "unknown format 'tflite'"),
@@ -133,7 +148,9 @@ def test_output_check_is_scaled_to_the_outputs() -> None:
     drift = np.float32(2.1e-4) * np.sign(rng.normal(size=logits.shape)).astype(np.float32)
     check = compare_outputs(logits + drift, logits)
     assert check.passed and check.scale == pytest.approx(4.9) and check.same_top_class == 1.0
-    assert check.max_abs_diff == pytest.approx(2.1e-4, rel=1e-2) and check.max_rel_diff == pytest.approx(2.1e-4 / 4.9, rel=1e-2)
+    assert check.max_abs_diff == pytest.approx(2.1e-4, rel=1e-2) and check.max_rel_diff == pytest.approx(
+        2.1e-4 / 4.9, rel=1e-2
+    )
     # a wrong graph is still caught, and so is a small drift on small outputs (the bound is absolute below magnitude 1)
     assert not compare_outputs(logits + 0.05, logits).passed
     assert not compare_outputs(logits[:, ::-1], logits).passed
@@ -145,7 +162,9 @@ def test_output_check_is_scaled_to_the_outputs() -> None:
 def test_failed_output_check_leaves_no_file(searched: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     folder, config = searched
     onnx = EXPORTERS["onnx"]
-    monkeypatch.setitem(EXPORTERS, "onnx", Exporter(onnx.suffix, onnx.write, lambda path, batch: onnx.run(path, batch) + 0.5))
+    monkeypatch.setitem(
+        EXPORTERS, "onnx", Exporter(onnx.suffix, onnx.write, lambda path, batch: onnx.run(path, batch) + 0.5)
+    )
     out = folder / "broken.onnx"
     result = _export(config, folder, "--trial", "0", "--format", "onnx", "--out", str(out))
     assert result.exit_code == 1 and "export check failed" in result.stderr and "no file was written" in result.stderr

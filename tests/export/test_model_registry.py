@@ -63,14 +63,31 @@ def _use_store(monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
 
 def _register(config: Path, folder: Path, fmt: str, name: str, *args: str) -> tuple[object, Path]:
     out = folder / f"{name}.{fmt}"
-    result = runner.invoke(app, ["export", str(config), "--workdir", str(folder / "w"), "--trial", "1", "--format", fmt,
-                                 "--out", str(out), "--register", name, *args])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            str(config),
+            "--workdir",
+            str(folder / "w"),
+            "--trial",
+            "1",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "--register",
+            name,
+            *args,
+        ],
+    )
     return result, out
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt"])
-def test_registered_version_predicts_what_the_exported_file_predicts(sqlite_study: tuple[Path, Path], fmt: str,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registered_version_predicts_what_the_exported_file_predicts(
+    sqlite_study: tuple[Path, Path], fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, folder = sqlite_study
     name = f"reg-{fmt}"
     result, out = _register(config, folder, fmt, name)
@@ -101,16 +118,40 @@ def test_mlflow_models_serve_answers_like_the_exported_file(sqlite_study: tuple[
     assert result.exit_code == 0, result.output
     port = free_port()
     # `mlflow models serve` starts `uvicorn` by name: the environment's bin folder on PATH, as in an activated venv.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'w' / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    serving = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/reg-served/1", "--env-manager", "local",
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'w' / 'mlflow.db'}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    serving = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/reg-served/1",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/ping", serving)
         x = _inputs(1)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": x.tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": x.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.load(response)["predictions"]
         got = np.asarray(answer["output"] if isinstance(answer, dict) else answer, dtype=np.float32)
@@ -126,14 +167,18 @@ def server_study(tmp_path_factory: pytest.TempPathFactory, server: str) -> tuple
     return _search(folder, "reg-server", "--tracking-uri", server), folder
 
 
-def test_register_against_an_mlflow_server(server_study: tuple[Path, Path], server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_register_against_an_mlflow_server(
+    server_study: tuple[Path, Path], server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config, tmp_path = server_study
     result, out = _register(config, tmp_path, "onnx", "reg-on-server", "--tracking-uri", server)
     assert result.exit_code == 0, result.output
     _use_store(monkeypatch, server)
     x = _inputs(2)
     model = mlflow.pyfunc.load_model("models:/reg-on-server/1")
-    torch.testing.assert_close(_predictions(model.predict(x)), EXPORTERS["onnx"].run(out, torch.from_numpy(x)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        _predictions(model.predict(x)), EXPORTERS["onnx"].run(out, torch.from_numpy(x)), rtol=1e-5, atol=1e-5
+    )
     version = MlflowClient(tracking_uri=server, registry_uri=server).get_model_version("reg-on-server", "1")
     assert version.tags["prunetuna.study"] == "reg-server"
 
@@ -157,5 +202,8 @@ def test_ui_on_a_tracking_server_prints_the_trials_page_there(server_study: tupl
     result = runner.invoke(app, ["ui", str(config), "--workdir", str(folder / "w"), "--tracking-uri", server])
     assert result.exit_code == 0, result.output
     experiment = MlflowClient(tracking_uri=server).get_experiment_by_name("reg-server")
-    assert f"{server}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=" in result.stderr
+    assert (
+        f"{server}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey="
+        in result.stderr
+    )
     assert "mlflow.sharedViewState.prunetuna-trials" in experiment.tags

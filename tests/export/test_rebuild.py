@@ -30,9 +30,15 @@ def _kept(channels: int, ratio: float) -> int:
 def test_every_finished_trial_rebuilds_although_optuna_hands_out_float_artefacts(tmp_path: Path) -> None:
     # Width 10: groups of 10, 20 and 40 channels, where Optuna's 0.6000000000000001 and 0.7000000000000001
     # keep one channel fewer than the 0.6 and 0.7 the search applies.
-    config_path = write_config(tmp_path, tiny_config(
-        "floats", model={"builtin": "tiny-resnet", "kwargs": {"width": 10}},
-        pruning={"max_sparsity": 0.7, "step": 0.1}, search={"sampler": "random", "n_trials": 4}))
+    config_path = write_config(
+        tmp_path,
+        tiny_config(
+            "floats",
+            model={"builtin": "tiny-resnet", "kwargs": {"width": 10}},
+            pruning={"max_sparsity": 0.7, "step": 0.1},
+            search={"sampler": "random", "n_trials": 4},
+        ),
+    )
     result = runner.invoke(app, ["search", str(config_path), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     config = load_config(config_path)
@@ -41,10 +47,19 @@ def test_every_finished_trial_rebuilds_although_optuna_hands_out_float_artefacts
     finished = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     assert len(finished) == 4
 
-    channels = {d.name: d.channels for d in PruningSpace.from_model(TinyResNet(width=10), torch.zeros(1, 1, 8, 8),
-                                                                      max_sparsity=0.7, step=0.1).dimensions}
-    exposed = [(t.number, k) for t in finished for k, v in t.params.items()
-               if _kept(channels[k.removeprefix(PARAM_PREFIX)], v) != _kept(channels[k.removeprefix(PARAM_PREFIX)], round(v, 6))]
+    channels = {
+        d.name: d.channels
+        for d in PruningSpace.from_model(
+            TinyResNet(width=10), torch.zeros(1, 1, 8, 8), max_sparsity=0.7, step=0.1
+        ).dimensions
+    }
+    exposed = [
+        (t.number, k)
+        for t in finished
+        for k, v in t.params.items()
+        if _kept(channels[k.removeprefix(PARAM_PREFIX)], v)
+        != _kept(channels[k.removeprefix(PARAM_PREFIX)], round(v, 6))
+    ]
     assert exposed, "no trial drew a ratio whose float spelling changes a channel count: the test would prove nothing"
 
     rebuilt = {t.number: rebuild_trial(config, workspace, t) for t in finished}  # a size mismatch here was the bug
@@ -54,11 +69,19 @@ def test_every_finished_trial_rebuilds_although_optuna_hands_out_float_artefacts
 
     # One spelling everywhere: stored with the trial, in the report, in MLflow's params.
     client = MlflowClient(workspace.tracking_uri)
-    shown = {t["number"]: t["sparsity"] for t in json.loads(
-        runner.invoke(app, ["report", str(config_path), "--workdir", str(tmp_path / "w"), "--json"]).stdout)["trials"]}
+    shown = {
+        t["number"]: t["sparsity"]
+        for t in json.loads(
+            runner.invoke(app, ["report", str(config_path), "--workdir", str(tmp_path / "w"), "--json"]).stdout
+        )["trials"]
+    }
     for trial in finished:
         vector = rebuilt[trial.number].sparsity
         assert vector == trial.user_attrs["sparsity"] == shown[trial.number]
-        assert vector == canonical({k.removeprefix(PARAM_PREFIX): v for k, v in trial.params.items()})  # no budget: as sampled
+        assert vector == canonical(
+            {k.removeprefix(PARAM_PREFIX): v for k, v in trial.params.items()}
+        )  # no budget: as sampled
         params = client.get_run(trial.user_attrs["mlflow_run_id"]).data.params
-        assert {k: v for k, v in params.items() if k.startswith(PARAM_PREFIX)} == {PARAM_PREFIX + k: str(v) for k, v in vector.items()}
+        assert {k: v for k, v in params.items() if k.startswith(PARAM_PREFIX)} == {
+            PARAM_PREFIX + k: str(v) for k, v in vector.items()
+        }

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunetuna.objectives import CostContext, lowest_fitting, measure_costs, parse_budgets, project_onto_budget, within_budgets
+from prunetuna.objectives import (
+    CostContext,
+    lowest_fitting,
+    measure_costs,
+    parse_budgets,
+    project_onto_budget,
+    within_budgets,
+)
 from prunetuna.spaces import PruningSpace
 from prunetuna.workload import TinyResNet
 
@@ -58,7 +65,9 @@ def test_projection_keeps_each_dimension_within_its_own_bound() -> None:
     projection = project_onto_budget({"a": 0.0, "b": 0.0}, [budget], measure, max_sparsity=bounds, step=0.05)
     assert projection.fits and projection.vector["a"] <= 0.3 and projection.vector["b"] <= 0.8
     assert projection.metrics["flops_ratio"] <= 0.5
-    at_bounds = project_onto_budget({"a": 0.0, "b": 0.0}, parse_budgets({"flops": 0.4}), measure, max_sparsity=bounds, step=0.05)
+    at_bounds = project_onto_budget(
+        {"a": 0.0, "b": 0.0}, parse_budgets({"flops": 0.4}), measure, max_sparsity=bounds, step=0.05
+    )
     assert not at_bounds.fits and at_bounds.vector == bounds
 
 

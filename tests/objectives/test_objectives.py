@@ -1,4 +1,5 @@
-"""Each scoring mode on its own: directions, values, the intermediate value Optuna's pruners see, the accuracy constraint."""
+"""Each scoring mode on its own: directions, values, the intermediate value Optuna's pruners see, the accuracy
+constraint."""
 
 from __future__ import annotations
 

@@ -14,34 +14,66 @@ from prunetuna.store import BudgetStatus, StudyRecord, TrialRecord, enqueue_attr
 DIST = {"sparsity.conv1": FloatDistribution(0.0, 0.8, step=0.05)}
 
 
-def _trial(acc: float, flops: float, *, origin: str = "sampler", feasible: bool | None = None, state: TrialState = TrialState.COMPLETE):
-    attrs = enqueue_attrs(origin=origin, metrics={"accuracy": acc, "flops_ratio": flops}, sparsity={"conv1": round(1 - flops, 6)},
-                          budget=BudgetStatus.WITHIN if feasible else BudgetStatus.NONE)
+def _trial(
+    acc: float,
+    flops: float,
+    *,
+    origin: str = "sampler",
+    feasible: bool | None = None,
+    state: TrialState = TrialState.COMPLETE,
+):
+    attrs = enqueue_attrs(
+        origin=origin,
+        metrics={"accuracy": acc, "flops_ratio": flops},
+        sparsity={"conv1": round(1 - flops, 6)},
+        budget=BudgetStatus.WITHIN if feasible else BudgetStatus.NONE,
+    )
     system = {}
     if feasible is not None:
         attrs["feasible"] = feasible
         system["constraints"] = (flops - 0.5,)
-    return create_trial(state=state, values=[acc, flops] if state == TrialState.COMPLETE else None,
-                        params={"sparsity.conv1": round(1 - flops, 6)}, distributions=DIST, user_attrs=attrs, system_attrs=system)
+    return create_trial(
+        state=state,
+        values=[acc, flops] if state == TrialState.COMPLETE else None,
+        params={"sparsity.conv1": round(1 - flops, 6)},
+        distributions=DIST,
+        user_attrs=attrs,
+        system_attrs=system,
+    )
 
 
 def _study(tmp_path: Path, trials, **study_fields) -> optuna.Study:
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="hand", directions=["maximize", "minimize"])
-    write_study(study, StudyRecord(objectives=("accuracy", "flops"), dense={"accuracy": 0.9}, dimensions=("conv1",),
-                                   dimension_layers={"conv1": 1}, **study_fields), {})
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="hand", directions=["maximize", "minimize"]
+    )
+    write_study(
+        study,
+        StudyRecord(
+            objectives=("accuracy", "flops"),
+            dense={"accuracy": 0.9},
+            dimensions=("conv1",),
+            dimension_layers={"conv1": 1},
+            **study_fields,
+        ),
+        {},
+    )
     for trial in trials:
         study.add_trial(trial)
     return study
 
 
 def test_front_is_optunas_best_trials_and_honours_constraints(tmp_path: Path) -> None:
-    study = _study(tmp_path, [
-        _trial(0.95, 0.9, feasible=False),  # dominates everything but misses the budget
-        _trial(0.85, 0.4, feasible=True),
-        _trial(0.80, 0.45, feasible=True),  # dominated by the one above
-        _trial(0.70, 0.2, feasible=True),
-        _trial(0.60, 0.3, state=TrialState.PRUNED),
-    ], constraints={"flops": 0.5})
+    study = _study(
+        tmp_path,
+        [
+            _trial(0.95, 0.9, feasible=False),  # dominates everything but misses the budget
+            _trial(0.85, 0.4, feasible=True),
+            _trial(0.80, 0.45, feasible=True),  # dominated by the one above
+            _trial(0.70, 0.2, feasible=True),
+            _trial(0.60, 0.3, state=TrialState.PRUNED),
+        ],
+        constraints={"flops": 0.5},
+    )
     report = build_report(study)
     assert [t["number"] for t in report["trials"] if t["pareto"]] == [1, 3]
     assert [t["feasible"] for t in report["trials"]] == [False, True, True, True, None]
@@ -51,29 +83,42 @@ def test_front_is_optunas_best_trials_and_honours_constraints(tmp_path: Path) ->
 
 
 def test_gain_over_a_baseline_compares_at_equal_or_lower_cost(tmp_path: Path) -> None:
-    study = _study(tmp_path, [
-        _trial(0.70, 0.5, origin="uniform"),
-        _trial(0.78, 0.5),  # same cost: counts
-        _trial(0.90, 0.55),  # more accurate but costs more: does not count
-    ])
+    study = _study(
+        tmp_path,
+        [
+            _trial(0.70, 0.5, origin="uniform"),
+            _trial(0.78, 0.5),  # same cost: counts
+            _trial(0.90, 0.55),  # more accurate but costs more: does not count
+        ],
+    )
     report = build_report(study)
     [gain] = report["baselines"]
     assert gain["origin"] == "uniform" and gain["best_searched_trial"] == 1
     assert abs(gain["gain_points"] - 8.0) < 1e-9 and gain["best_searched_cost_ratio"] == 0.5
     [line] = gain_lines(report)
-    assert line == "best searched vs uniform at equal or lower flops: +8.00 points (trial 1 at flops 0.5000 vs trial 0 at flops 0.5000)"
+    assert (
+        line == "best searched vs uniform at equal or lower flops: +8.00 points (trial 1 at flops 0.5000 vs trial 0 at "
+        "flops 0.5000)"
+    )
 
 
 def test_gain_line_refuses_to_compare_unequal_costs(tmp_path: Path) -> None:
-    study = _study(tmp_path, [
-        _trial(0.70, 0.4, origin="global"),
-        _trial(0.90, 0.45),  # more accurate, but more flops: not compared
-    ])
+    study = _study(
+        tmp_path,
+        [
+            _trial(0.70, 0.4, origin="global"),
+            _trial(0.90, 0.45),  # more accurate, but more flops: not compared
+        ],
+    )
     report = build_report(study)
     [gain] = report["baselines"]
-    assert gain["gain_points"] is None and gain["best_searched_trial"] is None and gain["best_searched_cost_ratio"] is None
+    assert (
+        gain["gain_points"] is None and gain["best_searched_trial"] is None and gain["best_searched_cost_ratio"] is None
+    )
     [line] = gain_lines(report)
-    assert line.startswith("global (trial 0, flops 0.4000): no searched candidate at equal or lower flops yet; no gain stated")
+    assert line.startswith(
+        "global (trial 0, flops 0.4000): no searched candidate at equal or lower flops yet; no gain stated"
+    )
     assert "points" not in line
 
 

@@ -13,19 +13,45 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
-from prunetuna.results import NOTE_TAG, PARETO_TABLE, VIEW_TAG, build_report, landing_view, publish_summary, trial_description
+from prunetuna.results import (
+    NOTE_TAG,
+    PARETO_TABLE,
+    VIEW_TAG,
+    build_report,
+    landing_view,
+    publish_summary,
+    trial_description,
+)
 
 runner = CliRunner()
 
 
 def test_trial_description_is_one_line_with_accuracy_drop_costs_and_speed() -> None:
-    trial = {"number": 12, "state": "COMPLETE", "pareto": True, "origin": "sampler", "feasible": True,
-             "metrics": {"accuracy": 0.979, "flops_ratio": 0.41, "params_ratio": 0.38, "speedup": 1.6}}
+    trial = {
+        "number": 12,
+        "state": "COMPLETE",
+        "pareto": True,
+        "origin": "sampler",
+        "feasible": True,
+        "metrics": {"accuracy": 0.979, "flops_ratio": 0.41, "params_ratio": 0.38, "speedup": 1.6},
+    }
     dense = {"accuracy": 0.984}
     assert trial_description(trial, dense) == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 1.6x faster; Pareto"
-    assert trial_description(trial, dense, ["params"]) == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, params 0.38x, 1.6x faster; Pareto"
-    slow = {**trial, "pareto": False, "origin": "uniform", "feasible": False, "metrics": {**trial["metrics"], "speedup": 0.5}}
-    assert trial_description(slow, dense) == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 2.0x slower; uniform baseline, infeasible"
+    assert (
+        trial_description(trial, dense, ["params"])
+        == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, params 0.38x, 1.6x faster; Pareto"
+    )
+    slow = {
+        **trial,
+        "pareto": False,
+        "origin": "uniform",
+        "feasible": False,
+        "metrics": {**trial["metrics"], "speedup": 0.5},
+    }
+    assert (
+        trial_description(slow, dense)
+        == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 2.0x slower; uniform baseline, infeasible"
+    )
     assert trial_description({**trial, "state": "FAIL", "metrics": {}}, dense) == "trial 12: fail"
 
 
@@ -59,7 +85,10 @@ def test_search_writes_the_summary_and_a_resumed_search_replaces_it(tmp_path: Pa
         description = parent.data.tags[NOTE_TAG]
         assert f"**Study summary**: {n_trials} trials" in description
         for trial in front:
-            assert f"(#/experiments/{experiment.experiment_id}/runs/{trial['mlflow_run_id']}?workflowType=machine_learning)" in description
+            assert (
+                f"(#/experiments/{experiment.experiment_id}/runs/{trial['mlflow_run_id']}?workflowType=machine_learning)"
+                in description
+            )
         logged = json.loads(parent.data.tags["mlflow.loggedArtifacts"])
         assert {"path": PARETO_TABLE, "type": "table"} in logged
 

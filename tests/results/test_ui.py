@@ -28,8 +28,12 @@ from conftest import HERE, tiny_config, write_config
 from prunetuna.cli import app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (.ci/run installs Debian's chromium)")
-ARTIFACTS = Path(os.environ.get("PRUNETUNA_TEST_ARTIFACTS", HERE.parent / "test-artifacts"))  # screenshots of failed page checks
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium installed (.ci/run installs Debian's chromium)"
+)
+ARTIFACTS = Path(
+    os.environ.get("PRUNETUNA_TEST_ARTIFACTS", HERE.parent / "test-artifacts")
+)  # screenshots of failed page checks
 URL_LINE = re.compile(r"MLflow UI for study '[^']+', on its trials: (\S+)")
 
 
@@ -39,9 +43,22 @@ def _text(html: str) -> str:
 
 
 def _chromium(url: str, profile: Path, *action: str) -> subprocess.CompletedProcess[str]:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,1000",
-               f"--user-data-dir={profile}", "--virtual-time-budget=30000", *action, url]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1600,1000",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=30000",
+        *action,
+        url,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
@@ -105,8 +122,25 @@ def _serving(config: Path, workdir: Path, *args: str, extra_env: dict[str, str] 
     env = {**os.environ, "PYTHONPATH": str(HERE), **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     with log.open("w") as sink:  # a file, not a pipe: the servers' request logs must never block them
-        process = subprocess.Popen([sys.executable, "-m", "prunetuna", "ui", str(config), "--workdir", str(workdir), "--port", str(port), *args],
-                                   stdout=subprocess.DEVNULL, stderr=sink, text=True, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prunetuna",
+                "ui",
+                str(config),
+                "--workdir",
+                str(workdir),
+                "--port",
+                str(port),
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
     tree: set[int] = set()
     try:
         try:
@@ -151,9 +185,13 @@ def _runs(workdir: Path) -> dict[str, object]:
 
 
 @needs_chromium
-def test_the_printed_url_lands_on_the_trials_with_their_metrics(served: Served, study: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_printed_url_lands_on_the_trials_with_their_metrics(
+    served: Served, study: tuple[Path, Path], tmp_path: Path
+) -> None:
     runs = _runs(study[1])
-    trials = sorted((r for name, r in runs.items() if name.startswith("trial-")), key=lambda r: -r.data.metrics["accuracy"])
+    trials = sorted(
+        (r for name, r in runs.items() if name.startswith("trial-")), key=lambda r: -r.data.metrics["accuracy"]
+    )
     assert len(trials) == 3
     with _screenshot_on_failure(served.url, tmp_path / "shot", "ui-landing"):
         page = _page_text(served.url, tmp_path / "landing", "3 matching runs")
@@ -161,14 +199,20 @@ def test_the_printed_url_lands_on_the_trials_with_their_metrics(served: Served, 
         assert "Model registry" in page, page[:3000]  # the "Model training" side bar, not GenAI's
         for run in trials:
             for metric in ("accuracy", "flops_ratio", "latency_ratio", "params_ratio", "speedup"):
-                assert metric in page and str(run.data.metrics[metric]) in page, (run.info.run_name, metric, page[:3000])
+                assert metric in page and str(run.data.metrics[metric]) in page, (
+                    run.info.run_name,
+                    metric,
+                    page[:3000],
+                )
             assert run.data.tags["prunetuna.origin"] in page
         positions = [page.index(run.info.run_name) for run in trials]
         assert positions == sorted(positions), page[:3000]  # best accuracy first
 
 
 @needs_chromium
-def test_a_trial_run_page_lists_its_params_metrics_and_description(served: Served, study: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_trial_run_page_lists_its_params_metrics_and_description(
+    served: Served, study: tuple[Path, Path], tmp_path: Path
+) -> None:
     run = _runs(study[1])["trial-1"]
     description = run.data.tags["mlflow.note.content"]
     assert description.startswith(f"trial 1: accuracy {run.data.metrics['accuracy']:.3f} (")
@@ -183,7 +227,9 @@ def test_a_trial_run_page_lists_its_params_metrics_and_description(served: Serve
 
 
 @needs_chromium
-def test_the_parent_run_shows_the_gain_lines_and_the_pareto_table(served: Served, study: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_parent_run_shows_the_gain_lines_and_the_pareto_table(
+    served: Served, study: tuple[Path, Path], tmp_path: Path
+) -> None:
     config, workdir = study
     report = json.loads(CliRunner().invoke(app, ["report", str(config), "--workdir", str(workdir), "--json"]).stdout)
     front = [t for t in report["trials"] if t["pareto"]]
@@ -193,7 +239,9 @@ def test_the_parent_run_shows_the_gain_lines_and_the_pareto_table(served: Served
     with _screenshot_on_failure(base, tmp_path / "shot", "ui-parent-run"):
         page = _page_text(base, tmp_path / "parent", "Pareto-optimal trials")
         for gain in report["baselines"]:
-            assert f"best searched vs {gain['origin']}" in page and f"{gain['gain_points']:+.2f} points" in page, page[:3000]
+            assert f"best searched vs {gain['origin']}" in page and f"{gain['gain_points']:+.2f} points" in page, page[
+                :3000
+            ]
         for trial in front:
             assert f"trial-{trial['number']}" in page
     table_url = f"{base}/artifacts/pareto_trials.json"
@@ -207,14 +255,18 @@ def test_the_parent_run_shows_the_gain_lines_and_the_pareto_table(served: Served
         assert f"plots/{name}" in [a.path for a in _client(workdir).list_artifacts(parent.info.run_id, "plots")]
 
 
-def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(study: tuple[Path, Path], tmp_path: Path) -> None:
+def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(
+    study: tuple[Path, Path], tmp_path: Path
+) -> None:
     pytest.importorskip("optuna_dashboard")
     dashboard_port = free_port()
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.sh"  # what --open runs: $BROWSER, as Python's webbrowser does
     browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
     browser.chmod(0o755)
-    with _serving(*study, "--optuna", "--optuna-port", str(dashboard_port), "--open", extra_env={"BROWSER": str(browser)}) as serving:
+    with _serving(
+        *study, "--optuna", "--optuna-port", str(dashboard_port), "--open", extra_env={"BROWSER": str(browser)}
+    ) as serving:
         api = f"http://127.0.0.1:{dashboard_port}/api/studies"
         with urllib.request.urlopen(api, timeout=30) as response:
             studies = json.load(response)["study_summaries"]
@@ -227,7 +279,9 @@ def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(study:
         deadline = time.monotonic() + 30
         while len(opened.read_text().splitlines() if opened.exists() else []) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert sorted(opened.read_text().split()) == sorted([f"http://127.0.0.1:{dashboard_port}/dashboard/studies/{study_id}", serving.url])
+        assert sorted(opened.read_text().split()) == sorted(
+            [f"http://127.0.0.1:{dashboard_port}/dashboard/studies/{study_id}", serving.url]
+        )
 
         servers = _descendants(serving.process.pid)
         assert servers, "mlflow ui and its uvicorn run under prunetuna ui"
@@ -244,10 +298,16 @@ def test_optuna_dashboard_serves_the_study_and_sigterm_stops_every_server(study:
 
 
 def test_optuna_without_the_dashboard_installed_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # what `import optuna_dashboard` meets when it is not installed
+    monkeypatch.setitem(
+        sys.modules, "optuna_dashboard", None
+    )  # what `import optuna_dashboard` meets when it is not installed
     config = write_config(tmp_path, tiny_config("no-dashboard"))
     result = CliRunner().invoke(app, ["ui", str(config), "--workdir", str(tmp_path / "w"), "--optuna"])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "optuna-dashboard is not installed" in lines[0] and "pip install 'prunetuna[ui]'" in lines[0]
+    assert (
+        len(lines) == 1
+        and "optuna-dashboard is not installed" in lines[0]
+        and "pip install 'prunetuna[ui]'" in lines[0]
+    )
     assert not (tmp_path / "w").exists()  # nothing created

@@ -32,8 +32,14 @@ def test_pruner_registry() -> None:
 
 
 def test_dominated_rule_prunes_in_a_multi_objective_study(tmp_path) -> None:
-    config = write_config(tmp_path, tiny_config("es", finetune={"epochs": 3, "max_batches": 4},
-                                                search={"sampler": "random", "n_trials": 8, "pruner": "dominated", "min_dominating": 1}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "es",
+            finetune={"epochs": 3, "max_batches": 4},
+            search={"sampler": "random", "n_trials": 8, "pruner": "dominated", "min_dominating": 1},
+        ),
+    )
     result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="es", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
@@ -57,8 +63,15 @@ def test_optuna_pruner_needs_one_objective(tmp_path) -> None:
 
 def test_optuna_pruner_in_a_single_objective_study(tmp_path) -> None:
     """Scalarized mode is one objective: Optuna's hyperband pruner gets each epoch's score."""
-    config = write_config(tmp_path, tiny_config("hb", finetune={"epochs": 3, "max_batches": 3}, scalarize={"flops": 0.5},
-                                                search={"sampler": "random", "n_trials": 6, "pruner": "hyperband"}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "hb",
+            finetune={"epochs": 3, "max_batches": 3},
+            scalarize={"flops": 0.5},
+            search={"sampler": "random", "n_trials": 6, "pruner": "hyperband"},
+        ),
+    )
     result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="hb", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
@@ -81,10 +94,17 @@ def test_dominated_rule_stops_a_user_module_on_its_own_metric(tmp_path) -> None:
     """The rule is fed the task score each epoch: a user's LightningModule is stopped on its metric (val/f1),
     exactly as the built-in classifier is on accuracy; early stopping is never silently inert."""
     model = {"builtin": None, "target": "user_modules:F1Module", "kwargs": {"channels": 6}, "prune": "net"}
-    config = write_config(tmp_path, tiny_config(
-        "es-module", model=model, metric={"name": "val/f1", "mode": "max"}, objectives=["metric", "flops"],
-        finetune={"epochs": 3, "max_batches": 3},
-        search={"sampler": "random", "n_trials": 6, "pruner": "dominated", "min_dominating": 1}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "es-module",
+            model=model,
+            metric={"name": "val/f1", "mode": "max"},
+            objectives=["metric", "flops"],
+            finetune={"epochs": 3, "max_batches": 3},
+            search={"sampler": "random", "n_trials": 6, "pruner": "dominated", "min_dominating": 1},
+        ),
+    )
     result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="es-module", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")

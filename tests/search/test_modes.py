@@ -26,8 +26,13 @@ def _search(tmp_path: Path, name: str, **overrides) -> tuple[optuna.Study, dict]
 
 
 def test_budget_every_finished_trial_within_it(tmp_path: Path) -> None:
-    study, report = _search(tmp_path, "budget", pruning={"max_sparsity": 0.75, "step": 0.05},
-                            constraints={"flops": 0.2}, search={"sampler": "tpe", "n_trials": 4, "warm_start": False})
+    study, report = _search(
+        tmp_path,
+        "budget",
+        pruning={"max_sparsity": 0.75, "step": 0.05},
+        constraints={"flops": 0.2},
+        search={"sampler": "tpe", "n_trials": 4, "warm_start": False},
+    )
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 4
     for trial in complete:
@@ -56,8 +61,13 @@ def test_unreachable_budget_is_bad_input_before_any_fine_tune(tmp_path: Path) ->
 
 
 def test_three_objectives_with_onnxruntime_latency(tmp_path: Path) -> None:
-    study, report = _search(tmp_path, "three", objectives=["accuracy", "flops", "latency"],
-                            latency={"backend": "onnxruntime", "repeats": 10, "warmup": 2}, search={"n_trials": 3})
+    study, report = _search(
+        tmp_path,
+        "three",
+        objectives=["accuracy", "flops", "latency"],
+        latency={"backend": "onnxruntime", "repeats": 10, "warmup": 2},
+        search={"n_trials": 3},
+    )
     assert len(study.directions) == 3
     assert all(len(t.values) == 3 for t in study.trials)
     for trial in report["trials"]:
@@ -69,7 +79,9 @@ def test_three_objectives_with_onnxruntime_latency(tmp_path: Path) -> None:
 
 
 def test_tolerance_mode_minimizes_the_cost_within_the_accuracy_drop(tmp_path: Path) -> None:
-    study, report = _search(tmp_path, "tol", objectives=["flops"], tolerance={"accuracy_drop": 0.5}, search={"n_trials": 3})
+    study, report = _search(
+        tmp_path, "tol", objectives=["flops"], tolerance={"accuracy_drop": 0.5}, search={"n_trials": 3}
+    )
     assert [d.name for d in study.directions] == ["MINIMIZE"]
     assert report["mode"] == "tolerance" and report["tolerance"] == 0.5
     within = [t for t in report["trials"] if t["feasible"]]
@@ -84,7 +96,9 @@ def test_tolerance_mode_minimizes_the_cost_within_the_accuracy_drop(tmp_path: Pa
 
 
 def test_scalarized_mode_is_one_number(tmp_path: Path) -> None:
-    study, report = _search(tmp_path, "scal", objectives=["accuracy", "flops"], scalarize={"flops": 0.2}, search={"n_trials": 2})
+    study, report = _search(
+        tmp_path, "scal", objectives=["accuracy", "flops"], scalarize={"flops": 0.2}, search={"n_trials": 2}
+    )
     assert [d.name for d in study.directions] == ["MAXIMIZE"]
     for trial in study.trials:
         metrics = trial.user_attrs["metrics"]
@@ -94,6 +108,8 @@ def test_scalarized_mode_is_one_number(tmp_path: Path) -> None:
 
 def test_mode_change_on_an_existing_study_is_refused(tmp_path: Path) -> None:
     _search(tmp_path, "same", objectives=["accuracy", "flops"], search={"n_trials": 1})
-    config = write_config(tmp_path, tiny_config("same", objectives=["accuracy", "flops"], scalarize={"flops": 1.0}), "same2.yaml")
+    config = write_config(
+        tmp_path, tiny_config("same", objectives=["accuracy", "flops"], scalarize={"flops": 1.0}), "same2.yaml"
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "same")])
     assert result.exit_code == 2 and "already exists" in result.stderr

@@ -11,7 +11,16 @@ from mlflow import MlflowClient
 from conftest import tiny_config
 from prunetuna.config import parse_config
 from prunetuna.search import Baselines, TrialPlan, TrialRunner, check_inputs, complete_plan, enqueue_baselines
-from prunetuna.store import BudgetStatus, StudyTracker, TrialRecord, TrialStore, TrialWriter, Workspace, open_storage, resolve_workspace
+from prunetuna.store import (
+    BudgetStatus,
+    StudyTracker,
+    TrialRecord,
+    TrialStore,
+    TrialWriter,
+    Workspace,
+    open_storage,
+    resolve_workspace,
+)
 
 
 def _plan(tmp_path: Path, **overrides) -> tuple[TrialPlan, Workspace]:
@@ -25,8 +34,12 @@ def _runner(plan: TrialPlan, workspace: Workspace, target: int) -> tuple[TrialRu
     tracker.connect(create=True)
     tracker.start_parent(None, {})
     storage = open_storage(workspace, create=True)
-    study = optuna.create_study(storage=storage, study_name=plan.config.name, directions=plan.scoring.directions,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        storage=storage,
+        study_name=plan.config.name,
+        directions=plan.scoring.directions,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     return TrialRunner(plan, TrialWriter(tracker, TrialStore(workspace.workdir)), target), study, tracker
 
 
@@ -42,13 +55,17 @@ def test_runner_records_every_trial_in_optuna_and_mlflow(tmp_path: Path) -> None
         assert set(record.sparsity) == set(plan.space.names)
         assert trial.values == [record.metrics["accuracy"], record.metrics["flops_ratio"]]
         assert 0 < record.metrics["flops_ratio"] <= 1.0 and "accuracy_pruned" in record.metrics
-        assert record.budget is BudgetStatus.NONE and record.feasible is None  # no constraint: nothing to be feasible for
+        assert (
+            record.budget is BudgetStatus.NONE and record.feasible is None
+        )  # no constraint: nothing to be feasible for
         run = client.get_run(record.mlflow_run_id)
         assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
         assert float(run.data.metrics["accuracy"]) == pytest.approx(record.metrics["accuracy"])
         # the step timer saw the trial's steps, in plausible amounts
         steps = runner.timers[trial.number].seconds
-        assert {"prune", "measure", "recalibrate", "evaluate", "fine_tune"} <= set(steps) and all(v > 0 for v in steps.values())
+        assert {"prune", "measure", "recalibrate", "evaluate", "fine_tune"} <= set(steps) and all(
+            v > 0 for v in steps.values()
+        )
 
 
 def test_runner_projects_onto_a_budget_and_prunes_what_cannot_meet_it(tmp_path: Path) -> None:
@@ -60,7 +77,11 @@ def test_runner_projects_onto_a_budget_and_prunes_what_cannot_meet_it(tmp_path: 
     assert record.budget in (BudgetStatus.PROJECTED, BudgetStatus.OVER)
     assert record.projection_t is not None
     if record.budget is BudgetStatus.PROJECTED:
-        assert study.trials[0].state.name == "COMPLETE" and record.metrics["flops_ratio"] <= 0.6 + 1e-9 and record.feasible is True
+        assert (
+            study.trials[0].state.name == "COMPLETE"
+            and record.metrics["flops_ratio"] <= 0.6 + 1e-9
+            and record.feasible is True
+        )
     else:
         assert study.trials[0].state.name == "PRUNED"
 
@@ -90,7 +111,9 @@ def test_warm_start_enqueues_both_baselines_once_within_the_level(tmp_path: Path
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [TrialRecord.of(t).origin for t in waiting] == ["uniform", "global"]
     for trial in waiting:
-        params = {k.removeprefix("sparsity."): v for k, v in trial.system_attrs["fixed_params"].items()}  # enqueued, not yet run
+        params = {
+            k.removeprefix("sparsity."): v for k, v in trial.system_attrs["fixed_params"].items()
+        }  # enqueued, not yet run
         assert params == plan.space.snap(params), "params stay on the space's grid"
         applied = TrialRecord.of(trial).sparsity  # the exact vector the trial will apply
         assert plan.structure_costs(applied, ("flops",))["flops_ratio"] <= 0.5 + 1e-12

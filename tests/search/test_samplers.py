@@ -44,7 +44,9 @@ def test_workers_with_the_same_seed_draw_different_points(name: str, tmp_path) -
     for _ in range(3):
         for study in workers:  # both ask before either tells, as workers starting together do
             trial = study.ask()
-            running.append((study, trial, {k: trial.suggest_float(f"sparsity.{k}", 0.0, 0.8, step=0.05) for k in "abc"}))
+            running.append(
+                (study, trial, {k: trial.suggest_float(f"sparsity.{k}", 0.0, 0.8, step=0.05) for k in "abc"})
+            )
     points = [tuple(p.values()) for _, _, p in running]
     assert len(set(points)) == len(points)
     for study, trial, p in running:

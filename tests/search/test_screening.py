@@ -21,7 +21,10 @@ def test_rule_counts_dominating_earlier_points() -> None:
     reason = rule.decide(point, better)
     assert reason is not None and "dominated by 2 earlier candidates (trials 0, 1" in reason
     # Equal points, and points better in one coordinate and worse in another, do not dominate.
-    assert rule.decide(point, [ScreenPoint(0, 0.80, (0.50,)), ScreenPoint(1, 0.90, (0.60,)), ScreenPoint(2, 0.70, (0.3,))]) is None
+    assert (
+        rule.decide(point, [ScreenPoint(0, 0.80, (0.50,)), ScreenPoint(1, 0.90, (0.60,)), ScreenPoint(2, 0.70, (0.3,))])
+        is None
+    )
 
 
 def test_score_is_the_pre_finetune_score_of_the_mode() -> None:
@@ -66,7 +69,9 @@ def _check_decisions(study: optuna.Study, min_dominating: int = 1) -> list[optun
         if expected:
             screened.append(trial)
             assert trial.state.name == "PRUNED"
-            assert "epoch_accuracy" not in trial.user_attrs and "accuracy" not in trial.user_attrs["metrics"]  # no fine-tune
+            assert (
+                "epoch_accuracy" not in trial.user_attrs and "accuracy" not in trial.user_attrs["metrics"]
+            )  # no fine-tune
             assert "accuracy_pruned" in trial.user_attrs["metrics"]
     return screened
 
@@ -92,6 +97,8 @@ def test_resumed_study_keeps_its_decisions(tmp_path) -> None:
     first = _search(tmp_path, "screen-resume", 5)
     before = {t.number: (t.state.name, t.user_attrs.get("pruned_reason")) for t in first.trials}
     resumed = _search(tmp_path, "screen-resume", 9)
-    assert {t.number: (t.state.name, t.user_attrs.get("pruned_reason")) for t in resumed.trials if t.number in before} == before
+    assert {
+        t.number: (t.state.name, t.user_attrs.get("pruned_reason")) for t in resumed.trials if t.number in before
+    } == before
     assert len(resumed.trials) == 9
     _check_decisions(resumed)

@@ -15,8 +15,15 @@ runner = CliRunner()
 
 
 def test_baselines_enqueued_tagged_and_fine_tuned(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("warm", pruning={"max_sparsity": 0.75, "step": 0.05},
-                                                constraints={"flops": 0.5}, search={"n_trials": 4, "sampler": "tpe"}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "warm",
+            pruning={"max_sparsity": 0.75, "step": 0.05},
+            constraints={"flops": 0.5},
+            search={"n_trials": 4, "sampler": "tpe"},
+        ),
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="warm", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
@@ -43,8 +50,14 @@ def test_baselines_enqueued_tagged_and_fine_tuned(tmp_path: Path) -> None:
 
 
 def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("sens", pruning={"max_sparsity": 0.75, "step": 0.25, "bounds_from_sensitivity": {"max_drop": 0.05}},
-                                                search={"n_trials": 2}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "sens",
+            pruning={"max_sparsity": 0.75, "step": 0.25, "bounds_from_sensitivity": {"max_drop": 0.05}},
+            search={"n_trials": 2},
+        ),
+    )
     threads = torch.get_num_threads()
     try:
         result = runner.invoke(app, ["sensitivity", str(config), "--workdir", str(tmp_path / "w"), "--threads", "1"])
@@ -52,7 +65,9 @@ def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
-    assert "pruned candidates (one dimension each)" in result.stderr and "18/18" in result.stderr  # progress: 6 dimensions x 3 ratios
+    assert (
+        "pruned candidates (one dimension each)" in result.stderr and "18/18" in result.stderr
+    )  # progress: 6 dimensions x 3 ratios
     saved = json.loads((tmp_path / "w" / "sensitivity.json").read_text())
     scan = saved["scan"]
     assert scan["grid"] == [0.25, 0.5, 0.75]
@@ -66,7 +81,9 @@ def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
     assert "stem.0" in result.stdout
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("sens")
-    [run] = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("prunetuna.role") == "sensitivity"]
+    [run] = [
+        r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("prunetuna.role") == "sensitivity"
+    ]
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"sensitivity.json", "sensitivity.png"}
 
     searched = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
@@ -76,5 +93,7 @@ def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
         for name, bound in saved["bounds"].items():
             assert trial.distributions[f"sparsity.{name}"].high == min(bound, 0.75)
     # the search reuses the parent run the scan created, and adds the study's settings to it
-    parents = [r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("prunetuna.role") == "study"]
+    parents = [
+        r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("prunetuna.role") == "study"
+    ]
     assert len(parents) == 1 and {"objectives", "storage", "dense.accuracy"} <= set(parents[0].data.params)

@@ -7,7 +7,10 @@ from prunetuna.search import cuda_device_count, worker_device_env
 
 def test_each_worker_gets_its_own_device_round_robin() -> None:
     assert [worker_device_env(i, 2, {}) for i in range(1, 4)] == [
-        {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+        {"CUDA_VISIBLE_DEVICES": "1"},
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+    ]
     assert worker_device_env(0, 4, {}) == {"CUDA_VISIBLE_DEVICES": "0"}  # what worker 0's `devices: 1` takes anyway
 
 

@@ -49,8 +49,12 @@ def test_two_workers_share_one_study_and_one_parent_run(tmp_path: Path, postgres
     # with a budget, the study's creator enqueues the uniform and global baselines once, for both workers
     # trials of a few seconds: the study's creator prepares it (baselines, parent run) before the other worker
     # may start, and with one-second trials it could finish all six before the other took one
-    config = write_config(tmp_path, tiny_config("shared", constraints={"flops": 0.6}, finetune={"max_batches": 40},
-                                                search={"sampler": "tpe", "n_trials": 6}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "shared", constraints={"flops": 0.6}, finetune={"max_batches": 40}, search={"sampler": "tpe", "n_trials": 6}
+        ),
+    )
     args = ["search", str(config), "--storage", postgres, "--tracking-uri", mlflow_server, "--threads", "1"]
     workers = [_cli(*args, "--workdir", str(tmp_path / f"w{i}"), wait=False) for i in range(2)]
     outputs = [worker.communicate(timeout=600) for worker in workers]
@@ -87,8 +91,14 @@ def test_workers_option_on_one_machine(tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config("local2", search={"n_trials": 4}))
     result = _cli("search", str(config), "--workdir", str(tmp_path / "w"), "--workers", "2")
     assert result.returncode == 0, result.stderr
-    assert "starting 1 more worker process(es)" in result.stderr and "[worker 0]" in result.stderr and "[worker 1]" in result.stderr
-    assert "[worker 0] study 'local2': 4/4 finished trials" in result.stderr and "workers exited [0, 0]" in result.stderr
+    assert (
+        "starting 1 more worker process(es)" in result.stderr
+        and "[worker 0]" in result.stderr
+        and "[worker 1]" in result.stderr
+    )
+    assert (
+        "[worker 0] study 'local2': 4/4 finished trials" in result.stderr and "workers exited [0, 0]" in result.stderr
+    )
     study = optuna.load_study(study_name="local2", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
 
@@ -97,8 +107,10 @@ def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
     # Killed while its last trial runs, resumed at once, long before that trial misses three heartbeats
     # (45 s; the new process needs about 15 s to start on a slow machine): with nothing else to run, the
     # new process says it waits for the dead trial to go stale, and then retries it.
-    config = write_config(tmp_path, tiny_config("killed", finetune={"epochs": 25, "max_batches": None},
-                                                search={"n_trials": 3, "heartbeat": 15}))
+    config = write_config(
+        tmp_path,
+        tiny_config("killed", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 3, "heartbeat": 15}),
+    )
     workdir = tmp_path / "w"
     storage = f"sqlite:///{workdir / 'optuna.db'}"
     worker = _cli("search", str(config), "--workdir", str(workdir), wait=False)
@@ -119,7 +131,9 @@ def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
 
     resumed = _cli("search", str(config), "--workdir", str(workdir))
     assert resumed.returncode == 0, resumed.stderr
-    assert "waiting for 1 trial(s) running elsewhere" in resumed.stderr and "3/3 finished trials" in resumed.stderr, resumed.stderr
+    assert "waiting for 1 trial(s) running elsewhere" in resumed.stderr and "3/3 finished trials" in resumed.stderr, (
+        resumed.stderr
+    )
     study = optuna.load_study(study_name="killed", storage=storage)
     states = {t.number: t.state.name for t in study.trials}
     assert states[victim] == "FAIL"
@@ -138,8 +152,15 @@ def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
 
 
 def test_nan_losses_fail_trials_and_stop_the_study(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("nan", model={"builtin": None, "target": "user_models:NaNWhenPruned", "kwargs": {}},
-                                                pruning={"max_sparsity": 0.5, "step": 0.25}, search={"n_trials": 4, "max_failures": 2}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "nan",
+            model={"builtin": None, "target": "user_models:NaNWhenPruned", "kwargs": {}},
+            pruning={"max_sparsity": 0.5, "step": 0.25},
+            search={"n_trials": 4, "max_failures": 2},
+        ),
+    )
     result = _cli("search", str(config), "--workdir", str(tmp_path / "w"))
     assert result.returncode == 1
     assert "stopped after 2 failed trials" in result.stderr and "FloatingPointError" in result.stderr
@@ -151,15 +172,31 @@ def test_nan_losses_fail_trials_and_stop_the_study(tmp_path: Path) -> None:
     assert run.info.status == "FAILED" and "FloatingPointError" in run.data.tags["prunetuna.fail_reason"]
     traceback = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path))).read_text()
     assert "FloatingPointError" in traceback and "Traceback" in traceback
-    exported = _cli("export", str(config), "--workdir", str(tmp_path / "w"), "--trial", str(failed[0].number),
-                    "--format", "onnx", "--out", str(tmp_path / "x.onnx"))
+    exported = _cli(
+        "export",
+        str(config),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--trial",
+        str(failed[0].number),
+        "--format",
+        "onnx",
+        "--out",
+        str(tmp_path / "x.onnx"),
+    )
     assert exported.returncode == 2 and "FAIL, not COMPLETE" in exported.stderr
 
 
 def test_trial_failing_before_its_fine_tune_keeps_its_reason(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("early", model={"builtin": None, "target": "user_models:MatchedWidths", "kwargs": {}},
-                                                pruning={"max_sparsity": 0.5, "step": 0.125}, search={"n_trials": 6, "max_failures": 2,
-                                                                                                     "warm_start": False}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "early",
+            model={"builtin": None, "target": "user_models:MatchedWidths", "kwargs": {}},
+            pruning={"max_sparsity": 0.5, "step": 0.125},
+            search={"n_trials": 6, "max_failures": 2, "warm_start": False},
+        ),
+    )
     result = _cli("search", str(config), "--workdir", str(tmp_path / "w"))
     assert result.returncode == 1 and "stopped after 2 failed trials" in result.stderr
     assert "unknown error" not in result.stderr and "RuntimeError" in result.stderr
@@ -171,21 +208,27 @@ def test_trial_failing_before_its_fine_tune_keeps_its_reason(tmp_path: Path) -> 
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FAILED" and run.data.tags["prunetuna.fail_reason"] == trial.user_attrs["fail_reason"]
         assert {k for k in run.data.params if k.startswith("sparsity.")} == set(trial.params)
-        text = Path(client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path / str(trial.number)))).read_text()
+        text = Path(
+            client.download_artifacts(run.info.run_id, "traceback.txt", str(tmp_path / str(trial.number)))
+        ).read_text()
         assert "_candidate" in text and "fine_tune" not in text  # it failed while pruning and measuring
 
 
 def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config("nowhere"))
     start = time.monotonic()
-    result = _cli("search", str(config), "--workdir", str(tmp_path / "w"), "--tracking-uri", "http://user:pw123@127.0.0.1:9")
+    result = _cli(
+        "search", str(config), "--workdir", str(tmp_path / "w"), "--tracking-uri", "http://user:pw123@127.0.0.1:9"
+    )
     assert result.returncode == 2 and time.monotonic() - start < 60
     assert "--tracking-uri: cannot use http://user:***@127.0.0.1:9" in result.stderr and "pw123" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_ctrl_c_marks_the_trial_and_enqueues_it_again(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("ctrlc", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 3}))
+    config = write_config(
+        tmp_path, tiny_config("ctrlc", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 3})
+    )
     workdir = tmp_path / "w"
     storage = f"sqlite:///{workdir / 'optuna.db'}"
     worker = _cli("search", str(config), "--workdir", str(workdir), wait=False)
@@ -194,8 +237,11 @@ def test_ctrl_c_marks_the_trial_and_enqueues_it_again(tmp_path: Path) -> None:
     while interrupted is None and time.monotonic() < deadline and worker.poll() is None:
         time.sleep(0.3)
         try:
-            running = [t for t in optuna.load_study(study_name="ctrlc", storage=storage).trials
-                       if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+            running = [
+                t
+                for t in optuna.load_study(study_name="ctrlc", storage=storage).trials
+                if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+            ]
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
         if running:

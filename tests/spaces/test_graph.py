@@ -21,7 +21,12 @@ def _spin(seconds: float) -> int:
 def test_a_build_past_its_time_limit_is_interrupted_with_progress(capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()
     with pytest.raises(GraphTooExpensive, match=r"model: Linear: building the graph stopped after \d+ s \(limit 1 s\)"):
-        guarded(nn.Linear(2, 2), "building the graph", lambda: _spin(30), GraphLimits(seconds=1, progress_after=0.4, tick=0.1))
+        guarded(
+            nn.Linear(2, 2),
+            "building the graph",
+            lambda: _spin(30),
+            GraphLimits(seconds=1, progress_after=0.4, tick=0.1),
+        )
     assert time.monotonic() - start < 5
     err = capsys.readouterr().err
     assert "prunetuna: building the graph of Linear: " in err and "(stops at 1 s or 4 GB)" in err
@@ -44,7 +49,9 @@ def test_any_failure_inside_the_build_is_one_line_of_bad_input() -> None:
     def fail() -> None:
         raise ZeroDivisionError("integer division or modulo by zero")
 
-    with pytest.raises(UserError, match=r"model: Conv2d: torch-pruning cannot build its dependency graph \(ZeroDivisionError"):
+    with pytest.raises(
+        UserError, match=r"model: Conv2d: torch-pruning cannot build its dependency graph \(ZeroDivisionError"
+    ):
         guarded(nn.Conv2d(1, 1, 1), "building the graph", fail)
 
 

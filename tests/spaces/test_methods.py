@@ -14,8 +14,12 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("method", ["unstructured", "nm"])
 def test_mask_methods_search_report_and_export(tmp_path: Path, method: str) -> None:
-    config = write_config(tmp_path, tiny_config(f"m-{method}", pruning={"method": method, "max_sparsity": 0.75, "step": 0.25},
-                                                search={"n_trials": 2}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            f"m-{method}", pruning={"method": method, "max_sparsity": 0.75, "step": 0.25}, search={"n_trials": 2}
+        ),
+    )
     workdir = str(tmp_path / "w")
     assert runner.invoke(app, ["search", str(config), "--workdir", workdir]).exit_code == 0
     report = json.loads(runner.invoke(app, ["report", str(config), "--workdir", workdir, "--json"]).stdout)
@@ -26,6 +30,8 @@ def test_mask_methods_search_report_and_export(tmp_path: Path, method: str) -> N
         if any(v > 0 for v in trial["sparsity"].values()):
             assert metrics["flops_ratio"] < 1.0
     out = tmp_path / "m.onnx"
-    exported = runner.invoke(app, ["export", str(config), "--workdir", workdir, "--trial", "0", "--format", "onnx", "--out", str(out)])
+    exported = runner.invoke(
+        app, ["export", str(config), "--workdir", workdir, "--trial", "0", "--format", "onnx", "--out", str(out)]
+    )
     assert exported.exit_code == 0, exported.output
     assert json.loads((tmp_path / "m.onnx.json").read_text())["checks"]["max_abs_diff_vs_torch"] <= 1e-4

@@ -23,8 +23,13 @@ class FixedScale(nn.Module):
 
 def _net(prunable: bool) -> nn.Module:
     layers = [nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()] if prunable else []
-    layers += [nn.Conv2d(8 if prunable else 3, 16, 3, padding=1), FixedScale(16), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-               nn.Linear(16, 4)]
+    layers += [
+        nn.Conv2d(8 if prunable else 3, 16, 3, padding=1),
+        FixedScale(16),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
+    ]
     return nn.Sequential(*layers)
 
 

@@ -18,7 +18,9 @@ from prunetuna.workload import TinyResNet
 
 
 def _space(scale: str) -> PruningSpace:
-    return PruningSpace.from_model(TinyResNet(width=4), torch.randn(2, 1, 28, 28), max_sparsity=0.75, step=0.25, scale=scale)
+    return PruningSpace.from_model(
+        TinyResNet(width=4), torch.randn(2, 1, 28, 28), max_sparsity=0.75, step=0.25, scale=scale
+    )
 
 
 def test_log_scale_draws_kept_fractions_and_applies_sparsity() -> None:
@@ -52,8 +54,15 @@ def test_scale_config() -> None:
 
 
 def test_log_scale_search_with_baselines(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("logscale", pruning={"scale": "log", "max_sparsity": 0.75},
-                                                constraints={"flops": 0.5}, search={"sampler": "tpe", "n_trials": 4}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "logscale",
+            pruning={"scale": "log", "max_sparsity": 0.75},
+            constraints={"flops": 0.5},
+            search={"sampler": "tpe", "n_trials": 4},
+        ),
+    )
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="Fixed parameter")  # enqueued params inside the distributions
         result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])

@@ -17,13 +17,25 @@ def _space(model: nn.Module, **kwargs) -> PruningSpace:
 
 
 def _out_channels(model: nn.Module) -> dict[str, int]:
-    return {n: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {
+        n: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    }
 
 
 def test_tiny_resnet_groups_coupled_channels() -> None:
     space = _space(TinyResNet(width=8))
-    # Residual adds tie stem + block outputs into one group per stage, named after its first layer; each block's inner conv is its own.
-    assert space.names == ["stem.0", "layer1.0.conv1", "layer2.0.conv1", "layer2.0.conv2", "layer3.0.conv1", "layer3.0.conv2"]
+    # Residual adds tie stem + block outputs into one group per stage, named after its first layer;
+    # each block's inner conv is its own.
+    assert space.names == [
+        "stem.0",
+        "layer1.0.conv1",
+        "layer2.0.conv1",
+        "layer2.0.conv2",
+        "layer3.0.conv1",
+        "layer3.0.conv2",
+    ]
     stem = next(d for d in space.dimensions if d.name == "stem.0")
     assert {"layer1.0.conv2", "layer2.0.conv1"} <= set(stem.layers)
     assert space.ignored == ("fc",)

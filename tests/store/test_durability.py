@@ -31,7 +31,9 @@ def _cli(*args: str, wait: bool = True, **env: str) -> subprocess.CompletedProce
         environment.pop("PRUNETUNA_FAULT", None)
     command = [sys.executable, "-m", "prunetuna", *args]
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT)
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=ROOT
+        )
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600, cwd=ROOT)
 
 
@@ -39,7 +41,9 @@ def _study(workdir: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'optuna.db'}")
 
 
-def assert_nothing_lost(config: Path, workdir: Path, name: str, n_trials: int, tracking: str | None = None, export: int | None = None) -> None:
+def assert_nothing_lost(
+    config: Path, workdir: Path, name: str, n_trials: int, tracking: str | None = None, export: int | None = None
+) -> None:
     """The invariant: n_trials finished trials, each with one FINISHED run holding every metric, param and model/
     file; one parent run; no run RUNNING; no trial number with two runs; ``export --trial`` works on ``export``."""
     study = _study(workdir, name)
@@ -50,19 +54,38 @@ def assert_nothing_lost(config: Path, workdir: Path, name: str, n_trials: int, t
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
     assert len([r for r in runs if r.data.tags.get("prunetuna.role") == "study"]) == 1
-    per_number = collections.Counter(r.data.tags["optuna.trial_number"] for r in runs if r.data.tags.get("prunetuna.role") == "trial")
+    per_number = collections.Counter(
+        r.data.tags["optuna.trial_number"] for r in runs if r.data.tags.get("prunetuna.role") == "trial"
+    )
     assert max(per_number.values()) == 1, per_number
     for trial in finished:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == trial.state.name
-        assert set(trial.user_attrs["metrics"]) | {"val_accuracy"} <= set(run.data.metrics), (trial.number, run.data.metrics)
+        assert set(trial.user_attrs["metrics"]) | {"val_accuracy"} <= set(run.data.metrics), (
+            trial.number,
+            run.data.metrics,
+        )
         assert run.data.metrics["accuracy"] == pytest.approx(trial.user_attrs["metrics"]["accuracy"])
         assert {f"sparsity.{k}" for k in trial.user_attrs.get("sparsity", {})} <= set(run.data.params)
         assert {k for k in run.data.params if k.startswith("sparsity.")} and "finetune.epochs" in run.data.params
         if trial.state.name == "COMPLETE":
-            assert {f.path for f in client.list_artifacts(run.info.run_id, "model")} == {"model/state_dict.pt", "model/manifest.json"}
+            assert {f.path for f in client.list_artifacts(run.info.run_id, "model")} == {
+                "model/state_dict.pt",
+                "model/manifest.json",
+            }
     if export is not None:
-        args = ["export", str(config), "--workdir", str(workdir), "--trial", str(export), "--format", "pt", "--out", str(workdir / "x.pt")]
+        args = [
+            "export",
+            str(config),
+            "--workdir",
+            str(workdir),
+            "--trial",
+            str(export),
+            "--format",
+            "pt",
+            "--out",
+            str(workdir / "x.pt"),
+        ]
         if tracking:
             args += ["--tracking-uri", tracking]
         exported = _cli(*args)
@@ -86,7 +109,8 @@ def test_killed_at_any_point_and_resumed_loses_nothing(tmp_path: Path, point: st
     assert_nothing_lost(config, workdir, "kill", 2, export=1 if 1 in complete else complete[-1])
 
 
-def _wait_for(study_of, condition, process: subprocess.Popen[str], what: str, timeout: float = 300) -> None:  # noqa: ANN001
+# noqa: ANN001
+def _wait_for(study_of, condition, process: subprocess.Popen[str], what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -99,7 +123,9 @@ def _wait_for(study_of, condition, process: subprocess.Popen[str], what: str, ti
 
 
 def test_tracking_server_going_away_and_coming_back(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("away", finetune={"epochs": 3, "max_batches": 20}, search={"n_trials": 4}))
+    config = write_config(
+        tmp_path, tiny_config("away", finetune={"epochs": 3, "max_batches": 20}, search={"n_trials": 4})
+    )
     workdir, store = tmp_path / "w", tmp_path / "server"
     store.mkdir()
     port = free_port()
@@ -108,7 +134,9 @@ def test_tracking_server_going_away_and_coming_back(tmp_path: Path) -> None:
     server = mlflow_server(store, port)
     server.__enter__()
     search = _cli("search", str(config), "--workdir", str(workdir), "--tracking-uri", url, wait=False)
-    _wait_for(lambda: _study(workdir, "away"), lambda ts: any(t.state.name == "COMPLETE" for t in ts), search, "first trial")
+    _wait_for(
+        lambda: _study(workdir, "away"), lambda ts: any(t.state.name == "COMPLETE" for t in ts), search, "first trial"
+    )
     server.__exit__(None, None, None)
     time.sleep(8)
     with mlflow_server(store, port):
@@ -121,9 +149,24 @@ def test_tracking_server_going_away_and_coming_back(tmp_path: Path) -> None:
     server = mlflow_server(store, port)
     server.__enter__()
     # stopped after trial 4: trial 5 may be under way with its run created and finish; no later trial can start
-    search = _cli("search", str(config), "--workdir", str(workdir), "--tracking-uri", url, "--n-trials", "8", wait=False,
-                  PRUNETUNA_TRACKING_PATIENCE="5")
-    _wait_for(lambda: _study(workdir, "away"), lambda ts: sum(t.state.name == "COMPLETE" for t in ts) >= 5, search, "fifth trial")
+    search = _cli(
+        "search",
+        str(config),
+        "--workdir",
+        str(workdir),
+        "--tracking-uri",
+        url,
+        "--n-trials",
+        "8",
+        wait=False,
+        PRUNETUNA_TRACKING_PATIENCE="5",
+    )
+    _wait_for(
+        lambda: _study(workdir, "away"),
+        lambda ts: sum(t.state.name == "COMPLETE" for t in ts) >= 5,
+        search,
+        "fifth trial",
+    )
     server.__exit__(None, None, None)
     _, err = search.communicate(timeout=600)
     assert search.returncode == 1 and err.count("has been unreachable for 5 s") == 1, err
@@ -137,10 +180,16 @@ def test_tracking_server_going_away_and_coming_back(tmp_path: Path) -> None:
         assert_nothing_lost(config, workdir, "away", 8, tracking=url, export=last)
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "double-ctrl-c"])
+@pytest.mark.parametrize(
+    "signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "double-ctrl-c"]
+)
 def test_stop_signals(tmp_path: Path, signals: tuple[int, ...]) -> None:
-    # long fine-tunes, so that the signal finds the trial running; resumed with short ones (not part of the study's identity)
-    config = write_config(tmp_path, tiny_config("stop", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 2, "heartbeat": 2}))
+    # long fine-tunes, so that the signal finds the trial running; resumed with short ones
+    # (not part of the study's identity)
+    config = write_config(
+        tmp_path,
+        tiny_config("stop", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 2, "heartbeat": 2}),
+    )
     quick = write_config(tmp_path, tiny_config("stop", search={"n_trials": 2, "heartbeat": 2}), "quick.yaml")
     workdir = tmp_path / "w"
     search = _cli("search", str(config), "--workdir", str(workdir), wait=False)
@@ -175,7 +224,9 @@ def test_stop_signals(tmp_path: Path, signals: tuple[int, ...]) -> None:
         assert study.trials[victim[0]].state.name == "FAIL"
         waiting = [t for t in study.trials if t.state.name == "WAITING"]
         assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == study.trials[victim[0]].params
-        run = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}").get_run(study.trials[victim[0]].user_attrs["mlflow_run_id"])
+        run = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}").get_run(
+            study.trials[victim[0]].user_attrs["mlflow_run_id"]
+        )
         assert run.info.status == "FAILED"
     else:
         assert search.returncode == 130 and "stopped at once (SIGINT again)" in err

@@ -71,7 +71,7 @@ def test_missing_sqlite_is_not_created_for_reading(tmp_path: Path) -> None:
 def _open_fresh(url: str) -> str:
     """Open (so create) the storage at ``url``: 'ok' or the error line."""
     try:
-        open_storage(resolve_workspace("race", Path(url[len("sqlite:///"):]).parent, url, None), create=True)
+        open_storage(resolve_workspace("race", Path(url[len("sqlite:///") :]).parent, url, None), create=True)
     except UserError as exc:
         return str(exc)
     return "ok"
@@ -90,7 +90,10 @@ def test_report_and_ui_need_neither_lightning_nor_torch() -> None:
     import prunetuna.search as search
 
     assert sorted(search.__all__) == sorted(search._HOME) and all(getattr(search, name) for name in search.__all__)
-    code = ("import sys; from prunetuna.cli import app; from prunetuna.search import load_study, mask_url, resolve_workspace; "
-            "import prunetuna.results._report; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    code = (
+        "import sys; from prunetuna.cli import app; from prunetuna.search import load_study, mask_url, "
+        "resolve_workspace; "
+        "import prunetuna.results._report; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr

@@ -39,7 +39,10 @@ def test_concurrent_connects_share_one_experiment(tmp_path: Path) -> None:
         thread.join()
     assert errors == []
     assert len({t.experiment_id for t in trackers}) == 1
-    assert trackers[0].client.search_experiments(filter_string="name = 'race'")[0].experiment_id == trackers[0].experiment_id
+    assert (
+        trackers[0].client.search_experiments(filter_string="name = 'race'")[0].experiment_id
+        == trackers[0].experiment_id
+    )
 
 
 def _connect_fresh(workdir: Path) -> str:

@@ -1,4 +1,5 @@
-"""finetune.distill: Hinton's loss from a frozen dense teacher, on and off, and the hook for a user's LightningModule."""
+"""finetune.distill: Hinton's loss from a frozen dense teacher, on and off, and the hook for a user's
+LightningModule."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def test_loss_is_hintons_and_differs_from_cross_entropy() -> None:
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, F.cross_entropy(student, targets))
     assert torch.equal(distillation_loss(student, teacher, targets, 0.0, t), F.cross_entropy(student, targets))
-    assert distillation_loss(teacher, teacher, targets, 1.0, t).abs() < 1e-6  # a student that matches its teacher: no KD loss
+    assert (
+        distillation_loss(teacher, teacher, targets, 1.0, t).abs() < 1e-6
+    )  # a student that matches its teacher: no KD loss
 
 
 def _teacher() -> nn.Module:
@@ -57,11 +60,15 @@ def test_teacher_runs_frozen_once_per_training_batch_and_is_left_untouched() -> 
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     calls: list[tuple[bool, bool, str]] = []
     # the hook is carried into the frozen copy the fine-tune makes (deepcopy keeps hooks; the list is shared)
-    handle = teacher.register_forward_hook(lambda m, i, o: calls.append((m.training, torch.is_grad_enabled(), str(i[0].device))))
+    handle = teacher.register_forward_hook(
+        lambda m, i, o: calls.append((m.training, torch.is_grad_enabled(), str(i[0].device)))
+    )
     _student_after(Distillation(teacher, 0.5, 4.0), epochs=2)
     handle.remove()
     assert len(calls) == 2 * 5, "once per training batch (5 batches, 2 epochs), never in validation"
-    assert all(mode == (False, False, "cpu") for mode in calls), calls[:3]  # eval mode, no gradients, the student's device
+    assert all(mode == (False, False, "cpu") for mode in calls), calls[
+        :3
+    ]  # eval mode, no gradients, the student's device
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items()), "the dense model is not trained"
     assert teacher.training and next(teacher.parameters()).device.type == "cpu"
 
@@ -76,15 +83,23 @@ def test_distillation_on_and_off() -> None:
 
 
 def test_search_with_distillation_end_to_end(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("distill", finetune={"distill": {"alpha": 0.7, "temperature": 2.0}},
-                                                search={"sampler": "random", "n_trials": 2}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "distill",
+            finetune={"distill": {"alpha": 0.7, "temperature": 2.0}},
+            search={"sampler": "random", "n_trials": 2},
+        ),
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="distill", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 2 and all(0 <= t.user_attrs["metrics"]["accuracy"] <= 1 for t in complete)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'w' / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("distill").experiment_id], "tags.`prunetuna.role` = 'trial'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("distill").experiment_id], "tags.`prunetuna.role` = 'trial'"
+    )
     assert runs and all(r.data.params["finetune.distill"] == str({"alpha": 0.7, "temperature": 2.0}) for r in runs)
 
 
@@ -117,11 +132,15 @@ def test_user_module_hook_receives_the_teachers_outputs() -> None:
     teacher, student = UserModule(), UserModule()
     data = DataLoader(TensorDataset(torch.randn(24, 4), torch.zeros(24, dtype=torch.long)), batch_size=8)
     use_distillation_hook(student, Distillation(teacher))
-    pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False).fit(student, data)
+    pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    ).fit(student, data)
     assert len(student.steps) == 3
     first = next(iter(data))[0]
     with torch.no_grad():
         assert torch.allclose(student.steps[0], teacher(first)) and not student.steps[0].requires_grad
-    with pytest.raises(UserError, match=r"^finetune.distill: UserModule defines no distillation_step\(self, batch, batch_idx, teacher_outputs\)"):
+    with pytest.raises(
+        UserError,
+        match=r"^finetune.distill: UserModule defines no distillation_step\(self, batch, batch_idx, teacher_outputs\)",
+    ):
         use_distillation_hook(UserModule(hook=False), Distillation(teacher))

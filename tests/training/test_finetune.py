@@ -10,7 +10,15 @@ def _train(seed: int, epochs: int = 2) -> tuple[float, list[float], list[tuple[i
     torch.manual_seed(0)
     model = TinyResNet(width=4)
     seen: list[tuple[int, float]] = []
-    result = fine_tune(model, digits(batch_size=32), epochs=epochs, lr=0.01, seed=seed, max_batches=5, on_epoch=lambda e, a: seen.append((e, a)))
+    result = fine_tune(
+        model,
+        digits(batch_size=32),
+        epochs=epochs,
+        lr=0.01,
+        seed=seed,
+        max_batches=5,
+        on_epoch=lambda e, a: seen.append((e, a)),
+    )
     return result.accuracy, result.history, seen
 
 

@@ -40,7 +40,13 @@ def _report(path: Path, workdir: Path) -> dict:
 
 def test_user_module_with_its_own_loss_and_metric(tmp_path: Path) -> None:
     before = user_modules.F1Module.steps
-    config = _config("f1", "F1Module", model={"prune": "net"}, metric={"name": "val/f1", "mode": "max"}, objectives=["metric", "flops"])
+    config = _config(
+        "f1",
+        "F1Module",
+        model={"prune": "net"},
+        metric={"name": "val/f1", "mode": "max"},
+        objectives=["metric", "flops"],
+    )
     result, path = _search(tmp_path, config)
     assert result.exit_code == 0, result.output
     # the baseline (1 epoch of the digits' 1437/32 batches) and 2 trials of 3 batches ran the module's own training_step
@@ -57,7 +63,10 @@ def test_user_module_with_its_own_loss_and_metric(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "val/f1" in table.stdout
     # export re-runs the module's validation on the rebuilt model: it reproduces the logged value
     out = tmp_path / "f1.pt"
-    exported = runner.invoke(app, ["export", str(path), "--workdir", str(tmp_path / "w"), "--trial", "1", "--format", "pt", "--out", str(out)])
+    exported = runner.invoke(
+        app,
+        ["export", str(path), "--workdir", str(tmp_path / "w"), "--trial", "1", "--format", "pt", "--out", str(out)],
+    )
     assert exported.exit_code == 0, exported.output
     card = json.loads((tmp_path / "f1.pt.json").read_text())
     logged = next(t for t in trials if t["number"] == 1)["metrics"]
@@ -71,9 +80,14 @@ def test_user_module_with_its_own_loss_and_metric(tmp_path: Path) -> None:
 
 
 def test_regression_with_mode_min_and_dict_batches(tmp_path: Path) -> None:
-    config = _config("mae", "RegressionModule", model={"prune": "backbone"}, metric={"name": "val/mae", "mode": "min"},
-                     data={"builtin": None, "target": "user_modules:RegressionData", "kwargs": {}},
-                     objectives=["metric", "flops"])
+    config = _config(
+        "mae",
+        "RegressionModule",
+        model={"prune": "backbone"},
+        metric={"name": "val/mae", "mode": "min"},
+        data={"builtin": None, "target": "user_modules:RegressionData", "kwargs": {}},
+        objectives=["metric", "flops"],
+    )
     result, path = _search(tmp_path, config)
     assert result.exit_code == 0, result.output
     report = _report(path, tmp_path / "w")
@@ -99,12 +113,17 @@ def _one_line_exit_2(tmp_path: Path, config: dict, fragment: str) -> None:
 
 def test_metric_never_logged(tmp_path: Path) -> None:
     config = _config("never", "F1Module", model={"prune": "net"}, metric={"name": "val/iou"}, baseline={"epochs": 0})
-    _one_line_exit_2(tmp_path, config, "metric.name: the module never logged 'val/iou' in validation (it logged: val/f1, val/other)")
+    _one_line_exit_2(
+        tmp_path, config, "metric.name: the module never logged 'val/iou' in validation (it logged: val/f1, val/other)"
+    )
 
 
 def test_prune_path_missing(tmp_path: Path) -> None:
-    _one_line_exit_2(tmp_path, _config("nopath", "F1Module", model={"prune": "backbone"}, metric={"name": "val/f1"}),
-                     "model.prune: F1Module has no attribute 'backbone'")
+    _one_line_exit_2(
+        tmp_path,
+        _config("nopath", "F1Module", model={"prune": "backbone"}, metric={"name": "val/f1"}),
+        "model.prune: F1Module has no attribute 'backbone'",
+    )
 
 
 def test_metric_required_with_a_module(tmp_path: Path) -> None:
@@ -112,18 +131,29 @@ def test_metric_required_with_a_module(tmp_path: Path) -> None:
 
 
 def test_training_step_failing_on_the_dense_model(tmp_path: Path) -> None:
-    _one_line_exit_2(tmp_path, _config("fails", "FailingModule", model={"prune": "net"}, metric={"name": "val/f1"}),
-                     "fails on the dense model (RuntimeError: the user's training_step broke)")
+    _one_line_exit_2(
+        tmp_path,
+        _config("fails", "FailingModule", model={"prune": "net"}, metric={"name": "val/f1"}),
+        "fails on the dense model (RuntimeError: the user's training_step broke)",
+    )
 
 
 def test_two_heads_tolerance_and_distillation_hook(tmp_path: Path) -> None:
     before = user_modules.F1Module.distill_steps
-    config = _config("heads", "F1Module", model={"prune": "net", "kwargs": {"channels": 6, "aux": True}},
-                     metric={"name": "val/f1"}, objectives=["metric", "flops"], tolerance={"accuracy_drop": 0.5},
-                     finetune={"epochs": 1, "lr": 0.001, "max_batches": 3, "distill": {"alpha": 0.5, "temperature": 4.0}})
+    config = _config(
+        "heads",
+        "F1Module",
+        model={"prune": "net", "kwargs": {"channels": 6, "aux": True}},
+        metric={"name": "val/f1"},
+        objectives=["metric", "flops"],
+        tolerance={"accuracy_drop": 0.5},
+        finetune={"epochs": 1, "lr": 0.001, "max_batches": 3, "distill": {"alpha": 0.5, "temperature": 4.0}},
+    )
     result, path = _search(tmp_path, config)
     assert result.exit_code == 0, result.output
-    assert user_modules.F1Module.distill_steps - before == 2 * 3  # the hook trained both candidates (never the baseline)
+    assert (
+        user_modules.F1Module.distill_steps - before == 2 * 3
+    )  # the hook trained both candidates (never the baseline)
     report = _report(path, tmp_path / "w")
     assert report["mode"] == "tolerance" and report["tolerance"] == 0.5
     dense = report["dense"]["val/f1"]
@@ -133,9 +163,15 @@ def test_two_heads_tolerance_and_distillation_hook(tmp_path: Path) -> None:
 
 
 def test_tolerance_on_an_error_metric_is_an_increase(tmp_path: Path) -> None:
-    config = _config("mae-tol", "RegressionModule", model={"prune": "backbone"}, metric={"name": "val/mae", "mode": "min"},
-                     data={"builtin": None, "target": "user_modules:RegressionData", "kwargs": {}},
-                     objectives=["metric", "flops"], tolerance={"accuracy_drop": 0.05})
+    config = _config(
+        "mae-tol",
+        "RegressionModule",
+        model={"prune": "backbone"},
+        metric={"name": "val/mae", "mode": "min"},
+        data={"builtin": None, "target": "user_modules:RegressionData", "kwargs": {}},
+        objectives=["metric", "flops"],
+        tolerance={"accuracy_drop": 0.05},
+    )
     result, path = _search(tmp_path, config)
     assert result.exit_code == 0, result.output
     report = _report(path, tmp_path / "w")
@@ -148,14 +184,23 @@ def test_tolerance_on_an_error_metric_is_an_increase(tmp_path: Path) -> None:
 
 
 def test_segmentation_with_iou(tmp_path: Path) -> None:
-    config = _config("seg", "SegmentationModule", model={"prune": "net"}, metric={"name": "val/iou"},
-                     data={"builtin": None, "target": "user_modules:ShapesData", "kwargs": {}}, objectives=["metric", "params"],
-                     baseline={"epochs": 5, "lr": 0.01})
+    config = _config(
+        "seg",
+        "SegmentationModule",
+        model={"prune": "net"},
+        metric={"name": "val/iou"},
+        data={"builtin": None, "target": "user_modules:ShapesData", "kwargs": {}},
+        objectives=["metric", "params"],
+        baseline={"epochs": 5, "lr": 0.01},
+    )
     result, path = _search(tmp_path, config)
     assert result.exit_code == 0, result.output
     report = _report(path, tmp_path / "w")
     assert report["dense"]["val/iou"] > 0.2  # five baseline epochs find the squares
-    assert [d["name"] for d in report["dimensions"]] == ["0", "2"]  # inside net; the per-pixel output layer net.4 is kept
+    assert [d["name"] for d in report["dimensions"]] == [
+        "0",
+        "2",
+    ]  # inside net; the per-pixel output layer net.4 is kept
     assert all(item["state"] == "COMPLETE" and 0 <= item["metrics"]["val/iou"] <= 1 for item in report["trials"])
 
 
@@ -164,7 +209,9 @@ def test_module_checkpoint_is_the_dense_model(tmp_path: Path) -> None:
     module = user_modules.F1Module(channels=6)
     torch.save({"state_dict": module.state_dict(), "epoch": 7}, tmp_path / "f1.ckpt")  # a Lightning .ckpt's layout
     before = user_modules.F1Module.steps
-    config = _config("ckpt", "F1Module", model={"prune": "net", "checkpoint": str(tmp_path / "f1.ckpt")}, metric={"name": "val/f1"})
+    config = _config(
+        "ckpt", "F1Module", model={"prune": "net", "checkpoint": str(tmp_path / "f1.ckpt")}, metric={"name": "val/f1"}
+    )
     result, path = _search(tmp_path, config)
     assert result.exit_code == 0, result.output
     assert user_modules.F1Module.steps - before == 2 * 3  # the trials only: the checkpoint is not retrained

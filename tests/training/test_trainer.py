@@ -18,7 +18,10 @@ from prunetuna.training import fine_tune, trainer_setup
 from prunetuna.workload import TinyResNet, baseline_key, digits
 
 runner = CliRunner()
-ALLOWED = "allowed keys here: accelerator, devices, precision, accumulate_grad_batches, gradient_clip_val, gradient_clip_algorithm"
+ALLOWED = (
+    "allowed keys here: accelerator, devices, precision, accumulate_grad_batches, gradient_clip_val, "
+    "gradient_clip_algorithm"
+)
 
 
 @pytest.mark.parametrize(
@@ -45,9 +48,17 @@ def test_bad_trainer_settings_are_refused_by_name(tmp_path: Path, finetune: dict
 
 def test_lightning_short_precisions_read_as_lightning_reads_them() -> None:
     for given, meant in ((16, "16-mixed"), ("bf16", "bf16-mixed"), (32, "32-true"), ("16-true", "16-true")):
-        assert parse_config({"name": "p", "finetune": {"trainer": {"precision": given}}}).finetune.trainer.precision == meant
+        assert (
+            parse_config({"name": "p", "finetune": {"trainer": {"precision": given}}}).finetune.trainer.precision
+            == meant
+        )
     default = parse_config({"name": "p"}).finetune
-    assert trainer_setup(default).kwargs == {"accelerator": "auto", "devices": 1, "precision": "32-true", "accumulate_grad_batches": 1}
+    assert trainer_setup(default).kwargs == {
+        "accelerator": "auto",
+        "devices": 1,
+        "precision": "32-true",
+        "accumulate_grad_batches": 1,
+    }
     assert not trainer_setup(default).automatic_optimization
 
 
@@ -65,8 +76,10 @@ def test_default_settings_train_exactly_as_before() -> None:
 
 def test_settings_and_callbacks_reach_the_baseline_and_every_fine_tune(tmp_path: Path) -> None:
     trainer = {"accelerator": "cpu", "accumulate_grad_batches": 2, "gradient_clip_val": 0.5, "precision": "bf16-mixed"}
-    overrides = {"finetune": {"max_batches": 4, "trainer": trainer, "callbacks": ["user_callbacks:record_trainer"]},
-                 "search": {"sampler": "random", "n_trials": 2, "warm_start": False}}
+    overrides = {
+        "finetune": {"max_batches": 4, "trainer": trainer, "callbacks": ["user_callbacks:record_trainer"]},
+        "search": {"sampler": "random", "n_trials": 2, "warm_start": False},
+    }
     config = write_config(tmp_path, tiny_config("trainer", **overrides))
     user_callbacks.SEEN.clear()
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
@@ -74,7 +87,9 @@ def test_settings_and_callbacks_reach_the_baseline_and_every_fine_tune(tmp_path:
     seen = user_callbacks.SEEN
     assert len(seen) == 3, seen  # the dense baseline's training, then two candidates' fine-tunes
     for fit in seen:
-        assert fit["accumulate_grad_batches"] == 2 and fit["gradient_clip_val"] == 0.5 and fit["precision"] == "bf16-mixed"
+        assert (
+            fit["accumulate_grad_batches"] == 2 and fit["gradient_clip_val"] == 0.5 and fit["precision"] == "bf16-mixed"
+        )
         assert fit["gradient_clip_algorithm"].endswith("NORM") and fit["accelerator"] == "CPUAccelerator"
         assert fit["automatic_optimization"]
     for fit in seen[1:]:
@@ -89,10 +104,22 @@ def test_settings_and_callbacks_reach_the_baseline_and_every_fine_tune(tmp_path:
 @pytest.mark.parametrize(
     ("finetune", "fragment"),
     [
-        ({"callbacks": ["user_callbacks:not_a_callback"]}, "finetune.callbacks[0]: 'user_callbacks:not_a_callback' returned int, not a lightning.pytorch.Callback"),
-        ({"callbacks": ["user_callbacks:record_trainer", "no_such_module_here:cb"]}, "finetune.callbacks[1]: cannot import module 'no_such_module_here'"),
-        ({"callbacks": ["user_callbacks:absent"]}, "finetune.callbacks[0]: module 'user_callbacks' has no attribute 'absent'"),
-        ({"callbacks": ["user_callbacks:needs_an_argument"]}, "finetune.callbacks[0]: calling 'user_callbacks:needs_an_argument' failed"),
+        (
+            {"callbacks": ["user_callbacks:not_a_callback"]},
+            "finetune.callbacks[0]: 'user_callbacks:not_a_callback' returned int, not a lightning.pytorch.Callback",
+        ),
+        (
+            {"callbacks": ["user_callbacks:record_trainer", "no_such_module_here:cb"]},
+            "finetune.callbacks[1]: cannot import module 'no_such_module_here'",
+        ),
+        (
+            {"callbacks": ["user_callbacks:absent"]},
+            "finetune.callbacks[0]: module 'user_callbacks' has no attribute 'absent'",
+        ),
+        (
+            {"callbacks": ["user_callbacks:needs_an_argument"]},
+            "finetune.callbacks[0]: calling 'user_callbacks:needs_an_argument' failed",
+        ),
     ],
 )
 def test_bad_callback_targets_exit_2_in_one_line_before_training(tmp_path: Path, finetune: dict, fragment: str) -> None:
@@ -106,7 +133,9 @@ def test_bad_callback_targets_exit_2_in_one_line_before_training(tmp_path: Path,
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_an_accelerator_this_machine_lacks_is_bad_input(tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config("no-gpu", finetune={"trainer": {"accelerator": "cuda", "precision": "16-mixed"}}))
+    config = write_config(
+        tmp_path, tiny_config("no-gpu", finetune={"trainer": {"accelerator": "cuda", "precision": "16-mixed"}})
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
@@ -114,15 +143,20 @@ def test_an_accelerator_this_machine_lacks_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_a_lower_precision_fine_tune_leaves_float32_weights_and_their_accuracy() -> None:
-    """bf16-true trains in bfloat16 (the teacher copy too); the result is float32 weights and the float32 accuracy export re-checks."""
+    """bf16-true trains in bfloat16 (the teacher copy too); the result is float32 weights and the float32 accuracy
+    export re-checks."""
     from prunetuna.training import Distillation, evaluate_accuracy
 
     datamodule = digits(batch_size=32)
     torch.manual_seed(0)
     teacher, model = TinyResNet(width=8), TinyResNet(width=4)
-    setup = trainer_setup(parse_config({"name": "b", "finetune": {"trainer": {"accelerator": "cpu", "precision": "bf16-true"}}}).finetune)
+    setup = trainer_setup(
+        parse_config({"name": "b", "finetune": {"trainer": {"accelerator": "cpu", "precision": "bf16-true"}}}).finetune
+    )
     assert setup.automatic_optimization
-    result = fine_tune(model, datamodule, epochs=1, lr=0.01, seed=0, max_batches=4, trainer=setup, distill=Distillation(teacher))
+    result = fine_tune(
+        model, datamodule, epochs=1, lr=0.01, seed=0, max_batches=4, trainer=setup, distill=Distillation(teacher)
+    )
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
     assert next(teacher.parameters()).dtype == torch.float32, "the dense model is not converted"
     assert result.accuracy == evaluate_accuracy(model, datamodule.val_dataloader())

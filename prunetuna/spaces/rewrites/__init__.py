@@ -26,8 +26,18 @@ from prunetuna.registry import Registry
 from prunetuna.spaces.rewrites import _ultralytics
 from prunetuna.spaces.rewrites._split import SplitC2f, SplitC2PSA, split_block
 
-__all__ = ["FAMILIES", "Family", "SplitC2PSA", "SplitC2f", "fixed_layers", "model_predictions", "opaque_for_tracing",
-           "opaque_ops", "prepare_for_pruning", "split_block"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "SplitC2PSA",
+    "SplitC2f",
+    "fixed_layers",
+    "model_predictions",
+    "opaque_for_tracing",
+    "opaque_ops",
+    "prepare_for_pruning",
+    "split_block",
+]
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,9 @@ class Family:
 
 
 FAMILIES: Registry[Family] = Registry("model family")
-FAMILIES.register("ultralytics", Family(_ultralytics.rewrite, _ultralytics.fixed, _ultralytics.is_opaque,
-                                        _ultralytics.predictions))
+FAMILIES.register(
+    "ultralytics", Family(_ultralytics.rewrite, _ultralytics.fixed, _ultralytics.is_opaque, _ultralytics.predictions)
+)
 
 
 def _rewritten(module: nn.Module) -> nn.Module | None:
@@ -71,8 +82,13 @@ def fixed_layers(model: nn.Module) -> list[str]:
     """Names of the layers whose output widths the model's outputs depend on, by module type (a detection head's
     prediction layers, its fixed DFL projection, its mask prototypes): never pruned."""
     names = {module: name for name, module in model.named_modules()}
-    found = [names[layer] for module in model.modules() for family in FAMILIES.values()
-             for layer in family.fixed(module) if layer in names]
+    found = [
+        names[layer]
+        for module in model.modules()
+        for family in FAMILIES.values()
+        for layer in family.fixed(module)
+        if layer in names
+    ]
     return list(dict.fromkeys(found))
 
 
@@ -112,5 +128,8 @@ def opaque_for_tracing(model: nn.Module) -> Iterator[int]:
 def opaque_ops(graph: object) -> list[nn.Module]:
     """The op nodes of torch-pruning's ``graph`` that stand for hidden modules: ignored, so that no group prunes
     the channels a hidden module reads or writes (its inner layers are not in the graph and would keep their widths)."""
-    return [module for module, node in graph.module2node.items()  # type: ignore[attr-defined]
-            if OPAQUE_OP in type(getattr(node, "grad_fn", None)).__name__]
+    return [
+        module
+        for module, node in graph.module2node.items()  # type: ignore[attr-defined]
+        if OPAQUE_OP in type(getattr(node, "grad_fn", None)).__name__
+    ]

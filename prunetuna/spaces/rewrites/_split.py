@@ -48,8 +48,14 @@ def split_block(block: nn.Module, sizes: Sequence[int]) -> list[nn.Module] | Non
     """Copies of ``block`` (one ungrouped convolution, then per-channel layers: batch norm, activation), each
     keeping one consecutive slice of its output channels; None when ``block`` is not such a stack."""
     convs = [m for m in block.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    others = [m for m in block.modules() if m is not block and not isinstance(m, nn.modules.conv._ConvNd)
-              and any(True for _ in m.parameters(recurse=False)) and not isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    others = [
+        m
+        for m in block.modules()
+        if m is not block
+        and not isinstance(m, nn.modules.conv._ConvNd)
+        and any(True for _ in m.parameters(recurse=False))
+        and not isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
     if len(convs) != 1 or convs[0].groups != 1 or others or sum(sizes) != convs[0].out_channels:
         return None
     parts, start = [], 0
@@ -80,10 +86,12 @@ class _SplitInput(nn.Module):
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         whole = prefix + "cv1."
         if any(k.startswith(whole) for k in state_dict) and not any(k.startswith(prefix + "cv1a.") for k in state_dict):
-            own = {**{"cv1a." + k: v for k, v in self.cv1a.state_dict().items()},
-                   **{"cv1b." + k: v for k, v in self.cv1b.state_dict().items()}}
+            own = {
+                **{"cv1a." + k: v for k, v in self.cv1a.state_dict().items()},
+                **{"cv1b." + k: v for k, v in self.cv1b.state_dict().items()},
+            }
             for key in [k for k in state_dict if k.startswith(whole)]:
-                value, rest = state_dict.pop(key), key[len(whole):]
+                value, rest = state_dict.pop(key), key[len(whole) :]
                 first, second = own.get("cv1a." + rest), own.get("cv1b." + rest)
                 if first is None or second is None:
                     state_dict[key] = value  # reported as unexpected by the default loader
@@ -91,7 +99,7 @@ class _SplitInput(nn.Module):
                     state_dict[prefix + "cv1a." + rest], state_dict[prefix + "cv1b." + rest] = value, value.clone()
                 else:
                     state_dict[prefix + "cv1a." + rest] = value[: first.shape[0]]
-                    state_dict[prefix + "cv1b." + rest] = value[first.shape[0]:]
+                    state_dict[prefix + "cv1b." + rest] = value[first.shape[0] :]
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 

@@ -41,7 +41,9 @@ def _classes() -> SimpleNamespace | None:
     except ImportError:  # a class named like ultralytics' without the package: nothing to do
         return None
     return SimpleNamespace(
-        C2f=block.C2f, C2PSA=getattr(block, "C2PSA", None), Detect=head.Detect,
+        C2f=block.C2f,
+        C2PSA=getattr(block, "C2PSA", None),
+        Detect=head.Detect,
         attention=tuple(c for c in (getattr(block, "Attention", None), getattr(block, "AAttn", None)) if c is not None),
     )
 

@@ -16,8 +16,12 @@ __all__ = ["ImageDataModule", "UInt8Images", "normalization"]
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def normalization(mean: Sequence[float] | None, std: Sequence[float] | None, channels: int,
-                  default: tuple[Sequence[float], Sequence[float]]) -> tuple[torch.Tensor, torch.Tensor]:
+def normalization(
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    channels: int,
+    default: tuple[Sequence[float], Sequence[float]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std as (C, 1, 1) tensors; a value per channel, or one for all."""
     mean = default[0] if mean is None else mean
     std = default[1] if std is None else std
@@ -41,7 +45,9 @@ class UInt8Images(Dataset):
     side (the CIFAR recipe), drawn from torch's global RNG, which every fine-tune seeds.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, augment: bool = False) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, augment: bool = False
+    ) -> None:
         self.images, self.labels = images, labels
         self.scale, self.shift = 1.0 / (255.0 * std), mean / std
         self.augment = augment
@@ -66,7 +72,9 @@ class UInt8Images(Dataset):
 class ImageDataModule(pl.LightningDataModule):
     """Train and validation image sets as a Lightning data module (``classes``: the label names, in label order)."""
 
-    def __init__(self, train_set: Dataset, val_set: Dataset, classes: list[str], batch_size: int = 64, num_workers: int = 0) -> None:
+    def __init__(
+        self, train_set: Dataset, val_set: Dataset, classes: list[str], batch_size: int = 64, num_workers: int = 0
+    ) -> None:
         super().__init__()
         self.train_set, self.val_set, self.classes = train_set, val_set, classes
         self.batch_size, self.num_workers = batch_size, num_workers

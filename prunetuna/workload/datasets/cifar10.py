@@ -28,28 +28,38 @@ KEY = "data.kwargs.root"
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One binary batch file as (N x 3 x 32 x 32 uint8 images, N labels)."""
     if not path.is_file():
-        raise UserError(f"{KEY}: {path} is missing; give the folder of CIFAR-10's binary version ({FOLDER}/, "
-                        "data_batch_1.bin .. data_batch_5.bin and test_batch.bin)")
+        raise UserError(
+            f"{KEY}: {path} is missing; give the folder of CIFAR-10's binary version ({FOLDER}/, "
+            "data_batch_1.bin .. data_batch_5.bin and test_batch.bin)"
+        )
     raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     if raw.size == 0 or raw.size % RECORD:
-        raise UserError(f"{KEY}: {path} is {raw.size} bytes, not a whole number of {RECORD}-byte CIFAR-10 records; replace the file")
+        raise UserError(
+            f"{KEY}: {path} is {raw.size} bytes, not a whole number of {RECORD}-byte CIFAR-10 records; replace the file"
+        )
     records = raw.reshape(-1, RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
-        raise UserError(f"{KEY}: {path} has label {int(labels.max())} (CIFAR-10's are 0-9): not a CIFAR-10 binary batch")
+        raise UserError(
+            f"{KEY}: {path} has label {int(labels.max())} (CIFAR-10's are 0-9): not a CIFAR-10 binary batch"
+        )
     images = records[:, 1:].reshape(-1, 3, 32, 32)
     return torch.from_numpy(images.copy()), torch.from_numpy(labels)
 
 
 def _folder(root: Path) -> Path:
     if not root.is_dir():
-        raise UserError(f"{KEY}: {root} {'is not a folder' if root.exists() else 'does not exist'}; "
-                        f"give the folder holding {FOLDER}/ (or that folder itself)")
+        raise UserError(
+            f"{KEY}: {root} {'is not a folder' if root.exists() else 'does not exist'}; "
+            f"give the folder holding {FOLDER}/ (or that folder itself)"
+        )
     if (root / FOLDER).is_dir():
         return root / FOLDER
     if (root / "cifar-10-batches-py").is_dir() and not (root / "data_batch_1.bin").exists():
-        raise UserError(f"{KEY}: {root} holds CIFAR-10's python version (pickles, never loaded here); "
-                        f"download the binary version ({FOLDER}) instead")
+        raise UserError(
+            f"{KEY}: {root} holds CIFAR-10's python version (pickles, never loaded here); "
+            f"download the binary version ({FOLDER}) instead"
+        )
     return root
 
 
@@ -65,7 +75,8 @@ def cifar10(
     num_workers: int = 0,
     seed: int = 0,
 ) -> ImageDataModule:
-    """Training from ``data_batch_<i>.bin`` for i in ``train_batches`` (default 1-5), validation from ``test_batch.bin``.
+    """Training from ``data_batch_<i>.bin`` for i in ``train_batches`` (default 1-5), validation from
+    ``test_batch.bin``.
 
     ``max_train`` / ``max_val``: a seeded random subset of that many images (quick searches).
     """
@@ -87,5 +98,10 @@ def cifar10(
         keep = torch.randperm(len(val_y), generator=generator)[:max_val]
         val_x, val_y = val_x[keep], val_y[keep]
     mean_t, std_t = normalization(mean, std, 3, (MEAN, STD))
-    return ImageDataModule(UInt8Images(train_x, train_y, mean_t, std_t, augment), UInt8Images(val_x, val_y, mean_t, std_t),
-                           list(CLASSES), batch_size, num_workers)
+    return ImageDataModule(
+        UInt8Images(train_x, train_y, mean_t, std_t, augment),
+        UInt8Images(val_x, val_y, mean_t, std_t),
+        list(CLASSES),
+        batch_size,
+        num_workers,
+    )

@@ -1,4 +1,5 @@
-"""``data.builtin: image-folder``: a ``root/<class>/<image>`` tree (or ``root/train/<class>/`` and ``root/val/<class>/``).
+"""``data.builtin: image-folder``: a ``root/<class>/<image>`` tree (or ``root/train/<class>/`` and
+``root/val/<class>/``).
 
 Read with Pillow and numpy (Pillow comes with matplotlib, a dependency): no torchvision needed, since
 torchvision is an optional install that must match torch. Every image is decoded once, when the data
@@ -27,9 +28,16 @@ KEY = "data.kwargs.root"
 def _size(image_size: int | Sequence[int]) -> tuple[int, int] | int:
     if isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0:
         return image_size
-    if isinstance(image_size, (list, tuple)) and len(image_size) == 2 and all(isinstance(v, int) and v > 0 for v in image_size):
+    if (
+        isinstance(image_size, (list, tuple))
+        and len(image_size) == 2
+        and all(isinstance(v, int) and v > 0 for v in image_size)
+    ):
         return int(image_size[0]), int(image_size[1])
-    raise UserError(f"data.kwargs.image_size: give a positive int (shorter side, then the centre square) or [height, width], got {image_size!r}")
+    raise UserError(
+        "data.kwargs.image_size: give a positive int (shorter side, then the centre square) or [height, width], got "
+        f"{image_size!r}"
+    )
 
 
 def read_image(path: Path, size: tuple[int, int] | int, mode: str) -> np.ndarray:
@@ -40,11 +48,15 @@ def read_image(path: Path, size: tuple[int, int] | int, mode: str) -> np.ndarray
         with Image.open(path) as opened:
             image = opened.convert(mode)
     except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the file is the problem
-        raise UserError(f"{KEY}: {path} is not a readable image ({exc.__class__.__name__}); replace or remove it") from None
+        raise UserError(
+            f"{KEY}: {path} is not a readable image ({exc.__class__.__name__}); replace or remove it"
+        ) from None
     if isinstance(size, int):
         width, height = image.size
         scale = size / min(width, height)
-        image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BILINEAR
+        )
         left, top = (image.size[0] - size) // 2, (image.size[1] - size) // 2
         image = image.crop((left, top, left + size, top + size))
     else:
@@ -56,14 +68,18 @@ def read_image(path: Path, size: tuple[int, int] | int, mode: str) -> np.ndarray
 def _class_folders(folder: Path) -> list[Path]:
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise UserError(f"{KEY}: {folder} holds no class folders; give a folder with one sub-folder of images per class")
+        raise UserError(
+            f"{KEY}: {folder} holds no class folders; give a folder with one sub-folder of images per class"
+        )
     return classes
 
 
 def _files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
     if not files:
-        raise UserError(f"{KEY}: class folder {folder} holds no images ({', '.join(EXTENSIONS)}); add images or remove the folder")
+        raise UserError(
+            f"{KEY}: class folder {folder} holds no images ({', '.join(EXTENSIONS)}); add images or remove the folder"
+        )
     return files
 
 
@@ -97,31 +113,40 @@ def image_folder(
     num_workers: int = 0,
     seed: int = 0,
 ) -> ImageDataModule:
-    """Images under ``root/<class>/``, split per class with ``val_fraction`` (seeded), or ``root/train/`` and ``root/val/``.
+    """Images under ``root/<class>/``, split per class with ``val_fraction`` (seeded), or ``root/train/`` and
+    ``root/val/``.
 
     Classes are the sorted folder names (label 0 is the first). ``mean``/``std`` normalize the [0, 1]
     pixels (default ImageNet's for 3 channels, 0.5 for 1); ``augment`` flips and shifts training images.
     """
     folder = Path(root).expanduser()
     if not folder.is_dir():
-        raise UserError(f"{KEY}: {folder} {'is not a folder' if folder.exists() else 'does not exist'}; "
-                        "give the folder holding one sub-folder of images per class (or train/ and val/ folders of them)")
+        raise UserError(
+            f"{KEY}: {folder} {'is not a folder' if folder.exists() else 'does not exist'}; "
+            "give the folder holding one sub-folder of images per class (or train/ and val/ folders of them)"
+        )
     if channels not in (1, 3):
         raise UserError(f"data.kwargs.channels: 1 (grayscale) or 3 (RGB), got {channels!r}")
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"data.kwargs.val_fraction: must lie in (0, 1), got {val_fraction!r}")
     size, mode = _size(image_size), "L" if channels == 1 else "RGB"
-    mean_t, std_t = normalization(mean, std, channels, (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,)))
+    mean_t, std_t = normalization(
+        mean, std, channels, (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+    )
     if (folder / "train").is_dir() or (folder / "val").is_dir():
         if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
-            raise UserError(f"{KEY}: {folder} has a train/ or a val/ folder but not both; give both, or one folder per class")
+            raise UserError(
+                f"{KEY}: {folder} has a train/ or a val/ folder but not both; give both, or one folder per class"
+            )
         class_dirs = _class_folders(folder / "train")
         classes = [d.name for d in class_dirs]
         train = [(path, label) for label, d in enumerate(class_dirs) for path in _files(d)]
         val = []
         for d in _class_folders(folder / "val"):
             if d.name not in classes:
-                raise UserError(f"{KEY}: {d} is a class that {folder / 'train'} does not have; the classes are {', '.join(classes)}")
+                raise UserError(
+                    f"{KEY}: {d} is a class that {folder / 'train'} does not have; the classes are {', '.join(classes)}"
+                )
             val += [(path, classes.index(d.name)) for path in _files(d)]
     else:
         class_dirs = _class_folders(folder)
@@ -132,5 +157,10 @@ def image_folder(
             raise UserError(f"{KEY}: {folder} has too few images to split off validation (at least two in a class)")
     train_x, train_y = _read(train, size, mode)
     val_x, val_y = _read(val, size, mode)
-    return ImageDataModule(UInt8Images(train_x, train_y, mean_t, std_t, augment), UInt8Images(val_x, val_y, mean_t, std_t),
-                           classes, batch_size, num_workers)
+    return ImageDataModule(
+        UInt8Images(train_x, train_y, mean_t, std_t, augment),
+        UInt8Images(val_x, val_y, mean_t, std_t),
+        classes,
+        batch_size,
+        num_workers,
+    )

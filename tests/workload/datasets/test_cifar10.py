@@ -68,15 +68,23 @@ def test_bad_folders_name_the_key_and_path(tmp_path: Path) -> None:
         "missing root": (tmp_path / "absent", f"data.kwargs.root: {tmp_path / 'absent'} does not exist"),
         "missing batch": (root, f"data.kwargs.root: {folder / 'data_batch_4.bin'} is missing"),
         "python version": (tmp_path / "py", "holds CIFAR-10's python version (pickles, never loaded here)"),
-        "torn file": (short, f"{short / 'cifar-10-batches-bin' / 'test_batch.bin'} is {RECORD + 5} bytes, not a whole number"),
+        "torn file": (
+            short,
+            f"{short / 'cifar-10-batches-bin' / 'test_batch.bin'} is {RECORD + 5} bytes, not a whole number",
+        ),
         "bad label": (wrong, "has label 12 (CIFAR-10's are 0-9)"),
     }
     for case, (given, fragment) in cases.items():
         with pytest.raises(UserError) as info:
             cifar10(str(given))
         assert fragment in str(info.value) and "\n" not in str(info.value), case
-    config = write_config(tmp_path, tiny_config("bad-cifar", data={"builtin": "cifar10", "kwargs": {"root": str(root)}}))
+    config = write_config(
+        tmp_path, tiny_config("bad-cifar", data={"builtin": "cifar10", "kwargs": {"root": str(root)}})
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
-    assert line.startswith(f"prunetuna: error: data.kwargs.root: {folder / 'data_batch_4.bin'} is missing") and "\n" not in line
+    assert (
+        line.startswith(f"prunetuna: error: data.kwargs.root: {folder / 'data_batch_4.bin'} is missing")
+        and "\n" not in line
+    )

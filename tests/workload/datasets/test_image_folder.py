@@ -39,7 +39,10 @@ def test_split_per_class_seeded_with_labels_from_sorted_folders(tmp_path: Path) 
     for images, labels in ((data.train_set.images, data.train_set.labels), (data.val_set.images, data.val_set.labels)):
         dominant = images.float().mean(dim=(2, 3)).argmax(dim=1)
         assert torch.equal(dominant, labels), "cat is red (label 0), dog green, emu blue"
-    again, other = image_folder(str(root), image_size=8, val_fraction=0.4, seed=0), image_folder(str(root), image_size=8, val_fraction=0.4, seed=1)
+    again, other = (
+        image_folder(str(root), image_size=8, val_fraction=0.4, seed=0),
+        image_folder(str(root), image_size=8, val_fraction=0.4, seed=1),
+    )
     assert torch.equal(again.val_set.images, data.val_set.images)
     assert not torch.equal(other.val_set.images, data.val_set.images)
     everything = torch.cat([data.train_set.images, data.val_set.images]).flatten(1)
@@ -55,7 +58,9 @@ def test_train_and_val_folders_and_sizes(tmp_path: Path) -> None:
     assert data.classes == ["cat", "dog", "emu"]
     assert data.train_set.images.shape == (9, 1, 6, 4) and data.val_set.labels.tolist() == [2, 2]
     x, _ = data.val_set[0]
-    gray = Image.fromarray(np.full((1, 1, 3), COLORS["emu"], dtype=np.uint8)).convert("L").getpixel((0, 0))  # file 0: no offset
+    gray = (
+        Image.fromarray(np.full((1, 1, 3), COLORS["emu"], dtype=np.uint8)).convert("L").getpixel((0, 0))
+    )  # file 0: no offset
     assert torch.allclose(x, torch.full((1, 6, 4), gray / 255.0), atol=1e-6)  # mean 0, std 1: pixels in [0, 1]
 
 
@@ -88,7 +93,10 @@ def _bad_trees(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "corrupt": (corrupt, f"data.kwargs.root: {corrupt / 'cat' / 'broken.png'} is not a readable image"),
         "no classes": (tmp_path / "none", f"data.kwargs.root: {tmp_path / 'none'} holds no class folders"),
         "train only": (half.parent, "has a train/ or a val/ folder but not both"),
-        "unknown val class": (stray, f"data.kwargs.root: {stray / 'val' / 'yak'} is a class that {stray / 'train'} does not have"),
+        "unknown val class": (
+            stray,
+            f"data.kwargs.root: {stray / 'val' / 'yak'} is a class that {stray / 'train'} does not have",
+        ),
     }
 
 
@@ -101,7 +109,9 @@ def test_bad_trees_name_the_key_and_path(tmp_path: Path) -> None:
 
 def test_bad_tree_exits_2_in_one_line(tmp_path: Path) -> None:
     root, fragment = _bad_trees(tmp_path)["empty class"]
-    config = write_config(tmp_path, tiny_config("bad-tree", data={"builtin": "image-folder", "kwargs": {"root": str(root)}}))
+    config = write_config(
+        tmp_path, tiny_config("bad-tree", data={"builtin": "image-folder", "kwargs": {"root": str(root)}})
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
@@ -110,10 +120,19 @@ def test_bad_tree_exits_2_in_one_line(tmp_path: Path) -> None:
 
 def test_search_on_an_image_folder(tmp_path: Path) -> None:
     root = _write(tmp_path / "imgs", per_class=8)
-    config = write_config(tmp_path, tiny_config(
-        "folder", model={"builtin": "tiny-resnet", "kwargs": {"width": 4, "in_channels": 3, "num_classes": 3}},
-        data={"builtin": "image-folder", "batch_size": 8, "kwargs": {"root": str(root), "image_size": 8, "augment": True}},
-        search={"sampler": "random", "n_trials": 1}))
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "folder",
+            model={"builtin": "tiny-resnet", "kwargs": {"width": 4, "in_channels": 3, "num_classes": 3}},
+            data={
+                "builtin": "image-folder",
+                "batch_size": 8,
+                "kwargs": {"root": str(root), "image_size": 8, "augment": True},
+            },
+            search={"sampler": "random", "n_trials": 1},
+        ),
+    )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     assert "1/1 finished trials" in result.stderr
@@ -128,11 +147,17 @@ def test_the_example_folder_and_config(tmp_path: Path) -> None:
     from prunetuna.config import load_config
 
     script = HERE.parent / "experiments" / "examples" / "make_digit_folder.py"
-    made = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "digits"), "--per-class", "3"],
-                          capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path / "digits"), "--per-class", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0, made.stderr
     config = load_config(HERE.parent / "experiments" / "examples" / "image-folder.yaml")
     assert config.finetune.trainer.gradient_clip_val == 5.0
-    data = BUILTIN_DATA[config.data.builtin](**{**config.data.kwargs, "root": str(tmp_path / "digits")}, batch_size=4, seed=0)
+    data = BUILTIN_DATA[config.data.builtin](
+        **{**config.data.kwargs, "root": str(tmp_path / "digits")}, batch_size=4, seed=0
+    )
     assert data.classes == [str(d) for d in range(10)]
     assert data.train_set.images.shape == (20, 1, 28, 28) and len(data.val_set) == 10

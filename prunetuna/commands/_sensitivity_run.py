@@ -11,7 +11,7 @@ from typing import Sequence
 from prunetuna.allocations import ScanProgress, SensitivityScan, bounds_from_scan, cached_scan
 from prunetuna.config import ExperimentConfig
 from prunetuna.search import calibration_batches, prepare_space, trial_settings
-from prunetuna.store import StudyTracker, Workspace
+from prunetuna.store import RunStatus, StudyTracker, Workspace
 from prunetuna.workload import load_workload, prepare_baseline
 
 __all__ = ["StudyScan", "log_sensitivity", "scan_study"]
@@ -53,5 +53,5 @@ def log_sensitivity(config: ExperimentConfig, workspace: Workspace, result: Stud
     run_id = tracker.log_side_run(
         "sensitivity", [result.json_path, *files], {"grid": ",".join(f"{g:g}" for g in result.scan.grid)}
     )
-    tracker.end_parent("FINISHED")
+    tracker.end_parent(RunStatus.FINISHED.value)
     return run_id

@@ -20,6 +20,7 @@ from prunetuna.commands._common import (
     store_args,
     user_errors,
 )
+from prunetuna.store import TrialEnd
 
 if TYPE_CHECKING:
     from prunetuna.search import SearchOutcome, TrialEvent, WorkerLauncher
@@ -30,7 +31,7 @@ __all__ = ["search", "summary_line"]
 def summary_line(event: TrialEvent, dense: dict[str, float], metric: str = "accuracy") -> str:
     """One line per trial; ``metric``: the task score's name (a user module's metric is shown as logged)."""
     metrics = event.metrics
-    if event.state != "COMPLETE":
+    if event.state != TrialEnd.COMPLETE.value:
         return f"trial {event.number:>3} {event.state}: {event.reason or ''}"
     if metric == "accuracy" or metric not in metrics:
         score = f"accuracy {metrics['accuracy']:.4f} ({(metrics['accuracy'] - dense['accuracy']) * 100:+.2f} pts)"

@@ -58,7 +58,7 @@ def objective_names(study) -> list[str]:  # noqa: ANN001 - optuna.Study
 def prepare_links(workspace, study_name: str) -> StudyLinks:  # noqa: ANN001 - prunetuna.search.Workspace
     """Find the study's experiment and write what its UI opens on: the saved view of the trials and, when
     the Optuna study is there too, the descriptions and Pareto table (refreshed: a killed search left them stale)."""
-    from prunetuna.results._summary import publish_summary, publish_view
+    from prunetuna.results._mlflow_summary import publish_summary, publish_view
     from prunetuna.store import StudyTracker, load_study, sqlite_path
 
     uri = workspace.tracking_uri
@@ -212,7 +212,7 @@ def serve(
     until one of them stops, Ctrl-C, SIGTERM or SIGHUP; returns the exit status."""
     import optuna
 
-    from prunetuna.results._summary import landing_url
+    from prunetuna.results._mlflow_summary import landing_url
     from prunetuna.store import load_study, mask_url, open_storage
 
     if optuna_port is not None:

@@ -4,8 +4,9 @@ store is written (bad input leaves nothing behind)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +29,15 @@ from prunetuna.spaces import PruningSpace
 from prunetuna.training import ClassifierTask, check_finetune
 from prunetuna.workload import Workload, first_inputs, load_workload, prepare_baseline
 
-__all__ = ["TrialPlan", "calibration_batches", "check_inputs", "complete_plan", "prepare_space", "trial_settings"]
+__all__ = [
+    "CheckedInputs",
+    "TrialPlan",
+    "build_plan",
+    "calibration_batches",
+    "check_inputs",
+    "prepare_space",
+    "trial_settings",
+]
 
 
 def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
@@ -80,19 +89,19 @@ def _cost_names(config: ExperimentConfig, budgets: list[Budget]) -> tuple[str, .
     return tuple(names)
 
 
-@dataclass
-class TrialPlan:
-    """Everything a trial needs that is decided once per study."""
+@dataclass(frozen=True)
+class CheckedInputs:
+    """What the config's inputs come to, checked before any store is written: the workload, the space, how
+    candidates are scored and what they cost (``dense`` holds the dense model's costs only)."""
 
     config: ExperimentConfig
     workload: Workload
     space: PruningSpace
     scoring: Scoring
-    budgets: list[Budget]
+    budgets: tuple[Budget, ...]
     context: CostContext
     dense: dict[str, float]
     cost_names: tuple[str, ...]
-    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     @property
     def model(self) -> nn.Module:
@@ -107,7 +116,16 @@ class TrialPlan:
         return self.measure(self.space.apply(vector, structure_only=True), names)
 
 
-def check_reachable(plan: TrialPlan) -> None:
+@dataclass(frozen=True)
+class TrialPlan(CheckedInputs):
+    """Everything a trial needs that is decided once per study, built once and complete (:func:`build_plan`):
+    the checked inputs with the dense model's score in ``dense``, the calibration batches, and the space
+    narrowed by the sensitivity scan when the config asks for it."""
+
+    batches: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+
+
+def check_reachable(plan: CheckedInputs) -> None:
     """A budget that even every dimension at max_sparsity misses is bad input, found before any fine-tune."""
     if not plan.budgets:
         return
@@ -124,10 +142,9 @@ def check_reachable(plan: TrialPlan) -> None:
             )
 
 
-def check_inputs(config: ExperimentConfig) -> TrialPlan:
+def check_inputs(config: ExperimentConfig) -> CheckedInputs:
     """Load the workload, build the space and measure the dense costs; every budget is checked reachable.
-    Costs depend on the architecture only, so this runs before the dense model is trained. The plan has
-    no dense accuracy and no calibration batches until :func:`complete_plan`."""
+    Costs depend on the architecture only, so this runs before the dense model is trained."""
     workload = load_workload(config)
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
     if config.pruning.bounds_from_sensitivity is not None and not isinstance(workload.task, ClassifierTask):
@@ -154,22 +171,23 @@ def check_inputs(config: ExperimentConfig) -> TrialPlan:
         dense = measure_costs(workload.model, context, None, cost_names)
     except DeviceError as exc:  # the agent answered at start but refused the dense model, or stopped
         raise UserError(f"latency.url: {exc}") from None
-    plan = TrialPlan(config, workload, space, _scoring(config), budgets, context, dense, cost_names)
-    check_reachable(plan)
-    return plan
+    inputs = CheckedInputs(config, workload, space, _scoring(config), tuple(budgets), context, dense, cost_names)
+    check_reachable(inputs)
+    return inputs
 
 
-def complete_plan(plan: TrialPlan, workdir: Path) -> TrialPlan:
-    """Train (or load) the dense baseline, draw the calibration batches, and narrow the space by the
-    sensitivity scan when the config asks for it."""
-    config = plan.config
-    baseline = prepare_baseline(config, plan.workload, workdir)
-    plan.dense = {"accuracy": baseline.accuracy, **plan.workload.task.named(baseline.accuracy), **plan.dense}
-    plan.batches = calibration_batches(plan.workload, config.pruning.calibration_batches)
+def build_plan(inputs: CheckedInputs, workdir: Path) -> TrialPlan:
+    """The plan, complete: the dense baseline trained (or loaded), the calibration batches drawn, and the space
+    narrowed by the sensitivity scan when the config asks for it."""
+    config, workload, space = inputs.config, inputs.workload, inputs.space
+    baseline = prepare_baseline(config, workload, workdir)
+    dense = {"accuracy": baseline.accuracy, **workload.task.named(baseline.accuracy), **inputs.dense}
+    batches = tuple(calibration_batches(workload, config.pruning.calibration_batches))
     if config.pruning.bounds_from_sensitivity is not None:
-        scan = cached_scan(config, plan.workload, plan.space, plan.batches, workdir)
-        plan.space = plan.space.with_bounds(
-            bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, plan.space.step)
-        )
+        scan = cached_scan(config, workload, space, list(batches), workdir)
+        space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
+    fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(CheckedInputs)}
+    plan = TrialPlan(**{**fields, "space": space, "dense": dense, "batches": batches})
+    if space is not inputs.space:
         check_reachable(plan)  # within the tighter bounds too
     return plan

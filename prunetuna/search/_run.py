@@ -13,7 +13,7 @@ from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.faults import fault
 from prunetuna.search._events import SearchEvents, SearchOutcome, SearchStopped, StudyPresentation, TrialEvent
-from prunetuna.search._plan import TrialPlan, check_inputs, complete_plan, trial_settings
+from prunetuna.search._plan import TrialPlan, build_plan, check_inputs, trial_settings
 from prunetuna.search._runner import TrialRunner
 from prunetuna.search._samplers import make_sampler
 from prunetuna.search._study import (
@@ -27,6 +27,7 @@ from prunetuna.search._study import (
 )
 from prunetuna.search._warm_start import enqueue_baselines
 from prunetuna.store import (
+    RunStatus,
     StudyRecord,
     StudyTracker,
     TrackingAway,
@@ -63,12 +64,12 @@ def run_search(
     if target < 1:
         raise UserError(f"--n-trials: must be at least 1, got {target}")
     # Everything that can be wrong with the input is checked before any store is written.
-    plan = check_inputs(config)
+    inputs = check_inputs(config)
     storage = open_storage(workspace, create=True, heartbeat=config.search.heartbeat)
-    stored = check_existing(storage, config, plan.scoring.directions)
+    stored = check_existing(storage, config, inputs.scoring.directions)
     tracker = StudyTracker(workspace, config.name)
     tracker.connect(create=True)
-    plan = complete_plan(plan, workspace.workdir)
+    plan = build_plan(inputs, workspace.workdir)
     study, created = open_study(storage, config, plan.scoring.directions)
     if plan.context.cache is not None:
         plan.context.cache.attach(study)  # one latency measurement per architecture, shared through the study
@@ -159,20 +160,20 @@ class _Session:
 
     def run(self) -> None:
         """Run until done, then finish: the plots, a last reconciliation, the parent run's end."""
-        status = "FAILED"
+        status = RunStatus.FAILED
         join = None
         try:
             self.tracker.log_parent_metrics({f"dense_{k}": v for k, v in self.plan.dense.items()})
             self.tracker.flush()
             join = self.events.ready(self.outcome)
             self._until_done()
-            status = "FINISHED"
+            status = RunStatus.FINISHED
         except KeyboardInterrupt:
             retry_later(self.study, self.runner.current)
             raise
         finally:
             try:
-                if join is not None and (status == "FINISHED" or self.stop_reason or self.away):
+                if join is not None and (status is RunStatus.FINISHED or self.stop_reason or self.away):
                     join()  # the workers started at ready(): the plots should show their trials too
                 if self.outcome.ran:
                     with contextlib.suppress(TrackingAway):  # reported once; drawn again by the next start
@@ -183,7 +184,7 @@ class _Session:
                         self.study, self.tracker, self.store
                     )  # writes that failed, trials failed as stale meanwhile
             finally:
-                self.tracker.end_parent(status)
+                self.tracker.end_parent(status.value)
         self._raise_if_stopped()
 
     def _until_done(self) -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 
 from prunetuna.errors import UserError
 from prunetuna.faults import fault, hold
+from prunetuna.store._keys import Role, RunStatus, Tag, TrialEnd
 from prunetuna.store._mlflow_client import open_client, probe_server
 from prunetuna.store._outage import Outage, TrackingAway
 from prunetuna.store._storage import Workspace, describe_error, mask_url
@@ -27,8 +28,6 @@ __all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker"]
 WEIGHTS_FILE = "state_dict.pt"
 MANIFEST_FILE = "manifest.json"
 
-ROLE_TAG = "prunetuna.role"
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # the MLflow UI then opens the study on its training runs
 _MAX_PARAM = 6000
 _log = logging.getLogger("prunetuna")
 
@@ -124,7 +123,7 @@ class StudyTracker:
             return self.client.create_experiment(
                 self.study_name,
                 artifact_location=self.workspace.artifact_location,
-                tags={EXPERIMENT_KIND_TAG: "custom_model_development"},
+                tags={Tag.EXPERIMENT_KIND: "custom_model_development"},
             )
         except Exception:
             experiment = self.client.get_experiment_by_name(self.study_name)
@@ -146,7 +145,7 @@ class StudyTracker:
                 pass
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{ROLE_TAG}` = 'study'",
+            filter_string=f"tags.`{Tag.ROLE}` = '{Role.STUDY.value}'",
             order_by=["attributes.start_time ASC"],
             max_results=1,
         )
@@ -156,7 +155,7 @@ class StudyTracker:
     def start_parent(self, hint: str | None, params: Mapping[str, object]) -> str:
         """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params."""
         if self.find_parent(hint):
-            self.client.update_run(self.parent_run_id, status="RUNNING")
+            self.client.update_run(self.parent_run_id, status=RunStatus.RUNNING.value)
             # A parent created by `prunetuna sensitivity` lacks the search's settings; params are write-once.
             logged = self.client.get_run(self.parent_run_id).data.params
             missing = {k: v for k, v in params.items() if k not in logged}
@@ -164,7 +163,7 @@ class StudyTracker:
                 self.client.log_batch(self.parent_run_id, params=_params(missing))
             return self.parent_run_id  # type: ignore[return-value]
         assert self.experiment_id is not None
-        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={ROLE_TAG: "study"})
+        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={Tag.ROLE: Role.STUDY.value})
         # Workers started together may each create one: the earliest wins, the others are removed.
         earliest = self.find_parent()
         if earliest is not None and earliest != run.info.run_id:
@@ -192,11 +191,11 @@ class StudyTracker:
         """A nested child run ``trial-<number>`` with its tags and params."""
         assert self.experiment_id is not None and self.parent_run_id is not None
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
-            "optuna.trial_number": str(number),
-            "optuna.state": "RUNNING",
-            "prunetuna.origin": origin,
-            ROLE_TAG: "trial",
+            Tag.PARENT: self.parent_run_id,
+            Tag.TRIAL_NUMBER: str(number),
+            Tag.STATE: RunStatus.RUNNING.value,
+            Tag.ORIGIN: origin,
+            Tag.ROLE: Role.TRIAL.value,
         }
         run = self.outage.call(self.client.create_run, self.experiment_id, run_name=f"trial-{number}", tags=tags)
         self._trials[run.info.run_id] = number
@@ -239,7 +238,7 @@ class StudyTracker:
         """A finished child run of the parent (``prunetuna sensitivity``'s scan) holding ``files`` and ``params``."""
         assert self.experiment_id is not None and self.parent_run_id is not None
         run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_run_id, ROLE_TAG: name}
+            self.experiment_id, run_name=name, tags={Tag.PARENT: self.parent_run_id, Tag.ROLE: name}
         )
         for path in files:
             self.client.log_artifact(run.info.run_id, str(path))
@@ -264,15 +263,15 @@ class StudyTracker:
         """Final metrics and tags, then FINISHED for a finished trial and FAILED otherwise; then ``on_written``,
         when every write of the run has landed."""
         stamp = _now_ms()
-        all_tags = {"optuna.state": state, **(tags or {})}
+        all_tags = {Tag.STATE: state, **(tags or {})}
         self._submit(
             self.client.log_batch,
             run_id,
             metrics=[Metric(k, float(v), stamp, 0) for k, v in (metrics or {}).items()],
             tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
         )
-        finished = state in ("COMPLETE", "PRUNED")
-        status = RunStatus.to_string(RunStatus.FINISHED if finished else RunStatus.FAILED)
+        finished = TrialEnd(state).finished
+        status = (RunStatus.FINISHED if finished else RunStatus.FAILED).value
         self._submit(self.client.set_terminated, run_id, status=status, end_time=stamp)
         if on_written is not None:
             self._submit(self._written, run_id, on_written)

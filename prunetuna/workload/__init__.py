@@ -17,8 +17,8 @@ _HOMES = {
         "load_checkpoint",
         "load_workload",
     ),
-    "_data": ("BUILTIN_DATA", "TensorDataModule", "digits", "mnist_5k_arrays", "register_data"),
-    "_models": ("BUILTIN_MODELS", "BasicBlock", "TinyResNet", "register_model"),
+    "_builtin_data": ("BUILTIN_DATA", "TensorDataModule", "register_data"),
+    "_builtin_models": ("BUILTIN_MODELS", "BasicBlock", "TinyResNet", "register_model"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -16,8 +16,8 @@ from prunetuna.config import one_line as _one_line
 from prunetuna.errors import UserError
 from prunetuna.registry import unknown_message
 from prunetuna.training import ClassifierTask, ModuleTask, Task
-from prunetuna.workload._data import BUILTIN_DATA
-from prunetuna.workload._models import BUILTIN_MODELS
+from prunetuna.workload._builtin_data import BUILTIN_DATA
+from prunetuna.workload._builtin_models import BUILTIN_MODELS
 
 __all__ = ["Workload", "build_datamodule", "build_model", "import_target", "load_checkpoint", "load_workload"]
 

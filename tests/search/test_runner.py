@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
@@ -10,7 +11,7 @@ from mlflow import MlflowClient
 
 from conftest import tiny_config
 from prunetuna.config import parse_config
-from prunetuna.search import Baselines, TrialPlan, TrialRunner, check_inputs, complete_plan, enqueue_baselines
+from prunetuna.search import Baselines, TrialPlan, TrialRunner, build_plan, check_inputs, enqueue_baselines
 from prunetuna.store import (
     BudgetStatus,
     StudyTracker,
@@ -26,7 +27,7 @@ from prunetuna.store import (
 def _plan(tmp_path: Path, **overrides) -> tuple[TrialPlan, Workspace]:
     config = parse_config(tiny_config("unit", **overrides))
     workspace = resolve_workspace(config.name, tmp_path / "w", None, None)
-    return complete_plan(check_inputs(config), workspace.workdir), workspace
+    return build_plan(check_inputs(config), workspace.workdir), workspace
 
 
 def _runner(plan: TrialPlan, workspace: Workspace, target: int) -> tuple[TrialRunner, optuna.Study, StudyTracker]:
@@ -85,7 +86,8 @@ def test_runner_projects_onto_a_budget_and_prunes_what_cannot_meet_it(tmp_path: 
     else:
         assert study.trials[0].state.name == "PRUNED"
 
-    plan.budgets[0] = type(plan.budgets[0])("flops", "flops", 1e-6, False)  # unreachable even at max_sparsity
+    unreachable = type(plan.budgets[0])("flops", "flops", 1e-6, False)  # unreachable even at max_sparsity
+    runner.plan = dataclasses.replace(plan, budgets=(unreachable,))  # the plan is frozen: a new one
     study.optimize(runner, n_trials=1)
     last = study.trials[-1]
     assert last.state.name == "PRUNED" and TrialRecord.of(last).budget is BudgetStatus.OVER

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
 from prunetuna.config import COST_INFO
+from prunetuna.store import Tag
 
 __all__ = [
     "NOTE_TAG",
@@ -41,7 +42,7 @@ TRIAL_FILTER = "tags.`prunetuna.role` = 'trial'"
 
 # The trials' columns, in this order: objectives and costs, then where each trial came from.
 VIEW_METRICS = ("accuracy", "score", "flops_ratio", "latency_ratio", "speedup", "params_ratio", "size_ratio")
-VIEW_TAGS = ("prunetuna.feasible", "prunetuna.origin", "prunetuna.budget")
+VIEW_TAGS = (Tag.FEASIBLE, Tag.ORIGIN, Tag.BUDGET)
 COST_LABELS = tuple((cost.name, cost.label) for cost in COST_INFO.values())
 SAME_SPEED = 1.05  # a measured speedup within 5% of dense reads "as fast as dense"
 

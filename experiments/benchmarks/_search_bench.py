@@ -173,7 +173,7 @@ def run_study(config, workdir: Path):  # noqa: ANN001, ANN201 - (report items, t
     workspace = resolve_workspace(config.name, workdir, None, None)
     run_search(config, workspace)
     study = load_study(workspace, config.name)
-    return build_report(study)["trials"], study
+    return build_report(study).as_json()["trials"], study
 
 
 def epochs_trained(study, epochs: int) -> int:  # noqa: ANN001

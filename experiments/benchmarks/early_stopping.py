@@ -62,7 +62,7 @@ def measure(config, workdir: Path) -> dict:  # noqa: ANN001
     wall = time.perf_counter() - start
     study = load_study(workspace, config.name)
     trials = study.get_trials(deepcopy=False)
-    items = build_report(study)["trials"]
+    items = build_report(study).as_json()["trials"]
     epochs = [
         len(t.user_attrs["epoch_accuracy"]) if "epoch_accuracy" in t.user_attrs else config.finetune.epochs
         for t in trials

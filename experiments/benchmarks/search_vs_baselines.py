@@ -90,7 +90,7 @@ def search(config, workdir: Path) -> list[dict]:  # noqa: ANN001
     seconds = {
         t.number: (t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials if t.datetime_complete
     }
-    return [{**item, "seconds": seconds.get(item["number"])} for item in build_report(study)["trials"]]
+    return [{**item, "seconds": seconds.get(item["number"])} for item in build_report(study).as_json()["trials"]]
 
 
 def best(trials: list[dict], origin: str | None = None, max_flops: float = 1.0) -> dict | None:

@@ -31,6 +31,6 @@ def report(
         cfg, workspace = setup(config, workdir, storage, tracking_uri)
         data = build_report(load_study(workspace, cfg.name))
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(data.as_json(), indent=2) + "\n")
     else:
         render_report(data, table_console())

@@ -10,6 +10,7 @@ _HOMES = {
         "NOTE_TAG",
         "PARETO_TABLE",
         "VIEW_KEY",
+        "VIEW_TAG",
         "landing_url",
         "landing_view",
         "publish_summary",
@@ -17,7 +18,15 @@ _HOMES = {
         "trial_description",
     ),
     "_plots": ("history_plot", "pareto_plot", "profile_plot", "save_figure", "save_study_plots", "sensitivity_plot"),
-    "_report": ("SLOW_FOR_FLOPS", "build_report", "gain_lines", "render_report"),
+    "_report": (
+        "BaselineGain",
+        "ReportTrial",
+        "SLOW_FOR_FLOPS",
+        "StudyReport",
+        "build_report",
+        "gain_lines",
+        "render_report",
+    ),
     "_ui": ("DASHBOARD_MISSING", "StudyLinks", "objective_names", "prepare_links", "serve"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)

@@ -20,7 +20,8 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 
 from prunetuna.config import COST_INFO
-from prunetuna.store import Tag
+from prunetuna.results._report import ReportTrial, StudyReport, gain_lines
+from prunetuna.store import Tag, TrialEnd
 
 __all__ = [
     "NOTE_TAG",
@@ -86,34 +87,34 @@ def _cost_parts(metrics: Mapping[str, float], costs: Sequence[str]) -> list[str]
     return parts
 
 
-def trial_description(trial: Mapping[str, Any], dense: Mapping[str, float], costs: Sequence[str] = ()) -> str:
+def trial_description(trial: ReportTrial, dense: Mapping[str, float], costs: Sequence[str] = ()) -> str:
     """One line: ``trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 1.6x faster; Pareto`` (``costs``: the study's
     objectives and budgets, shown beside FLOPs)."""
-    head = f"trial {trial['number']}"
-    metrics = trial["metrics"]
-    if trial["state"] != "COMPLETE" or "accuracy" not in metrics:
-        return f"{head}: {trial['state'].lower()}"
+    head = f"trial {trial.number}"
+    metrics = trial.metrics
+    if not trial.complete or "accuracy" not in metrics:
+        return f"{head}: {trial.state.lower()}"
     drop = f" ({(metrics['accuracy'] - dense['accuracy']) * 100:+.1f} pt)" if "accuracy" in dense else ""
     line = ", ".join([f"{head}: accuracy {metrics['accuracy']:.3f}{drop}", *_cost_parts(metrics, costs)])
-    notes = ["Pareto"] if trial["pareto"] else []
-    if trial["origin"] != "sampler":
-        notes.append(f"{trial['origin']} baseline")
-    if trial.get("budget") == "projected":
+    notes = ["Pareto"] if trial.pareto else []
+    if trial.origin != "sampler":
+        notes.append(f"{trial.origin} baseline")
+    if trial.budget == "projected":
         notes.append("projected onto the budget")
-    if trial.get("feasible") is False:
+    if trial.feasible is False:
         notes.append("infeasible")
     return line + (f"; {', '.join(notes)}" if notes else "")
 
 
-def study_costs(report: Mapping[str, Any]) -> list[str]:
+def study_costs(report: StudyReport) -> list[str]:
     """The costs a study cares about: its objectives and its budgets' costs."""
-    budgets = [key.split("_")[0] for key in report.get("constraints", {})]
-    return list(dict.fromkeys([o for o in report["objectives"] if o != "accuracy"] + budgets))
+    budgets = [key.split("_")[0] for key in report.constraints]
+    return list(dict.fromkeys([o for o in report.objectives if o != "accuracy"] + budgets))
 
 
-def _front(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    shown = [t for t in report["trials"] if t["pareto"] and t["state"] == "COMPLETE"]
-    return sorted(shown, key=lambda t: -t["metrics"].get("accuracy", 0.0))
+def _front(report: StudyReport) -> list[ReportTrial]:
+    shown = [t for t in report.trials if t.pareto and t.complete]
+    return sorted(shown, key=lambda t: -t.metrics.get("accuracy", 0.0))
 
 
 def _run_link(experiment_id: str, run_id: str | None) -> str:
@@ -121,39 +122,37 @@ def _run_link(experiment_id: str, run_id: str | None) -> str:
     return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning" if run_id else ""
 
 
-def pareto_table(report: Mapping[str, Any], experiment_id: str) -> dict[str, list[Any]]:
+def pareto_table(report: StudyReport, experiment_id: str) -> dict[str, list[Any]]:
     """The Pareto trials as columns: trial, origin, accuracy, drop, every cost ratio, speedup, feasible, run id and
     link."""
     front = _front(report)
-    dense = report["dense"]
+    dense = report.dense
     metrics = [
         m
         for m in ("accuracy", "score", "flops_ratio", "params_ratio", "size_ratio", "latency_ratio", "speedup")
-        if any(m in t["metrics"] for t in front)
+        if any(m in t.metrics for t in front)
     ]
-    table: dict[str, list[Any]] = {"trial": [t["number"] for t in front], "origin": [t["origin"] for t in front]}
+    table: dict[str, list[Any]] = {"trial": [t.number for t in front], "origin": [t.origin for t in front]}
     for metric in metrics:
-        table[metric] = [t["metrics"].get(metric) for t in front]
+        table[metric] = [t.metrics.get(metric) for t in front]
         if metric == "accuracy" and "accuracy" in dense:
-            table["drop_points"] = [(dense["accuracy"] - t["metrics"]["accuracy"]) * 100 for t in front]
-    table["feasible"] = [t["feasible"] for t in front]
-    table["run_id"] = [t["mlflow_run_id"] for t in front]
-    table["run_link"] = [_run_link(experiment_id, t["mlflow_run_id"]) for t in front]
+            table["drop_points"] = [(dense["accuracy"] - t.metrics["accuracy"]) * 100 for t in front]
+    table["feasible"] = [t.feasible for t in front]
+    table["run_id"] = [t.mlflow_run_id for t in front]
+    table["run_link"] = [_run_link(experiment_id, t.mlflow_run_id) for t in front]
     return table
 
 
-def parent_description(report: Mapping[str, Any], experiment_id: str) -> str:
+def parent_description(report: StudyReport, experiment_id: str) -> str:
     """Markdown: the study in one line, the report's gain lines, and the Pareto trials linked to their runs."""
-    from prunetuna.results._report import gain_lines
-
-    dense = report["dense"]
+    dense = report.dense
     states: dict[str, int] = {}
-    for trial in report["trials"]:
-        states[trial["state"].lower()] = states.get(trial["state"].lower(), 0) + 1
+    for trial in report.trials:
+        states[trial.state.lower()] = states.get(trial.state.lower(), 0) + 1
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials yet"
     lines = [
-        f"**Study {report['study']}**: {len(report['trials'])} trials ({counts}); objectives "
-        f"{', '.join(report['objectives'])}; "
+        f"**Study {report.study}**: {len(report.trials)} trials ({counts}); objectives "
+        f"{', '.join(report.objectives)}; "
         f"dense accuracy {dense.get('accuracy', float('nan')):.4f}.",
         "",
     ]
@@ -168,8 +167,8 @@ def parent_description(report: Mapping[str, Any], experiment_id: str) -> str:
         ]
         lines += ["| run | description |", "|---|---|"]
         for trial in front:
-            name = f"trial-{trial['number']}"
-            link = f"[{name}]({_run_link(experiment_id, trial['mlflow_run_id'])})" if trial["mlflow_run_id"] else name
+            name = f"trial-{trial.number}"
+            link = f"[{name}]({_run_link(experiment_id, trial.mlflow_run_id)})" if trial.mlflow_run_id else name
             lines.append(f"| {link} | {trial_description(trial, dense, study_costs(report)).split(': ', 1)[1]} |")
     return "\n".join(lines)
 
@@ -187,15 +186,14 @@ def _replace_table(client: MlflowClient, run_id: str, table: dict[str, list[Any]
         client.log_artifact(run_id, str(path))
 
 
-def publish_summary(
-    client: MlflowClient, experiment_id: str, parent_run_id: str | None, report: Mapping[str, Any]
-) -> None:
+def publish_summary(client: MlflowClient, experiment_id: str, parent_run_id: str | None, report: StudyReport) -> None:
     """The saved view, the parent run's description and Pareto table, and every trial run's one-line description."""
-    publish_view(client, experiment_id, report.get("mode", "pareto"))
-    dense, costs = report["dense"], study_costs(report)
-    for trial in report["trials"]:
-        if trial["mlflow_run_id"] and trial["state"] in ("COMPLETE", "PRUNED", "FAIL"):
-            client.log_batch(trial["mlflow_run_id"], tags=[RunTag(NOTE_TAG, trial_description(trial, dense, costs))])
+    publish_view(client, experiment_id, report.mode)
+    dense, costs = report.dense, study_costs(report)
+    ended = {end.value for end in TrialEnd}
+    for trial in report.trials:
+        if trial.mlflow_run_id and trial.state in ended:
+            client.log_batch(trial.mlflow_run_id, tags=[RunTag(NOTE_TAG, trial_description(trial, dense, costs))])
     if parent_run_id:
         client.set_tag(parent_run_id, NOTE_TAG, parent_description(report, experiment_id))
         _replace_table(client, parent_run_id, pareto_table(report, experiment_id))

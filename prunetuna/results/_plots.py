@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from prunetuna.config import COST_INFO, COST_NAMES
 from prunetuna.files import write_atomically
+from prunetuna.results._report import StudyReport
 
 __all__ = ["history_plot", "pareto_plot", "profile_plot", "save_study_plots"]
 
@@ -33,39 +34,39 @@ def profile_plot(vectors: dict[str, dict[str, float]], layers: Sequence[str], ti
     return figure
 
 
-def pareto_plot(report: dict[str, Any]) -> Figure:
+def pareto_plot(report: StudyReport) -> Figure:
     """Accuracy against each cost ratio: every finished trial, the Pareto front, the dense model and baselines."""
-    measured = [c for c in COST_NAMES if any(f"{c}_ratio" in t["metrics"] for t in report["trials"])]
+    measured = [c for c in COST_NAMES if any(f"{c}_ratio" in t.metrics for t in report.trials)]
     # The study's own costs first; latency too when measured (does the front hold on the device?).
-    costs = [c for c in measured if c in report["objectives"] or c == "latency"] or measured[:1]
+    costs = [c for c in measured if c in report.objectives or c == "latency"] or measured[:1]
     figure = Figure(figsize=(4.2 * max(len(costs), 1), 3.8), layout="constrained")
-    dense = report["dense"].get("accuracy")
+    dense = report.dense.get("accuracy")
     for index, cost in enumerate(costs or ["flops"]):
         axes = figure.add_subplot(1, max(len(costs), 1), index + 1)
-        done = [t for t in report["trials"] if t["state"] == "COMPLETE" and f"{cost}_ratio" in t["metrics"]]
+        done = [t for t in report.trials if t.complete and f"{cost}_ratio" in t.metrics]
         axes.scatter(
-            [t["metrics"][f"{cost}_ratio"] for t in done],
-            [t["metrics"]["accuracy"] for t in done],
+            [t.metrics[f"{cost}_ratio"] for t in done],
+            [t.metrics["accuracy"] for t in done],
             s=14,
             c="0.7",
             label="trials",
         )
-        front = sorted((t for t in done if t["pareto"]), key=lambda t: t["metrics"][f"{cost}_ratio"])
-        style = "o-" if cost in report["objectives"] else "o"  # a front is a line only on its own axes
+        front = sorted((t for t in done if t.pareto), key=lambda t: t.metrics[f"{cost}_ratio"])
+        style = "o-" if cost in report.objectives else "o"  # a front is a line only on its own axes
         axes.plot(
-            [t["metrics"][f"{cost}_ratio"] for t in front],
-            [t["metrics"]["accuracy"] for t in front],
+            [t.metrics[f"{cost}_ratio"] for t in front],
+            [t.metrics["accuracy"] for t in front],
             style,
             c="C0",
             ms=4,
             label="Pareto",
         )
         for origin, marker in ORIGIN_MARKERS.items():
-            points = [t for t in done if t["origin"] == origin]
+            points = [t for t in done if t.origin == origin]
             if points:
                 axes.scatter(
-                    [t["metrics"][f"{cost}_ratio"] for t in points],
-                    [t["metrics"]["accuracy"] for t in points],
+                    [t.metrics[f"{cost}_ratio"] for t in points],
+                    [t.metrics["accuracy"] for t in points],
                     marker=marker,
                     s=40,
                     c="C3",
@@ -78,17 +79,17 @@ def pareto_plot(report: dict[str, Any]) -> Figure:
         axes.set_ylabel("validation accuracy")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
-    figure.suptitle(f"study {report['study']}", fontsize=10)
+    figure.suptitle(f"study {report.study}", fontsize=10)
     return figure
 
 
-def history_plot(report: dict[str, Any]) -> Figure:
+def history_plot(report: StudyReport) -> Figure:
     """Accuracy and the first cost per trial number, with the best accuracy so far."""
-    done = sorted((t for t in report["trials"] if t["state"] == "COMPLETE"), key=lambda t: t["number"])
+    done = sorted((t for t in report.trials if t.complete), key=lambda t: t.number)
     figure = Figure(figsize=(7, 3.6), layout="constrained")
     axes = figure.add_subplot()
-    numbers = [t["number"] for t in done]
-    accuracy = [t["metrics"]["accuracy"] for t in done]
+    numbers = [t.number for t in done]
+    accuracy = [t.metrics["accuracy"] for t in done]
     axes.plot(numbers, accuracy, "o", ms=4, c="C0", label="accuracy")
     best, so_far = [], float("-inf")
     for value in accuracy:
@@ -97,30 +98,30 @@ def history_plot(report: dict[str, Any]) -> Figure:
     axes.step(numbers, best, where="post", c="C0", alpha=0.6, label="best so far")
     axes.set_xlabel("trial")
     axes.set_ylabel("validation accuracy")
-    cost = next((c for c in COST_NAMES if done and f"{c}_ratio" in done[0]["metrics"]), None)
+    cost = next((c for c in COST_NAMES if done and f"{c}_ratio" in done[0].metrics), None)
     if cost:
         twin = axes.twinx()
-        twin.plot(numbers, [t["metrics"][f"{cost}_ratio"] for t in done], "x", ms=4, c="C1", label=COST_LABELS[cost])
+        twin.plot(numbers, [t.metrics[f"{cost}_ratio"] for t in done], "x", ms=4, c="C1", label=COST_LABELS[cost])
         twin.set_ylabel(COST_LABELS[cost])
         twin.legend(loc="lower right", fontsize=7)
     axes.legend(loc="lower left", fontsize=7)
-    axes.set_title(f"study {report['study']}: optimization history", fontsize=9)
+    axes.set_title(f"study {report.study}: optimization history", fontsize=9)
     return figure
 
 
-def save_study_plots(report: dict[str, Any], layers: Sequence[str], folder: Path) -> list[Path]:
+def save_study_plots(report: StudyReport, layers: Sequence[str], folder: Path) -> list[Path]:
     """Write the study's plots as PNG files in ``folder``; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     front = sorted(
-        (t for t in report["trials"] if t["pareto"] and t["state"] == "COMPLETE"),
-        key=lambda t: -t["metrics"]["accuracy"],
+        (t for t in report.trials if t.pareto and t.complete),
+        key=lambda t: -t.metrics["accuracy"],
     )
     figures = {
         "pareto_front.png": pareto_plot(report),
         "sparsity_profiles.png": profile_plot(
-            {f"trial {t['number']}": t["sparsity"] for t in front},
+            {f"trial {t.number}": t.sparsity for t in front},
             layers,
-            f"study {report['study']}: sparsity of the Pareto trials",
+            f"study {report.study}: sparsity of the Pareto trials",
         ),
         "optimization_history.png": history_plot(report),
     }

@@ -29,7 +29,6 @@ _HOMES = {
         "build_plan",
         "calibration_batches",
         "check_inputs",
-        "complete_plan",
         "prepare_space",
         "trial_settings",
     ),

@@ -17,7 +17,7 @@ _HOMES = {
         "load_checkpoint",
         "load_workload",
     ),
-    "_builtin_data": ("BUILTIN_DATA", "TensorDataModule", "register_data"),
+    "_builtin_data": ("BUILTIN_DATA", "TensorDataModule", "digits", "mnist_5k_arrays", "register_data"),
     "_builtin_models": ("BUILTIN_MODELS", "BasicBlock", "TinyResNet", "register_model"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)

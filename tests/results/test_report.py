@@ -74,7 +74,7 @@ def test_front_is_optunas_best_trials_and_honours_constraints(tmp_path: Path) ->
         ],
         constraints={"flops": 0.5},
     )
-    report = build_report(study)
+    report = build_report(study).as_json()  # the report --json schema
     assert [t["number"] for t in report["trials"] if t["pareto"]] == [1, 3]
     assert [t["feasible"] for t in report["trials"]] == [False, True, True, True, None]
     assert report["trials"][1]["budget"] == "within" and report["trials"][1]["sparsity"] == {"conv1": 0.6}
@@ -91,11 +91,12 @@ def test_gain_over_a_baseline_compares_at_equal_or_lower_cost(tmp_path: Path) ->
             _trial(0.90, 0.55),  # more accurate but costs more: does not count
         ],
     )
-    report = build_report(study)
+    typed = build_report(study)
+    report = typed.as_json()
     [gain] = report["baselines"]
     assert gain["origin"] == "uniform" and gain["best_searched_trial"] == 1
     assert abs(gain["gain_points"] - 8.0) < 1e-9 and gain["best_searched_cost_ratio"] == 0.5
-    [line] = gain_lines(report)
+    [line] = gain_lines(typed)
     assert (
         line == "best searched vs uniform at equal or lower flops: +8.00 points (trial 1 at flops 0.5000 vs trial 0 at "
         "flops 0.5000)"
@@ -110,12 +111,13 @@ def test_gain_line_refuses_to_compare_unequal_costs(tmp_path: Path) -> None:
             _trial(0.90, 0.45),  # more accurate, but more flops: not compared
         ],
     )
-    report = build_report(study)
+    typed = build_report(study)
+    report = typed.as_json()
     [gain] = report["baselines"]
     assert (
         gain["gain_points"] is None and gain["best_searched_trial"] is None and gain["best_searched_cost_ratio"] is None
     )
-    [line] = gain_lines(report)
+    [line] = gain_lines(typed)
     assert line.startswith(
         "global (trial 0, flops 0.4000): no searched candidate at equal or lower flops yet; no gain stated"
     )

@@ -17,6 +17,7 @@ from prunetuna.results import (
     NOTE_TAG,
     PARETO_TABLE,
     VIEW_TAG,
+    ReportTrial,
     build_report,
     landing_view,
     publish_summary,
@@ -24,6 +25,11 @@ from prunetuna.results import (
 )
 
 runner = CliRunner()
+
+
+def _row(**fields: object) -> ReportTrial:
+    defaults = {"sparsity": {}, "mlflow_run_id": None, "budget": None, "slow_for_flops": None}
+    return ReportTrial(**{**defaults, **fields})
 
 
 def test_trial_description_is_one_line_with_accuracy_drop_costs_and_speed() -> None:
@@ -36,9 +42,12 @@ def test_trial_description_is_one_line_with_accuracy_drop_costs_and_speed() -> N
         "metrics": {"accuracy": 0.979, "flops_ratio": 0.41, "params_ratio": 0.38, "speedup": 1.6},
     }
     dense = {"accuracy": 0.984}
-    assert trial_description(trial, dense) == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 1.6x faster; Pareto"
     assert (
-        trial_description(trial, dense, ["params"])
+        trial_description(_row(**trial), dense)
+        == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 1.6x faster; Pareto"
+    )
+    assert (
+        trial_description(_row(**trial), dense, ["params"])
         == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, params 0.38x, 1.6x faster; Pareto"
     )
     slow = {
@@ -49,10 +58,10 @@ def test_trial_description_is_one_line_with_accuracy_drop_costs_and_speed() -> N
         "metrics": {**trial["metrics"], "speedup": 0.5},
     }
     assert (
-        trial_description(slow, dense)
+        trial_description(_row(**slow), dense)
         == "trial 12: accuracy 0.979 (-0.5 pt), FLOPs 0.41x, 2.0x slower; uniform baseline, infeasible"
     )
-    assert trial_description({**trial, "state": "FAIL", "metrics": {}}, dense) == "trial 12: fail"
+    assert trial_description(_row(**{**trial, "state": "FAIL", "metrics": {}}), dense) == "trial 12: fail"
 
 
 def _table(client: MlflowClient, run_id: str, folder: Path) -> pd.DataFrame:
@@ -69,7 +78,7 @@ def test_search_writes_the_summary_and_a_resumed_search_replaces_it(tmp_path: Pa
 
     def check(n_trials: int, folder: Path) -> None:
         study = optuna.load_study(study_name="summary", storage=f"sqlite:///{workdir / 'optuna.db'}")
-        report = build_report(study)
+        report = build_report(study).as_json()
         runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id])}
         parent = next(r for r in runs.values() if r.data.tags.get("prunetuna.role") == "study")
         trials = [t for t in report["trials"] if t["state"] == "COMPLETE"]

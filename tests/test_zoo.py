@@ -166,7 +166,8 @@ def test_models_torch_pruning_cannot_handle_are_refused_in_one_line(
     assert result.returncode == 2 and time.monotonic() - start < 60
     errors = [line for line in result.stderr.splitlines() if line.startswith("prunetuna: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
-    assert "pruning.method: unstructured" in errors[0]
+    # the one alternative named, with what it costs: masks keep every shape, so no speedup on dense kernels
+    assert "pruning.method unstructured" in errors[0] and "no speedup" in errors[0]
     assert not list((tmp_path / "w").glob("*.db"))  # refused before any store was touched
 
 

@@ -16,7 +16,9 @@ FAULT_POINTS = (
     "sampled",  # the candidate's vector was drawn, before pruning
     "pruned",  # pruned and measured, its MLflow run created
     "fine_tune",  # after the first fine-tune epoch
-    "told",  # Optuna was told the trial finished, its MLflow writes not yet made (they are held)
+    "recorded",  # the finished trial's local record written (trials/<n>/), nothing of its end in MLflow yet
+    "uploaded",  # a shared study's trial: its metrics, tags and model files in MLflow, Optuna not yet told
+    "told",  # Optuna was told the trial finished; its run not ended (local study: its MLflow writes are held)
     "upload",  # the weights uploaded to the trial's run, its manifest not yet
     "plots",  # the first of the parent run's plots logged, the others not yet
 )

@@ -87,7 +87,15 @@ class TrialRunner:
                 tracking_away=isinstance(exc, TrackingAway),
             )
         self.outcomes[trial.number] = outcome
-        self.writer.finish(trial, outcome)
+        try:
+            self.writer.finish(trial, outcome)
+        except TrackingAway as exc:  # a shared study's trial could not be written to the tracking store: run it again
+            error = exc
+            outcome = failed(
+                trial.number, origin, outcome.params, exc, traceback.format_exc(), None, tracking_away=True
+            )
+            self.outcomes[trial.number] = outcome
+            self.writer.finish(trial, outcome)
         if error is not None:
             raise error  # FAIL; a TrackingAway stops run_search, which enqueues the trial again
         if outcome.state is TrialEnd.PRUNED:

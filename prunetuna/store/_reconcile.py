@@ -3,7 +3,9 @@ worker), while it waits, and at its end.
 
 Optuna's trial states are the truth. A finished trial (COMPLETE or PRUNED) whose run is not
 FINISHED, lacks a metric, a param or its ``model/`` files gets them from the trial's final record in
-the work dir (:mod:`._durable`) and is ended FINISHED; a failed trial's run still RUNNING is ended
+the work dir (:mod:`._durable`) and is ended FINISHED; in a shared study a finished trial's data is in the
+tracking store before Optuna is told, so any worker ends its run from the shared stores alone (its metrics
+from Optuna's user attributes), whichever machine ran it; a failed trial's run still RUNNING is ended
 FAILED; a run no trial claims (its process was killed between creating it and telling Optuna) is
 ended FAILED, or deleted when its trial has another run: one run per trial number.
 """
@@ -103,11 +105,10 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
             )
             tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
             done.failed.append(trial.number)
-    if done.weights_elsewhere:
+    if done.weights_elsewhere:  # only in a study that is not shared (docs/guides/scaling-out.md, "Limits")
         _log.warning(
-            "prunetuna: trials %s finished in another work dir and their MLflow runs lack model/; the worker that "
-            "ran them "
-            "writes them on its next start",
+            "prunetuna: trials %s finished in another work dir and their MLflow runs lack model/ (a SQLite study "
+            "with a local tracking store uploads after the tell); a start with that work dir writes them",
             done.weights_elsewhere[:10],
         )
     return done
@@ -143,20 +144,22 @@ def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: 
     if record is not None and record.owner_alive():
         return  # another worker on this machine ran it; its writer is still writing
     metrics = record.metrics if record is not None else TrialRecord.of(trial).metrics
-    complete = (
-        run.info.status == "FINISHED"
-        and all(k in run.data.metrics for k in metrics)
-        and run.data.tags.get("optuna.state") == trial.state.name
-    )
+    landed = all(k in run.data.metrics for k in metrics) and run.data.tags.get("optuna.state") == trial.state.name
+    complete = run.info.status == "FINISHED" and landed
     if record is not None:
         complete = (
             complete
             and all(k in run.data.params for k in record.params)
             and (not record.epochs or "val_accuracy" in run.data.metrics)
         )
-    if record is None:
+    if record is None:  # finished by a worker elsewhere (another machine, or a work dir since lost)
+        if complete:
+            return
+        # A shared study's trial is acknowledged once its data landed: only the run's end can be missing, and any
+        # worker ends it. Otherwise (a study shared by accident: its writer may still be writing) wait a while.
         finished_at = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
-        if complete or time.time() - finished_at < FOREIGN_GRACE_S:
+        acknowledged = landed and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id))
+        if not acknowledged and time.time() - finished_at < FOREIGN_GRACE_S:
             return
     elif complete and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id)):
         store.mark_synced(trial.number, run_id)  # all there (its writer died after the last write): left as it is

@@ -40,40 +40,43 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         yield storage, tracking
 
 
-@pytest.mark.parametrize("point", ["recorded", "uploaded", "told"])
-def test_killed_around_the_acknowledgement_then_its_node_lost(
-    tmp_path: Path, stores: tuple[str, str], point: str
+def test_workers_killed_around_the_acknowledgement_and_their_nodes_lost(
+    tmp_path: Path, stores: tuple[str, str]
 ) -> None:
+    # One trial's parameters, killed four times, on four nodes lost with their work dirs: between the local record
+    # and the upload (twice: more than a retry limit of two would allow), between the upload and the tell, and
+    # between the tell and the run's end. heartbeat 1: a killed trial is stale before the next worker starts.
     storage, tracking = stores
-    name = f"ack-{point}"
-    # heartbeat 1: the killed trial is stale (3 beats) before the next worker has started
-    config = write_config(tmp_path, tiny_config(name, search={"n_trials": 2, "heartbeat": 1}))
+    client = MlflowClient(tracking_uri=tracking)
+    config = write_config(tmp_path, tiny_config("ack", search={"n_trials": 3, "heartbeat": 1}))
     shared = ["--storage", storage, "--tracking-uri", tracking]
-    lost = tmp_path / "lost"
-    killed = _cli("search", str(config), *shared, "--workdir", str(lost), PRUNETUNA_FAULT=f"{point}:1")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    trial = optuna.load_study(study_name=name, storage=storage).trials[1]
-    run = MlflowClient(tracking_uri=tracking).get_run(trial.user_attrs["mlflow_run_id"])
-    files = {f.path for f in MlflowClient(tracking_uri=tracking).list_artifacts(run.info.run_id, "model")}
-    assert (lost / "trials" / "1" / "record.json").exists()  # the local record comes first
-    if point == "recorded":  # not acknowledged, nothing of its end uploaded
-        assert trial.state.name == "RUNNING" and files == set() and "accuracy" not in run.data.metrics
-    elif point == "uploaded":  # uploaded, not acknowledged
-        assert trial.state.name == "RUNNING" and len(files) == 2 and "accuracy" in run.data.metrics
-    else:  # acknowledged: everything but the run's end is in the shared stores
-        assert trial.state.name == "COMPLETE" and len(files) == 2 and run.info.status == "RUNNING"
-    shutil.rmtree(lost)  # the node is gone with its work dir: the record above is lost
+    for number, point in enumerate(["recorded", "uploaded", "recorded", "told"], 1):
+        lost = tmp_path / f"lost-{number}"
+        killed = _cli("search", str(config), *shared, "--workdir", str(lost), PRUNETUNA_FAULT=f"{point}:{number}")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        trials = optuna.load_study(study_name="ack", storage=storage).trials
+        trial = trials[number]
+        assert number == 1 or trial.system_attrs["failed_trial"] == 1  # the same parameters, again
+        assert trial.params == trials[1].params
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+        assert (lost / "trials" / str(number) / "record.json").exists()  # the local record comes first
+        if point == "recorded":  # not acknowledged, nothing of its end uploaded
+            assert trial.state.name == "RUNNING" and files == set() and "accuracy" not in run.data.metrics
+        elif point == "uploaded":  # uploaded, not acknowledged
+            assert trial.state.name == "RUNNING" and len(files) == 2 and "accuracy" in run.data.metrics
+        else:  # acknowledged: everything but the run's end is in the shared stores
+            assert trial.state.name == "COMPLETE" and len(files) == 2 and run.info.status == "RUNNING"
+        shutil.rmtree(lost)  # the node is gone with its work dir: the record above is lost
 
     other = _cli("search", str(config), *shared, "--workdir", str(tmp_path / "other"))
-    assert other.returncode == 0 and "2/2 finished trials" in other.stderr, other.stderr[-3000:]
-    assert study_violations(storage, tracking, name, 2) == []
-    trials = optuna.load_study(study_name=name, storage=storage).trials
-    if point == "told":
-        assert trials[1].state.name == "COMPLETE"  # repaired by the other worker, from the shared stores
-    else:  # failed as stale, with its reason on its run, and run again (its parameters)
-        assert trials[1].state.name == "FAIL"
-        reason = MlflowClient(tracking_uri=tracking).get_run(run.info.run_id).data.tags["prunetuna.fail_reason"]
-        assert reason.startswith("interrupted")
-        assert [t.params for t in trials if t.system_attrs.get("failed_trial") == 1] == [trials[1].params]
+    assert other.returncode == 0 and "3/3 finished trials" in other.stderr, other.stderr[-3000:]
+    assert study_violations(storage, tracking, "ack", 3) == []
+    trials = optuna.load_study(study_name="ack", storage=storage).trials
+    assert trials[4].state.name == "COMPLETE"  # acknowledged: repaired by another worker, from the shared stores
+    for trial in trials[1:4]:  # failed as stale, with the reason on its run, and run again
+        assert trial.state.name == "FAIL"
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FAILED" and run.data.tags["prunetuna.fail_reason"].startswith("interrupted")
     complete = [t.number for t in trials if t.state.name == "COMPLETE"]
     assert export_failures(config, storage, tracking, complete, tmp_path / "fresh") == {}

@@ -10,15 +10,19 @@ import os
 import signal
 import threading
 
-__all__ = ["FAULT_POINTS", "fault", "hold"]
+__all__ = ["FAULT_POINTS", "fault", "hold", "out_of_memory"]
 
 FAULT_POINTS = (
     "sampled",  # the candidate's vector was drawn, before pruning
     "pruned",  # pruned and measured, its MLflow run created
     "fine_tune",  # after the first fine-tune epoch
-    "told",  # Optuna was told the trial finished, its MLflow writes not yet made (they are held)
+    "recorded",  # the finished trial's local record written (trials/<n>/), nothing of its end in MLflow yet
+    "uploaded",  # a shared study's trial: its metrics, tags and model files in MLflow, Optuna not yet told
+    "told",  # Optuna was told the trial finished; its run not ended (local study: its MLflow writes are held)
     "upload",  # the weights uploaded to the trial's run, its manifest not yet
     "plots",  # the first of the parent run's plots logged, the others not yet
+    "oom",  # not a kill: MemoryError raised as the trial's fine-tune starts (out of host memory)
+    "cuda_oom",  # not a kill: torch.cuda.OutOfMemoryError raised there (what a GPU out of memory raises)
 )
 
 
@@ -62,3 +66,15 @@ def hold(trial: int | None) -> None:
     armed = _armed()
     if armed is not None and armed[0] == "told" and armed[1] in (None, trial):
         threading.Event().wait()
+
+
+def out_of_memory(trial: int | None) -> None:
+    """Raise the out-of-memory error ``PRUNETUNA_FAULT=oom[:<trial>]`` (or ``cuda_oom``) names, here."""
+    armed = _armed()
+    if armed is None or armed[0] not in ("oom", "cuda_oom") or armed[1] not in (None, trial):
+        return
+    if armed[0] == "oom":
+        raise MemoryError("injected: out of host memory (PRUNETUNA_FAULT=oom)")
+    import torch
+
+    raise torch.cuda.OutOfMemoryError("injected: CUDA out of memory (PRUNETUNA_FAULT=cuda_oom)")

@@ -163,3 +163,95 @@ def throwaway_mlflow_server() -> Iterator[str]:
             yield url
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+FINISHED = ("COMPLETE", "PRUNED")
+MODEL_FILES = {"model/state_dict.pt", "model/manifest.json"}
+
+
+def study_violations(storage: str, tracking: str, name: str, n_trials: int) -> list[str]:
+    """What breaks the durability invariant in a study (empty: nothing): exactly ``n_trials`` finished trials and
+    none RUNNING; exactly one run per trial number, FINISHED for a finished trial, with every metric of its record
+    and its sparsity params, and for a COMPLETE trial every ``model/`` file; one parent run; no run RUNNING; the
+    parameters of every failed trial run again in a finished trial (none lost however often its workers were
+    killed)."""
+    import optuna
+    from mlflow import MlflowClient
+
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    found: list[str] = []
+    finished = [t for t in trials if t.state.name in FINISHED]
+    if len(finished) != n_trials:
+        found.append(f"{len(finished)} finished trials, not {n_trials}")
+    found += [f"trial {t.number} is RUNNING" for t in trials if t.state.name == "RUNNING"]
+    done = [set(t.params.items()) for t in finished]
+    for trial in trials:
+        if trial.state.name == "FAIL" and trial.params and not any(set(trial.params.items()) <= p for p in done):
+            found.append(f"trial {trial.number} failed and its parameters were never run again")
+    client = MlflowClient(tracking_uri=tracking)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=5000)
+    found += [f"run {r.info.run_id} ({r.info.run_name}) is RUNNING" for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if r.data.tags.get("prunetuna.role") == "study"]
+    if len(parents) != 1:
+        found.append(f"{len(parents)} parent runs")
+    per_number: dict[str, int] = {}
+    for run in runs:
+        if run.data.tags.get("prunetuna.role") == "trial":
+            number = run.data.tags["optuna.trial_number"]
+            per_number[number] = per_number.get(number, 0) + 1
+    found += [f"trial {n} has {c} runs" for n, c in per_number.items() if c > 1]
+    for trial in finished:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        where = f"trial {trial.number} ({trial.state.name}, run {run.info.run_id})"
+        if run.info.status != "FINISHED" or run.data.tags.get("optuna.state") != trial.state.name:
+            found.append(f"{where}: run {run.info.status}, optuna.state {run.data.tags.get('optuna.state')}")
+        missing = set(trial.user_attrs.get("metrics", {})) - set(run.data.metrics)
+        missing |= {f"sparsity.{k}" for k in trial.user_attrs.get("sparsity", {})} - set(run.data.params)
+        missing |= {"finetune.epochs"} - set(run.data.params)
+        if missing:
+            found.append(f"{where}: lacks {sorted(missing)}")
+        if trial.state.name == "COMPLETE":
+            files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
+            if files != MODEL_FILES:
+                found.append(f"{where}: model/ holds {sorted(files)}")
+    return found
+
+
+_EXPORT_EACH = """
+import json, sys
+from prunetuna.cli import app
+config, storage, tracking, workdir, *numbers = sys.argv[1:]
+failed = {}
+for n in numbers:
+    args = ["export", config, "--trial", n, "--format", "pt", "--out", f"{workdir}/trial-{n}.pt", "--force",
+            "--storage", storage, "--tracking-uri", tracking, "--workdir", workdir]
+    try:
+        code = app(args, standalone_mode=False)
+    except BaseException as exc:
+        code = repr(exc)
+    if code not in (0, None):
+        failed[n] = str(code)
+print(json.dumps(failed))
+"""
+
+
+def export_failures(config: Path, storage: str, tracking: str, numbers: Sequence[int], workdir: Path) -> dict:
+    """``prunetuna export --trial N --format pt`` for each trial, from ``workdir`` (a fresh one: no record of the
+    search), in one process; the trials whose export failed, with the exit status or the error."""
+    import json
+    import sys
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PRUNETUNA_FAULT", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPORT_EACH, str(config), storage, tracking, str(workdir), *map(str, numbers)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    if done.returncode != 0:
+        return {"all": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])

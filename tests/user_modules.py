@@ -86,6 +86,14 @@ class F1Module(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
 
 
+class NaNWhenPrunedModule(F1Module):
+    """Its loss is NaN once its first convolution was pruned (the dense baseline trains normally)."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.net.conv1.out_channels < 6 else loss
+
+
 class FailingModule(F1Module):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         raise RuntimeError("the user's training_step broke")

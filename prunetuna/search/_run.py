@@ -221,6 +221,7 @@ class _Session:
     def _told(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna's callback after each trial of this process: its event, from the outcome the runner decided."""
         fault("told", trial.number)
+        self.runner.writer.told(trial.number)  # a shared study's run is ended once its trial is acknowledged
         timer = self.runner.timers.pop(trial.number, None)
         result = self.runner.outcomes.pop(trial.number, None)
         if result is None:  # surplus: marked FAIL without work

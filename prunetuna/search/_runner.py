@@ -4,13 +4,15 @@ the early-stopping rule and score, each step's result decided into a :class:`~pr
 
 from __future__ import annotations
 
+import gc
 import traceback
 from typing import Callable
 
 import optuna
+import torch
 from optuna.trial import Trial, TrialState
 
-from prunetuna.faults import fault
+from prunetuna.faults import fault, out_of_memory
 from prunetuna.objectives import OBJECTIVES
 from prunetuna.search._candidate import Candidate, draw_candidate
 from prunetuna.search._early_stopping import EARLY_STOPPING, StopContext, TrialPruningCallback
@@ -29,6 +31,13 @@ SURPLUS = "surplus: the study already had n_trials trials finished or running wh
 
 ProfileDrawer = Callable[[int, SparsityVector, list[str]], object]
 """``draw(number, vector, layers)``: the trial's sparsity-profile figure (drawn in the tracker's writer thread)."""
+
+
+def release_memory() -> None:
+    """After an out-of-memory error: collect what the failed trial held, and give the GPU's cached blocks back."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class SurplusTrial(Exception):
@@ -76,6 +85,7 @@ class TrialRunner:
             outcome = self._run(trial, origin, timer, started)
         except Exception as exc:
             error = exc
+            memory = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             params = started[0].params if started else {**as_params(from_params(trial.params)), **self.settings}
             outcome = failed(
                 trial.number,
@@ -86,8 +96,19 @@ class TrialRunner:
                 started[0] if started else None,
                 tracking_away=isinstance(exc, TrackingAway),
             )
+            if memory:  # the trial fails with its reason; what it held goes before the next one
+                error = exc.with_traceback(None)  # its frames hold the candidate model and its batches
+                release_memory()
         self.outcomes[trial.number] = outcome
-        self.writer.finish(trial, outcome)
+        try:
+            self.writer.finish(trial, outcome)
+        except TrackingAway as exc:  # a shared study's trial could not be written to the tracking store: run it again
+            error = exc
+            outcome = failed(
+                trial.number, origin, outcome.params, exc, traceback.format_exc(), None, tracking_away=True
+            )
+            self.outcomes[trial.number] = outcome
+            self.writer.finish(trial, outcome)
         if error is not None:
             raise error  # FAIL; a TrackingAway stops run_search, which enqueues the trial again
         if outcome.state is TrialEnd.PRUNED:
@@ -135,6 +156,7 @@ class TrialRunner:
         stopper = self._early_stopping(trial, costs)
         epochs: list[float] = []
         with timer.step("fine_tune"):
+            out_of_memory(trial.number)  # PRUNETUNA_FAULT=oom / cuda_oom: the tests' out-of-memory error
             result = plan.workload.task.fine_tune(  # the built-in classifier or the user's LightningModule
                 candidate.model,
                 plan.workload.datamodule,

@@ -3,7 +3,9 @@ worker), while it waits, and at its end.
 
 Optuna's trial states are the truth. A finished trial (COMPLETE or PRUNED) whose run is not
 FINISHED, lacks a metric, a param or its ``model/`` files gets them from the trial's final record in
-the work dir (:mod:`._durable`) and is ended FINISHED; a failed trial's run still RUNNING is ended
+the work dir (:mod:`._durable`) and is ended FINISHED; in a shared study a finished trial's data is in the
+tracking store before Optuna is told, so any worker ends its run from the shared stores alone (its metrics
+from Optuna's user attributes), whichever machine ran it; a failed trial's run still RUNNING is ended
 FAILED; a run no trial claims (its process was killed between creating it and telling Optuna) is
 ended FAILED, or deleted when its trial has another run: one run per trial number.
 """
@@ -16,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import optuna
-from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetuna.store._durable import FinalRecord, TrialStore
+from prunetuna.store._keys import RunStatus, Tag, TrialEnd
 from prunetuna.store._outage import TrackingAway
 from prunetuna.store._records import StudyRecord, TrialRecord
 from prunetuna.store._storage import describe_error
@@ -94,27 +97,26 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
             continue  # no run, or one in another tracking store
         if trial.state in FINISHED:
             _check_finished(trial, run, tracker, store, done)
-        elif trial.state == TrialState.FAIL and run.info.status == "RUNNING":
+        elif trial.state == TrialState.FAIL and run.info.status == RunStatus.RUNNING.value:
             reason = record.fail_reason or INTERRUPTED
             tracker.outage.call(
                 tracker.client.log_batch,
                 run.info.run_id,
-                tags=[RunTag("optuna.state", "FAIL"), RunTag("prunetuna.fail_reason", reason)],
+                tags=[RunTag(Tag.STATE, TrialEnd.FAIL.value), RunTag(Tag.FAIL_REASON, reason)],
             )
-            tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
+            tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status=RunStatus.FAILED.value)
             done.failed.append(trial.number)
-    if done.weights_elsewhere:
+    if done.weights_elsewhere:  # only in a study that is not shared (docs/guides/scaling-out.md, "Limits")
         _log.warning(
-            "prunetuna: trials %s finished in another work dir and their MLflow runs lack model/; the worker that "
-            "ran them "
-            "writes them on its next start",
+            "prunetuna: trials %s finished in another work dir and their MLflow runs lack model/ (a SQLite study "
+            "with a local tracking store uploads after the tell); a start with that work dir writes them",
             done.weights_elsewhere[:10],
         )
     return done
 
 
 def _settle_orphan(run: Run, trials: list[FrozenTrial], tracker: StudyTracker) -> int:
-    number = int(run.data.tags.get("optuna.trial_number", -1))
+    number = int(run.data.tags.get(Tag.TRIAL_NUMBER, -1))
     trial = trials[number] if 0 <= number < len(trials) else None
     claimed = trial is not None and TrialRecord.of(trial).mlflow_run_id is not None
     if trial is not None and trial.state == TrialState.RUNNING and not claimed:
@@ -122,14 +124,14 @@ def _settle_orphan(run: Run, trials: list[FrozenTrial], tracker: StudyTracker) -
     if claimed:
         tracker.outage.call(tracker.client.delete_run, run.info.run_id)  # the trial's own run is another one
         return 1
-    if run.info.status != "RUNNING":
+    if run.info.status != RunStatus.RUNNING.value:
         return 0
     tracker.outage.call(
         tracker.client.log_batch,
         run.info.run_id,
-        tags=[RunTag("optuna.state", "FAIL"), RunTag("prunetuna.fail_reason", ORPHAN)],
+        tags=[RunTag(Tag.STATE, TrialEnd.FAIL.value), RunTag(Tag.FAIL_REASON, ORPHAN)],
     )
-    tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status="FAILED")
+    tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status=RunStatus.FAILED.value)
     return 1
 
 
@@ -143,20 +145,22 @@ def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: 
     if record is not None and record.owner_alive():
         return  # another worker on this machine ran it; its writer is still writing
     metrics = record.metrics if record is not None else TrialRecord.of(trial).metrics
-    complete = (
-        run.info.status == "FINISHED"
-        and all(k in run.data.metrics for k in metrics)
-        and run.data.tags.get("optuna.state") == trial.state.name
-    )
+    landed = all(k in run.data.metrics for k in metrics) and run.data.tags.get(Tag.STATE) == trial.state.name
+    complete = run.info.status == RunStatus.FINISHED.value and landed
     if record is not None:
         complete = (
             complete
             and all(k in run.data.params for k in record.params)
             and (not record.epochs or "val_accuracy" in run.data.metrics)
         )
-    if record is None:
+    if record is None:  # finished by a worker elsewhere (another machine, or a work dir since lost)
+        if complete:
+            return
+        # A shared study's trial is acknowledged once its data landed: only the run's end can be missing, and any
+        # worker ends it. Otherwise (a study shared by accident: its writer may still be writing) wait a while.
         finished_at = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
-        if complete or time.time() - finished_at < FOREIGN_GRACE_S:
+        acknowledged = landed and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id))
+        if not acknowledged and time.time() - finished_at < FOREIGN_GRACE_S:
             return
     elif complete and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id)):
         store.mark_synced(trial.number, run_id)  # all there (its writer died after the last write): left as it is
@@ -184,7 +188,7 @@ def _repair(
     """Write what the run lacks, then end it FINISHED; the record is marked synced once all of it landed."""
     run_id, call, client = run.info.run_id, tracker.outage.call, tracker.client
     stamp = int(time.time() * 1000)
-    tags = {"optuna.state": trial.state.name, **(record.tags if record is not None else {})}
+    tags = {Tag.STATE: trial.state.name, **(record.tags if record is not None else {})}
     params = {k: v for k, v in (record.params if record is not None else {}).items() if k not in run.data.params}
     call(
         client.log_batch,
@@ -210,7 +214,7 @@ def _repair(
         elif wanted:
             for name in wanted:
                 call(client.log_artifact, run_id, str(store.model_dir(trial.number) / name), "model")
-    call(client.set_terminated, run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+    call(client.set_terminated, run_id, status=RunStatus.FINISHED.value)
     if record is not None:
         store.mark_synced(trial.number, run_id)
     done.repaired.append(trial.number)
@@ -223,10 +227,10 @@ def close_finished_parent(study: optuna.Study, tracker: StudyTracker, draw_plots
         return  # a worker is still at it, and ends the parent itself
     try:
         parent = tracker.find_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id)
-        if parent is None or tracker.outage.call(tracker.client.get_run, parent).info.status != "RUNNING":
+        if parent is None or tracker.outage.call(tracker.client.get_run, parent).info.status != RunStatus.RUNNING.value:
             return
         draw_plots()
-        tracker.outage.call(tracker.client.set_terminated, parent, status="FINISHED")
+        tracker.outage.call(tracker.client.set_terminated, parent, status=RunStatus.FINISHED.value)
     except TrackingAway:
         return
     except Exception as exc:  # noqa: BLE001 - the study is complete; the next start tries again

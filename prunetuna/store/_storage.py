@@ -95,6 +95,14 @@ class Workspace:
         return self.tracking_uri == _default_tracking(self.workdir)
 
     @property
+    def shared(self) -> bool:
+        """Whether workers on other machines may share this study: any storage but SQLite, or any tracking store
+        but a local one (SQLite, a folder). A shared study's trial is acknowledged (told to Optuna) only once its
+        weights, manifest and metrics are in the tracking store (docs/guides/scaling-out.md, "Killed?")."""
+        local_tracking = self.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in self.tracking_uri
+        return sqlite_path(self.storage_url) is None or not local_tracking
+
+    @property
     def artifact_location(self) -> str | None:
         """Artifacts beside the work dir unless a tracking server decides."""
         if self.tracking_uri.startswith(("http://", "https://", "databricks")):
@@ -122,7 +130,8 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
     """Connect to the Optuna storage, failing fast with the URL (password masked) when it is unusable.
 
     With ``heartbeat`` (seconds), running trials beat; a trial silent for three beats (its process
-    was killed) is failed by the next worker and enqueued again with the same parameters.
+    was killed) is failed by the next worker and enqueued again with the same parameters, however often its
+    workers are killed (no retry limit: a limit would lose the parameters of a trial killed once more).
     """
     url = workspace.storage_url
     shown = mask_url(url)
@@ -150,7 +159,7 @@ def open_storage(workspace: Workspace, *, create: bool, heartbeat: int | None = 
             else {
                 "heartbeat_interval": heartbeat,
                 "grace_period": 3 * heartbeat,
-                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=None),
             }
         )
         with sqlite_creation_lock(url):

@@ -28,7 +28,7 @@ __all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker"]
 WEIGHTS_FILE = "state_dict.pt"
 MANIFEST_FILE = "manifest.json"
 
-_MAX_PARAM = 6000
+MAX_PARAM = 6000
 _log = logging.getLogger("prunetuna")
 
 
@@ -56,6 +56,7 @@ class StudyTracker:
             describe=lambda exc: describe_error(exc, uri, workspace.storage_url),
         )
         self._trials: dict[str, int] = {}  # run id -> trial number, for the fault points
+        self.ack_first = workspace.shared  # a finished trial's data is written before Optuna is told (TrialWriter)
         self._unwritten: set[str] = set()  # runs one of whose writes failed
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
@@ -71,7 +72,8 @@ class StudyTracker:
 
     def _write(self, fn, *args, **kwargs) -> object:  # noqa: ANN001
         run_id = args[0] if args and isinstance(args[0], str) else None
-        hold(self._trials.get(run_id))  # type: ignore[arg-type]
+        if not self.ack_first:  # acknowledged first, the run's end is submitted after the tell: nothing to hold
+            hold(self._trials.get(run_id))  # type: ignore[arg-type]
         if fn == self._written:
             return fn(*args)  # local: says nothing about the store
         try:
@@ -229,6 +231,10 @@ class StudyTracker:
 
         self._submit(write, run_id)
 
+    def log_figure(self, run_id: str, draw: Callable[[], Figure]) -> None:
+        """The trial's sparsity-profile image, drawn in the background writer."""
+        self._submit(lambda run_id: self.client.log_figure(run_id, draw(), "sparsity_profile.png"), run_id)
+
     def log_parent_files(self, paths: Sequence[Path], artifact_path: str = "plots") -> None:
         if self.parent_run_id:
             for path in paths:
@@ -282,4 +288,4 @@ class StudyTracker:
 
 
 def _params(params: Mapping[str, object]) -> list[Param]:
-    return [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in params.items()]
+    return [Param(str(k), str(v)[:MAX_PARAM]) for k, v in params.items()]

@@ -4,21 +4,27 @@ durable local record, and its MLflow run (docs/design.md, "Trials").
 The writer has three steps. ``start`` opens the trial's MLflow run and stores what every rebuild and every
 repair needs before any training (the applied vector, the run id); ``epoch`` logs a fine-tune epoch;
 ``finish`` writes the outcome: user attributes and constraints in one pass, the durable record of a
-finished trial (before Optuna is told), then the run's metrics, tags, model files and end in the background.
+finished trial (before Optuna is told), then the run's metrics, tags, model files and end in the background;
+in a shared study the metrics, tags and model files are written before Optuna is told, and ``told`` ends the
+run after the tell (docs/guides/scaling-out.md, "Killed?").
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from mlflow.entities import Metric, Param, RunTag
 
+from prunetuna.faults import fault
 from prunetuna.sparsity import SparsityVector
 from prunetuna.store._durable import FinalRecord, TrialStore
 from prunetuna.store._keys import Tag, TrialEnd
 from prunetuna.store._records import BudgetStatus, write_trial
-from prunetuna.store._tracking import StudyTracker
+from prunetuna.store._tracking import MANIFEST_FILE, MAX_PARAM, WEIGHTS_FILE, StudyTracker
 
 __all__ = ["TrialModel", "TrialOutcome", "TrialWriter"]
 
@@ -100,6 +106,7 @@ class TrialWriter:
     def __init__(self, tracker: StudyTracker, store: TrialStore) -> None:
         self.tracker, self.store = tracker, store
         self.run_ids: dict[int, str] = {}  # trial number -> its MLflow run, until finished
+        self._ends: dict[int, Callable[[], None]] = {}  # trial number -> its run's end, submitted once Optuna is told
 
     def start(
         self,
@@ -140,7 +147,12 @@ class TrialWriter:
 
     def finish(self, trial: Any, outcome: TrialOutcome) -> None:
         """The outcome, written once: user attributes and constraints; for a finished trial its durable
-        record (before Optuna is told); then its run's metrics, tags, files and end, in the background."""
+        record (before Optuna is told); then its run's metrics, tags, files and end, in the background.
+
+        In a shared study (``Workspace.shared``) a finished trial is acknowledged only once it can be recovered
+        from the shared stores alone: its params, final metrics, tags and model files are written to the tracking
+        store before this returns (before Optuna is told; :class:`TrackingAway` when the store stays away), and
+        its run is ended by :meth:`told`, after the tell."""
         write_trial(trial, **outcome.attributes())
         for key, value in outcome.constraints.items():
             trial.set_constraint(key, value)
@@ -152,22 +164,56 @@ class TrialWriter:
             return
         if outcome.traceback is not None:
             self.tracker.log_text(run_id, outcome.traceback, "traceback.txt")
-        on_written = None
         tags = outcome.tags()
-        if outcome.state.finished:
-            record = FinalRecord(
-                outcome.number,
-                outcome.state.value,
-                run_id,
-                outcome.metrics,
-                tags,
-                {k: str(v) for k, v in outcome.params.items()},
-                list(outcome.epochs),
-            )
-            model = outcome.model
-            self.store.write(record, model.weights if model else None, model.manifest if model else None)
-            if model is not None:
-                self.tracker.log_trial_model(run_id, self.store.model_dir(outcome.number), model.profile)
-            number = outcome.number
-            on_written = lambda: self.store.mark_synced(number, run_id)  # noqa: E731
-        self.tracker.end_trial(run_id, outcome.state.value, outcome.metrics, tags, on_written)
+        if not outcome.state.finished:
+            self.tracker.end_trial(run_id, outcome.state.value, outcome.metrics, tags)
+            return
+        number, model = outcome.number, outcome.model
+        params = {k: str(v) for k, v in outcome.params.items()}
+        record = FinalRecord(number, outcome.state.value, run_id, outcome.metrics, tags, params, list(outcome.epochs))
+        self.store.write(record, model.weights if model else None, model.manifest if model else None)
+        fault("recorded", number)
+        model_dir = self.store.model_dir(number) if model is not None else None
+        on_written = lambda: self.store.mark_synced(number, run_id)  # noqa: E731
+        end = lambda: self.tracker.end_trial(run_id, outcome.state.value, outcome.metrics, tags, on_written)  # noqa: E731
+        if not self.tracker.ack_first:
+            if model_dir is not None:
+                self.tracker.log_trial_model(run_id, model_dir, model.profile)
+            end()
+            return
+        _write_now(self.tracker, run_id, params, outcome.metrics, {Tag.STATE: outcome.state.value, **tags}, model_dir)
+        fault("uploaded", number)
+        if model is not None and model.profile is not None:
+            self.tracker.log_figure(run_id, model.profile)
+        self._ends[number] = end
+
+    def told(self, number: int) -> None:
+        """Optuna was told that trial ``number`` finished: its run's end, when it waited for the tell."""
+        end = self._ends.pop(number, None)
+        if end is not None:
+            end()
+
+
+def _write_now(
+    tracker: StudyTracker,
+    run_id: str,
+    params: dict[str, str],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    model_dir: Path | None,
+) -> None:
+    """Everything a repair from the shared stores needs, landed when this returns: the run's earlier writes
+    (params, epochs), its params again (identical values: MLflow accepts them; they may have been lost with an
+    earlier write), final metrics and tags, then the weights and the manifest under ``model/``."""
+    tracker.flush()
+    stamp = int(time.time() * 1000)
+    tracker.outage.call(
+        tracker.client.log_batch,
+        run_id,
+        metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()],
+        params=[Param(k, v[:MAX_PARAM]) for k, v in params.items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
+    if model_dir is not None:
+        for name in (WEIGHTS_FILE, MANIFEST_FILE):
+            tracker.outage.call(tracker.client.log_artifact, run_id, str(model_dir / name), "model")

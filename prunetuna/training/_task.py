@@ -96,6 +96,18 @@ class _MetricRecorder(pl.Callback):
             self.on_epoch(len(self.history), score)
 
 
+class _FiniteLoss(pl.Callback):
+    """A user's training_step returning a NaN or infinite loss fails the trial with the reason, as the built-in
+    classifier's does (training/_finetune.py), instead of training on to a meaningless score."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1 and not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at epoch {trainer.current_epoch + 1}, batch {batch_idx}"
+            )
+
+
 class ModuleTask(Task):
     """A user's LightningModule: each candidate is a copy of it with the module at ``path`` replaced by the
     pruned one, trained by Lightning's Trainer with the module's own hooks and scored on ``metric``."""
@@ -178,7 +190,9 @@ class ModuleTask(Task):
         on_sigint = signal.getsignal(signal.SIGINT)
         keep = [_KeepSigintHandler(on_sigint)] if callable(on_sigint) else []
         setup = trainer or TrainerSetup({"accelerator": accelerator, "devices": 1})
-        fit = self._trainer(epochs, max_batches, [recorder, *keep, *callbacks, *setup.callbacks()], setup, accelerator)
+        fit = self._trainer(
+            epochs, max_batches, [recorder, _FiniteLoss(), *keep, *callbacks, *setup.callbacks()], setup, accelerator
+        )
         model.train()
         try:
             fit.fit(wrapped, datamodule=datamodule)

@@ -21,9 +21,14 @@ from services import INITDB, POSTGRES_MISSING, throwaway_postgres
 from conftest import HERE, tiny_config, write_config
 
 
-def _cli(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+def _cli(
+    *args: str, wait: bool = True, fault: str | None = None
+) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PRUNETUNA_FAULT", None)
+    if fault is not None:
+        env["PRUNETUNA_FAULT"] = fault
     command = [sys.executable, "-m", "prunetuna", *args]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -104,30 +109,17 @@ def test_workers_option_on_one_machine(tmp_path: Path) -> None:
 
 
 def test_killed_worker_is_resumed_with_nothing_lost(tmp_path: Path) -> None:
-    # Killed while its last trial runs, resumed at once, long before that trial misses three heartbeats
-    # (45 s; the new process needs about 15 s to start on a slow machine): with nothing else to run, the
-    # new process says it waits for the dead trial to go stale, and then retries it.
-    config = write_config(
-        tmp_path,
-        tiny_config("killed", finetune={"epochs": 25, "max_batches": None}, search={"n_trials": 3, "heartbeat": 15}),
-    )
+    # Killed (SIGKILL at a named point) in its last trial's fine-tune, resumed at once, long before that trial
+    # misses three heartbeats (45 s; the new process needs about 15 s to start on a slow machine): with nothing
+    # else to run, the new process says it waits for the dead trial to go stale, and then retries it.
+    config = write_config(tmp_path, tiny_config("killed", search={"n_trials": 3, "heartbeat": 15}))
     workdir = tmp_path / "w"
     storage = f"sqlite:///{workdir / 'optuna.db'}"
-    worker = _cli("search", str(config), "--workdir", str(workdir), wait=False)
-    victim = None
-    deadline = time.monotonic() + 300
-    while victim is None and time.monotonic() < deadline and worker.poll() is None:
-        time.sleep(0.3)
-        try:
-            trials = optuna.load_study(study_name="killed", storage=storage).trials
-        except Exception:  # noqa: BLE001 - the study may not exist yet
-            continue
-        running = [t for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
-        if sum(t.state.name == "COMPLETE" for t in trials) == 2 and running:
-            victim = running[0].number
-            os.kill(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=60)
-    assert victim is not None, f"no trial was caught running (exit {worker.returncode}): {worker.stderr.read()[-3000:]}"
+    worker = _cli("search", str(config), "--workdir", str(workdir), fault="fine_tune:2")
+    assert worker.returncode == -signal.SIGKILL, worker.stderr[-3000:]
+    trials = optuna.load_study(study_name="killed", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "RUNNING"]
+    victim = 2
 
     resumed = _cli("search", str(config), "--workdir", str(workdir))
     assert resumed.returncode == 0, resumed.stderr

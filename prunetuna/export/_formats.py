@@ -3,6 +3,7 @@ returning its output leaves (:func:`~prunetuna.objectives.output_leaves`) for th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -51,16 +52,27 @@ def trace_model(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModu
     all is an :class:`ExportCheckFailed` naming why, in one line.
     """
     model.eval()
-    with torch.no_grad(), portable_attention():
-        model(example)
-        try:
-            return torch.jit.trace(model, example, strict=False)
-        except Exception:  # noqa: BLE001 - retried flat; the flat trace's error is the one reported
-            pass
+    with torch.no_grad(), portable_attention(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice and TracerWarnings: the check decides
+        output = model(example)
+        if _typable(output):
+            try:
+                return torch.jit.trace(model, example, strict=False)
+            except Exception:  # noqa: BLE001 - retried flat; the flat trace's error is the one reported
+                pass
         try:
             return torch.jit.trace(FlatOutputs(model), example, strict=False)
         except Exception as exc:  # noqa: BLE001 - whatever tracing raises, said in one line
             raise ExportCheckFailed(f"the model cannot be traced by torch.jit.trace ({_why(exc)})") from None
+
+
+def _typable(output: object) -> bool:
+    """Whether a trace can type ``output``'s structure: a dict's values must all be tensors."""
+    if isinstance(output, (tuple, list)):
+        return all(_typable(item) for item in output)
+    if isinstance(output, dict):
+        return all(isinstance(item, torch.Tensor) for item in output.values())
+    return True
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
@@ -85,7 +97,9 @@ def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, info
 
 
 def _run_torchscript(path: Path, batch: torch.Tensor) -> list[np.ndarray]:
-    loaded = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        loaded = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
         return leaf_arrays(loaded(batch))
 

@@ -70,6 +70,11 @@ class YoloDetector(pl.LightningModule):
         self._stats = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.score(self.model(batch["img"]), batch)
+
+    def score(self, predictions: Any, batch: dict[str, torch.Tensor]) -> None:
+        """Match one batch's predictions (the model's eval output: ``(B, 4 + nc, anchors)`` of pixel cx cy w h and
+        class scores, or a tuple starting with it) to its labels, for the epoch's mAP."""
         from ultralytics.engine.validator import BaseValidator
         from ultralytics.utils.metrics import box_iou
         from ultralytics.utils.nms import non_max_suppression
@@ -78,7 +83,7 @@ class YoloDetector(pl.LightningModule):
         images = batch["img"]
         size = images.new_tensor([images.shape[3], images.shape[2]] * 2)
         detections = non_max_suppression(
-            self.model(images),
+            predictions,
             conf_thres=self.hparams.conf,
             iou_thres=self.hparams.iou,
             max_det=self.hparams.max_det,
@@ -94,7 +99,8 @@ class YoloDetector(pl.LightningModule):
                 correct = torch.zeros(len(det), 10, dtype=torch.bool)
             self._stats.append((correct.cpu(), det[:, 4].cpu(), det[:, 5].cpu(), classes.cpu()))
 
-    def on_validation_epoch_end(self) -> None:
+    def epoch_map(self) -> dict[str, float]:
+        """mAP50 and mAP50-95 of the batches scored since the epoch started (0 without predictions or labels)."""
         from ultralytics.utils.metrics import ap_per_class
 
         map50 = map50_95 = 0.0
@@ -103,8 +109,11 @@ class YoloDetector(pl.LightningModule):
             if len(correct) and len(target_cls):
                 ap = ap_per_class(correct, conf, pred_cls, target_cls)[5]  # (classes present, 10 IoU thresholds)
                 map50, map50_95 = float(np.mean(ap[:, 0])), float(np.mean(ap))
-        self.log("val/map50", map50)
-        self.log("val/map50_95", map50_95)
+        return {"val/map50": map50, "val/map50_95": map50_95}
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.epoch_map().items():
+            self.log(name, value)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

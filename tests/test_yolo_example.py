@@ -1,5 +1,6 @@
 """experiments/examples/yolo: the YOLO-layout data module on generated files, the mAP its module logs, and a stock
-ultralytics YOLOv8n inside the user's LightningModule searched on mAP50 and exported to ONNX and TorchScript."""
+ultralytics YOLOv8n inside the user's LightningModule searched on mAP50 and exported to ONNX and as a checkpoint
+``YOLO(path)`` loads."""
 
 from __future__ import annotations
 
@@ -130,8 +131,8 @@ def test_stock_yolov8n_searches_on_map50_and_exports(tmp_path: Path, digits_set:
     study = optuna.load_study(study_name="yolo-ci", storage=f"sqlite:///{workdir / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert all(t.user_attrs["metrics"]["flops_ratio"] < 1.0 for t in study.trials)  # every trial below dense FLOPs
-    for fmt in ("onnx", "torchscript"):
-        out = tmp_path / f"yolo.{fmt}"
+    for fmt in ("onnx", "ultralytics"):  # TorchScript of these outputs: tests/export/test_outputs.py
+        out = tmp_path / ("yolo.pt" if fmt == "ultralytics" else f"yolo.{fmt}")  # YOLO() reads only *.pt
         args = ["export", str(config), "--workdir", str(workdir), "--trial", "1", "--format", fmt, "--out", str(out)]
         exported = runner.invoke(app, args)
         assert exported.exit_code == 0, exported.output
@@ -142,3 +143,7 @@ def test_stock_yolov8n_searches_on_map50_and_exports(tmp_path: Path, digits_set:
     session = ort.InferenceSession(str(tmp_path / "yolo.onnx"), providers=["CPUExecutionProvider"])
     (predictions, *_) = session.run(None, {"input": np.zeros((2, 3, 64, 64), dtype=np.float32)})
     assert predictions.shape[:2] == (2, 4 + 10)  # what ultralytics' NMS takes, at another batch size
+    from ultralytics import YOLO
+
+    (result,) = YOLO(str(tmp_path / "yolo.pt")).predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, verbose=False)
+    assert result.boxes is not None  # the pruned model handed back: ultralytics' own predict runs it

@@ -81,6 +81,10 @@ def export_trial(
 
     if fmt not in EXPORTERS:
         raise UserError(f"--format: {unknown_message('format', fmt, EXPORTERS)}")
+    if EXPORTERS[fmt].suffix_required and out.suffix != EXPORTERS[fmt].suffix:
+        raise UserError(
+            f"--out: {out} must end in {EXPORTERS[fmt].suffix} for --format {fmt} (the name its loader reads)"
+        )
     card_path = _card_path(out)
     for path in (out, card_path):
         if path.exists() and not force:

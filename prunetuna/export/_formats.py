@@ -31,6 +31,7 @@ class Exporter:
     suffix: str
     write: Callable[[nn.Module, torch.Tensor, Path, dict], None]
     run: Callable[[Path, torch.Tensor], list[np.ndarray]]
+    suffix_required: bool = False  # the file is only read under a name ending in ``suffix``
 
 
 def leaf_arrays(output: object) -> list[np.ndarray]:
@@ -123,10 +124,59 @@ def _run_pt(path: Path, batch: torch.Tensor) -> list[np.ndarray]:
         return leaf_arrays(model(batch))
 
 
+def _write_ultralytics(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
+    """A checkpoint as ultralytics' trainer writes one (``{"model": <the model>, "train_args": ...}``), so that
+    ``YOLO(path)`` loads it; rewritten blocks are merged back into ultralytics' classes where their halves kept
+    equal widths (the others stay prunetuna's, and loading then needs prunetuna importable: ``kept_split``)."""
+    import copy
+    from datetime import datetime, timezone
+
+    from prunetuna.spaces import restore_stock
+
+    if not any(k.__module__ == "ultralytics.nn.tasks" for k in type(model).__mro__):
+        raise UserError(
+            f"--format ultralytics: the pruned model is a {type(model).__name__}, not an ultralytics model "
+            "(DetectionModel, SegmentationModel, ...); name it with model.prune, or choose onnx, torchscript or pt"
+        )
+    import ultralytics
+
+    stock = copy.deepcopy(model).float().eval()
+    kept = restore_stock(stock)
+    if getattr(stock, "criterion", None) is not None:
+        stock.criterion = None  # the loss holds a reference to the model: not part of a checkpoint
+    checkpoint = {
+        "date": datetime.now(timezone.utc).isoformat(),
+        "version": ultralytics.__version__,
+        "epoch": -1,
+        "best_fitness": None,
+        "model": stock,
+        "ema": None,
+        "train_args": {"imgsz": int(example.shape[-1])},
+        "prunetuna": {"sparsity": info["sparsity"], "trial": info.get("trial"), "kept_split": kept},
+    }
+    torch.save(checkpoint, path)
+
+
+def _run_ultralytics(path: Path, batch: torch.Tensor) -> list[np.ndarray]:
+    import os
+    import tempfile
+
+    from ultralytics.nn import tasks
+
+    loader = getattr(tasks, "load_checkpoint", None) or tasks.attempt_load_one_weight
+    with tempfile.TemporaryDirectory() as folder:  # ultralytics reads only files named *.pt
+        named = Path(folder) / "model.pt"
+        os.symlink(Path(path).resolve(), named)
+        model, _ = loader(str(named))
+    with torch.no_grad():
+        return leaf_arrays(model.float().eval()(batch))
+
+
 EXPORTERS: Registry[Exporter] = Registry("format")
 EXPORTERS.register("onnx", Exporter(".onnx", _write_onnx, _run_onnx))
 EXPORTERS.register("torchscript", Exporter(".pt", _write_torchscript, _run_torchscript))
 EXPORTERS.register("pt", Exporter(".pt", _write_pt, _run_pt))
+EXPORTERS.register("ultralytics", Exporter(".pt", _write_ultralytics, _run_ultralytics, suffix_required=True))
 
 
 def load_pruned_file(path: str | Path) -> nn.Module:

@@ -4,7 +4,7 @@
 # torch goes in first, pinned to the CPU build (TORCH_SPEC overrides it), so that no later
 # requirement pulls a multi-GB CUDA build. --vision installs a torch and torchvision pair that import
 # together (VISION_SPEC overrides it) and timm, for torchvision and timm models; --test brings the test
-# tools and implies --vision (the test suite runs real torchvision and timm models).
+# tools and implies --vision and the yolo extra (the test suite runs real torchvision, timm and ultralytics models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -20,7 +20,7 @@ extras=(search)  # torch, Lightning, Optuna, MLflow...: the base install alone i
 vision=0
 for arg in "$@"; do
   case "$arg" in
-    --test) extras+=(test vision); vision=1 ;;
+    --test) extras+=(test vision yolo); vision=1 ;;
     --vision) extras+=(vision); vision=1 ;;
     *) echo "install.sh: unknown option $arg (use --test and/or --vision)" >&2; exit 2 ;;
   esac

@@ -232,3 +232,43 @@ class FailsWhenPruned(F1Module):
         if self.net.conv1.out_channels < 6 or self.net.conv2.out_channels < 6:
             raise ValueError("this module expects 6 channels")
         return super().training_step(batch, batch_idx)
+
+
+class DictNet(nn.Module):
+    """Returns ``{"logits": tensor, "extras": [tensor, tensor]}`` (a dict holding a tensor and a list, as ultralytics'
+    heads do) and caches a grid per input shape (as ultralytics' Detect caches its anchors)."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.head = nn.Linear(channels, 10)
+        self.parity = nn.Linear(channels, 1)
+        self.shape: tuple[int, ...] | None = None
+        self.grid = torch.empty(0)
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        features = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        if self.shape != tuple(x.shape):  # Python-level: a trace records whichever branch ran
+            h, w = x.shape[-2:]
+            self.grid = torch.arange(h * w, dtype=x.dtype).view(1, 1, h, w) / (h * w)
+            self.shape = tuple(x.shape)
+        pooled = (features * (1 + self.grid)).mean(dim=(2, 3))
+        return {"logits": self.head(pooled), "extras": [self.parity(pooled), features.mean(1)]}
+
+
+class DictModule(F1Module):
+    """F1Module around :class:`DictNet` (dict output, nested list, shape-cached grid)."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__(channels)
+        self.net = DictNet(channels)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)["logits"]
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        out = self.net(x)
+        parity = F.mse_loss(out["extras"][0].squeeze(1), (y % 2).float())
+        return F.cross_entropy(out["logits"], y) + parity

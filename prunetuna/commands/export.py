@@ -33,7 +33,7 @@ def export(
     max_drop: Optional[float] = typer.Option(
         None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"
     ),
-    fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt"),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt | ultralytics (YOLO(path) loads it)"),
     out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
     threads: Optional[int] = ThreadsOpt,

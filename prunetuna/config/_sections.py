@@ -51,9 +51,16 @@ class Source(Section):
 
 class ModelConfig(Source):
     checkpoint: str | None = None
+    trusted_checkpoint: bool = False  # unpickle ``checkpoint`` (an ultralytics best.pt): runs code from the file
     prune: str | None = (
         None  # with a LightningModule target: the attribute path of the nn.Module to prune (default: all of it)
     )
+
+    @model_validator(mode="after")
+    def _trust_needs_checkpoint(self) -> ModelConfig:
+        if self.trusted_checkpoint and self.checkpoint is None:
+            raise ValueError("trusted_checkpoint goes with checkpoint: name the file or remove it")
+        return self
 
 
 class MetricConfig(Section):

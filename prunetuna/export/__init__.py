@@ -7,17 +7,9 @@ from __future__ import annotations
 from prunetuna.runtime import lazy_exports
 
 _HOMES = {
-    "_export": (
-        "EXPORTERS",
-        "ExportCheckFailed",
-        "ExportedTrial",
-        "Exporter",
-        "OutputCheck",
-        "compare_outputs",
-        "export_trial",
-        "load_pruned",
-        "load_pruned_file",
-    ),
+    "_checks": ("ExportCheckFailed", "OutputCheck", "compare_leaves", "compare_outputs"),
+    "_export": ("METRIC_TOLERANCE", "ExportedTrial", "export_trial", "load_pruned"),
+    "_formats": ("EXPORTERS", "Exporter", "load_pruned_file", "trace_model"),
     "_model_registry": ("FLAVORS", "RegisteredVersion", "check_model_name", "register_export"),
     "_rebuild": ("RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"),
 }

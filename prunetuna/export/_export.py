@@ -6,39 +6,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from prunetuna.config import ExperimentConfig, parse_config
+from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
+from prunetuna.export._checks import ATOL, RTOL, ExportCheckFailed, OutputCheck, compare_leaves, worst
+from prunetuna.export._formats import EXPORTERS, load_pruned_file
 from prunetuna.files import atomic_write, write_atomically
-from prunetuna.objectives import export_onnx, portable_attention
-from prunetuna.registry import Registry, unknown_message
+from prunetuna.objectives import output_leaves
+from prunetuna.registry import unknown_message
 from prunetuna.store import StudyRecord, TrialRecord, manifest
 from prunetuna.workload import first_inputs
 
-__all__ = [
-    "EXPORTERS",
-    "ExportCheckFailed",
-    "ExportedTrial",
-    "Exporter",
-    "OutputCheck",
-    "compare_outputs",
-    "export_trial",
-    "load_pruned",
-    "load_pruned_file",
-]
+__all__ = ["METRIC_TOLERANCE", "ExportedTrial", "export_trial", "load_pruned"]
 
-RTOL = 1e-4
-ATOL = 1e-4
-"""The file's outputs pass when every element is within ``ATOL * scale + RTOL * |torch's|`` of torch's, with
-``scale`` the largest torch output magnitude (at least 1): float32 error grows with the size of the values a
-deep network computes (resnet50's ONNX logits differ by 2e-4 at magnitudes near 5), so a fixed absolute
-bound fails correct exports of large models while a scaled one still catches a wrong graph."""
-PT_FORMAT = "prunetuna-pruned-v1"
 METRIC_TOLERANCE = 2e-3
 """How far the rebuilt model's task score may be from the logged one (absolute, as a fraction: 0.2 points of
 accuracy). Export may run on another machine than the search: another CPU (AVX2 against AVX-512, another oneDNN
@@ -47,84 +30,6 @@ validation sample whose two top logits are that close flips its prediction: a sc
 (0.1 to 0.2 points on the embedded default's 1,000 validation images), never by more on a correct rebuild, while a
 changed data set, model code or weights moves it by far more. On a validation set under 500 samples one flipped
 sample exceeds it, and the check says so."""
-
-
-class ExportCheckFailed(Exception):
-    """The rebuilt model or the written file does not reproduce the logged numbers (exit status 1)."""
-
-
-@dataclass(frozen=True)
-class Exporter:
-    """``write`` puts the model in a file; ``run`` loads that file back and computes outputs for a batch."""
-
-    suffix: str
-    write: Callable[[nn.Module, torch.Tensor, Path, dict], None]
-    run: Callable[[Path, torch.Tensor], np.ndarray]
-
-
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
-    path.write_bytes(export_onnx(model, example[:1]))
-
-
-def _run_onnx(path: Path, batch: torch.Tensor) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
-
-
-def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
-    with torch.no_grad(), portable_attention():
-        traced = torch.jit.trace(model, example[:1])
-    traced.save(str(path))
-
-
-def _run_torchscript(path: Path, batch: torch.Tensor) -> np.ndarray:
-    loaded = torch.jit.load(str(path), map_location="cpu")
-    with torch.no_grad():
-        return loaded(batch).numpy()
-
-
-def _write_pt(model: nn.Module, example: torch.Tensor, path: Path, info: dict) -> None:
-    torch.save(
-        {
-            "format": PT_FORMAT,
-            "config": info["config"],
-            "sparsity": info["sparsity"],
-            "input_shape": info["input_shape"],
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
-
-
-def _run_pt(path: Path, batch: torch.Tensor) -> np.ndarray:
-    model = load_pruned_file(path)
-    with torch.no_grad():
-        return model(batch).numpy()
-
-
-EXPORTERS: Registry[Exporter] = Registry("format")
-EXPORTERS.register("onnx", Exporter(".onnx", _write_onnx, _run_onnx))
-EXPORTERS.register("torchscript", Exporter(".pt", _write_torchscript, _run_torchscript))
-EXPORTERS.register("pt", Exporter(".pt", _write_pt, _run_pt))
-
-
-def load_pruned_file(path: str | Path) -> nn.Module:
-    """A model written by ``prunetuna export --format pt``: architecture rebuilt from its config and vector."""
-    from prunetuna.export._rebuild import rebuild_model
-    from prunetuna.training import resolve_prune_path
-    from prunetuna.workload import build_model
-
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != PT_FORMAT:
-        raise UserError(f"{path}: not a file written by 'prunetuna export --format pt'")
-    config = parse_config(data["config"], str(path))
-    torch.manual_seed(config.seed)
-    dense = resolve_prune_path(build_model(config.model.model_copy(update={"checkpoint": None})), config.model.prune)
-    return rebuild_model(
-        config, dense, torch.zeros(data["input_shape"]), data["sparsity"], data["state_dict"], str(path)
-    )
 
 
 def load_pruned(
@@ -164,35 +69,6 @@ class ExportedTrial:
     batch: torch.Tensor  # the validation inputs the file's outputs were compared on
 
 
-@dataclass(frozen=True)
-class OutputCheck:
-    """How an exported file's outputs compare with torch's on one validation batch."""
-
-    max_abs_diff: float
-    max_rel_diff: float  # max_abs_diff / scale
-    scale: float  # the largest |torch output|, at least 1
-    same_top_class: float | None  # share of samples whose argmax agrees (2-D outputs), else None
-    passed: bool
-
-
-def compare_outputs(got: np.ndarray, expected: np.ndarray) -> OutputCheck:
-    """``got`` against ``expected`` with :data:`ATOL` scaled to the outputs and :data:`RTOL`
-    (torch.testing.assert_close)."""
-    got_t, expected_t = (torch.from_numpy(np.array(a, dtype=np.float32)) for a in (got, expected))
-    scale = max(1.0, float(expected_t.abs().max())) if expected_t.numel() else 1.0
-    difference = (
-        float((got_t - expected_t).abs().max()) if got_t.shape == expected_t.shape and got_t.numel() else float("inf")
-    )
-    try:
-        torch.testing.assert_close(got_t, expected_t, rtol=RTOL, atol=ATOL * scale)
-        passed = True
-    except AssertionError:
-        passed = False
-    same_shape_2d = got_t.shape == expected_t.shape and expected_t.dim() == 2
-    top = float((got_t.argmax(1) == expected_t.argmax(1)).float().mean()) if same_shape_2d else None
-    return OutputCheck(difference, difference / scale, scale, top, passed)
-
-
 def _card_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
@@ -214,6 +90,10 @@ def export_trial(
 
     if fmt not in EXPORTERS:
         raise UserError(f"--format: {unknown_message('format', fmt, EXPORTERS)}")
+    if EXPORTERS[fmt].suffix_required and out.suffix != EXPORTERS[fmt].suffix:
+        raise UserError(
+            f"--out: {out} must end in {EXPORTERS[fmt].suffix} for --format {fmt} (the name its loader reads)"
+        )
     card_path = _card_path(out)
     for path in (out, card_path):
         if path.exists() and not force:
@@ -246,24 +126,33 @@ def export_trial(
     exporter = EXPORTERS[fmt]
     model.eval()
     batch = first_inputs(next(iter(workload.datamodule.val_dataloader())))[:32]
-    with torch.no_grad():
-        expected = model(batch).numpy()
+    try:
+        with torch.no_grad():
+            expected = [(name, tensor.numpy()) for name, tensor in output_leaves(model(batch))]
+    except TypeError as exc:
+        raise ExportCheckFailed(f"{out}: {exc}; no file was written") from None
 
     # Written beside ``out`` under a temporary name and moved into place only once its check passed:
     # a failed check leaves no file behind (nor a stale one from an earlier --force run replaced half-way).
-    def write_checked(temporary: Path) -> OutputCheck:
-        exporter.write(model, workload.example, temporary, info)
-        result = compare_outputs(exporter.run(temporary, batch), expected)
+    def write_checked(temporary: Path) -> dict[str, OutputCheck]:
+        try:
+            exporter.write(model, workload.example, temporary, info)
+            checks = compare_leaves(exporter.run(temporary, batch), expected)
+        except ExportCheckFailed as exc:
+            raise ExportCheckFailed(f"{out}: {exc}; no file was written") from None
+        name, result = worst(checks)
         if not result.passed:
+            which = f"output {name!r}" if len(checks) > 1 else "outputs"
             raise ExportCheckFailed(
-                f"{out}: the {fmt} model's outputs differ from torch's by up to {result.max_abs_diff:.3g} "
+                f"{out}: the {fmt} model's {which} differ from torch's by up to {result.max_abs_diff:.3g} "
                 f"({result.max_rel_diff:.3g} of the largest output {result.scale:.3g}; allowed {ATOL:g} of it + "
                 f"{RTOL:g} relative); "
                 "no file was written"
             )
-        return result
+        return checks
 
-    check = write_atomically(out, write_checked)
+    checks = write_atomically(out, write_checked)
+    _, check = worst(checks)
     card = {
         "file": out.name,
         "format": fmt,
@@ -274,15 +163,17 @@ def export_trial(
         "dense": StudyRecord.of(study.user_attrs).dense,
         "sparsity": rebuilt.sparsity,
         "input_shape": info["input_shape"],
+        "outputs": list(checks),
         "checks": {
             "validation_accuracy": accuracy,
             "logged_accuracy": logged,
-            "max_abs_diff_vs_torch": check.max_abs_diff,
+            "max_abs_diff_vs_torch": check.max_abs_diff,  # the output furthest from torch's, relative to its scale
             "max_rel_diff_vs_torch": check.max_rel_diff,
             "output_scale": check.scale,
             "rtol": RTOL,
             "atol": ATOL * check.scale,
-            "same_top_class": check.same_top_class,
+            "same_top_class": next(iter(checks.values())).same_top_class,
+            "outputs": {name: result.card() for name, result in checks.items()},
         },
         "versions": info["versions"],
         "git_commit": info["git_commit"],

@@ -96,8 +96,9 @@ def _load_torchscript(out: Path, model: Any, example: np.ndarray):  # noqa: ANN2
 def _trace_pt(out: Path, model: Any, example: np.ndarray):  # noqa: ANN202
     import torch
 
-    with torch.no_grad():  # the rebuilt model export checked against the file it wrote
-        return torch.jit.trace(model, torch.from_numpy(example))
+    from prunetuna.export._formats import trace_model
+
+    return trace_model(model, torch.from_numpy(example))  # the rebuilt model export checked against the file
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def register_export(config, workspace, exported, out: Path, name: str) -> Regist
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from prunetuna.export._export import EXPORTERS
+    from prunetuna.export._formats import EXPORTERS
     from prunetuna.runtime import quiet_libraries
     from prunetuna.store import StudyTracker
 
@@ -213,7 +214,9 @@ def register_export(config, workspace, exported, out: Path, name: str) -> Regist
         ) as run,
     ):
         mlflow.log_dict(card, "model_card.json")
-        output = EXPORTERS[card["format"]].run(out, torch.from_numpy(example))  # what the exported file answers
+        leaves = EXPORTERS[card["format"]].run(out, torch.from_numpy(example))  # what the exported file answers
+        names = card.get("outputs") or [f"output_{i}" for i in range(len(leaves))]
+        output = leaves[0] if len(leaves) == 1 else dict(zip(names, leaves))
         info = flavor.log(
             model,
             name="model",

@@ -4,6 +4,7 @@ Model Registry all rebuild through it."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import optuna
@@ -120,12 +121,26 @@ def rebuild_model(
             "use the config the study was searched with (same model and pruning section)"
         ) from None
     try:
-        model.load_state_dict(weights, strict=True)
+        model.load_state_dict(_with_metadata(weights, model), strict=True)
     except RuntimeError as exc:
         raise UserError(
             f"{what}: the logged weights do not fit the rebuilt model ({' '.join(str(exc).split())[:200]})"
         ) from None
     return model.eval()
+
+
+def _with_metadata(weights: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """``weights`` with the state-dict metadata (each module's ``version``) of ``model`` where they carry none.
+
+    A logged state dict can lose its ``_metadata`` on the way (a plain ``dict`` copy, a store); modules whose loader
+    reads their version (torchvision's MNASNet refuses ``None``) then fail to load. The rebuilt model is built by the
+    same code as the one that was saved, so its own metadata is the saved one.
+    """
+    if getattr(weights, "_metadata", None) is not None:
+        return weights
+    restored = OrderedDict(weights)
+    restored._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
+    return restored
 
 
 def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial) -> RebuiltTrial:

@@ -18,6 +18,7 @@ _HOMES = {
         "portable_attention",
     ),
     "_latency_cache": ("LatencyCache", "PREFIX", "architecture_key", "latency_context"),
+    "_outputs": ("FlatOutputs", "output_leaves", "output_names"),
     "_objectives": ("OBJECTIVES", "Objective", "SCORING_MODES", "Scoring", "ScoringMode", "objective_values"),
     "_remote": ("DEFAULT_PROVIDER", "REMOTE", "RemoteBackend", "latency_device"),
 }

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from prunetuna.device import time_runner
+from prunetuna.objectives._outputs import output_leaves
 from prunetuna.objectives._remote import REMOTE
 from prunetuna.registry import Registry
 
@@ -118,8 +119,18 @@ def portable_attention() -> Iterator[None]:
 
 
 def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
-    """The model as ONNX bytes (TorchScript-based exporter: a fraction of a second for small CNNs)."""
+    """The model as ONNX bytes (TorchScript-based exporter: a fraction of a second for small CNNs).
+
+    Every output leaf is a named graph output (:func:`~prunetuna.objectives.output_leaves`: ``output`` for a
+    single tensor), its first axis the batch axis where it has one. The model runs once on ``batch`` before it
+    is traced, so a module that caches shape-dependent buffers (ultralytics' anchors) is traced with the cache
+    it will be checked with.
+    """
     model.eval()
+    with torch.no_grad(), portable_attention():
+        leaves = output_leaves(model(batch))
+    names = [name for name, _ in leaves]
+    axes = {name: {0: "batch"} for name, tensor in leaves if tensor.dim() and tensor.shape[0] == batch.shape[0]}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), portable_attention():
         warnings.simplefilter("ignore")
@@ -129,8 +140,8 @@ def export_onnx(model: nn.Module, batch: torch.Tensor) -> bytes:
             buffer,
             dynamo=False,
             input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            output_names=names,
+            dynamic_axes={"input": {0: "batch"}, **axes},
         )
     return buffer.getvalue()
 

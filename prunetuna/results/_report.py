@@ -221,7 +221,12 @@ def render_report(report: StudyReport, console: Console) -> None:
     def value(metrics: dict[str, float]) -> float:
         return metrics.get(name, metrics.get("accuracy", float("nan")))
 
-    for column in ("trial", "origin", name, f"vs dense ({unit})", *[f"{cost} ratio" for cost, _ in costs]):
+    shown = [t for t in report.trials if (t.pareto or t.origin != "sampler") and t.metrics and t.complete]
+    # the score right after pruning and BN recalibration, before the fine-tune (the accuracy slot: negated for min)
+    pruned = any("accuracy_pruned" in t.metrics for t in shown)
+    sign = -1.0 if metric["mode"] == "min" else 1.0
+    columns = ("trial", "origin", *([f"{name} pruned"] if pruned else []), name, f"vs dense ({unit})")
+    for column in (*columns, *[f"{cost} ratio" for cost, _ in costs]):
         table.add_column(column, justify="right" if column not in ("origin",) else "left")
     has_speed = any(metric == "latency_ms" for _, metric in costs)
     if has_speed:
@@ -229,11 +234,10 @@ def render_report(report: StudyReport, console: Console) -> None:
         table.add_column("FLOPs red.", justify="right")
     table.add_column("feasible")
     table.add_column("mlflow run")
-    row = ["dense", "", f"{value(dense):.4f}", "+0.00", *["1.00"] * len(costs)]
+    row = ["dense", "", *([""] if pruned else []), f"{value(dense):.4f}", "+0.00", *["1.00"] * len(costs)]
     if has_speed:
         row += ["1.00x", "1.00x"]
     table.add_row(*row, "", "", style="bold")
-    shown = [t for t in report.trials if (t.pareto or t.origin != "sampler") and t.metrics and t.complete]
     shown.sort(key=lambda t: -t.metrics.get("accuracy", 0.0))
     for trial in shown:
         metrics = trial.metrics
@@ -241,6 +245,7 @@ def render_report(report: StudyReport, console: Console) -> None:
         row = [
             str(trial.number),
             trial.origin + (" (projected)" if trial.budget == "projected" else ""),
+            *([f"{sign * metrics['accuracy_pruned']:.4f}" if "accuracy_pruned" in metrics else "-"] if pruned else []),
             f"{score:.4f}",
             f"{(score - value(dense)) * scale:+.{2 if scale == 100 else 4}f}",
         ]  # the metric's own sign (mode min: + is worse)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prunetuna.runtime import lazy_exports
 
 _HOMES = {
-    "rewrites": ("FAMILIES", "Family", "prepare_for_pruning"),
+    "rewrites": ("FAMILIES", "Family", "prepare_for_pruning", "restore_stock"),
     "_attention": ("WIDTH_FIXERS", "WidthFixer", "fix_widths", "head_counts"),
     "_dimensions": (
         "Dimension",

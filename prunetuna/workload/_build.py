@@ -44,7 +44,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise UserError(f"model.target: {config.target!r} returned {type(model).__name__}, not a torch.nn.Module")
     if config.checkpoint is not None:
-        load_checkpoint(model, Path(config.checkpoint))
+        load_checkpoint(model, Path(config.checkpoint), trusted=config.trusted_checkpoint)
     return model
 
 
@@ -62,29 +62,76 @@ def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[st
     return state
 
 
-def load_checkpoint(model: nn.Module, path: Path) -> None:
-    """Load a state_dict or a Lightning ``.ckpt`` into ``model`` (``weights_only=True``)."""
+def load_checkpoint(model: nn.Module, path: Path, trusted: bool = False) -> None:
+    """Load a state_dict or a Lightning ``.ckpt`` into ``model`` (``weights_only=True``); with ``trusted``, also a
+    pickled checkpoint (an ultralytics ``best.pt``, read by ultralytics' own loader, or a saved module). The weights
+    go into ``model`` or, when they hold only a part of it (a ``best.pt`` in a LightningModule), that part."""
     if not path.is_file():
         raise UserError(f"model.checkpoint: {path} does not exist; give the path of a state_dict or .ckpt file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unreadable or unsafe pickles are bad input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(
-            f"model.checkpoint: {path} is not a weights-only checkpoint ({first}); save a state_dict"
-        ) from None
+    state = _pickled_state(path) if trusted else _weights_only_state(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"model.checkpoint: {path} holds no state_dict of tensors")
-    state = _strip_prefix(state, set(model.state_dict()))
+    target, state = _fitting_part(model, state)
     try:
-        model.load_state_dict(state, strict=True)
+        target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
         raise UserError(
             f"model.checkpoint: {path} does not fit the model ({detail[:300]}); check model.kwargs or the checkpoint"
         ) from None
+
+
+def _weights_only_state(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable or unsafe pickles are bad input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        first = "it holds objects beyond tensors" if "Weights only load failed" in first else first[:200]
+        raise UserError(
+            f"model.checkpoint: {path} is not a weights-only checkpoint ({first}); a pickled checkpoint (an "
+            "ultralytics best.pt) runs code from the file when loaded: set model.trusted_checkpoint: true if you "
+            "trust it, or save a state_dict"
+        ) from None
+
+
+def _pickled_state(path: Path) -> Any:
+    """The tensors of a trusted pickle: ultralytics' ``torch_safe_load`` when ultralytics is installed (its legacy
+    module paths), else ``torch.load(weights_only=False)``; a checkpoint dict's ``ema`` or ``model`` module (as
+    ultralytics saves them) or a saved module gives its state_dict."""
+    try:
+        try:
+            from ultralytics.nn.tasks import torch_safe_load
+        except ImportError:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            loaded = torch_safe_load(str(path))[0] if path.suffix == ".pt" else torch.load(path, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a file that cannot be unpickled is bad input
+        raise UserError(
+            f"model.checkpoint: {path} cannot be loaded ({_one_line(exc)[:300]}); check the file and that the "
+            "packages it was saved with are installed"
+        ) from None
+    if isinstance(loaded, dict):
+        module = loaded.get("ema") or loaded.get("model")
+        loaded = module if isinstance(module, nn.Module) else loaded
+    return loaded.float().state_dict() if isinstance(loaded, nn.Module) else loaded
+
+
+def _fitting_part(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """``model`` and ``state`` matched to its keys, or the outermost submodule whose keys ``state`` holds (a bare
+    detector's weights for the LightningModule around it)."""
+    own = set(model.state_dict())
+    whole = _strip_prefix(state, own)
+    if own <= set(whole):
+        return model, whole
+    for name, part in model.named_modules():
+        keys = set(part.state_dict())
+        if name and keys:
+            fitted = _strip_prefix(state, keys)
+            if keys <= set(fitted):
+                return part, fitted
+    return model, whole
 
 
 def build_datamodule(config: DataConfig, seed: int) -> pl.LightningDataModule:

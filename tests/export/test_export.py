@@ -163,7 +163,9 @@ def test_failed_output_check_leaves_no_file(searched: tuple[Path, Path], monkeyp
     folder, config = searched
     onnx = EXPORTERS["onnx"]
     monkeypatch.setitem(
-        EXPORTERS, "onnx", Exporter(onnx.suffix, onnx.write, lambda path, batch: onnx.run(path, batch) + 0.5)
+        EXPORTERS,
+        "onnx",
+        Exporter(onnx.suffix, onnx.write, lambda path, batch: [a + 0.5 for a in onnx.run(path, batch)]),
     )
     out = folder / "broken.onnx"
     result = _export(config, folder, "--trial", "0", "--format", "onnx", "--out", str(out))

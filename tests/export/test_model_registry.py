@@ -96,7 +96,7 @@ def test_registered_version_predicts_what_the_exported_file_predicts(
     uri = f"sqlite:///{folder / 'w' / 'mlflow.db'}"
     _use_store(monkeypatch, uri)
     x = _inputs()
-    expected = EXPORTERS[fmt].run(out, torch.from_numpy(x))
+    (expected,) = EXPORTERS[fmt].run(out, torch.from_numpy(x))  # the one output leaf
     model = mlflow.pyfunc.load_model(f"models:/{name}/1")
     torch.testing.assert_close(_predictions(model.predict(x)), expected, rtol=1e-5, atol=1e-5)
     assert model.metadata.get_input_schema().inputs[0].shape == (-1, 1, 8, 8)
@@ -155,7 +155,7 @@ def test_mlflow_models_serve_answers_like_the_exported_file(sqlite_study: tuple[
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.load(response)["predictions"]
         got = np.asarray(answer["output"] if isinstance(answer, dict) else answer, dtype=np.float32)
-        torch.testing.assert_close(got, EXPORTERS["onnx"].run(out, torch.from_numpy(x)), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got, EXPORTERS["onnx"].run(out, torch.from_numpy(x))[0], rtol=1e-5, atol=1e-5)
     finally:
         os.killpg(serving.pid, signal.SIGTERM)
         serving.wait(timeout=30)
@@ -177,7 +177,7 @@ def test_register_against_an_mlflow_server(
     x = _inputs(2)
     model = mlflow.pyfunc.load_model("models:/reg-on-server/1")
     torch.testing.assert_close(
-        _predictions(model.predict(x)), EXPORTERS["onnx"].run(out, torch.from_numpy(x)), rtol=1e-5, atol=1e-5
+        _predictions(model.predict(x)), EXPORTERS["onnx"].run(out, torch.from_numpy(x))[0], rtol=1e-5, atol=1e-5
     )
     version = MlflowClient(tracking_uri=server, registry_uri=server).get_model_version("reg-on-server", "1")
     assert version.tags["prunetuna.study"] == "reg-server"

@@ -7,8 +7,9 @@ from pathlib import Path
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from rich.console import Console
 
-from prunetuna.results import build_report, gain_lines
+from prunetuna.results import build_report, gain_lines, render_report
 from prunetuna.store import BudgetStatus, StudyRecord, TrialRecord, enqueue_attrs, write_study
 
 DIST = {"sparsity.conv1": FloatDistribution(0.0, 0.8, step=0.05)}
@@ -21,10 +22,11 @@ def _trial(
     origin: str = "sampler",
     feasible: bool | None = None,
     state: TrialState = TrialState.COMPLETE,
+    pruned: float | None = None,
 ):
     attrs = enqueue_attrs(
         origin=origin,
-        metrics={"accuracy": acc, "flops_ratio": flops},
+        metrics={"accuracy": acc, "flops_ratio": flops, **({"accuracy_pruned": pruned} if pruned is not None else {})},
         sparsity={"conv1": round(1 - flops, 6)},
         budget=BudgetStatus.WITHIN if feasible else BudgetStatus.NONE,
     )
@@ -130,3 +132,15 @@ def test_record_round_trip_through_the_storage(tmp_path: Path) -> None:
     assert record.metrics == {"accuracy": 0.8, "flops_ratio": 0.5} and record.budget is BudgetStatus.WITHIN
     assert record.is_feasible and record.origin == "sampler" and record.sparsity == {"conv1": 0.5}
     assert StudyRecord.of(study.user_attrs).costs == ["flops"]
+
+
+def test_table_shows_the_score_right_after_pruning_beside_the_fine_tuned_one(tmp_path: Path) -> None:
+    report = build_report(_study(tmp_path, [_trial(0.85, 0.5, pruned=0.4125), _trial(0.8, 0.3)]))
+    console = Console(width=250, record=True)
+    render_report(report, console)
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "accuracy pruned" in line)
+    assert header.index("accuracy pruned") < header.index("vs dense")
+    assert any("0.4125" in line and "0.8500" in line for line in lines)  # pruned, then fine-tuned
+    assert any("0.8000" in line and " - " in line for line in lines)  # a trial without the pruned score
+    assert next(t for t in report["trials"] if t["number"] == 0)["metrics"]["accuracy_pruned"] == 0.4125  # --json

@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from prunetuna.registry import Registry
 from prunetuna.spaces.rewrites import _ultralytics
-from prunetuna.spaces.rewrites._split import SplitC2f, SplitC2PSA, split_block
+from prunetuna.spaces.rewrites._split import SplitC2f, SplitC2PSA, restore_stock, split_block
 
 __all__ = [
     "FAMILIES",
@@ -36,6 +36,7 @@ __all__ = [
     "opaque_for_tracing",
     "opaque_ops",
     "prepare_for_pruning",
+    "restore_stock",
     "split_block",
 ]
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["SplitC2PSA", "SplitC2f", "split_block"]
+__all__ = ["SplitC2PSA", "SplitC2f", "restore_stock", "split_block"]
 
 
 def _slice(tensor: torch.Tensor, start: int, end: int) -> torch.Tensor:
@@ -83,6 +83,25 @@ class _SplitInput(nn.Module):
     cv1a: nn.Module
     cv1b: nn.Module
 
+    def stock(self) -> nn.Module | None:
+        """The block as the class it was rewritten from, ``cv1a`` and ``cv1b`` merged back into one ``cv1`` (exact:
+        the original's forward chunks ``cv1``'s output into equal halves), or None when the halves' widths differ
+        (pruned by different ratios) or the original class is unknown."""
+        original = vars(self).get("_stock")
+        if original is None or _width(self.cv1a) != _width(self.cv1b) or not _width(self.cv1a):
+            return None
+        merged = copy.deepcopy(self.cv1a)
+        for part, other in zip(merged.modules(), self.cv1b.modules()):
+            _concat_outputs(part, other)
+        block = original.__new__(original)
+        nn.Module.__init__(block)
+        for key, value in vars(self).items():
+            if not key.startswith("_"):
+                setattr(block, key, value)
+        block.cv1, block.cv2, block.m, block.c = merged, self.cv2, self.m, _width(self.cv1a)
+        block.train(self.training)
+        return block
+
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         whole = prefix + "cv1."
         if any(k.startswith(whole) for k in state_dict) and not any(k.startswith(prefix + "cv1a.") for k in state_dict):
@@ -130,6 +149,49 @@ class SplitC2PSA(_SplitInput):
         return self.cv2(torch.cat([self.cv1a(x), self.m(self.cv1b(x))], 1))
 
 
+def _width(block: nn.Module) -> int | None:
+    convs = [m for m in block.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return convs[0].out_channels if len(convs) == 1 else None
+
+
+def _concat_outputs(module: nn.Module, other: nn.Module) -> None:
+    """``module`` with ``other``'s output channels appended (a convolution or batch norm; others unchanged)."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        for name in ("weight", "bias"):
+            mine = getattr(module, name)
+            if mine is not None:
+                joined = torch.cat([mine.detach(), getattr(other, name).detach()])
+                setattr(module, name, nn.Parameter(joined, requires_grad=mine.requires_grad))
+        module.out_channels += other.out_channels
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            mine = getattr(module, name)
+            if mine is None:
+                continue
+            joined = torch.cat([mine.detach(), getattr(other, name).detach()])
+            setattr(
+                module,
+                name,
+                nn.Parameter(joined, requires_grad=mine.requires_grad) if name in ("weight", "bias") else joined,
+            )
+        module.num_features += other.num_features
+
+
+def restore_stock(model: nn.Module) -> list[str]:
+    """``model`` with every rewritten block that can be merged back replaced by its original class (in place);
+    returns the names of those that keep prunetuna's class (halves pruned to different widths)."""
+    kept = []
+    for parent_name, parent in list(model.named_modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, _SplitInput):
+                stock = child.stock()
+                if stock is None:
+                    kept.append(f"{parent_name}.{name}" if parent_name else name)
+                else:
+                    setattr(parent, name, stock)
+    return kept
+
+
 def split_input(block: nn.Module, kind: type[_SplitInput], sizes: Sequence[int]) -> nn.Module | None:
     """``block`` (with ``cv1``, ``m``, ``cv2``) as ``kind``, its ``cv1`` split into ``sizes``; None when it can't be."""
     halves = split_block(block.cv1, sizes)
@@ -137,4 +199,5 @@ def split_input(block: nn.Module, kind: type[_SplitInput], sizes: Sequence[int])
         return None
     rewritten = kind(halves[0], halves[1], block.m, block.cv2)
     rewritten.train(block.training)
+    rewritten._stock = type(block)  # what :meth:`_SplitInput.stock` merges back into
     return copy_attributes(block, rewritten)

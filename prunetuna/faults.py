@@ -19,6 +19,8 @@ FAULT_POINTS = (
     "told",  # Optuna was told the trial finished, its MLflow writes not yet made (they are held)
     "upload",  # the weights uploaded to the trial's run, its manifest not yet
     "plots",  # the first of the parent run's plots logged, the others not yet
+    "finetune_epoch",  # prunetuna finetune: after the first epoch of the trial's final fine-tune
+    "finetune_upload",  # prunetuna finetune: its weights kept and uploaded, its run not yet FINISHED
 )
 
 

@@ -1,5 +1,5 @@
 """A chosen trial rebuilt, re-checked and written (ONNX, TorchScript, ``pt``), the one rebuild path every
-verb uses, and the MLflow Model Registry flavours.
+verb uses, the chosen trial's final fine-tune (``prunetuna finetune``), and the MLflow Model Registry flavours.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ _HOMES = {
         "load_pruned",
         "load_pruned_file",
     ),
+    "_final_finetune": ("FinalFinetune", "final_finetune"),
+    "_finetuned": ("FinishedFinetune", "find_finetune_runs", "finetune_key", "finished_finetune"),
     "_model_registry": ("FLAVORS", "RegisteredVersion", "check_model_name", "register_export"),
     "_rebuild": ("RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"),
 }

@@ -74,7 +74,11 @@ def finetune(
             say("interrupted: the fine-tune's run is marked FAILED; run the same command to fine-tune it again")
             raise typer.Exit(signals.exit_code) from None
     metrics = done.metrics
-    how = "fine-tuned" if done.trained else "already fine-tuned (--force runs it again)"
+    how = {
+        "trained": "fine-tuned",
+        "found": "already fine-tuned (--force runs it again)",
+        "completed": "fine-tuned (its upload, killed before, completed from the work dir)",
+    }[done.how]
     say(
         f"trial {done.trial} {how}: score {metrics['accuracy']:.4f} (search {metrics['accuracy_search']:.4f}), "
         f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}; MLflow run {done.run_id}; export it with: "

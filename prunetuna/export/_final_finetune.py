@@ -51,14 +51,15 @@ SYNCED = "synced"
 @dataclass
 class FinalFinetune:
     """A trial's finished final fine-tune: its run, the final metrics (``accuracy``: the task score), per-epoch
-    scores, and whether this call trained it (``False``: found finished, or completed from the work dir)."""
+    scores, and what this call did (``trained``; ``found``: finished before; ``completed``: its upload, killed
+    before, finished from the work dir)."""
 
     trial: int
     key: str
     run_id: str
     metrics: dict[str, float]
     epochs: list[float] = field(default_factory=list)
-    trained: bool = True
+    how: str = "trained"
     folder: str = ""
 
 
@@ -130,9 +131,10 @@ def final_finetune(
     tracker.connect(create=False)
     kept = _load(folder)
     if kept is not None and not force:
-        kept.trained = False
+        kept.how = "found"
         if (folder / SYNCED).is_file():
             return kept
+        kept.how = "completed"
         _upload(tracker, kept, folder)  # killed while uploading: complete the run from the work dir
         return kept
     run_id = _start_run(tracker, config, chosen.number, trial_run, key)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunetuna.allocations import bounds_from_scan, cached_scan
+from prunetuna.allocations import SensitivityScan, bounds_from_scan, cached_scan
 from prunetuna.config import CHEAP_COSTS, GRADIENT_IMPORTANCES, ExperimentConfig, config_section
 from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
@@ -93,6 +93,7 @@ class TrialPlan:
     dense: dict[str, float]
     cost_names: tuple[str, ...]
     batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    scan: SensitivityScan | None = None  # the sensitivity scan, when bounds or the sensitivity baseline need it
 
     @property
     def model(self) -> nn.Module:
@@ -130,11 +131,6 @@ def check_inputs(config: ExperimentConfig) -> TrialPlan:
     no dense accuracy and no calibration batches until :func:`complete_plan`."""
     workload = load_workload(config)
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
-    if config.pruning.bounds_from_sensitivity is not None and not isinstance(workload.task, ClassifierTask):
-        raise UserError(
-            "pruning.bounds_from_sensitivity: the sensitivity scan scores top-1 accuracy, not metric.name; remove it "
-            "with a LightningModule"
-        )
     if config.pruning.importance in GRADIENT_IMPORTANCES and not isinstance(workload.task, ClassifierTask):
         raise UserError(
             f"pruning.importance: {config.pruning.importance!r} takes gradients of a cross-entropy; with a "
@@ -166,10 +162,12 @@ def complete_plan(plan: TrialPlan, workdir: Path) -> TrialPlan:
     baseline = prepare_baseline(config, plan.workload, workdir)
     plan.dense = {"accuracy": baseline.accuracy, **plan.workload.task.named(baseline.accuracy), **plan.dense}
     plan.batches = calibration_batches(plan.workload, config.pruning.calibration_batches)
+    wants_baseline = config.search.warm_start and "sensitivity" in config.search.baselines
+    if config.pruning.bounds_from_sensitivity is not None or wants_baseline:
+        plan.scan = cached_scan(config, plan.workload, plan.space, plan.batches, workdir)  # the task's score
     if config.pruning.bounds_from_sensitivity is not None:
-        scan = cached_scan(config, plan.workload, plan.space, plan.batches, workdir)
         plan.space = plan.space.with_bounds(
-            bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, plan.space.step)
+            bounds_from_scan(plan.scan, config.pruning.bounds_from_sensitivity.max_drop, plan.space.step)
         )
         check_reachable(plan)  # within the tighter bounds too
     return plan

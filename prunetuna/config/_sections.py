@@ -199,6 +199,7 @@ class SearchConfig(Section):
     )  # sensitivity: the threshold allocation from the sensitivity scan (FastNAS / AIMET)
     warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
     screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
+    projection: Literal["toward_max", "relative"] = "toward_max"  # how a sample meets a ratio budget
 
     @field_validator("warm_start_levels")
     @classmethod

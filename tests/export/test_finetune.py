@@ -146,14 +146,16 @@ def test_a_kill_during_training_is_redone_and_one_during_upload_completed(search
     assert json.loads((folder / "half.onnx.json").read_text())["finetune_run_id"] == runs[1].info.run_id
 
 
-def test_a_user_module_is_fine_tuned_with_its_own_training_and_metric(tmp_path: Path) -> None:
+def test_a_user_module_is_fine_tuned_with_its_own_training_distillation_and_metric(tmp_path: Path) -> None:
     import user_modules
 
     model = {"builtin": None, "target": "user_modules:F1Module", "kwargs": {"channels": 6}, "prune": "net"}
+    final = {"epochs": 2, "max_batches": 4, "distill": {"alpha": 0.5, "temperature": 2.0}}
     config = write_config(
         tmp_path,
-        _config(
+        tiny_config(
             "fin",
+            final_finetune=final,
             model=model,
             metric={"name": "val/f1", "mode": "max"},
             objectives=["metric", "flops"],
@@ -162,10 +164,11 @@ def test_a_user_module_is_fine_tuned_with_its_own_training_and_metric(tmp_path: 
     )
     searched = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert searched.exit_code == 0, searched.output
-    before = user_modules.F1Module.steps
+    before = user_modules.F1Module.distill_steps
     result = _cli(config, tmp_path, "finetune", "--best")
     assert result.exit_code == 0, result.output
-    assert user_modules.F1Module.steps - before == 2 * 4  # its training_step, for final_finetune's schedule
+    # its own distillation_step (final_finetune.distill: the dense baseline teaches), for final_finetune's schedule
+    assert user_modules.F1Module.distill_steps - before == 2 * 4
     out = tmp_path / "f1.pt"
     exported = _cli(config, tmp_path, "export", "--best", "--finetuned", "--format", "pt", "--out", str(out))
     assert exported.exit_code == 0, exported.output

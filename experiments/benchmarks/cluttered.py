@@ -69,7 +69,8 @@ def _config(args: argparse.Namespace, arch: str, budget: float, seed: int, kind:
     if args.final_batches:
         final["max_batches"] = args.final_batches
     return {
-        "name": f"clut-{arch}-b{budget:g}-s{seed}-{kind}",
+        "name": f"clut-{arch}-b{budget:g}-s{seed}-{kind}"
+        + ("" if args.projection == "toward_max" else f"-{args.projection}"),
         "seed": seed,
         "model": model,
         "data": {

@@ -137,6 +137,8 @@ def final_finetune(
         kept.how = "completed"
         _upload(tracker, kept, folder)  # killed while uploading: complete the run from the work dir
         return kept
+    if kept is not None:  # --force: the old record goes first, so a kill below cannot pair it with new weights
+        (folder / RECORD).unlink()
     run_id = _start_run(tracker, config, chosen.number, trial_run, key)
     try:
         done, weights, info = _train(config, workspace, chosen, run_id, key, tracker, on_epoch)

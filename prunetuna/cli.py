@@ -9,6 +9,7 @@ import typer
 
 from prunetuna.commands import user_errors
 from prunetuna.commands.export import export
+from prunetuna.commands.finetune import finetune
 from prunetuna.commands.report import report
 from prunetuna.commands.search import search
 from prunetuna.commands.sensitivity import sensitivity
@@ -24,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Search per-layer pruning ratios with Optuna, fine-tune with Lightning, track in MLflow.",
 )
-for verb in (search, report, export, sensitivity, ui):
+for verb in (search, report, finetune, export, sensitivity, ui):
     app.command()(verb)
 app.add_typer(device_app, name="device")
 

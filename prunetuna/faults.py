@@ -23,6 +23,8 @@ FAULT_POINTS = (
     "plots",  # the first of the parent run's plots logged, the others not yet
     "oom",  # not a kill: MemoryError raised as the trial's fine-tune starts (out of host memory)
     "cuda_oom",  # not a kill: torch.cuda.OutOfMemoryError raised there (what a GPU out of memory raises)
+    "finetune_epoch",  # prunetuna finetune: after the first epoch of the trial's final fine-tune
+    "finetune_upload",  # prunetuna finetune: its weights kept and uploaded, its run not yet FINISHED
 )
 
 

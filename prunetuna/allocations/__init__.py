@@ -1,5 +1,5 @@
-"""Allocations a user could get without a search: the per-layer sensitivity scan and the bounds and
-baselines derived from it.
+"""Allocations a user could get without a search: the per-layer sensitivity scan, the bounds it implies,
+and the sensitivity-threshold allocation (FastNAS / AIMET) fitted to a cost level.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ _HOMES = {
         "scan_grid",
         "scan_sensitivity",
     ),
+    "_threshold": ("ThresholdAllocation", "ThresholdFit", "fit_threshold"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -1,5 +1,9 @@
-"""Per-dimension sensitivity: accuracy right after pruning one dimension (BN recalibrated, no fine-tune),
-the others dense; and the upper bounds it implies for the search."""
+"""Per-dimension sensitivity: the task score right after pruning one dimension (BN recalibrated, no fine-tune),
+the others dense; and the upper bounds it implies for the search.
+
+The score is the task's (``task.evaluate``): top-1 accuracy for the built-in classifier, a user
+LightningModule's logged metric (oriented so that higher is better) otherwise; the fields keep their
+``accuracy`` names, as a trial's task score fills its ``accuracy`` slot."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Callable, Sequence
 
 from prunetuna.spaces import Batches, PruningSpace
 from prunetuna.sparsity import snap
-from prunetuna.training import evaluate_accuracy, recalibrate_batchnorm
+from prunetuna.training import Task, recalibrate_batchnorm
 
 __all__ = [
     "ScanProgress",
@@ -50,14 +54,15 @@ ScanProgress = Callable[[int, int], None]
 def scan_sensitivity(
     space: PruningSpace,
     batches: Batches,
-    val_loader,
-    grid: Sequence[float],  # noqa: ANN001
+    task: Task,
+    datamodule,  # noqa: ANN001 - a LightningDataModule
+    grid: Sequence[float],
     on_step: ScanProgress | None = None,
 ) -> SensitivityScan:
-    """Prune each dimension of the space's model alone at each ratio of ``grid`` and measure accuracy without
-    fine-tuning."""
+    """Prune each dimension of the space's model alone at each ratio of ``grid`` and measure the task score
+    without fine-tuning."""
     inputs = [x for x, _ in batches]
-    dense = evaluate_accuracy(space.model, val_loader)
+    dense = task.evaluate(space.model, datamodule)
     accuracy: dict[str, list[float]] = {}
     total = len(space.dimensions) * len(grid)
     for dimension in space.dimensions:
@@ -65,7 +70,7 @@ def scan_sensitivity(
         for ratio in grid:
             pruned = space.apply({dimension.name: min(ratio, space.high(dimension))}, batches)
             recalibrate_batchnorm(pruned, inputs)
-            row.append(evaluate_accuracy(pruned, val_loader))
+            row.append(task.evaluate(pruned, datamodule))
             if on_step is not None:
                 on_step(sum(map(len, accuracy.values())) + len(row), total)
         accuracy[dimension.name] = row
@@ -85,10 +90,11 @@ def bounds_from_scan(scan: SensitivityScan, max_drop: float, step: float) -> dic
     return bounds
 
 
-def cache_path(workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequence[float]) -> Path:
-    digest = hashlib.sha256(json.dumps([baseline_key, space.names, list(grid), space.importance]).encode()).hexdigest()[
-        :12
-    ]
+def cache_path(
+    workdir: Path, baseline_key: str, space: PruningSpace, grid: Sequence[float], metric: str = "accuracy"
+) -> Path:
+    fields = [baseline_key, space.names, list(grid), space.importance] + ([metric] if metric != "accuracy" else [])
+    digest = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
     return workdir / f"sensitivity-{digest}.json"
 
 
@@ -104,10 +110,12 @@ def cached_scan(
     from prunetuna.workload import baseline_key
 
     grid = scan_grid(space)
-    path = cache_path(workdir, baseline_key(config), space, grid)
+    task = workload.task
+    metric = task.metric if task.metric == "accuracy" else f"{task.metric}:{task.mode}"
+    path = cache_path(workdir, baseline_key(config), space, grid, metric)
     if path.is_file():
         data = json.loads(path.read_text())
         return SensitivityScan(data["dense_accuracy"], data["grid"], data["accuracy"])
-    scan = scan_sensitivity(space, batches, workload.datamodule.val_dataloader(), grid, on_step)
+    scan = scan_sensitivity(space, batches, task, workload.datamodule, grid, on_step)
     path.write_text(json.dumps(scan.as_dict(), indent=2))
     return scan

@@ -36,6 +36,9 @@ def export(
     fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt | ultralytics (YOLO(path) loads it)"),
     out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
+    finetuned: bool = typer.Option(
+        False, "--finetuned", help="the weights of the trial's final fine-tune ('prunetuna finetune'), re-checked"
+    ),
     threads: Optional[int] = ThreadsOpt,
     register: Optional[str] = typer.Option(
         None, "--register", help="also log it to the MLflow Model Registry as a new version of this model"
@@ -63,15 +66,24 @@ def export(
 
         try:
             exported = export_trial(
-                cfg, workspace, fmt=fmt, out=out, trial=trial, max_flops=max_flops, max_drop=max_drop, force=force
+                cfg,
+                workspace,
+                fmt=fmt,
+                out=out,
+                trial=trial,
+                max_flops=max_flops,
+                max_drop=max_drop,
+                force=force,
+                finetuned=finetuned,
             )
         except ExportCheckFailed as exc:
             say(f"prunetuna: export check failed: {exc}")
             raise typer.Exit(1) from None
     card = exported.card
     metrics = card["metrics"]
+    which = " (fine-tuned)" if finetuned else ""
     say(
-        f"trial {card['trial']} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
+        f"trial {card['trial']}{which} -> {out} ({fmt}): accuracy {metrics['accuracy']:.4f} re-checked, "
         f"flops ratio {metrics.get('flops_ratio', float('nan')):.3f}, max |output - torch| "
         f"{card['checks']['max_abs_diff_vs_torch']:.2g} ({card['checks']['max_rel_diff_vs_torch']:.2g} of the "
         "largest output); "

@@ -25,7 +25,14 @@ _HOMES = {
         "load_config",
         "parse_config",
     ),
-    "_finetune_sections": ("ACCELERATORS", "DistillConfig", "FinetuneConfig", "PRECISIONS", "TrainerConfig"),
+    "_finetune_sections": (
+        "ACCELERATORS",
+        "DistillConfig",
+        "FinalFinetuneConfig",
+        "FinetuneConfig",
+        "PRECISIONS",
+        "TrainerConfig",
+    ),
     "_names": (
         "ABSOLUTE_BUDGETS",
         "CHEAP_COSTS",

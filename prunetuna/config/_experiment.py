@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from prunetuna.config._finetune_sections import DistillConfig, FinetuneConfig, TrainerConfig
+from prunetuna.config._finetune_sections import DistillConfig, FinalFinetuneConfig, FinetuneConfig, TrainerConfig
 from prunetuna.config._names import (
     ABSOLUTE_BUDGETS,
     COST_NAMES,
@@ -39,6 +39,7 @@ __all__ = [
     "DataConfig",
     "DistillConfig",
     "ExperimentConfig",
+    "FinalFinetuneConfig",
     "FinetuneConfig",
     "LatencyConfig",
     "MetricConfig",
@@ -64,6 +65,7 @@ class ExperimentConfig(Section):
     baseline: BaselineConfig = BaselineConfig()
     pruning: PruningConfig = PruningConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    final_finetune: FinalFinetuneConfig = FinalFinetuneConfig()  # prunetuna finetune: the chosen trial's full schedule
     objectives: list[str] = Field(
         default_factory=lambda: ["accuracy", "flops"]
     )  # "metric" is another name of "accuracy": the task score

@@ -1,5 +1,6 @@
 """The fine-tune sections of the experiment YAML: ``finetune`` with its ``trainer`` (Lightning's Trainer
-arguments prunetuna lets through) and ``distill``."""
+arguments prunetuna lets through) and ``distill``; ``final_finetune``, the full schedule ``prunetuna finetune``
+gives the chosen candidate."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from prunetuna.config._sections import Section
 from prunetuna.registry import check_name
 
-__all__ = ["ACCELERATORS", "PRECISIONS", "DistillConfig", "FinetuneConfig", "TrainerConfig"]
+__all__ = ["ACCELERATORS", "PRECISIONS", "DistillConfig", "FinalFinetuneConfig", "FinetuneConfig", "TrainerConfig"]
 
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
@@ -118,3 +119,13 @@ class FinetuneConfig(Section):
             if not sep or not module or not attr:
                 raise ValueError(f"{spec!r} is not of the form 'package.module:callable'")
         return value
+
+
+class FinalFinetuneConfig(Section):
+    """``prunetuna finetune``: the chosen trial's full fine-tune (``finetune.trainer`` and ``.callbacks`` apply too)."""
+
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(1e-3, gt=0)  # the built-in classifier's; a LightningModule's configure_optimizers decides its own
+    max_batches: int | None = Field(None, ge=1)
+    seed: int | None = None  # default: the config's seed
+    distill: DistillConfig | None = None  # from the dense baseline, as finetune.distill

@@ -200,9 +200,13 @@ class SearchConfig(Section):
     heartbeat: int = Field(10, ge=1)  # seconds; a trial silent for 3 heartbeats is failed and retried
     pruner: str = "none"  # early stopping: none | median | hyperband (one objective) | dominated (any)
     min_dominating: int = Field(3, ge=1)  # dominated: stop when this many earlier trials dominate at the same epoch
-    warm_start: bool = True  # enqueue the uniform and global-ranking allocations at each level first
+    warm_start: bool = True  # enqueue the baselines' allocations at each level first
+    baselines: list[Literal["uniform", "global", "sensitivity"]] = Field(
+        default_factory=lambda: ["uniform", "global"]
+    )  # sensitivity: the threshold allocation from the sensitivity scan (FastNAS / AIMET)
     warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
     screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
+    projection: Literal["toward_max", "relative"] = "toward_max"  # how a sample meets a ratio budget
 
     @field_validator("warm_start_levels")
     @classmethod
@@ -210,6 +214,13 @@ class SearchConfig(Section):
         for level in value:
             if not 0.0 < level <= 1.0:
                 raise ValueError(f"a level is a ratio to the dense model in (0, 1], got {level}")
+        return value
+
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a baseline is listed twice: {value}")
         return value
 
     @field_validator("pruner")

@@ -1,5 +1,5 @@
 """A chosen trial rebuilt, re-checked and written (ONNX, TorchScript, ``pt``), the one rebuild path every
-verb uses, and the MLflow Model Registry flavours.
+verb uses, the chosen trial's final fine-tune (``prunetuna finetune``), and the MLflow Model Registry flavours.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ _HOMES = {
     "_checks": ("ExportCheckFailed", "OutputCheck", "compare_leaves", "compare_outputs"),
     "_export": ("METRIC_TOLERANCE", "ExportedTrial", "export_trial", "load_pruned"),
     "_formats": ("EXPORTERS", "Exporter", "load_pruned_file", "trace_model"),
+    "_final_finetune": ("FinalFinetune", "final_finetune"),
+    "_finetuned": ("FinishedFinetune", "find_finetune_runs", "finetune_key", "finished_finetune"),
     "_model_registry": ("FLAVORS", "RegisteredVersion", "check_model_name", "register_export"),
     "_rebuild": ("RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"),
 }

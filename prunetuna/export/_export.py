@@ -83,8 +83,10 @@ def export_trial(
     max_flops: float | None = None,
     max_drop: float | None = None,
     force: bool = False,
+    finetuned: bool = False,
 ) -> ExportedTrial:
-    """Rebuild the chosen trial, check it, write ``out`` and ``<out>.json`` (the model card)."""
+    """Rebuild the chosen trial, check it, write ``out`` and ``<out>.json`` (the model card); ``finetuned``: with
+    the weights and score of its final fine-tune (``prunetuna finetune``) instead of the search's."""
     from prunetuna.export._rebuild import rebuild_trial, select_trial
     from prunetuna.store import load_study
 
@@ -102,7 +104,7 @@ def export_trial(
         raise UserError(f"--out: folder {out.parent} does not exist; create it first")
     study = load_study(workspace, config.name)
     chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop)
-    rebuilt = rebuild_trial(config, workspace, chosen)
+    rebuilt = rebuild_trial(config, workspace, chosen, finetuned=finetuned)
     model, workload = rebuilt.model, rebuilt.workload
     accuracy = workload.task.evaluate(
         model, workload.datamodule
@@ -159,6 +161,7 @@ def export_trial(
         "study": config.name,
         "trial": chosen.number,
         "mlflow_run_id": TrialRecord.of(chosen).mlflow_run_id,
+        "finetune_run_id": rebuilt.weights_run_id if finetuned else None,
         "metrics": rebuilt.metrics,
         "dense": StudyRecord.of(study.user_attrs).dense,
         "sparsity": rebuilt.sparsity,

@@ -95,7 +95,8 @@ class RebuiltTrial:
     model: nn.Module
     workload: Workload
     sparsity: dict[str, float]
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the search's, or the final fine-tune's
+    weights_run_id: str | None = None  # the MLflow run the weights came from
 
 
 def rebuild_model(
@@ -143,13 +144,22 @@ def _with_metadata(weights: dict[str, torch.Tensor], model: nn.Module) -> dict[s
     return restored
 
 
-def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial) -> RebuiltTrial:
+def rebuild_trial(
+    config: ExperimentConfig, workspace: Workspace, trial: FrozenTrial, *, finetuned: bool = False
+) -> RebuiltTrial:
     """The trial's model: the config's workload pruned with its vector, loaded with the weights its MLflow run
-    logged."""
+    logged; ``finetuned``: those of its latest finished ``prunetuna finetune`` run, with that run's metrics."""
     workload = load_workload(config)
     record = TrialRecord.of(trial)
     run_id = record.mlflow_run_id
     tracker = StudyTracker(workspace, config.name)
+    metrics = record.metrics
+    if finetuned:
+        from prunetuna.export._finetuned import finished_finetune
+
+        tracker.connect(create=False)
+        done = finished_finetune(config, tracker, trial.number, run_id)
+        run_id, metrics = done.run_id, done.metrics
     try:
         weights = tracker.download_weights(run_id)
     except Exception as exc:  # noqa: BLE001 - a missing artifact is reported as bad input
@@ -162,4 +172,4 @@ def rebuild_trial(config: ExperimentConfig, workspace: Workspace, trial: FrozenT
     model = rebuild_model(
         config, workload.model, workload.example, record.sparsity, weights, f"--trial {trial.number} (model {source})"
     )
-    return RebuiltTrial(trial, model, workload, record.sparsity, record.metrics)
+    return RebuiltTrial(trial, model, workload, record.sparsity, metrics, run_id)

@@ -7,7 +7,15 @@ from __future__ import annotations
 from prunetuna.runtime import lazy_exports
 
 _HOMES = {
-    "_budget": ("Budget", "Projection", "lowest_fitting", "parse_budgets", "project_onto_budget", "within_budgets"),
+    "_budget": (
+        "Budget",
+        "Projection",
+        "lowest_fitting",
+        "parse_budgets",
+        "project_onto_budget",
+        "scale_onto_budget",
+        "within_budgets",
+    ),
     "_costs": ("COSTS", "Cost", "CostContext", "count_flops", "count_params", "measure_costs", "serialized_size"),
     "_latency": (
         "LATENCY_BACKENDS",

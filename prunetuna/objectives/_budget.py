@@ -8,6 +8,7 @@ sample into a feasible candidate worth fine-tuning, and the trial records both v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, TypeVar
 
@@ -16,7 +17,15 @@ from prunetuna.objectives._costs import COSTS
 from prunetuna.registry import check_name
 from prunetuna.sparsity import snap
 
-__all__ = ["Budget", "Projection", "lowest_fitting", "parse_budgets", "project_onto_budget", "within_budgets"]
+__all__ = [
+    "Budget",
+    "Projection",
+    "lowest_fitting",
+    "parse_budgets",
+    "project_onto_budget",
+    "scale_onto_budget",
+    "within_budgets",
+]
 
 V = TypeVar("V")
 
@@ -138,3 +147,51 @@ def project_onto_budget(
         return Projection(high, costs(high), 1.0, len(cache), False)
     t, fitted = found
     return Projection(fitted, costs(fitted), t, len(cache), True)
+
+
+def scale_onto_budget(
+    vector: Mapping[str, float],
+    budgets: Sequence[Budget],
+    measure: Callable[[dict[str, float]], dict[str, float]],
+    *,
+    max_sparsity: Mapping[str, float],
+    channels: int,
+) -> Projection:
+    """The sample read as a *relative* allocation (AMC, MetaPruning): every ratio multiplied by one factor
+    ``s`` (each capped at its dimension's ``max_sparsity``), the smallest ``s`` whose costs fit ``budgets``.
+
+    Under a budget or over it, the candidate lands on it as closely as ``iterations`` halvings allow (channel
+    resolution: halvings until ``s`` moves the largest ratio by under half a channel of a ``channels``-wide
+    dimension), so every candidate costs about the budget and the sample decides only
+    how the pruning is shared between dimensions. ``t`` is ``s``. A sample with nothing pruned, or one
+    that misses even with every ratio at its cap, is moved toward ``max_sparsity`` instead
+    (:func:`project_onto_budget`).
+    """
+    largest = max((r for r in vector.values() if r > 0), default=0.0)
+    iterations = max(7, math.ceil(math.log2(2 * max(channels, 1))) + 1)
+    if largest <= 0:
+        return project_onto_budget(
+            vector, budgets, measure, max_sparsity=max_sparsity, step=None, iterations=iterations
+        )
+    highest = max(max_sparsity[name] / ratio for name, ratio in vector.items() if ratio > 0)
+    halvings = max(7, math.ceil(math.log2(max(highest * largest, 1e-6) * 2 * max(channels, 1))) + 1)
+    cache: dict[tuple[float, ...], dict[str, float]] = {}
+
+    def scaled(s: float) -> dict[str, float]:
+        return {name: round(min(ratio * s, max(max_sparsity[name], 0.0)), 6) for name, ratio in vector.items()}
+
+    def costs(candidate: dict[str, float]) -> dict[str, float]:
+        key = tuple(candidate.values())
+        if key not in cache:
+            cache[key] = measure(candidate)
+        return cache[key]
+
+    found = lowest_fitting(
+        lambda s: (s, scaled(s)), lambda pair: within_budgets(budgets, costs(pair[1])), highest, halvings
+    )
+    if found is None:
+        return project_onto_budget(
+            scaled(highest), budgets, measure, max_sparsity=max_sparsity, step=None, iterations=iterations
+        )
+    s, fitted = found
+    return Projection(fitted, costs(fitted), s, len(cache), True)

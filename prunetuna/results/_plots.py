@@ -14,7 +14,7 @@ from prunetuna.results._report import StudyReport
 __all__ = ["history_plot", "pareto_plot", "profile_plot", "save_study_plots"]
 
 COST_LABELS = {cost.name: f"{cost.label} ratio" for cost in COST_INFO.values()}
-ORIGIN_MARKERS = {"uniform": "s", "global": "D"}
+ORIGIN_MARKERS = {"uniform": "s", "global": "D", "sensitivity": "^"}
 
 
 def profile_plot(vectors: dict[str, dict[str, float]], layers: Sequence[str], title: str) -> Figure:

@@ -9,7 +9,7 @@ from optuna.trial import Trial
 from torch import nn
 
 from prunetuna.faults import fault
-from prunetuna.objectives import project_onto_budget, within_budgets
+from prunetuna.objectives import project_onto_budget, scale_onto_budget, within_budgets
 from prunetuna.search._events import StepTimer
 from prunetuna.search._plan import TrialPlan
 from prunetuna.search._warm_start import bisection_steps, preset_vector
@@ -43,18 +43,29 @@ def draw_candidate(plan: TrialPlan, trial: Trial, timer: StepTimer) -> Candidate
         costs = plan.measure(pruned)
     if not plan.budgets:
         return Candidate(sampled, pruned, costs, BudgetStatus.NONE)
-    if within_budgets(plan.budgets, costs):
+    relative = plan.config.search.projection == "relative" and preset is None  # a baseline's vector stays
+    if within_budgets(plan.budgets, costs) and not relative:
         return Candidate(sampled, pruned, costs, BudgetStatus.WITHIN)
     budget_costs = tuple(dict.fromkeys(b.cost for b in plan.budgets))
+    widest = max((d.channels for d in space.dimensions), default=1)
     with timer.step("project"):
-        projection = project_onto_budget(
-            sampled,
-            plan.budgets,
-            lambda vector: plan.structure_costs(vector, budget_costs),
-            max_sparsity=space.highest(),
-            step=None,  # as close to the budget as channel counts allow, not the step grid's next point up
-            iterations=bisection_steps(1.0, max((d.channels for d in space.dimensions), default=1)),
-        )
+        if relative:
+            projection = scale_onto_budget(
+                sampled,
+                plan.budgets,
+                lambda vector: plan.structure_costs(vector, budget_costs),
+                max_sparsity={d.name: space.high(d) for d in space.dimensions},
+                channels=widest,
+            )
+        else:
+            projection = project_onto_budget(
+                sampled,
+                plan.budgets,
+                lambda vector: plan.structure_costs(vector, budget_costs),
+                max_sparsity=space.highest(),
+                step=None,  # as close to the budget as channel counts allow, not the step grid's next point up
+                iterations=bisection_steps(1.0, widest),
+            )
     write_trial(trial, projection_t=projection.t)
     vector = canonical(projection.vector)
     with timer.step("prune"):

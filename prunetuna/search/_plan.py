@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunetuna.allocations import bounds_from_scan, cached_scan
+from prunetuna.allocations import SensitivityScan, bounds_from_scan, cached_scan
 from prunetuna.config import CHEAP_COSTS, GRADIENT_IMPORTANCES, ExperimentConfig, config_section
 from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
@@ -123,6 +123,7 @@ class TrialPlan(CheckedInputs):
     narrowed by the sensitivity scan when the config asks for it."""
 
     batches: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+    scan: SensitivityScan | None = None  # the sensitivity scan, when bounds or the sensitivity baseline need it
 
 
 def check_reachable(plan: CheckedInputs) -> None:
@@ -147,11 +148,6 @@ def check_inputs(config: ExperimentConfig) -> CheckedInputs:
     Costs depend on the architecture only, so this runs before the dense model is trained."""
     workload = load_workload(config)
     check_finetune(config.finetune)  # finetune.trainer and .callbacks: Lightning accepts them here, the targets resolve
-    if config.pruning.bounds_from_sensitivity is not None and not isinstance(workload.task, ClassifierTask):
-        raise UserError(
-            "pruning.bounds_from_sensitivity: the sensitivity scan scores top-1 accuracy, not metric.name; remove it "
-            "with a LightningModule"
-        )
     if config.pruning.importance in GRADIENT_IMPORTANCES and not isinstance(workload.task, ClassifierTask):
         raise UserError(
             f"pruning.importance: {config.pruning.importance!r} takes gradients of a cross-entropy; with a "
@@ -183,11 +179,14 @@ def build_plan(inputs: CheckedInputs, workdir: Path) -> TrialPlan:
     baseline = prepare_baseline(config, workload, workdir)
     dense = {"accuracy": baseline.accuracy, **workload.task.named(baseline.accuracy), **inputs.dense}
     batches = tuple(calibration_batches(workload, config.pruning.calibration_batches))
+    scan = None
+    wants_baseline = config.search.warm_start and "sensitivity" in config.search.baselines
+    if config.pruning.bounds_from_sensitivity is not None or wants_baseline:
+        scan = cached_scan(config, workload, space, list(batches), workdir)  # scored with the task
     if config.pruning.bounds_from_sensitivity is not None:
-        scan = cached_scan(config, workload, space, list(batches), workdir)
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
     fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(CheckedInputs)}
-    plan = TrialPlan(**{**fields, "space": space, "dense": dense, "batches": batches})
+    plan = TrialPlan(**{**fields, "space": space, "dense": dense, "batches": batches, "scan": scan})
     if space is not inputs.space:
         check_reachable(plan)  # within the tighter bounds too
     return plan

@@ -1,5 +1,6 @@
-"""The baselines every search is compared with: the uniform and the global-ranking allocations at each
-level, enqueued once per study and fine-tuned like sampled trials (the report states the gain over them).
+"""The baselines every search is compared with: the uniform, the global-ranking and (``search.baselines``) the
+sensitivity-threshold allocations at each level, enqueued once per study and fine-tuned like sampled trials
+(the report states the gain over them).
 
 Each baseline takes the least pruning that fits its level, at channel resolution: its ratio is found by
 bisection on continuous values (not on the step grid, whose next point up prunes more than the level
@@ -17,6 +18,7 @@ from typing import Callable
 import optuna
 from optuna.trial import Trial
 
+from prunetuna.allocations import ThresholdAllocation, fit_threshold
 from prunetuna.config import COST_INFO
 from prunetuna.objectives import Budget, lowest_fitting, project_onto_budget
 from prunetuna.search._plan import TrialPlan
@@ -40,17 +42,27 @@ def preset_vector(trial: Trial) -> SparsityVector | None:
 
 
 class Baselines:
-    """The uniform and global-ranking allocations of a plan, fitted to a level of one cost."""
+    """The uniform, global-ranking and sensitivity-threshold allocations of a plan, fitted to a level of one cost.
 
-    def __init__(self, plan: TrialPlan, cost: str) -> None:
+    ``origins``: which of them (``search.baselines``); ``sensitivity`` needs the plan's scan.
+    """
+
+    def __init__(self, plan: TrialPlan, cost: str, origins: tuple[str, ...] = ("uniform", "global")) -> None:
         self.plan, self.cost, space = plan, cost, plan.space
-        self.allocations: dict[str, Callable[[float], SparsityVector]] = {
+        known: dict[str, Callable[[float], SparsityVector]] = {
             "uniform": space.uniform,
             "global": lambda r: canonical(space.global_allocation(r, plan.batches)),
         }
+        self.threshold: ThresholdAllocation | None = None
+        if "sensitivity" in origins and plan.scan is not None:
+            self.threshold = ThresholdAllocation(plan.scan, {d.name: space.high(d) for d in space.dimensions})
+            highest = self.threshold.highest
+            known["sensitivity"] = lambda r: self.threshold(r / max(space.max_sparsity, 1e-12) * highest)
+        self.allocations = {origin: known[origin] for origin in origins if origin in known}
         widest = max((d.channels for d in space.dimensions), default=1)
         # A uniform ratio moves every dimension; the global ranking removes channels one at a time across all of them.
         self.channels = {"uniform": widest, "global": sum(d.channels for d in space.dimensions)}
+        self.channels["sensitivity"] = self.channels["global"]
 
     def ratio_of(self, vector: SparsityVector) -> float:
         return self.plan.structure_costs(vector, (self.cost,))[f"{self.cost}_ratio"]
@@ -58,10 +70,13 @@ class Baselines:
     def fit(self, origin: str, level: float) -> SparsityVector | None:
         """The ``origin`` allocation with the least pruning whose cost fits ``level`` (None: unreachable)."""
         space, allocate = self.plan.space, self.allocations[origin]
-        steps = bisection_steps(space.max_sparsity, self.channels[origin])
-        vector = lowest_fitting(
-            allocate, lambda v: self.ratio_of(v) <= level + 1e-12, space.max_sparsity, iterations=steps
-        )
+        fits = lambda v: self.ratio_of(v) <= level + 1e-12  # noqa: E731
+        if origin == "sensitivity" and self.threshold is not None:
+            fitted = fit_threshold(self.threshold, fits, {d.name: d.channels for d in space.dimensions})
+            vector = fitted.vector if fitted is not None else None
+        else:
+            steps = bisection_steps(space.max_sparsity, self.channels[origin])
+            vector = lowest_fitting(allocate, fits, space.max_sparsity, iterations=steps)
         if vector is not None:
             return vector
         # Even its largest setting misses the level (global ranking spares some layers): project it,
@@ -79,7 +94,7 @@ class Baselines:
 
 
 def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
-    """Enqueue the uniform and the global-ranking allocations at each level not enqueued yet.
+    """Enqueue the baselines' allocations (``search.baselines``) at each level not enqueued yet.
 
     Levels are the config's ``search.warm_start_levels``, else the ratio budget.
     """
@@ -91,7 +106,7 @@ def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
         return
     records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
     done = {(r.origin, r.warm_start_level) for r in records}
-    baselines = Baselines(plan, cost)
+    baselines = Baselines(plan, cost, tuple(config.search.baselines))
     for level in levels:
         for origin in baselines.allocations:
             if (origin, level) in done:

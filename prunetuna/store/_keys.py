@@ -40,6 +40,7 @@ class Role(str, enum.Enum):
     TRIAL = "trial"
     SENSITIVITY = "sensitivity"
     EXPORT = "export"
+    FINETUNE = "finetune"  # prunetuna finetune: a child of the trial's run
 
 
 class Tag:
@@ -55,6 +56,7 @@ class Tag:
     TRIAL = "prunetuna.trial"
     FORMAT = "prunetuna.format"
     SOURCE_RUN = "prunetuna.source_run_id"
+    FINETUNE_KEY = "prunetuna.finetune_key"  # the final_finetune settings (and the trial's run) a fine-tune ran with
     STATE = "optuna.state"  # RUNNING, then the TrialEnd
     TRIAL_NUMBER = "optuna.trial_number"
     PARENT = "mlflow.parentRunId"

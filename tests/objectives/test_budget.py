@@ -82,3 +82,33 @@ def test_lowest_fitting_bisects_to_the_smallest_knob_that_fits() -> None:
     assert knob is not None and 0.3 <= knob < 0.3 + 1.0 / 2**10 + 1e-12
     assert calls[0] == 1.0 and len(calls) == 11  # the top first, then one candidate per halving
     assert lowest_fitting(candidate, lambda v: v > 2.0, high=1.0) is None
+
+
+def test_relative_allocations_are_scaled_onto_the_budget_within_one_channel() -> None:
+    from prunetuna.objectives import scale_onto_budget
+
+    example = torch.randn(2, 1, 28, 28)
+    model = TinyResNet(width=8)
+    space = PruningSpace.from_model(model, example, max_sparsity=0.8, step=0.05)
+    dense = measure_costs(model, example)
+    [budget] = parse_budgets({"flops": 0.4})
+    caps = {name: 0.8 for name in space.names}
+    channels = {d.name: d.channels for d in space.dimensions}
+
+    def measure(vector: dict[str, float]) -> dict[str, float]:
+        return measure_costs(space.apply(vector, structure_only=True), CostContext(example), dense, ("flops",))
+
+    shares = [0.05 * (1 + i % 4) for i in range(len(space.names))]
+    for factor in (0.3, 3.0):  # a sample well under the budget is pruned less, one over it more
+        sampled = {name: round(share * factor, 6) for name, share in zip(space.names, shares)}
+        fitted = scale_onto_budget(sampled, [budget], measure, max_sparsity=caps, channels=8)
+        assert fitted.fits and fitted.metrics["flops_ratio"] <= 0.4
+        s = fitted.t
+        # the same relative allocation (ratios in proportion wherever no cap binds) ...
+        for name, ratio in sampled.items():
+            assert fitted.vector[name] == pytest.approx(min(ratio * s, 0.8), abs=1e-6)
+        # ... and one channel less pruned in the widest dimension would miss the budget: it sits on it
+        widest = max(channels, key=lambda n: channels[n] * sampled[n])
+        step = 1.0 / channels[widest] / sampled[widest]
+        below = {name: round(min(ratio * max(s - step, 0.0), 0.8), 6) for name, ratio in sampled.items()}
+        assert measure(below)["flops_ratio"] > 0.4

@@ -113,6 +113,7 @@ FLAVORS: Registry[Flavor] = Registry("format")
 FLAVORS.register("onnx", Flavor(lambda out, model, example: out, _log_onnx))
 FLAVORS.register("torchscript", Flavor(_load_torchscript, _log_torchscript))
 FLAVORS.register("pt", Flavor(_trace_pt, _log_torchscript))
+FLAVORS.register("ultralytics", Flavor(_trace_pt, _log_torchscript))  # the same rebuilt model, served as TorchScript
 
 
 def _requirements(*packages: str) -> list[str]:

@@ -77,4 +77,4 @@ IMPORTANCE_NAMES = ("l1", "l2", "bn_scale", "taylor", "random")
 GRADIENT_IMPORTANCES = ("taylor",)
 """Criteria that read ``.grad``: the pruned copy gets a few batches of gradients first."""
 LATENCY_BACKEND_NAMES = ("torch", "onnxruntime", "remote")
-EXPORT_FORMATS = ("onnx", "torchscript", "pt")
+EXPORT_FORMATS = ("onnx", "torchscript", "pt", "ultralytics")

@@ -1,11 +1,11 @@
 """SOAK (marked soak; about 3 minutes on a quiet machine): the short, deterministic chaos soak
-(experiments/benchmarks/chaos.py's ``run_chaos``). Three workers, each on a work dir of its own, share a study on a throwaway PostgreSQL and an ``mlflow
-server``; worker starts are armed, in order, with kill points chosen by the seed (prunetuna/faults.py: each armed
-start SIGKILLs itself at that point of its first trial), one of them a lost node (its work dir deleted, a new node
-in its place); the MLflow server restarts after the first kill while the others run. Then the durability
-invariant holds: exactly n_trials finished, one FINISHED run per trial with every metric, param and ``model/``
-file, one parent run, nothing RUNNING, no failed trial's parameters lost, and every COMPLETE trial exports from a
-fresh work dir."""
+(experiments/benchmarks/chaos.py's ``run_chaos``). Three workers, each on a work dir of its own, share a study on a
+throwaway PostgreSQL and an ``mlflow server``; worker starts are armed, in order, with kill points chosen by the seed
+(prunetuna/faults.py: each armed start SIGKILLs itself at that point of its first trial), one of them a lost node
+(its work dir deleted, a new node in its place); the MLflow server restarts after the first kill while the others
+run. Then the durability invariant holds: exactly n_trials finished, one FINISHED run per trial with every metric,
+param and ``model/`` file, one parent run, nothing RUNNING, no failed trial's parameters lost, and every COMPLETE
+trial exports from a fresh work dir."""
 
 from __future__ import annotations
 

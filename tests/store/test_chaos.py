@@ -1,5 +1,6 @@
-"""SOAK (marked soak; about 3 minutes on a quiet machine): the short, deterministic chaos soak
-(experiments/benchmarks/chaos.py's ``run_chaos``). Three workers, each on a work dir of its own, share a study on a
+"""SOAK (marked soak; 224 s and 324 s measured at load averages of 8 to 17, not on a quiet machine): the short,
+deterministic chaos soak (experiments/benchmarks/chaos.py's
+``run_chaos``). Three workers, each on a work dir of its own, share a study on a
 throwaway PostgreSQL and an ``mlflow server``; worker starts are armed, in order, with kill points chosen by the seed
 (prunetuna/faults.py: each armed start SIGKILLs itself at that point of its first trial), one of them a lost node
 (its work dir deleted, a new node in its place); the MLflow server restarts after the first kill while the others

@@ -1,4 +1,4 @@
-"""SOAK (marked soak; 224 s and 324 s measured at load averages of 8 to 17, not on a quiet machine): the short,
+"""SOAK (marked soak; 224 s, 324 s and 281 s measured at load averages of 8 to 17, not on a quiet machine): the short,
 deterministic chaos soak (experiments/benchmarks/chaos.py's
 ``run_chaos``). Three workers, each on a work dir of its own, share a study on a
 throwaway PostgreSQL and an ``mlflow server``; worker starts are armed, in order, with kill points chosen by the seed

@@ -47,6 +47,7 @@ def throwaway_postgres(password: str | None = None) -> Iterator[str]:
         shutil.chown(folder, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
+    _CLUSTERS[port] = (as_user, bindir, data, folder)
     try:
         subprocess.run(
             [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "prunetuna"],
@@ -80,6 +81,22 @@ def throwaway_postgres(password: str | None = None) -> Iterator[str]:
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+        _CLUSTERS.pop(port, None)
+
+
+_CLUSTERS: dict[int, tuple[list[str], Path, Path, Path]] = {}  # port -> (run as, bin dir, data dir, folder)
+
+
+def restart_postgres(url: str, down: float = 0.0) -> None:
+    """Stop a :func:`throwaway_postgres` cluster (fast: its connections are cut), ``down`` seconds, start it again
+    on the same port and data (how a database server that restarts looks to its clients)."""
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    as_user, bindir, data, folder = _CLUSTERS[port]
+    pg_ctl = [*as_user, str(bindir / "pg_ctl"), "-D", str(data)]
+    subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], check=True, capture_output=True)
+    time.sleep(down)
+    options = f"-h 127.0.0.1 -p {port} -k {folder}"
+    subprocess.run([*pg_ctl, "-l", str(folder / "log"), "-w", "start", "-o", options], check=True, capture_output=True)
 
 
 def run_together(fn: Callable[[Any], T], args: Sequence[Any]) -> list[T]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlencode
@@ -186,6 +187,20 @@ def _replace_table(client: MlflowClient, run_id: str, table: dict[str, list[Any]
         client.log_artifact(run_id, str(path))
 
 
+def _note(client: MlflowClient, run_id: str, text: str) -> None:
+    """A run's description. Two workers finishing together write it at once, and an ``mlflow server`` on SQLite
+    may answer the second insert with ``UNIQUE constraint failed`` (found by experiments/benchmarks/chaos.py): the
+    other's write landed, so it is written again over it (not reproduced by a test)."""
+    for attempt in range(3):
+        try:
+            client.log_batch(run_id, tags=[RunTag(NOTE_TAG, text)])
+            return
+        except Exception as exc:
+            if "UNIQUE constraint" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.5)
+
+
 def publish_summary(client: MlflowClient, experiment_id: str, parent_run_id: str | None, report: StudyReport) -> None:
     """The saved view, the parent run's description and Pareto table, and every trial run's one-line description."""
     publish_view(client, experiment_id, report.mode)
@@ -193,9 +208,9 @@ def publish_summary(client: MlflowClient, experiment_id: str, parent_run_id: str
     ended = {end.value for end in TrialEnd}
     for trial in report.trials:
         if trial.mlflow_run_id and trial.state in ended:
-            client.log_batch(trial.mlflow_run_id, tags=[RunTag(NOTE_TAG, trial_description(trial, dense, costs))])
+            _note(client, trial.mlflow_run_id, trial_description(trial, dense, costs))
     if parent_run_id:
-        client.set_tag(parent_run_id, NOTE_TAG, parent_description(report, experiment_id))
+        _note(client, parent_run_id, parent_description(report, experiment_id))
         _replace_table(client, parent_run_id, pareto_table(report, experiment_id))
 
 

@@ -50,6 +50,7 @@ class ReportTrial:
     mlflow_run_id: str | None
     budget: str | None
     slow_for_flops: bool | None
+    below_chance: bool = False  # COMPLETE at or below 1/classes (the built-in classifier): its fine-tune diverged
 
     @property
     def complete(self) -> bool:
@@ -147,6 +148,7 @@ def build_report(study: optuna.Study) -> StudyReport:
                 mlflow_run_id=record.mlflow_run_id,
                 budget=record.budget.value or None,
                 slow_for_flops=_speed_flag(record.metrics),
+                below_chance=record.below_chance and trial.state == TrialState.COMPLETE,
             )
         )
     cost = next(iter(attrs.costs), "flops")
@@ -189,8 +191,7 @@ def gain_lines(report: StudyReport) -> list[str]:
 
 
 def device_line(device: dict[str, Any]) -> str:
-    """Where latency was measured, in a few words: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19,
-    CPU)``."""
+    """Where latency was measured: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19, CPU)``."""
     where = device.get("where", "?") + (f" {device['url']}" if device.get("url") else "")
     runtime = (
         f"onnxruntime {device['onnxruntime']}" if device.get("onnxruntime") else f"torch {device.get('torch', '?')}"
@@ -244,7 +245,7 @@ def render_report(report: StudyReport, console: Console) -> None:
         score = value(metrics)
         row = [
             str(trial.number),
-            trial.origin + (" (projected)" if trial.budget == "projected" else ""),
+            trial.origin + (" (projected)" if trial.budget == "projected" else "") + (" (chance)" * trial.below_chance),
             *([f"{sign * metrics['accuracy_pruned']:.4f}" if "accuracy_pruned" in metrics else "-"] if pruned else []),
             f"{score:.4f}",
             f"{(score - value(dense)) * scale:+.{2 if scale == 100 else 4}f}",
@@ -273,6 +274,8 @@ def render_report(report: StudyReport, console: Console) -> None:
         console.print(f"latency measured on {device_line(report.latency_device)}")
     for line in gain_lines(report):
         console.print(line)
+    if low := ", ".join(str(t.number) for t in report.trials if t.below_chance):
+        console.print(f"(chance) trials {low} ended at or below chance (accuracy <= 1/classes): fine-tune diverged")
     if has_speed and any(t.slow_for_flops for t in shown):
         console.print(
             f"(!) measured speedup below {SLOW_FOR_FLOPS:.0%} of the FLOPs reduction: fixed per-operator costs and "

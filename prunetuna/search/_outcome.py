@@ -60,7 +60,8 @@ def completed(
     keep_epochs: bool,
     model: TrialModel | None,
 ) -> TrialOutcome:
-    """COMPLETE after its fine-tune: the score, the accuracy-drop constraint, feasibility, Optuna's values."""
+    """COMPLETE after its fine-tune: the score, the accuracy-drop constraint, feasibility, Optuna's values, and
+    whether a built-in classifier ended at or below chance (1/classes: a fine-tune that diverged, marked)."""
     metrics = dict(metrics)
     score = plan.scoring.score_of(metrics)
     if score is not None:
@@ -73,6 +74,7 @@ def completed(
     return dataclasses.replace(
         base,
         state=TrialEnd.COMPLETE,
+        below_chance=plan.chance is not None and metrics["accuracy"] <= plan.chance + 1e-9,
         metrics=metrics,
         epochs=tuple(epochs),
         keep_epochs=keep_epochs,

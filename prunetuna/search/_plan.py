@@ -34,6 +34,7 @@ __all__ = [
     "TrialPlan",
     "build_plan",
     "calibration_batches",
+    "chance_level",
     "check_inputs",
     "prepare_space",
     "trial_settings",
@@ -63,6 +64,22 @@ def calibration_batches(workload: Workload, count: int) -> list[tuple[torch.Tens
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return [_pair(batch) for batch in itertools.islice(workload.datamodule.train_dataloader(), count)]
+
+
+def chance_level(workload: Workload) -> float | None:
+    """1/classes of the built-in classifier, the classes counted from the dense model's logits on the example; None
+    for a user's LightningModule (its metric has no chance level prunetuna knows) or outputs that are not logits."""
+    if not isinstance(workload.task, ClassifierTask):
+        return None
+    model = workload.model
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(workload.example)
+    model.train(was_training)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[-1] < 2:
+        return None
+    return 1.0 / logits.shape[-1]
 
 
 def _pair(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +141,7 @@ class TrialPlan(CheckedInputs):
 
     batches: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     scan: SensitivityScan | None = None  # the sensitivity scan, when bounds or the sensitivity baseline need it
+    chance: float | None = None  # the built-in classifier's 1/classes (None for a user's module)
 
 
 def check_reachable(plan: CheckedInputs) -> None:
@@ -186,7 +204,9 @@ def build_plan(inputs: CheckedInputs, workdir: Path) -> TrialPlan:
     if config.pruning.bounds_from_sensitivity is not None:
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
     fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(CheckedInputs)}
-    plan = TrialPlan(**{**fields, "space": space, "dense": dense, "batches": batches, "scan": scan})
+    plan = TrialPlan(
+        **{**fields, "space": space, "dense": dense, "batches": batches, "scan": scan, "chance": chance_level(workload)}
+    )
     if space is not inputs.space:
         check_reachable(plan)  # within the tighter bounds too
     return plan

@@ -50,6 +50,7 @@ class Tag:
     ORIGIN = "prunetuna.origin"  # sampler, or the baseline that enqueued the trial
     BUDGET = "prunetuna.budget"
     FEASIBLE = "prunetuna.feasible"
+    BELOW_CHANCE = "prunetuna.below_chance"  # "true" on a built-in classifier's COMPLETE trial at or below 1/classes
     FAIL_REASON = "prunetuna.fail_reason"
     PRUNED_REASON = "prunetuna.pruned_reason"
     STUDY = "prunetuna.study"

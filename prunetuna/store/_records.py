@@ -47,6 +47,7 @@ class TrialRecord:
     budget: BudgetStatus = BudgetStatus.NONE
     projection_t: float | None = None
     feasible: bool | None = None  # None: the study has no constraint
+    below_chance: bool = False  # a built-in classifier's COMPLETE trial at or below 1/classes (a diverged fine-tune)
     fail_reason: str | None = None
     pruned_reason: str | None = None
     epoch_accuracy: tuple[float, ...] = ()
@@ -70,6 +71,7 @@ class TrialRecord:
             budget=BudgetStatus(attrs.get("budget") or ""),
             projection_t=attrs.get("projection_t"),
             feasible=attrs.get("feasible"),
+            below_chance=bool(attrs.get("below_chance", False)),
             fail_reason=attrs.get("fail_reason"),
             pruned_reason=attrs.get("pruned_reason"),
             epoch_accuracy=tuple(attrs.get("epoch_accuracy") or ()),

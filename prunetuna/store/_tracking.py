@@ -139,13 +139,14 @@ class StudyTracker:
             return None
         if hint:
             try:
-                run = self.client.get_run(hint)
+                run = self.outage.call(self.client.get_run, hint)
                 if run.info.experiment_id == self.experiment_id:
                     self.parent_run_id = hint
                     return hint
             except Exception:  # noqa: BLE001 - a run from another store: look it up by tag instead
                 pass
-        runs = self.client.search_runs(
+        runs = self.outage.call(
+            self.client.search_runs,
             [self.experiment_id],
             filter_string=f"tags.`{Tag.ROLE}` = '{Role.STUDY.value}'",
             order_by=["attributes.start_time ASC"],
@@ -155,25 +156,28 @@ class StudyTracker:
         return self.parent_run_id
 
     def start_parent(self, hint: str | None, params: Mapping[str, object]) -> str:
-        """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params."""
+        """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params; retried
+        through an outage like the trials' writes (a server restarting while a worker starts: the chaos soak)."""
         if self.find_parent(hint):
-            self.client.update_run(self.parent_run_id, status=RunStatus.RUNNING.value)
+            self.outage.call(self.client.update_run, self.parent_run_id, status=RunStatus.RUNNING.value)
             # A parent created by `prunetuna sensitivity` lacks the search's settings; params are write-once.
-            logged = self.client.get_run(self.parent_run_id).data.params
+            logged = self.outage.call(self.client.get_run, self.parent_run_id).data.params
             missing = {k: v for k, v in params.items() if k not in logged}
             if missing:
-                self.client.log_batch(self.parent_run_id, params=_params(missing))
+                self.outage.call(self.client.log_batch, self.parent_run_id, params=_params(missing))
             return self.parent_run_id  # type: ignore[return-value]
         assert self.experiment_id is not None
-        run = self.client.create_run(self.experiment_id, run_name=self.study_name, tags={Tag.ROLE: Role.STUDY.value})
+        run = self.outage.call(
+            self.client.create_run, self.experiment_id, run_name=self.study_name, tags={Tag.ROLE: Role.STUDY.value}
+        )
         # Workers started together may each create one: the earliest wins, the others are removed.
         earliest = self.find_parent()
         if earliest is not None and earliest != run.info.run_id:
-            self.client.delete_run(run.info.run_id)
+            self.outage.call(self.client.delete_run, run.info.run_id)
             self.parent_run_id = earliest
             return earliest
         self.parent_run_id = run.info.run_id
-        self.client.log_batch(self.parent_run_id, params=_params(params))
+        self.outage.call(self.client.log_batch, self.parent_run_id, params=_params(params))
         return self.parent_run_id
 
     def end_parent(self, status: str) -> None:
@@ -185,9 +189,8 @@ class StudyTracker:
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         if self.parent_run_id:
             stamp = _now_ms()
-            self.client.log_batch(
-                self.parent_run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
-            )
+            metrics_ = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+            self.outage.call(self.client.log_batch, self.parent_run_id, metrics=metrics_)
 
     def start_trial(self, number: int, origin: str, params: Mapping[str, object]) -> str:
         """A nested child run ``trial-<number>`` with its tags and params."""

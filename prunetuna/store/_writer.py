@@ -54,6 +54,7 @@ class TrialOutcome:
     keep_epochs: bool = False  # stored in the trial when an early-stopping rule watched them
     metrics: dict[str, float] = field(default_factory=dict)
     feasible: bool | None = None  # None: the study has no constraint
+    below_chance: bool = False  # COMPLETE, a built-in classifier at or below chance (1/classes): its fine-tune diverged
     stop_reason: str | None = None  # PRUNED: why (over budget, screened out, stopped early)
     fail_reason: str | None = None  # FAIL: the error
     traceback: str | None = None
@@ -80,6 +81,8 @@ class TrialOutcome:
             values["epoch_accuracy"] = self.epochs
         if self.feasible is not None:
             values["feasible"] = self.feasible
+        if self.below_chance:
+            values["below_chance"] = True
         if self.stop_reason is not None:
             values["pruned_reason"] = self.stop_reason
         if self.fail_reason is not None:
@@ -93,6 +96,8 @@ class TrialOutcome:
             tags[Tag.BUDGET] = self.budget.value
         if self.feasible is not None and self.state is TrialEnd.COMPLETE:
             tags[Tag.FEASIBLE] = str(self.feasible).lower()
+        if self.below_chance and self.state is TrialEnd.COMPLETE:
+            tags[Tag.BELOW_CHANCE] = "true"
         if self.stop_reason is not None:
             tags[Tag.PRUNED_REASON] = self.stop_reason
         if self.fail_reason is not None:

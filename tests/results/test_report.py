@@ -143,4 +143,6 @@ def test_table_shows_the_score_right_after_pruning_beside_the_fine_tuned_one(tmp
     assert header.index("accuracy pruned") < header.index("vs dense")
     assert any("0.4125" in line and "0.8500" in line for line in lines)  # pruned, then fine-tuned
     assert any("0.8000" in line and " - " in line for line in lines)  # a trial without the pruned score
-    assert next(t for t in report.as_json()["trials"] if t["number"] == 0)["metrics"]["accuracy_pruned"] == 0.4125  # --json
+    assert (
+        next(t for t in report.as_json()["trials"] if t["number"] == 0)["metrics"]["accuracy_pruned"] == 0.4125
+    )  # --json

@@ -1,9 +1,11 @@
 """A diverging or starving trial is named: a user's LightningModule whose loss turns NaN fails its trial with the
 reason, as the built-in classifier's does; an out-of-memory error (injected at the named point ``oom``) fails only
-its trial, with the reason, and the study goes on. Real Lightning, Optuna and MLflow, in-process."""
+its trial, with the reason, and the study goes on; a built-in classifier that ends at or below chance (1/classes) is
+marked. Real Lightning, Optuna and MLflow, in-process."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -45,3 +47,27 @@ def test_out_of_memory_fails_its_trial_and_the_study_goes_on(
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     expected = "MemoryError: injected" if point == "oom" else "OutOfMemoryError: injected: CUDA out of memory"
     assert trials[1].user_attrs["fail_reason"].startswith(expected)
+
+
+def test_a_classifier_ending_at_or_below_chance_is_marked_in_the_record_mlflow_and_report(tmp_path: Path) -> None:
+    # finetune.lr 1000 wrecks the tiny classifier (10 digits: chance 0.1); seeded on CPU, trials 0 and 3 end at
+    # 0.086 and 0.092, trials 1 and 2 at 0.109 and 0.128 (above chance by the definition, so not marked).
+    config = tiny_config("chance", finetune={"epochs": 1, "lr": 1000, "max_batches": 3}, search={"n_trials": 4})
+    path, workdir = write_config(tmp_path, config), tmp_path / "w"
+    result = CliRunner().invoke(app, ["search", str(path), "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    marked = []
+    for trial in _trials(workdir, "chance"):
+        assert trial.state.name == "COMPLETE"
+        low = trial.user_attrs["metrics"]["accuracy"] <= 0.1
+        assert trial.user_attrs.get("below_chance", False) is low
+        tags = client.get_run(trial.user_attrs["mlflow_run_id"]).data.tags
+        assert tags.get("prunetuna.below_chance") == ("true" if low else None)
+        marked += [trial.number] * low
+    assert marked  # the seed gives at least one; the test would say so if the run stopped diverging
+    report = CliRunner().invoke(app, ["report", str(path), "--workdir", str(workdir), "--json"])
+    trials = json.loads(report.output)["trials"]
+    assert [t["number"] for t in trials if t["below_chance"]] == marked
+    table = CliRunner().invoke(app, ["report", str(path), "--workdir", str(workdir)])
+    assert f"(chance) trials {', '.join(map(str, marked))} ended at or below chance" in table.output

@@ -112,6 +112,22 @@ def _toward(
     return moved
 
 
+def _memoized(
+    measure: Callable[[dict[str, float]], dict[str, float]],
+) -> tuple[Callable[[dict[str, float]], dict[str, float]], dict[tuple[float, ...], dict[str, float]]]:
+    """``measure`` measured once per candidate (a bisection revisits its ends), and the cache (its size is the
+    number of candidates measured)."""
+    cache: dict[tuple[float, ...], dict[str, float]] = {}
+
+    def costs(candidate: dict[str, float]) -> dict[str, float]:
+        key = tuple(candidate.values())
+        if key not in cache:
+            cache[key] = measure(candidate)
+        return cache[key]
+
+    return costs, cache
+
+
 def project_onto_budget(
     vector: Mapping[str, float],
     budgets: Sequence[Budget],
@@ -128,14 +144,7 @@ def project_onto_budget(
 
     ``max_sparsity`` is one bound for every dimension or each dimension's own (from a sensitivity scan).
     """
-    cache: dict[tuple[float, ...], dict[str, float]] = {}
-
-    def costs(candidate: dict[str, float]) -> dict[str, float]:
-        key = tuple(candidate.values())
-        if key not in cache:
-            cache[key] = measure(candidate)
-        return cache[key]
-
+    costs, cache = _memoized(measure)
     found = lowest_fitting(
         lambda t: (t, _toward(vector, t, max_sparsity, step)),
         lambda moved: within_budgets(budgets, costs(moved[1])),
@@ -175,16 +184,10 @@ def scale_onto_budget(
         )
     highest = max(max_sparsity[name] / ratio for name, ratio in vector.items() if ratio > 0)
     halvings = max(7, math.ceil(math.log2(max(highest * largest, 1e-6) * 2 * max(channels, 1))) + 1)
-    cache: dict[tuple[float, ...], dict[str, float]] = {}
+    costs, cache = _memoized(measure)
 
     def scaled(s: float) -> dict[str, float]:
         return {name: round(min(ratio * s, max(max_sparsity[name], 0.0)), 6) for name, ratio in vector.items()}
-
-    def costs(candidate: dict[str, float]) -> dict[str, float]:
-        key = tuple(candidate.values())
-        if key not in cache:
-            cache[key] = measure(candidate)
-        return cache[key]
 
     found = lowest_fitting(
         lambda s: (s, scaled(s)), lambda pair: within_budgets(budgets, costs(pair[1])), highest, halvings

@@ -144,6 +144,7 @@ def find_dimensions(
         raise UserError(
             f"model: {model_label(model)}: torch-pruning's trace of the forward pass does not reach {unreached[:3]}"
             f"{' ...' if len(unreached) > 3 else ''} (a forward that leaves autograd: .tolist(), .numpy(), .item(), "
-            "torch.no_grad or a detach), so it cannot be pruned structurally; try pruning.method: unstructured or nm"
+            "torch.no_grad or a detach), so it cannot be pruned structurally; pruning.method unstructured or nm masks "
+            "weights instead (no speedup on dense kernels)"
         )
     return dimensions

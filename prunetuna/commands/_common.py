@@ -14,10 +14,14 @@ from prunetuna.config import load_config
 from prunetuna.errors import UserError
 
 __all__ = [
+    "BestOpt",
     "ConfigArg",
+    "MaxDropOpt",
+    "MaxFlopsOpt",
     "StorageOpt",
     "ThreadsOpt",
     "TrackingOpt",
+    "check_trial_choice",
     "WorkdirOpt",
     "err",
     "say",
@@ -42,6 +46,12 @@ TrackingOpt = typer.Option(
     None, "--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else SQLite in the work dir)"
 )
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads of this process (default: torch's)")
+# How export and finetune choose a trial (the same bounds pick the same trial in both).
+BestOpt = typer.Option(False, "--best", help="the best finished trial (highest accuracy within the bounds)")
+MaxFlopsOpt = typer.Option(None, "--max-flops", help="with --best: at most this FLOPs ratio to dense")
+MaxDropOpt = typer.Option(
+    None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"
+)
 
 
 def say(line: str) -> None:
@@ -85,3 +95,13 @@ def table_console() -> Console:
     """stdout; when it is not a terminal (a pipe, a file) wide enough that tables are not truncated."""
     out = Console(highlight=False)
     return out if out.is_terminal else Console(highlight=False, width=200)
+
+
+def check_trial_choice(
+    verb: str, trial: int | None, best: bool, max_flops: float | None, max_drop: float | None
+) -> None:
+    """Exactly one of ``--trial N`` and ``--best``; the bounds only with ``--best`` (bad input otherwise)."""
+    if (trial is None) == (not best):
+        raise UserError(f"{verb}: give exactly one of --trial N or --best")
+    if trial is not None and (max_flops is not None or max_drop is not None):
+        raise UserError(f"{verb}: --max-flops and --max-drop go with --best, not --trial")

@@ -9,16 +9,19 @@ from typing import Optional
 import typer
 
 from prunetuna.commands._common import (
+    BestOpt,
     ConfigArg,
+    MaxDropOpt,
+    MaxFlopsOpt,
     StorageOpt,
     ThreadsOpt,
     TrackingOpt,
     WorkdirOpt,
+    check_trial_choice,
     say,
     setup,
     user_errors,
 )
-from prunetuna.errors import UserError
 
 __all__ = ["export"]
 
@@ -26,13 +29,9 @@ __all__ = ["export"]
 def export(
     config: str = ConfigArg,
     trial: Optional[int] = typer.Option(None, "--trial", help="the trial number to export"),
-    best: bool = typer.Option(False, "--best", help="the best finished trial (highest accuracy within the bounds)"),
-    max_flops: Optional[float] = typer.Option(
-        None, "--max-flops", help="with --best: at most this FLOPs ratio to dense"
-    ),
-    max_drop: Optional[float] = typer.Option(
-        None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"
-    ),
+    best: bool = BestOpt,
+    max_flops: Optional[float] = MaxFlopsOpt,
+    max_drop: Optional[float] = MaxDropOpt,
     fmt: str = typer.Option(..., "--format", help="onnx | torchscript | pt | ultralytics (YOLO(path) loads it)"),
     out: Path = typer.Option(..., "--out", help="output file; a JSON model card is written beside it (<out>.json)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing output"),
@@ -52,10 +51,7 @@ def export(
     from prunetuna.runtime import prepare_torch
 
     with user_errors():
-        if (trial is None) == (not best):
-            raise UserError("export: give exactly one of --trial N or --best")
-        if trial is not None and (max_flops is not None or max_drop is not None):
-            raise UserError("export: --max-flops and --max-drop go with --best, not --trial")
+        check_trial_choice("export", trial, best, max_flops, max_drop)
         cfg, workspace = setup(config, workdir, storage, tracking_uri)
         if register is not None:
             from prunetuna.export import check_model_name

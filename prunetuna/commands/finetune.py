@@ -9,17 +9,20 @@ from typing import Optional
 import typer
 
 from prunetuna.commands._common import (
+    BestOpt,
     ConfigArg,
+    MaxDropOpt,
+    MaxFlopsOpt,
     StorageOpt,
     ThreadsOpt,
     TrackingOpt,
     WorkdirOpt,
+    check_trial_choice,
     say,
     setup,
     store_args,
     user_errors,
 )
-from prunetuna.errors import UserError
 
 __all__ = ["finetune"]
 
@@ -27,13 +30,9 @@ __all__ = ["finetune"]
 def finetune(
     config: str = ConfigArg,
     trial: Optional[int] = typer.Option(None, "--trial", help="the trial number to fine-tune"),
-    best: bool = typer.Option(False, "--best", help="the trial 'export --best' takes (with the same bounds)"),
-    max_flops: Optional[float] = typer.Option(
-        None, "--max-flops", help="with --best: at most this FLOPs ratio to dense"
-    ),
-    max_drop: Optional[float] = typer.Option(
-        None, "--max-drop", help="with --best: at most this accuracy drop (0.01 = one point); then the cheapest"
-    ),
+    best: bool = BestOpt,
+    max_flops: Optional[float] = MaxFlopsOpt,
+    max_drop: Optional[float] = MaxDropOpt,
     force: bool = typer.Option(False, "--force", help="fine-tune again though a finished one has these settings"),
     threads: Optional[int] = ThreadsOpt,
     workdir: Optional[Path] = WorkdirOpt,
@@ -44,10 +43,7 @@ def finetune(
     from prunetuna.runtime import prepare_torch
 
     with user_errors():
-        if (trial is None) == (not best):
-            raise UserError("finetune: give exactly one of --trial N or --best")
-        if trial is not None and (max_flops is not None or max_drop is not None):
-            raise UserError("finetune: --max-flops and --max-drop go with --best, not --trial")
+        check_trial_choice("finetune", trial, best, max_flops, max_drop)
         cfg, workspace = setup(config, workdir, storage, tracking_uri)
         prepare_torch(threads)
         from prunetuna.commands._signals import StopSignals

@@ -70,3 +70,63 @@ class SquaresData(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val, batch_size=self.batch_size)
+
+
+class TorchvisionDetection(pl.LightningModule):
+    """``torchvision.models.detection.<arch>`` (random init) as ``self.model``: trained on its own train-mode loss
+    dict (summed), scored by ``val/iou``, the mean IoU of each image's top-scoring box with its one true box."""
+
+    def __init__(self, arch: str = "ssdlite320_mobilenet_v3_large", num_classes: int = 2, size: int = 64) -> None:
+        super().__init__()
+        from torchvision.models import detection
+
+        extra = {"min_size": size, "max_size": size} if arch.startswith("fasterrcnn") else {}
+        self.model = getattr(detection, arch)(weights=None, weights_backbone=None, num_classes=num_classes, **extra)
+        if hasattr(self.model.transform, "fixed_size"):  # SSD resizes every image to its builder's 320x320
+            self.model.transform.fixed_size = (size, size)
+        self.example_input_array = torch.zeros(1, 3, size, size)
+        self._ious: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, boxes = batch
+        targets = [{"boxes": b[None], "labels": torch.ones(1, dtype=torch.int64)} for b in boxes]
+        return sum(self.model(list(x), targets).values())
+
+    def on_validation_epoch_start(self) -> None:
+        self._ious = []
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        from torchvision.ops import box_iou
+
+        x, boxes = batch
+        for found, box in zip(self.model(list(x)), boxes):
+            top = found["boxes"][:1]
+            self._ious.append(float(box_iou(top, box[None]).max()) if len(top) else 0.0)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/iou", sum(self._ious) / max(len(self._ious), 1))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.001)
+
+
+def _boxes(n: int, size: int, seed: int) -> TensorDataset:
+    masks = _squares(n, size, seed)
+    x, mask = masks.tensors
+    boxes = torch.stack(
+        [
+            torch.tensor([c.min(), r.min(), c.max() + 1, r.max() + 1]).float()
+            for r, c in (m.nonzero(as_tuple=True) for m in mask)
+        ]
+    )
+    return TensorDataset(x, boxes)
+
+
+class BoxData(SquaresData):
+    """The squares of :class:`SquaresData`, each as its one box (x1, y1, x2, y2 in pixels)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train, self.val = _boxes(self.n, self.size, 0), _boxes(self.n // 2, self.size, 1)

@@ -134,7 +134,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> 
     """Re-estimate BatchNorm running statistics on ``batches`` (inputs): pruning invalidates the old ones.
 
     Cheap fidelity: an accuracy right after pruning, without fine-tuning, is only meaningful with
-    statistics of the pruned network. Returns how many BatchNorm layers were reset.
+    statistics of the pruned network. Only the BatchNorm layers are put in training mode: the model runs its
+    inference path (a detector's training forward wants targets; dropout stays off). Returns how many BatchNorm
+    layers were reset.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or not batches:
@@ -145,7 +147,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> 
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches
     device = next(model.parameters()).device
-    model.train()
+    model.eval()
+    for norm in norms:
+        norm.train()
     for x in batches:
         model(x.to(device))
     for norm, momentum in zip(norms, momenta):

@@ -9,7 +9,7 @@ from prunetuna.runtime import lazy_exports
 
 _HOMES = {
     "_durable": ("FinalRecord", "TrialStore"),
-    "_keys": ("Role", "RunStatus", "Tag", "TrialEnd"),
+    "_keys": ("Role", "RunStatus", "Tag", "TrialEnd", "WeightsMark"),
     "_manifest": ("config_hash", "git_commit", "manifest", "package_versions", "study_manifest"),
     "_mlflow_client": ("STORE_CREATION_WAIT_S", "open_client", "probe_server"),
     "_outage": ("Outage", "TrackingAway", "transient"),
@@ -37,6 +37,7 @@ _HOMES = {
         "sqlite_path",
     ),
     "_tracking": ("MANIFEST_FILE", "StudyTracker", "WEIGHTS_FILE"),
+    "_weights": ("Drop", "WeightsKeeper", "off_front", "weights_removed", "weights_to_drop"),
     "_writer": ("TrialModel", "TrialOutcome", "TrialWriter"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)

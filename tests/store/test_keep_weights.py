@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 
 from conftest import tiny_config, write_config
 from prunetuna.cli import app
+from prunetuna.config import load_config
+from prunetuna.search import run_search
 from prunetuna.store import (
     FinalRecord,
     Tag,
@@ -91,19 +93,19 @@ def test_keeper_on_a_local_store(tmp_path: Path) -> None:
 
 
 def _search(config: Path, workdir: Path, storage: str, tracking: str) -> None:
-    args = ["search", str(config), "--workdir", str(workdir), "--storage", storage, "--tracking-uri", tracking]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    """``prunetuna search`` without its plots (run_search with no presentation, as a ``--workers`` child runs)."""
+    run_search(load_config(config), Workspace(workdir, storage, tracking))
 
 
 def test_only_the_fronts_weights_are_kept(tmp_path: Path, server: str) -> None:
-    # Worker A searches 5 trials keeping every trial's weights; its `synced` marks are gone (as a kill after the
-    # tell leaves them). Worker B, on another machine (work dir) with search.keep_weights: front, runs trial 5 and
+    # Worker A searches 4 trials keeping every trial's weights; its `synced` marks are gone (as a kill after the
+    # tell leaves them). Worker B, on another machine (work dir) with search.keep_weights: front, runs trial 4 and
     # removes the weights of every trial off the front. A starts again with front: its repair must not upload its
     # local copies of them again, and it removes those copies.
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    keep_all = write_config(tmp_path, tiny_config("front", search={"n_trials": 5}), "all.yaml")
-    front_config = tiny_config("front", search={"n_trials": 6, "keep_weights": "front"})
+    cheap = {"calibration_batches": 0}  # no pre-fine-tune score: not needed here
+    keep_all = write_config(tmp_path, tiny_config("front", pruning=cheap, search={"n_trials": 4}), "all.yaml")
+    front_config = tiny_config("front", pruning=cheap, search={"n_trials": 5, "keep_weights": "front"})
     keep_front = write_config(tmp_path, front_config, "front.yaml")
     a, b = tmp_path / "a", tmp_path / "b"
     _search(keep_all, a, storage, server)
@@ -126,7 +128,7 @@ def test_only_the_fronts_weights_are_kept(tmp_path: Path, server: str) -> None:
             assert files == MODEL_FILES and any(local) and mark is None, number
         else:
             assert files == set() and not any(local) and mark == WeightsMark.DROPPED.value, number
-    assert study_violations(storage, server, "front", 6) == []
+    assert study_violations(storage, server, "front", 5) == []
 
     kept, off = min(front), min(dropped)
     fresh = tmp_path / "fresh"  # any machine: the shared stores alone

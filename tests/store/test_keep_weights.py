@@ -130,14 +130,15 @@ def test_only_the_fronts_weights_are_kept(tmp_path: Path, server: str) -> None:
             assert files == set() and not any(local) and mark == WeightsMark.DROPPED.value, number
     assert study_violations(storage, server, "front", 5) == []
 
-    kept, off = min(front), min(dropped)
     fresh = tmp_path / "fresh"  # any machine: the shared stores alone
     common = ["--workdir", str(fresh), "--storage", storage, "--tracking-uri", server]
-    exported = runner.invoke(
-        app,
-        ["export", str(keep_front), "--trial", str(kept), "--format", "pt", "--out", str(tmp_path / "k.pt"), *common],
-    )
-    assert exported.exit_code == 0, exported.output
+    for kept in sorted(front):
+        out = str(tmp_path / f"{kept}.pt")
+        exported = runner.invoke(
+            app, ["export", str(keep_front), "--trial", str(kept), "--format", "pt", "--out", out, *common]
+        )
+        assert exported.exit_code == 0, exported.output
+    off = min(dropped)
     for verb in (["export", "--format", "pt", "--out", str(tmp_path / "o.pt")], ["finetune"]):
         refused = runner.invoke(app, [verb[0], str(keep_front), "--trial", str(off), *verb[1:], *common])
         assert refused.exit_code == 2, refused.output

@@ -1,6 +1,7 @@
 """Where a study lives: Optuna storage, the MLflow tracking writer (with outage retries), the durable local
-record of a finished trial, the parent run, repair at start, the typed trial and study records, and the
-keys (states, tags, roles) they are written under.
+record of a finished trial, the parent run, repair at start, which trials keep their weights
+(``search.keep_weights``), the typed trial and study records, and the keys (states, tags, roles) they are written
+under.
 """
 
 from __future__ import annotations

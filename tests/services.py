@@ -189,13 +189,15 @@ MODEL_FILES = {"model/state_dict.pt", "model/manifest.json"}
 def study_violations(storage: str, tracking: str, name: str, n_trials: int) -> list[str]:
     """What breaks the durability invariant in a study (empty: nothing): exactly ``n_trials`` finished trials and
     none RUNNING; exactly one run per trial number, FINISHED for a finished trial, with every metric of its record
-    and its sparsity params, and for a COMPLETE trial every ``model/`` file; one parent run; no run RUNNING; the
+    and its sparsity params, and for a COMPLETE trial every ``model/`` file (none once ``search.keep_weights: front``
+    removed them, never for a trial on the front); one parent run; no run RUNNING; the
     parameters of every failed trial run again in a finished trial (none lost however often its workers were
     killed)."""
     import optuna
     from mlflow import MlflowClient
 
-    trials = optuna.load_study(study_name=name, storage=storage).trials
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials, front = study.trials, {t.number for t in study.best_trials}
     found: list[str] = []
     finished = [t for t in trials if t.state.name in FINISHED]
     if len(finished) != n_trials:
@@ -229,7 +231,12 @@ def study_violations(storage: str, tracking: str, name: str, n_trials: int) -> l
             found.append(f"{where}: lacks {sorted(missing)}")
         if trial.state.name == "COMPLETE":
             files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
-            if files != MODEL_FILES:
+            dropped = run.data.tags.get("prunetuna.weights")  # search.keep_weights: front removed them (or is)
+            if dropped and trial.number in front:
+                found.append(f"{where}: on the front, its weights removed ({dropped})")
+            elif dropped == "dropped" and files:
+                found.append(f"{where}: weights removed, yet model/ holds {sorted(files)}")
+            elif not dropped and files != MODEL_FILES:
                 found.append(f"{where}: model/ holds {sorted(files)}")
     return found
 

@@ -207,6 +207,7 @@ class SearchConfig(Section):
     warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
     screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
     projection: Literal["toward_max", "relative"] = "toward_max"  # how a sample meets a ratio budget
+    keep_weights: Literal["all", "front"] = "all"  # front: a COMPLETE trial's weights are removed once it is dominated
 
     @field_validator("warm_start_levels")
     @classmethod

@@ -13,7 +13,7 @@ _HOMES = {
     "_final_finetune": ("FinalFinetune", "final_finetune"),
     "_finetuned": ("FinishedFinetune", "find_finetune_runs", "finetune_key", "finished_finetune"),
     "_model_registry": ("FLAVORS", "RegisteredVersion", "check_model_name", "register_export"),
-    "_rebuild": ("RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"),
+    "_rebuild": ("RebuiltTrial", "rebuild_model", "rebuild_trial", "removed_weights", "select_trial"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

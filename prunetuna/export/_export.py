@@ -51,12 +51,14 @@ def load_pruned(
     if path.suffix not in (".yaml", ".yml"):
         return load_pruned_file(path)
     from prunetuna.config import load_config
-    from prunetuna.export._rebuild import rebuild_trial, select_trial
+    from prunetuna.export._rebuild import rebuild_trial, removed_weights, select_trial
     from prunetuna.store import load_study, resolve_workspace
 
     config = load_config(path)
     workspace = resolve_workspace(config.name, workdir, storage, tracking_uri)
-    chosen = select_trial(load_study(workspace, config.name), number=trial, max_flops=max_flops, max_drop=max_drop)
+    study = load_study(workspace, config.name)
+    removed = removed_weights(config, workspace)
+    chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop, removed=removed)
     return rebuild_trial(config, workspace, chosen).model
 
 
@@ -87,7 +89,7 @@ def export_trial(
 ) -> ExportedTrial:
     """Rebuild the chosen trial, check it, write ``out`` and ``<out>.json`` (the model card); ``finetuned``: with
     the weights and score of its final fine-tune (``prunetuna finetune``) instead of the search's."""
-    from prunetuna.export._rebuild import rebuild_trial, select_trial
+    from prunetuna.export._rebuild import rebuild_trial, removed_weights, select_trial
     from prunetuna.store import load_study
 
     if fmt not in EXPORTERS:
@@ -103,7 +105,8 @@ def export_trial(
     if out.parent and not out.parent.exists():
         raise UserError(f"--out: folder {out.parent} does not exist; create it first")
     study = load_study(workspace, config.name)
-    chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop)
+    removed = () if finetuned else removed_weights(config, workspace)  # a final fine-tune's weights are its own
+    chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop, removed=removed)
     rebuilt = rebuild_trial(config, workspace, chosen, finetuned=finetuned)
     model, workload = rebuilt.model, rebuilt.workload
     accuracy = workload.task.evaluate(

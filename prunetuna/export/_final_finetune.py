@@ -24,7 +24,7 @@ from mlflow.entities import Metric, Param
 from prunetuna.config import ExperimentConfig, config_section
 from prunetuna.errors import UserError
 from prunetuna.export._finetuned import find_finetune_runs, finetune_key
-from prunetuna.export._rebuild import rebuild_trial, select_trial
+from prunetuna.export._rebuild import rebuild_trial, removed_weights, select_trial
 from prunetuna.faults import fault
 from prunetuna.files import atomic_write, write_atomically
 from prunetuna.store import (
@@ -121,7 +121,8 @@ def final_finetune(
 ) -> FinalFinetune:
     """Fine-tune the chosen trial (``--trial`` or ``--best``'s) for ``final_finetune``; resume or redo after a kill."""
     study = load_study(workspace, config.name)
-    chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop)
+    removed = removed_weights(config, workspace)  # it starts from the trial's search weights
+    chosen = select_trial(study, number=trial, max_flops=max_flops, max_drop=max_drop, removed=removed)
     trial_run = TrialRecord.of(chosen).mlflow_run_id
     if not trial_run:
         raise UserError(f"--trial {chosen.number}: the trial has no MLflow run to fine-tune from")

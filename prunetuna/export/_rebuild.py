@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Collection
 
 import optuna
 import torch
@@ -15,10 +16,10 @@ from torch import nn
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.spaces import PruningSpace, SparsityVector
-from prunetuna.store import StudyRecord, StudyTracker, TrialRecord, Workspace, mask_url
+from prunetuna.store import StudyRecord, StudyTracker, TrialRecord, Workspace, mask_url, weights_removed
 from prunetuna.workload import Workload, load_workload
 
-__all__ = ["RebuiltTrial", "rebuild_model", "rebuild_trial", "select_trial"]
+__all__ = ["RebuiltTrial", "rebuild_model", "rebuild_trial", "removed_weights", "select_trial"]
 
 
 def _cost_of(study: optuna.Study) -> str:
@@ -27,10 +28,15 @@ def _cost_of(study: optuna.Study) -> str:
 
 
 def select_trial(
-    study: optuna.Study, *, number: int | None = None, max_flops: float | None = None, max_drop: float | None = None
+    study: optuna.Study,
+    *,
+    number: int | None = None,
+    max_flops: float | None = None,
+    max_drop: float | None = None,
+    removed: Collection[str] = (),
 ) -> FrozenTrial:
     """``--trial N``, or the best feasible finished trial within ``--max-flops`` (ratio) and ``--max-drop``
-    (fraction)."""
+    (fraction); neither one whose run is in ``removed`` (its weights removed by ``search.keep_weights: front``)."""
     trials = study.get_trials(deepcopy=False)
     if number is not None:
         if not 0 <= number < len(trials):
@@ -41,8 +47,18 @@ def select_trial(
             raise UserError(
                 f"--trial {number}: the trial is {trial.state.name}, not COMPLETE; finished trials include {done}"
             )
+        if TrialRecord.of(trial).mlflow_run_id in removed:
+            front = [t.number for t in study.best_trials][:10]
+            raise UserError(
+                f"--trial {number}: its weights were removed when it fell off the study's front (search.keep_weights: "
+                f"front kept only the front's weights); choose a trial on the front (--best) or one of {front}"
+            )
         return trial
-    records = {t.number: TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE}
+    records = {
+        t.number: TrialRecord.of(t)
+        for t in trials
+        if t.state == TrialState.COMPLETE and TrialRecord.of(t).mlflow_run_id not in removed
+    }
     done = [
         t for t in trials if t.number in records and records[t.number].has_metrics and records[t.number].is_feasible
     ]
@@ -142,6 +158,13 @@ def _with_metadata(weights: dict[str, torch.Tensor], model: nn.Module) -> dict[s
     restored = OrderedDict(weights)
     restored._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
     return restored
+
+
+def removed_weights(config: ExperimentConfig, workspace: Workspace) -> set[str]:
+    """The runs whose weights ``search.keep_weights: front`` removed (``select_trial``'s ``removed``)."""
+    tracker = StudyTracker(workspace, config.name)
+    tracker.connect(create=False)
+    return weights_removed(tracker)
 
 
 def rebuild_trial(

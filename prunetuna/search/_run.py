@@ -34,6 +34,7 @@ from prunetuna.store import (
     TrialEnd,
     TrialStore,
     TrialWriter,
+    WeightsKeeper,
     Workspace,
     close_finished_parent,
     coordinate_parent,
@@ -83,6 +84,7 @@ def run_search(
     session = _Session(study, plan, workspace, tracker, store, outcome, events, presentation)
     if outcome.finished >= target:
         close_finished_parent(study, tracker, session.publish)
+        session.keep_front()  # a complete study resumed with search.keep_weights: front
         return outcome
     # Seeded per trial number: a resumed session continues the search instead of replaying it, and
     # workers sharing the study draw different points.
@@ -153,6 +155,8 @@ class _Session:
         self.runner = TrialRunner(plan, TrialWriter(tracker, store), outcome.target, profile, events.trial_started)
         self.stop_reason: str | None = None
         self.away: str | None = None
+        front = plan.config.search.keep_weights == "front"
+        self.keeper = WeightsKeeper(tracker, store) if front else None  # removes weights that fell off the front
 
     def publish(self) -> None:
         if self.presentation is not None:
@@ -183,9 +187,16 @@ class _Session:
                     reconcile(
                         self.study, self.tracker, self.store
                     )  # writes that failed, trials failed as stale meanwhile
+                    self.keep_front()
             finally:
                 self.tracker.end_parent(status.value)
         self._raise_if_stopped()
+
+    def keep_front(self) -> None:
+        """With ``search.keep_weights: front``: the weights of every trial off the front removed, now."""
+        if self.keeper is not None:
+            self.keeper.prune(self.study)
+            self.tracker.flush()
 
     def _until_done(self) -> None:
         study, outcome = self.study, self.outcome
@@ -222,6 +233,8 @@ class _Session:
         """Optuna's callback after each trial of this process: its event, from the outcome the runner decided."""
         fault("told", trial.number)
         self.runner.writer.told(trial.number)  # a shared study's run is ended once its trial is acknowledged
+        if self.keeper is not None:
+            self.keeper.prune(study)  # after the tell and the run's end: the trial just told may have pushed some off
         timer = self.runner.timers.pop(trial.number, None)
         result = self.runner.outcomes.pop(trial.number, None)
         if result is None:  # surplus: marked FAIL without work

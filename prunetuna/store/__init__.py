@@ -1,6 +1,7 @@
 """Where a study lives: Optuna storage, the MLflow tracking writer (with outage retries), the durable local
-record of a finished trial, the parent run, repair at start, the typed trial and study records, and the
-keys (states, tags, roles) they are written under.
+record of a finished trial, the parent run, repair at start, which trials keep their weights
+(``search.keep_weights``), the typed trial and study records, and the keys (states, tags, roles) they are written
+under.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from prunetuna.runtime import lazy_exports
 
 _HOMES = {
     "_durable": ("FinalRecord", "TrialStore"),
-    "_keys": ("Role", "RunStatus", "Tag", "TrialEnd"),
+    "_keys": ("Role", "RunStatus", "Tag", "TrialEnd", "WeightsMark"),
     "_manifest": ("config_hash", "git_commit", "manifest", "package_versions", "study_manifest"),
     "_mlflow_client": ("STORE_CREATION_WAIT_S", "open_client", "probe_server"),
     "_outage": ("Outage", "TrackingAway", "transient"),
@@ -37,6 +38,7 @@ _HOMES = {
         "sqlite_path",
     ),
     "_tracking": ("MANIFEST_FILE", "StudyTracker", "WEIGHTS_FILE"),
+    "_weights": ("Drop", "WeightsKeeper", "off_front", "weights_removed", "weights_to_drop"),
     "_writer": ("TrialModel", "TrialOutcome", "TrialWriter"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)

@@ -4,7 +4,8 @@
 MLflow run id) and, for a COMPLETE trial, ``model/state_dict.pt`` and ``model/manifest.json``, the
 files uploaded to the run's ``model/``. Every file is written to a temporary name and renamed, so a
 killed process leaves either the whole file or none; ``record.json`` is written last, so a record
-implies its model files. ``synced`` is added once every MLflow write of the trial has landed.
+implies its model files (``has_model``; ``search.keep_weights: front`` rewrites it without them before removing
+them). ``synced`` is added once every MLflow write of the trial has landed.
 Like the SQLite stores (synchronous=NORMAL), this holds against a killed process, not a power cut.
 """
 
@@ -81,6 +82,15 @@ class TrialStore:
             atomic_write(folder / MODEL_DIR / MANIFEST_FILE, json.dumps(manifest or {}, indent=2, default=str).encode())
             record.has_model = True
         atomic_write(folder / RECORD_FILE, json.dumps(asdict(record), default=str).encode())
+
+    def drop_model(self, number: int) -> None:
+        """Remove the trial's model files (``search.keep_weights: front``), the record first saying it has none."""
+        record = self.load(number)
+        if record is not None and record.has_model:
+            record.has_model = False
+            atomic_write(self.folder(number) / RECORD_FILE, json.dumps(asdict(record), default=str).encode())
+        for name in (WEIGHTS_FILE, MANIFEST_FILE):
+            (self.model_dir(number) / name).unlink(missing_ok=True)
 
     def load(self, number: int) -> FinalRecord | None:
         path = self.folder(number) / RECORD_FILE

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Role", "RunStatus", "Tag", "TrialEnd"]
+__all__ = ["Role", "RunStatus", "Tag", "TrialEnd", "WeightsMark"]
 
 
 class TrialEnd(str, enum.Enum):
@@ -43,6 +43,15 @@ class Role(str, enum.Enum):
     FINETUNE = "finetune"  # prunetuna finetune: a child of the trial's run
 
 
+class WeightsMark(str, enum.Enum):
+    """The ``prunetuna.weights`` tag of a COMPLETE trial's run whose ``model/`` files ``search.keep_weights: front``
+    removes: DROPPING before the files go, DROPPED once they are gone (from MLflow and the local record). A run so
+    marked is off the study's front for good: reconcile does not restore its files and export refuses it."""
+
+    DROPPING = "dropping"
+    DROPPED = "dropped"
+
+
 class Tag:
     """Run tag keys."""
 
@@ -57,6 +66,7 @@ class Tag:
     TRIAL = "prunetuna.trial"
     FORMAT = "prunetuna.format"
     SOURCE_RUN = "prunetuna.source_run_id"
+    WEIGHTS = "prunetuna.weights"  # WeightsMark: a COMPLETE trial's model/ removed (search.keep_weights: front)
     FINETUNE_KEY = "prunetuna.finetune_key"  # the final_finetune settings (and the trial's run) a fine-tune ran with
     STATE = "optuna.state"  # RUNNING, then the TrialEnd
     TRIAL_NUMBER = "optuna.trial_number"

@@ -7,7 +7,9 @@ the work dir (:mod:`._durable`) and is ended FINISHED; in a shared study a finis
 tracking store before Optuna is told, so any worker ends its run from the shared stores alone (its metrics
 from Optuna's user attributes), whichever machine ran it; a failed trial's run still RUNNING is ended
 FAILED; a run no trial claims (its process was killed between creating it and telling Optuna) is
-ended FAILED, or deleted when its trial has another run: one run per trial number.
+ended FAILED, or deleted when its trial has another run: one run per trial number. A COMPLETE trial whose run is
+tagged ``prunetuna.weights`` (``search.keep_weights: front`` removed its weights: :mod:`._weights`) needs no
+``model/`` files and gets none back.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetuna.store._durable import FinalRecord, TrialStore
-from prunetuna.store._keys import RunStatus, Tag, TrialEnd
+from prunetuna.store._keys import RunStatus, Tag, TrialEnd, WeightsMark
 from prunetuna.store._outage import TrackingAway
 from prunetuna.store._records import StudyRecord, TrialRecord
 from prunetuna.store._storage import describe_error
@@ -159,13 +161,19 @@ def _check_finished(trial: FrozenTrial, run: Run, tracker: StudyTracker, store: 
         # A shared study's trial is acknowledged once its data landed: only the run's end can be missing, and any
         # worker ends it. Otherwise (a study shared by accident: its writer may still be writing) wait a while.
         finished_at = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
-        acknowledged = landed and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id))
+        acknowledged = landed and (not _needs_model(trial, run) or _has_model(tracker, run_id))
         if not acknowledged and time.time() - finished_at < FOREIGN_GRACE_S:
             return
-    elif complete and (trial.state != TrialState.COMPLETE or _has_model(tracker, run_id)):
+    elif complete and (not _needs_model(trial, run) or _has_model(tracker, run_id)):
         store.mark_synced(trial.number, run_id)  # all there (its writer died after the last write): left as it is
         return
     _repair(trial, run, tracker, store, record, metrics, done)
+
+
+def _needs_model(trial: FrozenTrial, run: Run) -> bool:
+    """A COMPLETE trial's run holds ``model/``, unless ``search.keep_weights: front`` removed it (a tagged run)."""
+    marks = {mark.value for mark in WeightsMark}
+    return trial.state == TrialState.COMPLETE and run.data.tags.get(Tag.WEIGHTS) not in marks
 
 
 def _model_files(tracker: StudyTracker, run_id: str) -> set[str]:
@@ -206,7 +214,7 @@ def _repair(
         ]
         if missing:
             call(client.log_batch, run_id, metrics=missing)
-    if trial.state == TrialState.COMPLETE:
+    if _needs_model(trial, run):
         present = _model_files(tracker, run_id)
         wanted = [name for name in (WEIGHTS_FILE, MANIFEST_FILE) if name not in present]
         if wanted and (record is None or not record.has_model):

@@ -213,6 +213,10 @@ class StudyTracker:
         for name, value in (named or {}).items():
             self._submit(self.client.log_metric, run_id, name, value, step=epoch)
 
+    def background(self, fn: Callable[..., object], *args: object) -> None:
+        """``fn(*args)`` in the background writer, after everything submitted before (retried through an outage)."""
+        self._submit(fn, *args)
+
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self._submit(self.client.set_tag, run_id, key, value)
 

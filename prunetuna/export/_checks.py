@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["ATOL", "RTOL", "ExportCheckFailed", "OutputCheck", "compare_leaves", "compare_outputs", "worst"]
+from prunetuna.objectives import output_leaves
+
+__all__ = [
+    "ATOL",
+    "PER_SAMPLE",
+    "RTOL",
+    "ExportCheckFailed",
+    "OutputCheck",
+    "compare_leaves",
+    "compare_outputs",
+    "compare_per_sample",
+    "worst",
+]
 
 RTOL = 1e-4
 ATOL = 1e-4
@@ -71,3 +84,29 @@ def compare_leaves(got: list[np.ndarray], expected: list[tuple[str, np.ndarray]]
 def worst(checks: dict[str, OutputCheck]) -> tuple[str, OutputCheck]:
     """The output furthest from torch's, relative to its scale (a failed one first)."""
     return max(checks.items(), key=lambda item: (not item[1].passed, item[1].max_rel_diff))
+
+
+PER_SAMPLE = 8
+"""How many validation samples a file whose graph fixed its batch at one is compared on, one at a time."""
+
+
+def compare_per_sample(
+    run: Callable[[torch.Tensor], list[np.ndarray]], model: torch.nn.Module, batch: torch.Tensor
+) -> dict[str, OutputCheck]:
+    """Torch's model and the file (``run``) on the first :data:`PER_SAMPLE` samples of ``batch`` one at a time, each
+    output's worst sample kept: for models whose traced graph loops over the images of its example (torchvision's
+    detectors), so the file takes one image, and whose outputs per image (boxes after NMS) vary in number."""
+    checks: dict[str, OutputCheck] = {}
+    for i in range(min(PER_SAMPLE, len(batch))):
+        sample = batch[i : i + 1]
+        with torch.no_grad():
+            expected = [(name, tensor.numpy()) for name, tensor in output_leaves(model(sample))]
+        try:
+            got = run(sample)
+        except Exception as exc:  # noqa: BLE001 - the runtime's own error types (onnxruntime, torch.jit)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportCheckFailed(f"the file does not run on a validation image ({first})") from None
+        for name, check in compare_leaves(got, expected).items():
+            if name not in checks or worst({name: check, "_": checks[name]})[0] == name:
+                checks[name] = check
+    return checks

@@ -37,6 +37,7 @@ class Role(str, enum.Enum):
     """What a run of the study's experiment is (the ``prunetuna.role`` tag)."""
 
     STUDY = "study"  # the parent run
+    SUPERSEDED = "study-superseded"  # a parent run created by a worker that lost the election (store/_election.py)
     TRIAL = "trial"
     SENSITIVITY = "sensitivity"
     EXPORT = "export"
@@ -57,6 +58,7 @@ class Tag:
     TRIAL = "prunetuna.trial"
     FORMAT = "prunetuna.format"
     SOURCE_RUN = "prunetuna.source_run_id"
+    SUPERSEDED_BY = "prunetuna.superseded_by"  # on a superseded parent run: the parent run that won
     FINETUNE_KEY = "prunetuna.finetune_key"  # the final_finetune settings (and the trial's run) a fine-tune ran with
     STATE = "optuna.state"  # RUNNING, then the TrialEnd
     TRIAL_NUMBER = "optuna.trial_number"

@@ -136,6 +136,7 @@ class StudyRecord:
         default_factory=lambda: {"name": "accuracy", "mode": "max"}
     )  # the task score's name (docs/design.md)
     created_at: float | None = None
+    creator_beat: float | None = None  # written every few seconds by the study's creator until its parent run is out
     mlflow_parent_run_id: str | None = None
 
     @classmethod
@@ -153,8 +154,9 @@ class StudyRecord:
         return [name for name in self.objectives if name != "accuracy"]
 
     def stored(self) -> dict[str, Any]:
-        """The attributes a search writes at every start (``created_at`` and the parent run are written apart)."""
-        skip = {"created_at", "mlflow_parent_run_id"}
+        """The attributes a search writes at every start (``created_at``, the creator's beat and the parent run are
+        written apart)."""
+        skip = {"created_at", "creator_beat", "mlflow_parent_run_id"}
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
 
 

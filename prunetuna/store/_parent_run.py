@@ -28,6 +28,7 @@ from prunetuna.store._outage import Outage, TrackingAway
 __all__ = ["MAX_PARAM", "Candidate", "Election", "ParentRuns", "elect", "mlflow_params"]
 
 MAX_PARAM = 6000
+_JOIN_TRIES = 5  # each try finds a run that lost since: a new candidate earlier than the last winner, each time
 
 
 def mlflow_params(params: Mapping[str, object]) -> list[Param]:
@@ -130,17 +131,33 @@ class ParentRuns:
             )
             # Workers started together may each create one: the election keeps one, and supersedes the others.
             self.parent_run_id = self.resolve_parent() or run.info.run_id
-        self._join(self.parent_run_id)  # type: ignore[arg-type]
-        return self.parent_run_id  # type: ignore[return-value]
+        self.parent_run_id = self._join(self.parent_run_id)  # type: ignore[arg-type]
+        return self.parent_run_id
 
-    def _join(self, run_id: str) -> None:
+    def _join(self, run_id: str) -> str:
         """Mark the parent RUNNING and log the study's settings it lacks (a parent created by `prunetuna
-        sensitivity`, or by a worker killed before it logged them; params are write-once)."""
-        self.outage.call(self.client.update_run, run_id, status=RunStatus.RUNNING.value)
-        logged = self.outage.call(self.client.get_run, run_id).data.params
-        missing = {k: v for k, v in self._parent_params.items() if k not in logged}
+        sensitivity`, or by a worker killed before it logged them; params are write-once). A run superseded before
+        its RUNNING mark landed is ended again and the winner joined instead. Returns the run joined."""
+        for _ in range(_JOIN_TRIES):
+            self.outage.call(self.client.update_run, run_id, status=RunStatus.RUNNING.value)
+            run = self.outage.call(self.client.get_run, run_id)
+            if run.data.tags.get(Tag.ROLE) != Role.SUPERSEDED.value:
+                break
+            self.outage.call(self.client.set_terminated, run_id, status=RunStatus.KILLED.value)
+            run_id = self.resolve_parent() or run.data.tags[Tag.SUPERSEDED_BY]
+        if run.info.run_id != run_id:  # the tries ran out on a run that lost: join the last winner as it is
+            run = self.outage.call(self.client.get_run, run_id)
+        missing = {k: v for k, v in self._parent_params.items() if k not in run.data.params}
         if missing:
-            self.outage.call(self.client.log_batch, run_id, params=mlflow_params(missing))
+            try:
+                self.outage.call(self.client.log_batch, run_id, params=mlflow_params(missing))
+            except TrackingAway:
+                raise
+            except Exception:  # two workers joining at once log the same keys: the first one's stay
+                logged = self.outage.call(self.client.get_run, run_id).data.params
+                if any(k not in logged for k in missing):
+                    raise
+        return run_id
 
     def follow_parent(self) -> str | None:
         """Look again (before each trial's run): move to the elected parent when it is not the one held, ending the
@@ -153,10 +170,10 @@ class ParentRuns:
         left, self.parent_run_id = self.parent_run_id, elected
         with contextlib.suppress(Exception):  # best effort: superseded, it was ended once already
             self.outage.call(self.client.set_terminated, left, status=RunStatus.KILLED.value)
-        self._join(elected)
+        self.parent_run_id = self._join(elected)
         if self._parent_metrics:
             self.log_parent_metrics(self._parent_metrics)
-        return elected
+        return self.parent_run_id
 
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         self._parent_metrics = dict(metrics)

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from prunetuna.store._durable import FinalRecord, TrialStore
 from prunetuna.store._keys import Role, RunStatus, Tag, TrialEnd
 from prunetuna.store._outage import TrackingAway
-from prunetuna.store._records import StudyRecord, TrialRecord
+from prunetuna.store._records import StudyRecord, TrialRecord, set_study_fields
 from prunetuna.store._storage import describe_error
 from prunetuna.store._tracking import MANIFEST_FILE, WEIGHTS_FILE, StudyTracker
 
@@ -121,9 +121,12 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
 def _reparent(study: optuna.Study, tracker: StudyTracker, runs: list[Run]) -> int:
     """Trial runs made under a parent run that lost the election (store/_parent_run.py) become children of the
     elected one; a superseded run left RUNNING (marked so by a worker that joined it as it lost) is ended."""
-    parent = tracker.resolve_parent(StudyRecord.of(study.user_attrs).mlflow_parent_run_id)
+    kept = StudyRecord.of(study.user_attrs).mlflow_parent_run_id
+    parent = tracker.resolve_parent(kept)
     if parent is None:
         return 0
+    if kept is not None and kept != parent:
+        set_study_fields(study, mlflow_parent_run_id=parent)  # a worker published a run that lost since
     moved = 0
     for run in runs:
         if run.data.tags.get(Tag.PARENT) != parent:

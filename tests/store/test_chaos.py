@@ -5,8 +5,8 @@ throwaway PostgreSQL and an ``mlflow server``; worker starts are armed, in order
 (prunetuna/faults.py: each armed start SIGKILLs itself at that point of its first trial), one of them a lost node
 (its work dir deleted, a new node in its place); the MLflow server restarts after the first kill while the others
 run. Then the durability invariant holds: exactly n_trials finished, one FINISHED run per trial with every metric,
-param and ``model/`` file, one parent run with every trial run its child, nothing RUNNING, no failed trial's parameters lost, and every COMPLETE
-trial exports from a fresh work dir."""
+param and ``model/`` file, one parent run with every trial run its child, nothing RUNNING, no failed trial's
+parameters lost, and every COMPLETE trial exports from a fresh work dir."""
 
 from __future__ import annotations
 

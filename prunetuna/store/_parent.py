@@ -16,24 +16,29 @@ from prunetuna.faults import fault
 from prunetuna.store._records import StudyRecord, set_study_fields
 from prunetuna.store._tracking import StudyTracker
 
-__all__ = ["PARENT_BEAT_S", "PARENT_SILENCE_S", "CreatorWatch", "coordinate_parent", "creator_beat"]
+__all__ = ["PARENT_BEAT_S", "PARENT_SILENCE_S", "PARENT_STALE_S", "CreatorWatch", "coordinate_parent", "creator_beat"]
 
 PARENT_BEAT_S = 3.0  # how often the study's creator writes its beat while it prepares the study
 PARENT_SILENCE_S = 30.0  # how long a waiting worker hears no beat before it takes the creator for gone
+PARENT_STALE_S = 600.0  # a last beat this old by the waiter's clock: gone at once (an abandoned study, resumed)
 _POLL_S = 0.5
 
 
 class CreatorWatch:
     """Whether the creator is gone, from the beats a waiter reads: no new beat for ``silence_s`` seconds of the
     waiter's own clock. Only the beat's value changing counts, so the machines' clocks need not agree; a creator
-    that never beat (killed before its first) is gone ``silence_s`` after the first look. Pure: no I/O, no clock."""
+    that never beat (killed before its first) is gone ``silence_s`` after the first look. A last beat older than
+    ``stale_s`` by the waiter's wall clock (``age``, a margin far above any clock skew) is gone at once: a study
+    abandoned in its preparation, resumed later. Pure: no I/O, no clock."""
 
-    def __init__(self, silence_s: float = PARENT_SILENCE_S) -> None:
-        self.silence_s = silence_s
+    def __init__(self, silence_s: float = PARENT_SILENCE_S, stale_s: float = PARENT_STALE_S) -> None:
+        self.silence_s, self.stale_s = silence_s, stale_s
         self._beat: object = None
         self._heard_at: float | None = None
 
-    def gone(self, beat: object, now: float) -> bool:
+    def gone(self, beat: object, now: float, age: float | None = None) -> bool:
+        if age is not None and age > self.stale_s:
+            return True
         if self._heard_at is None or beat != self._beat:
             self._beat, self._heard_at = beat, now
         return now - self._heard_at > self.silence_s
@@ -75,7 +80,8 @@ def _published_parent(
         record = StudyRecord.of(study.user_attrs)
         if record.mlflow_parent_run_id is not None:
             return record.mlflow_parent_run_id
-        if watch.gone(record.creator_beat, time.monotonic()):
+        last = record.creator_beat if record.creator_beat is not None else record.created_at
+        if watch.gone(record.creator_beat, time.monotonic(), time.time() - last if last is not None else None):
             return None  # StudyTracker.start_parent settles it (the election of store/_parent_run.py)
         if not told:
             on_wait()

@@ -62,6 +62,9 @@ def test_a_creator_is_gone_after_a_silence_by_the_waiters_clock() -> None:
         assert not watch.gone(5.0e9 + 3 * step, now=10.0 * step)  # a beat every 10 s of the waiter's clock
     assert not watch.gone(5.0e9 + 57, now=220.0)
     assert watch.gone(5.0e9 + 57, now=251.0)
+    # a study abandoned while it was prepared, resumed much later: its last beat is stale at the first look
+    assert CreatorWatch(silence_s=30.0, stale_s=600.0).gone(1.0e9, now=0.0, age=3600.0)
+    assert not CreatorWatch(silence_s=30.0, stale_s=600.0).gone(1.0e9, now=0.0, age=5.0)
 
 
 def test_a_worker_holding_a_run_that_lost_is_moved_to_the_winner_and_nothing_is_deleted(tmp_path: Path) -> None:

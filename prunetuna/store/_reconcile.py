@@ -91,9 +91,16 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
     records = [TrialRecord.of(t) for t in trials]
     claimed = {r.mlflow_run_id: t.number for t, r in zip(trials, records) if r.mlflow_run_id is not None}
     done.reparented = _reparent(study, tracker, runs)
-    for run in runs:
-        if run.info.run_id not in claimed:
-            done.orphans += _settle_orphan(run, trials, tracker)
+    unclaimed = [run for run in runs if run.info.run_id not in claimed]
+    if unclaimed:
+        # Judged on the trials as read after the runs were listed: a trial records its run's id only once the run
+        # exists, so an earlier read would take a run just started (its id not yet written) for an orphan, or, for
+        # a heartbeat retry still holding the stale trial's run id, for a duplicate to delete.
+        fresh = study.get_trials(deepcopy=False)
+        owned = {TrialRecord.of(t).mlflow_run_id for t in fresh}
+        for run in unclaimed:
+            if run.info.run_id not in owned:
+                done.orphans += _settle_orphan(run, fresh, tracker)
     for trial, record in zip(trials, records):
         run = by_id.get(str(record.mlflow_run_id))
         if run is None:

@@ -127,6 +127,10 @@ class TrialWriter:
         rebuild, and of the repair of a run a killed process left open)."""
         if vector:
             write_trial(trial, sparsity=vector)
+        if trial.user_attrs.get("mlflow_run_id") is not None:
+            # a heartbeat retry copies the stale trial's attributes, its run id too: cleared before this trial's run
+            # exists, so that reconciliation never takes the new run for a duplicate of the trial's (store/_reconcile)
+            write_trial(trial, mlflow_run_id=None)
         try:
             run_id = self.tracker.start_trial(number, origin, params)
         except Exception:

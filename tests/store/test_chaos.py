@@ -1,4 +1,5 @@
-"""SOAK (marked soak; 224 s, 324 s and 281 s measured at load averages of 8 to 17, not on a quiet machine): the short,
+"""SOAK (marked soak; 224 s, 324 s and 281 s measured at load averages of 8 to 17, not on a quiet machine; since the
+parent-run election and the retried-run fix, 168 s, 185 s and 203 s at load averages of 7 to 14): the short,
 deterministic chaos soak (experiments/benchmarks/chaos.py's
 ``run_chaos``). Three workers, each on a work dir of its own, share a study on a
 throwaway PostgreSQL and an ``mlflow server``; worker starts are armed, in order, with kill points chosen by the seed

@@ -13,6 +13,7 @@ import threading
 __all__ = ["FAULT_POINTS", "fault", "hold", "out_of_memory"]
 
 FAULT_POINTS = (
+    "parent",  # the study's creator: the study created and prepared (baselines enqueued), no parent run yet
     "sampled",  # the candidate's vector was drawn, before pruning
     "pruned",  # pruned and measured, its MLflow run created
     "fine_tune",  # after the first fine-tune epoch

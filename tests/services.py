@@ -190,7 +190,8 @@ def study_violations(storage: str, tracking: str, name: str, n_trials: int) -> l
     """What breaks the durability invariant in a study (empty: nothing): exactly ``n_trials`` finished trials and
     none RUNNING; exactly one run per trial number, FINISHED for a finished trial, with every metric of its record
     and its sparsity params, and for a COMPLETE trial every ``model/`` file (none once ``search.keep_weights: front``
-    removed them, never for a trial on the front); one parent run; no run RUNNING; the
+    removed them, never for a trial on the front); one parent run (superseded candidates aside), every trial run its
+    child; no run RUNNING; the
     parameters of every failed trial run again in a finished trial (none lost however often its workers were
     killed)."""
     import optuna
@@ -213,6 +214,14 @@ def study_violations(storage: str, tracking: str, name: str, n_trials: int) -> l
     parents = [r for r in runs if r.data.tags.get("prunetuna.role") == "study"]
     if len(parents) != 1:
         found.append(f"{len(parents)} parent runs")
+    else:
+        found += [
+            f"run {r.info.run_id} ({r.info.run_name}) is a child of {r.data.tags.get('mlflow.parentRunId')}, not of "
+            f"the parent run {parents[0].info.run_id}"
+            for r in runs
+            if r.data.tags.get("prunetuna.role") == "trial"
+            and r.data.tags.get("mlflow.parentRunId") != parents[0].info.run_id
+        ]
     per_number: dict[str, int] = {}
     for run in runs:
         if run.data.tags.get("prunetuna.role") == "trial":

@@ -38,6 +38,7 @@ from prunetuna.store import (
     Workspace,
     close_finished_parent,
     coordinate_parent,
+    creator_beat,
     mask_url,
     open_storage,
     reconcile,
@@ -72,28 +73,29 @@ def run_search(
     tracker.connect(create=True)
     plan = build_plan(inputs, workspace.workdir)
     study, created = open_study(storage, config, plan.scoring.directions)
-    if plan.context.cache is not None:
-        plan.context.cache.attach(study)  # one latency measurement per architecture, shared through the study
-    store = TrialStore(workspace.workdir)
-    if not created:
-        optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
-        reconcile(study, tracker, store)  # runs those and earlier kills left incomplete: repaired from the work dir
-    write_study(study, _study_record(plan), stored)
-    outcome = SearchOutcome(config.name, count_finished(study), target, 0, 0, plan.dense)
-    events.started(outcome)
-    session = _Session(study, plan, workspace, tracker, store, outcome, events, presentation)
-    if outcome.finished >= target:
-        close_finished_parent(study, tracker, session.publish)
-        session.keep_front()  # a complete study resumed with search.keep_weights: front
-        return outcome
-    # Seeded per trial number: a resumed session continues the search instead of replaying it, and
-    # workers sharing the study draw different points.
-    study.sampler = make_sampler(config.search.sampler, config.seed, target)
-    if created:
-        enqueue_baselines(study, plan)  # before the parent run: workers waiting for it find the baselines queued
-    coordinate_parent(study, created, parent_params(plan, workspace), tracker, events.waiting_for_creator)
-    if not created:
-        enqueue_baselines(study, plan)  # a resumed study whose config now asks for them
+    with creator_beat(study, created):  # the other workers wait while the creator beats (store/_parent.py)
+        if plan.context.cache is not None:
+            plan.context.cache.attach(study)  # one latency measurement per architecture, shared through the study
+        store = TrialStore(workspace.workdir)
+        if not created:
+            optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
+            reconcile(study, tracker, store)  # runs those and earlier kills left incomplete: repaired from the work dir
+        write_study(study, _study_record(plan), stored)
+        outcome = SearchOutcome(config.name, count_finished(study), target, 0, 0, plan.dense)
+        events.started(outcome)
+        session = _Session(study, plan, workspace, tracker, store, outcome, events, presentation)
+        if outcome.finished >= target:
+            close_finished_parent(study, tracker, session.publish)
+            session.keep_front()  # a complete study resumed with search.keep_weights: front
+            return outcome
+        # Seeded per trial number: a resumed session continues the search instead of replaying it, and
+        # workers sharing the study draw different points.
+        study.sampler = make_sampler(config.search.sampler, config.seed, target)
+        if created:
+            enqueue_baselines(study, plan)  # before the parent run: workers waiting for it find the baselines queued
+        coordinate_parent(study, created, parent_params(plan, workspace), tracker, events.waiting_for_creator)
+        if not created:
+            enqueue_baselines(study, plan)  # a resumed study whose config now asks for them
     session.run()
     return outcome
 
@@ -160,6 +162,7 @@ class _Session:
 
     def publish(self) -> None:
         if self.presentation is not None:
+            self.tracker.follow_parent()  # the plots go to the elected parent run, if another won meanwhile
             self.presentation.publish(self.study, list(self.plan.space.names), self.workspace.workdir, self.tracker)
 
     def run(self) -> None:

@@ -10,13 +10,25 @@ from prunetuna.runtime import lazy_exports
 
 _HOMES = {
     "_durable": ("FinalRecord", "TrialStore"),
-    "_keys": ("Role", "RunStatus", "Tag", "TrialEnd", "WeightsMark"),
     "_manifest": ("config_hash", "git_commit", "manifest", "package_versions", "study_manifest"),
     "_mlflow_client": ("STORE_CREATION_WAIT_S", "open_client", "probe_server"),
     "_outage": ("Outage", "TrackingAway", "transient"),
-    "_parent": ("PARENT_WAIT_S", "coordinate_parent"),
+    "_parent": (
+        "PARENT_BEAT_S",
+        "PARENT_SILENCE_S",
+        "PARENT_STALE_S",
+        "CreatorWatch",
+        "coordinate_parent",
+        "creator_beat",
+    ),
+    "_parent_run": ("Candidate", "Election", "ParentRuns", "elect"),
     "_reconcile": ("Reconciled", "close_finished_parent", "reconcile", "trial_runs"),
     "_records": (
+        "Role",
+        "RunStatus",
+        "Tag",
+        "TrialEnd",
+        "WeightsMark",
         "APPLIED_ATTR",
         "BudgetStatus",
         "StudyRecord",

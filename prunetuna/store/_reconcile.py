@@ -7,7 +7,8 @@ the work dir (:mod:`._durable`) and is ended FINISHED; in a shared study a finis
 tracking store before Optuna is told, so any worker ends its run from the shared stores alone (its metrics
 from Optuna's user attributes), whichever machine ran it; a failed trial's run still RUNNING is ended
 FAILED; a run no trial claims (its process was killed between creating it and telling Optuna) is
-ended FAILED, or deleted when its trial has another run: one run per trial number. A COMPLETE trial whose run is
+ended FAILED, or deleted when its trial has another run: one run per trial number. A trial run made under a
+parent run that lost the election (store/_parent_run.py) is moved under the elected one. A COMPLETE trial whose run is
 tagged ``prunetuna.weights`` (``search.keep_weights: front`` removed its weights: :mod:`._weights`) needs no
 ``model/`` files and gets none back.
 """
@@ -24,9 +25,17 @@ from mlflow.entities import Metric, Param, Run, RunTag
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetuna.store._durable import FinalRecord, TrialStore
-from prunetuna.store._keys import RunStatus, Tag, TrialEnd, WeightsMark
 from prunetuna.store._outage import TrackingAway
-from prunetuna.store._records import StudyRecord, TrialRecord
+from prunetuna.store._records import (
+    Role,
+    RunStatus,
+    StudyRecord,
+    Tag,
+    TrialEnd,
+    TrialRecord,
+    WeightsMark,
+    set_study_fields,
+)
 from prunetuna.store._storage import describe_error
 from prunetuna.store._tracking import MANIFEST_FILE, WEIGHTS_FILE, StudyTracker
 
@@ -46,6 +55,7 @@ class Reconciled:
     repaired: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     orphans: int = 0
+    reparented: int = 0  # trial runs moved from a superseded parent run to the elected one
     weights_elsewhere: list[int] = field(default_factory=list)  # finished elsewhere, its weights not in this work dir
 
 
@@ -90,9 +100,17 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
     by_id = {run.info.run_id: run for run in runs}
     records = [TrialRecord.of(t) for t in trials]
     claimed = {r.mlflow_run_id: t.number for t, r in zip(trials, records) if r.mlflow_run_id is not None}
-    for run in runs:
-        if run.info.run_id not in claimed:
-            done.orphans += _settle_orphan(run, trials, tracker)
+    done.reparented = _reparent(study, tracker, runs)
+    unclaimed = [run for run in runs if run.info.run_id not in claimed]
+    if unclaimed:
+        # Judged on the trials as read after the runs were listed: a trial records its run's id only once the run
+        # exists, so an earlier read would take a run just started (its id not yet written) for an orphan, or, for
+        # a heartbeat retry still holding the stale trial's run id, for a duplicate to delete.
+        fresh = study.get_trials(deepcopy=False)
+        owned = {TrialRecord.of(t).mlflow_run_id for t in fresh}
+        for run in unclaimed:
+            if run.info.run_id not in owned:
+                done.orphans += _settle_orphan(run, fresh, tracker)
     for trial, record in zip(trials, records):
         run = by_id.get(str(record.mlflow_run_id))
         if run is None:
@@ -115,6 +133,30 @@ def _reconcile(study: optuna.Study, tracker: StudyTracker, store: TrialStore) ->
             done.weights_elsewhere[:10],
         )
     return done
+
+
+def _reparent(study: optuna.Study, tracker: StudyTracker, runs: list[Run]) -> int:
+    """Trial runs made under a parent run that lost the election (store/_parent_run.py) become children of the
+    elected one; a superseded run left RUNNING (marked so by a worker that joined it as it lost) is ended."""
+    kept = StudyRecord.of(study.user_attrs).mlflow_parent_run_id
+    parent = tracker.resolve_parent(kept)
+    if parent is None:
+        return 0
+    if kept is not None and kept != parent:
+        set_study_fields(study, mlflow_parent_run_id=parent)  # a worker published a run that lost since
+    moved = 0
+    for run in runs:
+        if run.data.tags.get(Tag.PARENT) != parent:
+            tracker.outage.call(tracker.client.set_tag, run.info.run_id, Tag.PARENT, parent)
+            moved += 1
+    left = tracker.outage.call(
+        tracker.client.search_runs,
+        [tracker.experiment_id],
+        filter_string=f"tags.`{Tag.ROLE}` = '{Role.SUPERSEDED.value}' and attributes.status = 'RUNNING'",
+    )
+    for run in left:
+        tracker.outage.call(tracker.client.set_terminated, run.info.run_id, status=RunStatus.KILLED.value)
+    return moved
 
 
 def _settle_orphan(run: Run, trials: list[FrozenTrial], tracker: StudyTracker) -> int:

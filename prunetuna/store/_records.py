@@ -3,6 +3,10 @@
 Only this module knows the attribute keys (docs/design.md, "Optuna study"): the trial loop writes
 through :func:`write_trial`, and the report, rebuild, export, early stopping and reconciliation read
 :class:`TrialRecord` / :class:`StudyRecord`. Torch-free: ``prunetuna report`` imports it.
+
+The keys of its MLflow layout live here too (:class:`Tag`, :class:`Role`, :class:`RunStatus`, :class:`TrialEnd`,
+:class:`WeightsMark`): the strings users filter on (docs/design.md, "MLflow layout"); changing one breaks their
+queries, and studies written before.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from prunetuna.sparsity import SparsityVector, canonical, from_params
 APPLIED_ATTR = "sparsity"  # the trial attribute holding the applied vector
 
 __all__ = [
+    "Role",
+    "RunStatus",
+    "Tag",
+    "TrialEnd",
+    "WeightsMark",
     "APPLIED_ATTR",
     "BudgetStatus",
     "StudyRecord",
@@ -25,6 +34,71 @@ __all__ = [
     "write_study",
     "write_trial",
 ]
+
+
+class TrialEnd(str, enum.Enum):
+    """How a trial ended, as Optuna names its state (the ``optuna.state`` tag of the trial's run)."""
+
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAIL = "FAIL"
+
+    @property
+    def finished(self) -> bool:
+        """COMPLETE and PRUNED count towards ``n_trials``; their run ends FINISHED."""
+        return self is not TrialEnd.FAIL
+
+
+class RunStatus(str, enum.Enum):
+    """An MLflow run's status."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class Role(str, enum.Enum):
+    """What a run of the study's experiment is (the ``prunetuna.role`` tag)."""
+
+    STUDY = "study"  # the parent run
+    SUPERSEDED = "study-superseded"  # a parent run created by a worker that lost the election (store/_election.py)
+    TRIAL = "trial"
+    SENSITIVITY = "sensitivity"
+    EXPORT = "export"
+    FINETUNE = "finetune"  # prunetuna finetune: a child of the trial's run
+
+
+class WeightsMark(str, enum.Enum):
+    """The ``prunetuna.weights`` tag of a COMPLETE trial's run whose ``model/`` files ``search.keep_weights: front``
+    removes: DROPPING before the files go, DROPPED once they are gone (from MLflow and the local record). A run so
+    marked is off the study's front for good: reconcile does not restore its files and export refuses it."""
+
+    DROPPING = "dropping"
+    DROPPED = "dropped"
+
+
+class Tag:
+    """Run tag keys."""
+
+    ROLE = "prunetuna.role"
+    ORIGIN = "prunetuna.origin"  # sampler, or the baseline that enqueued the trial
+    BUDGET = "prunetuna.budget"
+    FEASIBLE = "prunetuna.feasible"
+    BELOW_CHANCE = "prunetuna.below_chance"  # "true" on a built-in classifier's COMPLETE trial at or below 1/classes
+    FAIL_REASON = "prunetuna.fail_reason"
+    PRUNED_REASON = "prunetuna.pruned_reason"
+    STUDY = "prunetuna.study"
+    TRIAL = "prunetuna.trial"
+    FORMAT = "prunetuna.format"
+    SOURCE_RUN = "prunetuna.source_run_id"
+    WEIGHTS = "prunetuna.weights"  # WeightsMark: a COMPLETE trial's model/ removed (search.keep_weights: front)
+    SUPERSEDED_BY = "prunetuna.superseded_by"  # on a superseded parent run: the parent run that won
+    FINETUNE_KEY = "prunetuna.finetune_key"  # the final_finetune settings (and the trial's run) a fine-tune ran with
+    STATE = "optuna.state"  # RUNNING, then the TrialEnd
+    TRIAL_NUMBER = "optuna.trial_number"
+    PARENT = "mlflow.parentRunId"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # the MLflow UI then opens the study on its training runs
 
 
 class BudgetStatus(str, enum.Enum):
@@ -136,6 +210,7 @@ class StudyRecord:
         default_factory=lambda: {"name": "accuracy", "mode": "max"}
     )  # the task score's name (docs/design.md)
     created_at: float | None = None
+    creator_beat: float | None = None  # written every few seconds by the study's creator until its parent run is out
     mlflow_parent_run_id: str | None = None
 
     @classmethod
@@ -153,8 +228,9 @@ class StudyRecord:
         return [name for name in self.objectives if name != "accuracy"]
 
     def stored(self) -> dict[str, Any]:
-        """The attributes a search writes at every start (``created_at`` and the parent run are written apart)."""
-        skip = {"created_at", "mlflow_parent_run_id"}
+        """The attributes a search writes at every start (``created_at``, the creator's beat and the parent run are
+        written apart)."""
+        skip = {"created_at", "creator_beat", "mlflow_parent_run_id"}
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
 
 

@@ -1,4 +1,5 @@
-"""MLflow layout: one experiment per study, one parent run reused on resume, one child run per trial."""
+"""MLflow layout: one experiment per study, one parent run reused on resume (elected among workers:
+store/_parent_run.py), one child run per trial."""
 
 from __future__ import annotations
 
@@ -11,24 +12,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 
 from prunetuna.errors import UserError
 from prunetuna.faults import fault, hold
-from prunetuna.store._keys import Role, RunStatus, Tag, TrialEnd
 from prunetuna.store._mlflow_client import open_client, probe_server
 from prunetuna.store._outage import Outage, TrackingAway
+from prunetuna.store._parent_run import MAX_PARAM, ParentRuns, mlflow_params
+from prunetuna.store._records import Role, RunStatus, Tag, TrialEnd
 from prunetuna.store._storage import Workspace, describe_error, mask_url
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MANIFEST_FILE", "WEIGHTS_FILE", "StudyTracker"]
+__all__ = ["MANIFEST_FILE", "MAX_PARAM", "WEIGHTS_FILE", "StudyTracker"]
 
 WEIGHTS_FILE = "state_dict.pt"
 MANIFEST_FILE = "manifest.json"
 
-MAX_PARAM = 6000
 _log = logging.getLogger("prunetuna")
 
 
@@ -36,13 +37,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class StudyTracker:
+class StudyTracker(ParentRuns):
     """Writes a study's runs through :class:`mlflow.MlflowClient` (no global active-run state).
 
     Only creating a run waits for the store (its id is needed at once); params, metrics, tags and
     run ends go to one background writer, in order, so a trial does not wait on database commits.
     :meth:`flush` waits for them; a failed write is reported on stderr and does not stop the study.
     Every call is retried while the store does not answer (:class:`Outage`), up to its patience.
+    The parent run's methods (find, start, follow the elected one) are :class:`ParentRuns`'.
     """
 
     def __init__(self, workspace: Workspace, study_name: str) -> None:
@@ -60,6 +62,8 @@ class StudyTracker:
         self._unwritten: set[str] = set()  # runs one of whose writes failed
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        self._parent_params: Mapping[str, object] = {}  # the study's settings, logged on the parent run it joins
+        self._parent_metrics: dict[str, float] = {}  # the dense metrics, logged again on a parent it moves to
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunetuna-mlflow")
         self._pending: list[Future[object]] = []
         self.failed_writes = 0
@@ -133,68 +137,16 @@ class StudyTracker:
                 raise
             return experiment.experiment_id
 
-    def find_parent(self, hint: str | None = None) -> str | None:
-        """The study's parent run: ``hint`` (kept in the study) when it exists here, else by tag."""
-        if self.experiment_id is None:
-            return None
-        if hint:
-            try:
-                run = self.outage.call(self.client.get_run, hint)
-                if run.info.experiment_id == self.experiment_id:
-                    self.parent_run_id = hint
-                    return hint
-            except Exception:  # noqa: BLE001 - a run from another store: look it up by tag instead
-                pass
-        runs = self.outage.call(
-            self.client.search_runs,
-            [self.experiment_id],
-            filter_string=f"tags.`{Tag.ROLE}` = '{Role.STUDY.value}'",
-            order_by=["attributes.start_time ASC"],
-            max_results=1,
-        )
-        self.parent_run_id = runs[0].info.run_id if runs else None
-        return self.parent_run_id
-
-    def start_parent(self, hint: str | None, params: Mapping[str, object]) -> str:
-        """Reuse the parent run (marked RUNNING again) or create it with the study's settings as params; retried
-        through an outage like the trials' writes (a server restarting while a worker starts: the chaos soak)."""
-        if self.find_parent(hint):
-            self.outage.call(self.client.update_run, self.parent_run_id, status=RunStatus.RUNNING.value)
-            # A parent created by `prunetuna sensitivity` lacks the search's settings; params are write-once.
-            logged = self.outage.call(self.client.get_run, self.parent_run_id).data.params
-            missing = {k: v for k, v in params.items() if k not in logged}
-            if missing:
-                self.outage.call(self.client.log_batch, self.parent_run_id, params=_params(missing))
-            return self.parent_run_id  # type: ignore[return-value]
-        assert self.experiment_id is not None
-        run = self.outage.call(
-            self.client.create_run, self.experiment_id, run_name=self.study_name, tags={Tag.ROLE: Role.STUDY.value}
-        )
-        # Workers started together may each create one: the earliest wins, the others are removed.
-        earliest = self.find_parent()
-        if earliest is not None and earliest != run.info.run_id:
-            self.outage.call(self.client.delete_run, run.info.run_id)
-            self.parent_run_id = earliest
-            return earliest
-        self.parent_run_id = run.info.run_id
-        self.outage.call(self.client.log_batch, self.parent_run_id, params=_params(params))
-        return self.parent_run_id
-
     def end_parent(self, status: str) -> None:
         self.flush()
         if self.parent_run_id:
             with contextlib.suppress(TrackingAway):  # reported once; the next start ends it
                 self.outage.call(self.client.set_terminated, self.parent_run_id, status=status)
 
-    def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
-        if self.parent_run_id:
-            stamp = _now_ms()
-            metrics_ = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
-            self.outage.call(self.client.log_batch, self.parent_run_id, metrics=metrics_)
-
     def start_trial(self, number: int, origin: str, params: Mapping[str, object]) -> str:
         """A nested child run ``trial-<number>`` with its tags and params."""
         assert self.experiment_id is not None and self.parent_run_id is not None
+        self.follow_parent()  # the parent elected since this worker joined one, if another won (_parent_run.py)
         tags = {
             Tag.PARENT: self.parent_run_id,
             Tag.TRIAL_NUMBER: str(number),
@@ -204,7 +156,7 @@ class StudyTracker:
         }
         run = self.outage.call(self.client.create_run, self.experiment_id, run_name=f"trial-{number}", tags=tags)
         self._trials[run.info.run_id] = number
-        self._submit(self.client.log_batch, run.info.run_id, params=_params(params))
+        self._submit(self.client.log_batch, run.info.run_id, params=mlflow_params(params))
         return run.info.run_id
 
     def log_epoch(self, run_id: str, epoch: int, accuracy: float, named: dict[str, float] | None = None) -> None:
@@ -255,7 +207,7 @@ class StudyTracker:
         )
         for path in files:
             self.client.log_artifact(run.info.run_id, str(path))
-        self.client.log_batch(run.info.run_id, params=_params(params))
+        self.client.log_batch(run.info.run_id, params=mlflow_params(params))
         self.client.set_terminated(run.info.run_id)
         return run.info.run_id
 
@@ -292,7 +244,3 @@ class StudyTracker:
     def _written(self, run_id: str, then: Callable[[], None]) -> None:
         if run_id not in self._unwritten:
             then()
-
-
-def _params(params: Mapping[str, object]) -> list[Param]:
-    return [Param(str(k), str(v)[:MAX_PARAM]) for k, v in params.items()]

@@ -20,8 +20,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from optuna.trial import FrozenTrial, TrialState
 
 from prunetuna.store._durable import TrialStore
-from prunetuna.store._keys import RunStatus, Tag, WeightsMark
-from prunetuna.store._records import TrialRecord
+from prunetuna.store._records import RunStatus, Tag, TrialRecord, WeightsMark
 
 if TYPE_CHECKING:
     import optuna

@@ -22,8 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from prunetuna.faults import fault
 from prunetuna.sparsity import SparsityVector
 from prunetuna.store._durable import FinalRecord, TrialStore
-from prunetuna.store._keys import Tag, TrialEnd
-from prunetuna.store._records import BudgetStatus, write_trial
+from prunetuna.store._records import BudgetStatus, Tag, TrialEnd, write_trial
 from prunetuna.store._tracking import MANIFEST_FILE, MAX_PARAM, WEIGHTS_FILE, StudyTracker
 
 __all__ = ["TrialModel", "TrialOutcome", "TrialWriter"]
@@ -127,6 +126,10 @@ class TrialWriter:
         rebuild, and of the repair of a run a killed process left open)."""
         if vector:
             write_trial(trial, sparsity=vector)
+        if trial.user_attrs.get("mlflow_run_id") is not None:
+            # a heartbeat retry copies the stale trial's attributes, its run id too: cleared before this trial's run
+            # exists, so that reconciliation never takes the new run for a duplicate of the trial's (store/_reconcile)
+            write_trial(trial, mlflow_run_id=None)
         try:
             run_id = self.tracker.start_trial(number, origin, params)
         except Exception:

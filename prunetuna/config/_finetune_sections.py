@@ -105,6 +105,7 @@ class FinetuneConfig(Section):
     epochs: int = Field(2, ge=0)
     lr: float = Field(1e-3, gt=0)
     max_batches: int | None = Field(None, ge=1)
+    max_images: int | None = Field(None, ge=1)  # the same budget in images: ceil(max_images / batch size) batches
     trainer: TrainerConfig = TrainerConfig()
     callbacks: list[str] = Field(
         default_factory=list
@@ -119,6 +120,19 @@ class FinetuneConfig(Section):
             if not sep or not module or not attr:
                 raise ValueError(f"{spec!r} is not of the form 'package.module:callable'")
         return value
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> FinetuneConfig:
+        if self.max_batches is not None and self.max_images is not None:
+            raise ValueError("max_batches and max_images both set: give the per-epoch budget in one of them")
+        return self
+
+    def batches_per_epoch(self, batch_size: int | None) -> int | None:
+        """Training batches per epoch: ``max_batches``, or ``max_images`` in batches of ``batch_size`` (rounded up);
+        None: the whole training set."""
+        if self.max_images is None:
+            return self.max_batches
+        return -(-self.max_images // max(1, batch_size or 1))
 
 
 class FinalFinetuneConfig(Section):

@@ -142,6 +142,7 @@ class TrialPlan(CheckedInputs):
     batches: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     scan: SensitivityScan | None = None  # the sensitivity scan, when bounds or the sensitivity baseline need it
     chance: float | None = None  # the built-in classifier's 1/classes (None for a user's module)
+    finetune_batches: int | None = None  # per epoch: finetune.max_batches, or .max_images in batches (None: all)
 
 
 def check_reachable(plan: CheckedInputs) -> None:
@@ -204,8 +205,19 @@ def build_plan(inputs: CheckedInputs, workdir: Path) -> TrialPlan:
     if config.pruning.bounds_from_sensitivity is not None:
         space = space.with_bounds(bounds_from_scan(scan, config.pruning.bounds_from_sensitivity.max_drop, space.step))
     fields = {f.name: getattr(inputs, f.name) for f in dataclasses.fields(CheckedInputs)}
+    per_epoch = config.finetune.batches_per_epoch(
+        workload.datamodule.train_dataloader().batch_size if config.finetune.max_images else None
+    )
     plan = TrialPlan(
-        **{**fields, "space": space, "dense": dense, "batches": batches, "scan": scan, "chance": chance_level(workload)}
+        **{
+            **fields,
+            "space": space,
+            "dense": dense,
+            "batches": batches,
+            "scan": scan,
+            "chance": chance_level(workload),
+        },
+        finetune_batches=per_epoch,
     )
     if space is not inputs.space:
         check_reachable(plan)  # within the tighter bounds too

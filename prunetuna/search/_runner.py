@@ -162,7 +162,7 @@ class TrialRunner:
                 plan.workload.datamodule,
                 epochs=plan.config.finetune.epochs,
                 lr=plan.config.finetune.lr,
-                max_batches=plan.config.finetune.max_batches,
+                max_batches=plan.finetune_batches,  # finetune.max_batches or .max_images
                 seed=plan.config.seed + trial.number,
                 on_epoch=lambda epoch, score: self._epoch(trial.number, epochs, epoch, score, stopper),
                 callbacks=[stopper] if stopper else (),

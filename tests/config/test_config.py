@@ -56,6 +56,7 @@ def test_defaults_fill_missing_sections() -> None:
         ({"scalarize": {"params": 1.0}}, "one weight per cost"),
         ({"latency": {"backend": "tvm"}}, "unknown latency backend 'tvm'"),
         ({"search": {"sampler": "cmaes"}}, "cmaes"),
+        ({"finetune": {"max_images": 64}}, "max_batches and max_images both set"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, overrides: dict, fragment: str) -> None:

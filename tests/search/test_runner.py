@@ -150,3 +150,11 @@ def test_baselines_land_within_one_channel_of_the_level(tmp_path: Path, level: f
         if kept < d.channels:
             plus_one.append(baselines.ratio_of({**glob, d.name: max(1 - (kept + 1.5) / d.channels, 0.0)}))
     assert any(cost > level for cost in plus_one), (glob, plus_one)
+
+
+def test_the_fine_tune_budget_in_images_becomes_batches_of_the_data(tmp_path: Path) -> None:
+    # tiny_config's digits come in batches of 32: 70 images are 3 batches (rounded up), whatever max_batches was
+    plan, _ = _plan(tmp_path, finetune={"max_batches": None, "max_images": 70})
+    assert plan.finetune_batches == 3
+    plan, _ = _plan(tmp_path, finetune={"max_batches": 2})
+    assert plan.finetune_batches == 2

@@ -1,6 +1,6 @@
-"""experiments/examples/yolo: the YOLO-layout data module on generated files, the mAP its module logs, and a stock
-ultralytics YOLOv8n inside the user's LightningModule searched on mAP50 and exported to ONNX and as a checkpoint
-``YOLO(path)`` loads."""
+"""experiments/examples/yolo: the YOLO-layout data module on generated files, the mAP its module logs, and stock
+ultralytics YOLOv8n and YOLO11n inside the user's LightningModule searched on mAP50 and exported (ONNX, TorchScript,
+a checkpoint ``YOLO(path)`` loads)."""
 
 from __future__ import annotations
 
@@ -101,30 +101,51 @@ def test_map_is_one_for_perfect_predictions_and_lower_for_wrong_classes(digits_s
     assert results[1]["val/map50"] == 0.0
 
 
+def test_stock_yolo11n_searches_on_map50_and_exports_to_onnx_and_torchscript(tmp_path: Path, digits_set: Path) -> None:
+    # C3k2 and C2PSA attention (the graph that grew to 12 GB before): one trial, below dense FLOPs, both formats
+    pytest.importorskip("ultralytics", reason="ultralytics is not installed ('prunetuna[yolo]')")
+    config = write_config(tmp_path, _yolo_config(digits_set, "yolo11n.yaml", n_trials=1))
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="yolo-ci", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert study.trials[0].user_attrs["metrics"]["flops_ratio"] < 1.0
+    for fmt in ("onnx", "torchscript"):
+        out = tmp_path / f"yolo.{fmt}"
+        args = ["export", str(config), "--workdir", str(workdir), "--trial", "0", "--format", fmt, "--out", str(out)]
+        exported = runner.invoke(app, args)
+        assert exported.exit_code == 0, exported.output
+        card = json.loads(Path(f"{out}.json").read_text())
+        assert card["checks"]["validation_accuracy"] == card["checks"]["logged_accuracy"]  # mAP50 re-checked
+        assert all(check["passed"] for check in card["checks"]["outputs"].values())
+
+
+def _yolo_config(digits_set: Path, model: str, n_trials: int) -> dict:
+    return tiny_config(
+        "yolo-ci",
+        model={
+            "builtin": None,
+            "target": "yolo_module:YoloDetector",
+            "kwargs": {"model": model, "nc": 10, "imgsz": 64},
+            "prune": "model",
+        },
+        data={
+            "builtin": None,
+            "target": "yolo_data:YoloData",
+            "kwargs": {"data": str(digits_set), "imgsz": 64, "batch_size": 16},
+        },
+        metric={"name": "val/map50", "mode": "max"},
+        objectives=["metric", "flops"],
+        baseline={"epochs": 1, "lr": 0.002},
+        finetune={"epochs": 1, "lr": 0.002, "max_batches": 2},
+        search={"sampler": "random", "n_trials": n_trials, "warm_start": False},
+    )
+
+
 def test_stock_yolov8n_searches_on_map50_and_exports(tmp_path: Path, digits_set: Path) -> None:
     pytest.importorskip("ultralytics", reason="ultralytics is not installed ('prunetuna[yolo]')")
-    config = write_config(
-        tmp_path,
-        tiny_config(
-            "yolo-ci",
-            model={
-                "builtin": None,
-                "target": "yolo_module:YoloDetector",
-                "kwargs": {"model": "yolov8n.yaml", "nc": 10, "imgsz": 64},
-                "prune": "model",
-            },
-            data={
-                "builtin": None,
-                "target": "yolo_data:YoloData",
-                "kwargs": {"data": str(digits_set), "imgsz": 64, "batch_size": 16},
-            },
-            metric={"name": "val/map50", "mode": "max"},
-            objectives=["metric", "flops"],
-            baseline={"epochs": 1, "lr": 0.002},
-            finetune={"epochs": 1, "lr": 0.002, "max_batches": 2},
-            search={"sampler": "random", "n_trials": 2, "warm_start": False},
-        ),
-    )
+    config = write_config(tmp_path, _yolo_config(digits_set, "yolov8n.yaml", n_trials=2))
     workdir = tmp_path / "w"
     result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
     assert result.exit_code == 0, result.output

@@ -173,7 +173,7 @@ def _train(
     if settings.distill is not None or (isinstance(task, ModuleTask) and task.path):
         prepare_baseline(config, workload, workspace.workdir)  # the teacher; a module's parts outside model.prune
     distill = (
-        Distillation(workload.model, settings.distill.alpha, settings.distill.temperature)
+        Distillation(workload.model, settings.distill.alpha, settings.distill.temperature, "final_finetune.distill")
         if settings.distill is not None
         else None
     )

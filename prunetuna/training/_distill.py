@@ -59,6 +59,7 @@ class Distillation:
     teacher: nn.Module
     alpha: float = 0.5
     temperature: float = 4.0
+    key: str = "finetune.distill"  # the YAML key that asked for it, named in its errors
 
     def frozen_copy(self, device: torch.device, dtype: torch.dtype) -> nn.Module:
         """A copy of the teacher on ``device`` in ``dtype``, in eval mode, without gradients (the dense model stays
@@ -91,8 +92,8 @@ def use_distillation_hook(module: pl.LightningModule, distill: Distillation) -> 
     hook = getattr(module, HOOK, None)
     if not callable(hook):
         raise UserError(
-            f"finetune.distill: {type(module).__name__} defines no {HOOK}(self, batch, batch_idx, teacher_outputs) "
-            "returning its loss; add it, or remove finetune.distill"
+            f"{distill.key}: {type(module).__name__} defines no {HOOK}(self, batch, batch_idx, teacher_outputs) "
+            f"returning its loss; add it, or remove {distill.key}"
         )
     state: dict[str, nn.Module] = {}
 

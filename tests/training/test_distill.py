@@ -144,3 +144,7 @@ def test_user_module_hook_receives_the_teachers_outputs() -> None:
         match=r"^finetune.distill: UserModule defines no distillation_step\(self, batch, batch_idx, teacher_outputs\)",
     ):
         use_distillation_hook(UserModule(hook=False), Distillation(teacher))
+    with pytest.raises(
+        UserError, match=r"^final_finetune.distill: UserModule defines no .*remove final_finetune.distill$"
+    ):
+        use_distillation_hook(UserModule(hook=False), Distillation(teacher, key="final_finetune.distill"))

@@ -22,6 +22,7 @@ that worker's first trial instead of at a moment.
 
     .venv/bin/python experiments/benchmarks/chaos.py [--workers 3] [--n-trials 15] [--duration 180]
         [--interval 8] [--lost-share 0.25] [--max-lost 5] [--mlflow-restarts 2] [--pg-restarts 0] [--seed 0]
+        [--finetune-batches 3]
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def run_chaos(
     seed: int = 0,
     faults: Sequence[tuple[str, bool]] | None = None,
     finish_timeout: float = 900.0,
+    finetune_batches: int = 3,
 ) -> ChaosResult:
     """The soak in ``root`` (kept: the workers' logs are there). With ``faults`` ((point, lost) pairs, armed in
     order on worker starts), no timed kills: each armed start kills itself at that point of its first trial."""
@@ -133,7 +135,9 @@ def run_chaos(
     name = "chaos"
     config = root / "chaos.yaml"
     settings = tiny_config(
-        name, search={"sampler": "random", "n_trials": n_trials, "heartbeat": 2, "max_failures": 10**6}
+        name,
+        search={"sampler": "random", "n_trials": n_trials, "heartbeat": 2, "max_failures": 10**6},
+        finetune={"max_batches": finetune_batches},  # longer trials: the study outlasts the kills
     )
     config.write_text(yaml.safe_dump(settings, sort_keys=False))
     plan = list(faults or ())
@@ -251,6 +255,7 @@ def main() -> None:
     parser.add_argument("--pg-restarts", type=int, default=0)
     parser.add_argument("--down", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--finetune-batches", type=int, default=3, help="batches per trial's fine-tune (trial length)")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "chaos.json"))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="prunetuna-chaos-"))
@@ -266,6 +271,7 @@ def main() -> None:
         pg_restarts=args.pg_restarts,
         down=args.down,
         seed=args.seed,
+        finetune_batches=args.finetune_batches,
     )
     print(result.line())
     for line in result.crashes + result.violations + [f"export {n}: {e}" for n, e in result.export_failures.items()]:

@@ -112,7 +112,7 @@ def test_mnasnet_searches_and_exports_with_its_state_dict_metadata(tmp_path: Pat
             model={"builtin": None, "target": "torchvision.models:mnasnet0_5", "kwargs": {"num_classes": 4}},
             data={"builtin": None, "target": "zoo_models:Images", "kwargs": {"n": 64, "size": 32}, "batch_size": 32},
             finetune={"epochs": 1, "lr": 0.001, "max_batches": 2},
-            search={"n_trials": 2, "warm_start": False},
+            search={"n_trials": 1, "warm_start": False},
         ),
     )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
@@ -120,7 +120,7 @@ def test_mnasnet_searches_and_exports_with_its_state_dict_metadata(tmp_path: Pat
     out = tmp_path / "mnasnet.pt"  # rebuilt twice: from the trial's logged weights, then from the file
     exported = runner.invoke(
         app,
-        ["export", str(config), "--workdir", str(tmp_path / "w"), "--trial", "1", "--format", "pt", "--out", str(out)],
+        ["export", str(config), "--workdir", str(tmp_path / "w"), "--trial", "0", "--format", "pt", "--out", str(out)],
     )
     assert exported.exit_code == 0, exported.output
     card = json.loads(Path(f"{out}.json").read_text())

@@ -34,6 +34,7 @@ __all__ = [
     "copy_with_graph",
     "graph_and_groups",
     "guarded",
+    "indexed_groups",
     "last_graph_cost",
     "measured",
     "model_label",
@@ -146,6 +147,42 @@ def reusing(graph: tp.DependencyGraph | None) -> Iterator[None]:
         tp.DependencyGraph.build_dependency = build  # type: ignore[method-assign]
 
 
+_GROUP = tp.dependency.group.Group
+
+
+def _has_pruning_op(self: _GROUP, dep: object, idxs: Sequence[object]) -> bool:
+    keys = vars(self).get("_prunetuna_keys")
+    if keys is None or len(keys[1]) != len(self._group):  # built, or rebuilt after items were replaced
+        keys = (set(), list(self._group))
+        keys[0].update((d.target, d.handler, tuple(i)) for d, i in self._group)
+        self._prunetuna_keys = keys
+    return (dep.target, dep.handler, tuple(idxs)) in keys[0]
+
+
+def _add_dep(self: _GROUP, dep: object, idxs: Sequence[object]) -> None:
+    _ADD_DEP(self, dep, idxs)
+    keys = vars(self).get("_prunetuna_keys")
+    if keys is not None:
+        keys[0].add((dep.target, dep.handler, tuple(idxs)))
+        keys[1].append(self._group[-1])
+
+
+_ADD_DEP = _GROUP.add_dep
+
+
+@contextmanager
+def indexed_groups() -> Iterator[None]:
+    """While active, torch-pruning's groups answer "is this (layer, pruning function, indices) already in?" from a
+    set instead of comparing it with every item (the same answer; its walk asks it once per item it adds, so a group
+    of n items cost n^2 list comparisons: tens of seconds for a model whose reshapes make groups of thousands)."""
+    has, add = _GROUP.has_pruning_op, _GROUP.add_dep
+    _GROUP.has_pruning_op, _GROUP.add_dep = _has_pruning_op, _add_dep  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _GROUP.has_pruning_op, _GROUP.add_dep = has, add  # type: ignore[method-assign]
+
+
 class GraphTooExpensive(UserError):
     """Graph building ran past its time or memory limit (bad input: exit status 2)."""
 
@@ -242,7 +279,8 @@ def graph_and_groups(
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
         skipped = list(ignored) + opaque_ops(graph)
         _LAST_GRAPH[:] = [graph]
-        return graph, list(graph.get_all_groups(ignored_layers=skipped, root_module_types=tuple(root_types)))
+        with indexed_groups():
+            return graph, list(graph.get_all_groups(ignored_layers=skipped, root_module_types=tuple(root_types)))
 
     was_training = model.training
     model.eval()

@@ -116,3 +116,27 @@ def write_config(folder: Path, config: dict) -> Path:
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as the table of docs/benchmarks.md."""
+    lines = [
+        "| model | graph CPU-s | graph GB | dims kept / found | search (failed trials) | FLOPs ratio "
+        "| ONNX / TorchScript "
+        "| error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        flops = "-".join(f"{v:.3f}" for v in r["flops_ratio"]) if r.get("flops_ratio") else "-"
+        search = ("ok" if r.get("search_ok") else "failed") if "search_ok" in r else "-"
+        if "trials_failed" in r:
+            search += f" ({r['trials_failed']})"
+        export = " / ".join(
+            ("ok" if r[f"{f}_ok"] else "failed") if f"{f}_ok" in r else "-" for f in ("onnx", "torchscript")
+        )
+        error = r.get("space_error") or r.get("error") or r.get("onnx_error") or r.get("torchscript_error") or ""
+        lines.append(
+            f"| {r['model']} | {r.get('graph_cpu_s', '-')} | {r.get('graph_gb', '-')} | {r.get('dims_kept', '-')} / "
+            f"{r.get('dims_total', '-')} | {search} | {flops} | {export} | {error[:120]} |"
+        )
+    return "\n".join(lines)

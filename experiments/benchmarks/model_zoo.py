@@ -32,7 +32,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import yaml
-from _zoo_edge import EDGE, edge_config, space_check, write_config
+from _zoo_edge import EDGE, edge_config, markdown, space_check, write_config
 from torch.utils.data import DataLoader, TensorDataset
 
 HERE = Path(__file__).resolve().parent
@@ -264,6 +264,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"models": rows, "rest": rest}, indent=2))
+    if args.edge:
+        print(markdown(rows))
     print(f"wrote {out}")
 
 

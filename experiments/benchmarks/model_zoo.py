@@ -9,8 +9,13 @@ wall time. With ``--rest``, every other torchvision classification model gets th
 (dependency graph, pre-flight; one process each, 60 s limit by default): it either yields a search space or is
 refused in one line. One model at a time, each in its own process.
 
+With ``--edge``, the edge-era timm classifiers of ``_zoo_edge.EDGE`` instead (3x64x64 images), each first
+through a space check in its own process: graph CPU seconds and peak GB (``space.graph_cost``), dimensions kept by
+the pre-flight check of all found (``--space-only`` stops there).
+
     nice .venv/bin/python experiments/benchmarks/model_zoo.py [--rest | --rest-only] [--only resnet18,...] [--out
     runs/benchmarks/model_zoo.json]
+    nice .venv/bin/python experiments/benchmarks/model_zoo.py --edge [--space-only] --out runs/benchmarks/zoo_edge.json
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import yaml
+from _zoo_edge import EDGE, edge_config, markdown, space_check, write_config
 from torch.utils.data import DataLoader, TensorDataset
 
 HERE = Path(__file__).resolve().parent
@@ -117,12 +123,16 @@ def _last_line(done: subprocess.CompletedProcess[str] | None) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def full(label: str, target: str, kwargs: dict, folder: Path) -> dict:
-    """Search, then export the most pruned trial as ONNX and TorchScript."""
-    config = folder / "experiment.yaml"
-    config.write_text(yaml.safe_dump(_config("zoo", target, kwargs)))
-    work = ["--workdir", str(folder / "w"), "--threads", "1"]
+def full(label: str, target: str, kwargs: dict, folder: Path, edge: bool = False, space_only: bool = False) -> dict:
+    """Search, then export the most pruned trial as ONNX and TorchScript (``edge``: 64x64 data, space check first)."""
+    settings = _config("zoo", target, kwargs)
+    config = write_config(folder, edge_config(settings) if edge else settings)
     row: dict = {"model": label}
+    if edge:
+        row.update(space_check(config))
+        if "space_error" in row or not row.get("dims_kept") or space_only:
+            return row
+    work = ["--workdir", str(folder / "w"), "--threads", "1"]
     searched, seconds = _run(["search", str(config), *work], 1800)
     row["search_s"] = round(seconds, 1)
     row["search_ok"] = searched is not None and searched.returncode == 0
@@ -131,6 +141,10 @@ def full(label: str, target: str, kwargs: dict, folder: Path) -> dict:
         return row
     report = json.loads(_run(["report", str(config), "--workdir", str(folder / "w"), "--json"], 300)[0].stdout)
     trials = [t for t in report["trials"] if t["state"] == "COMPLETE"]
+    row["trials_failed"] = len([t for t in report["trials"] if t["state"] == "FAIL"])
+    if not trials:
+        row["search_ok"], row["error"] = False, "no trial finished"
+        return row
     row["dimensions"] = len(trials[0]["sparsity"]) if trials else 0
     flops = [t["metrics"]["flops_ratio"] for t in trials]
     row["flops_ratio"] = [round(min(flops), 3), round(max(flops), 3)] if flops else None
@@ -212,14 +226,17 @@ def main() -> None:
         help="comma-separated torchvision names for the space check (default: all the others)",
     )
     parser.add_argument("--rest-limit", type=float, default=60.0, help="seconds per model of the space check")
+    parser.add_argument("--edge", action="store_true", help="the edge-era timm models (_zoo_edge.EDGE) at 64x64")
+    parser.add_argument("--space-only", action="store_true", help="with --edge: graph and pre-flight only")
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "model_zoo.json"))
     args = parser.parse_args()
-    chosen = [] if args.rest_only else [label for label in ZOO if not args.only or label in args.only.split(",")]
+    zoo = EDGE if args.edge else ZOO
+    chosen = [] if args.rest_only else [label for label in zoo if not args.only or label in args.only.split(",")]
     rows, rest = [], []
     for label in chosen:
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            row = full(label, *ZOO[label], Path(folder))
+            row = full(label, *zoo[label], Path(folder), edge=args.edge, space_only=args.space_only)
             row["wall_s"] = round(time.perf_counter() - start, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -247,6 +264,8 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"models": rows, "rest": rest}, indent=2))
+    if args.edge:
+        print(markdown(rows))
     print(f"wrote {out}")
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunetuna.config import COST_INFO
+from prunetuna.results._report_lines import device_line, failure_lines
 from prunetuna.store import StudyRecord, TrialEnd, TrialRecord
 
 __all__ = [
@@ -51,6 +52,7 @@ class ReportTrial:
     budget: str | None
     slow_for_flops: bool | None
     below_chance: bool = False  # COMPLETE at or below 1/classes (the built-in classifier): its fine-tune diverged
+    fail_reason: str | None = None  # FAIL: the error that ended it
 
     @property
     def complete(self) -> bool:
@@ -149,6 +151,7 @@ def build_report(study: optuna.Study) -> StudyReport:
                 budget=record.budget.value or None,
                 slow_for_flops=_speed_flag(record.metrics),
                 below_chance=record.below_chance and trial.state == TrialState.COMPLETE,
+                fail_reason=record.fail_reason if trial.state == TrialState.FAIL else None,
             )
         )
     cost = next(iter(attrs.costs), "flops")
@@ -188,17 +191,6 @@ def gain_lines(report: StudyReport) -> list[str]:
                 f"trial {gain.trial} at {cost} {base})"
             )
     return lines
-
-
-def device_line(device: dict[str, Any]) -> str:
-    """Where latency was measured: ``device agent http://... (Cortex-A76, 4 cores, onnxruntime 1.19, CPU)``."""
-    where = device.get("where", "?") + (f" {device['url']}" if device.get("url") else "")
-    runtime = (
-        f"onnxruntime {device['onnxruntime']}" if device.get("onnxruntime") else f"torch {device.get('torch', '?')}"
-    )
-    provider = f", {device['provider']}" if device.get("provider") else ""
-    host, cpu, cores = device.get("host", "?"), device.get("cpu", "?"), device.get("cores", "?")
-    return f"{where} ({host}: {cpu}, {cores} cores, {runtime}{provider})"
 
 
 def render_report(report: StudyReport, console: Console) -> None:
@@ -265,6 +257,8 @@ def render_report(report: StudyReport, console: Console) -> None:
         states[trial.state] = states.get(trial.state, 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report.trials)} trials ({summary}); {len(shown)} shown")
+    for line in failure_lines(report.trials):
+        console.print(line, markup=False, highlight=False)
     if report.dimensions:
         covered = ", ".join(
             f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report.dimensions

@@ -29,6 +29,7 @@ _HOMES = {
         "copy_with_graph",
         "graph_and_groups",
         "guarded",
+        "indexed_groups",
         "last_graph_cost",
         "measured",
         "model_label",

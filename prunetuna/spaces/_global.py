@@ -10,6 +10,7 @@ from torch import nn
 
 from prunetuna.spaces._attention import fix_widths, head_counts
 from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension
+from prunetuna.spaces._graph import indexed_groups
 from prunetuna.spaces._importance import make_importance
 from prunetuna.spaces._methods import Batches, accumulate_gradients, quiet_copies
 from prunetuna.spaces.rewrites import opaque_for_tracing, opaque_ops
@@ -39,7 +40,7 @@ def global_allocation(space: _Space, ratio: float, batches: Batches = ()) -> Spa
     modules = dict(pruned.named_modules())
     accumulate_gradients(pruned, space.importance, batches)
     pruned.eval()
-    with quiet_copies(), opaque_for_tracing(pruned):
+    with quiet_copies(), opaque_for_tracing(pruned), indexed_groups():
         pruner = tp.pruner.MetaPruner(
             pruned,
             space.example[:1].to(next(pruned.parameters()).device),
@@ -53,7 +54,8 @@ def global_allocation(space: _Space, ratio: float, batches: Batches = ()) -> Spa
             num_heads=head_counts(pruned),
         )
     pruner.ignored_layers.extend(opaque_ops(pruner.DG))  # groups through hidden attention keep their widths
-    pruner.step()
+    with indexed_groups():
+        pruner.step()
     after = _root_channels(fix_widths(pruned))
     vector = {}
     for d in space.dimensions:

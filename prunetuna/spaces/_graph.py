@@ -34,6 +34,7 @@ __all__ = [
     "copy_with_graph",
     "graph_and_groups",
     "guarded",
+    "indexed_groups",
     "last_graph_cost",
     "measured",
     "model_label",
@@ -146,47 +147,40 @@ def reusing(graph: tp.DependencyGraph | None) -> Iterator[None]:
         tp.DependencyGraph.build_dependency = build  # type: ignore[method-assign]
 
 
-def _index_group_lookups() -> None:
-    """torch-pruning 1.6.1's ``Group.has_pruning_op`` scans the whole group, comparing index lists, for every
-    dependency it visits: quadratic in a group's size. Heads that reshape and concatenate many feature maps
-    (torchvision's SSD: one group of about 22,000 items) then took minutes (stopped by the 30 s guard); the same
-    answer from a set per (layer, handler) takes seconds (SSDlite at 320x320: 43 dimensions in about 8 CPU-s).
-    Same results: a list of index pairs is in the set exactly when an equal list is in the group."""
-    group = tp.dependency.group.Group
-    if getattr(group, "_prunetuna_indexed", False):
-        return
-    add_dep, set_item, add_and_merge = group.add_dep, group.__setitem__, group.add_and_merge
-
-    def seen(self: object) -> dict:
-        index = self.__dict__.get("_prunetuna_seen")
-        if index is None:  # built from the items, as after __setitem__
-            index = {}
-            for dep, idxs in self._group:  # type: ignore[attr-defined]
-                index.setdefault((dep.target, dep.handler), set()).add(tuple(idxs))
-            self.__dict__["_prunetuna_seen"] = index
-        return index
-
-    def indexed_add_dep(self: object, dep: object, idxs: list) -> None:
-        add_dep(self, dep, idxs)
-        seen(self).setdefault((dep.target, dep.handler), set()).add(tuple(idxs))  # type: ignore[attr-defined]
-
-    def indexed_set_item(self: object, k: int, v: object) -> None:
-        set_item(self, k, v)
-        self.__dict__.pop("_prunetuna_seen", None)
-
-    def merging(self: object, dep: object, idxs: list) -> None:  # replaces items in place: rebuilt when next asked
-        add_and_merge(self, dep, idxs)
-        self.__dict__.pop("_prunetuna_seen", None)
-
-    def has_pruning_op(self: object, dep: object, idxs: list) -> bool:
-        return tuple(idxs) in seen(self).get((dep.target, dep.handler), ())  # type: ignore[attr-defined]
-
-    group.add_dep, group.__setitem__, group.has_pruning_op = indexed_add_dep, indexed_set_item, has_pruning_op
-    group.add_and_merge = merging
-    group._prunetuna_indexed = True
+_GROUP = tp.dependency.group.Group
 
 
-_index_group_lookups()
+def _has_pruning_op(self: _GROUP, dep: object, idxs: Sequence[object]) -> bool:
+    keys = vars(self).get("_prunetuna_keys")
+    if keys is None or len(keys[1]) != len(self._group):  # built, or rebuilt after items were replaced
+        keys = (set(), list(self._group))
+        keys[0].update((d.target, d.handler, tuple(i)) for d, i in self._group)
+        self._prunetuna_keys = keys
+    return (dep.target, dep.handler, tuple(idxs)) in keys[0]
+
+
+def _add_dep(self: _GROUP, dep: object, idxs: Sequence[object]) -> None:
+    _ADD_DEP(self, dep, idxs)
+    keys = vars(self).get("_prunetuna_keys")
+    if keys is not None:
+        keys[0].add((dep.target, dep.handler, tuple(idxs)))
+        keys[1].append(self._group[-1])
+
+
+_ADD_DEP = _GROUP.add_dep
+
+
+@contextmanager
+def indexed_groups() -> Iterator[None]:
+    """While active, torch-pruning's groups answer "is this (layer, pruning function, indices) already in?" from a
+    set instead of comparing it with every item (the same answer; its walk asks it once per item it adds, so a group
+    of n items cost n^2 list comparisons: tens of seconds for a model whose reshapes make groups of thousands)."""
+    has, add = _GROUP.has_pruning_op, _GROUP.add_dep
+    _GROUP.has_pruning_op, _GROUP.add_dep = _has_pruning_op, _add_dep  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _GROUP.has_pruning_op, _GROUP.add_dep = has, add  # type: ignore[method-assign]
 
 
 class GraphTooExpensive(UserError):
@@ -285,7 +279,8 @@ def graph_and_groups(
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example[:1])
         skipped = list(ignored) + opaque_ops(graph)
         _LAST_GRAPH[:] = [graph]
-        return graph, list(graph.get_all_groups(ignored_layers=skipped, root_module_types=tuple(root_types)))
+        with indexed_groups():
+            return graph, list(graph.get_all_groups(ignored_layers=skipped, root_module_types=tuple(root_types)))
 
     was_training = model.training
     model.eval()

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from prunetuna.registry import Registry
 from prunetuna.spaces._attention import fix_widths, head_counts
 from prunetuna.spaces._dimensions import ROOT_TYPES, Dimension, find_dimensions
-from prunetuna.spaces._graph import GraphLimits, measured, reusing
+from prunetuna.spaces._graph import GraphLimits, indexed_groups, measured, reusing
 from prunetuna.spaces._importance import NEEDS_GRADIENTS, make_importance
 from prunetuna.spaces._masks import mask_nm, mask_unstructured
 from prunetuna.spaces.rewrites import opaque_for_tracing
@@ -102,7 +102,13 @@ class Structured(PruningMethod):
         importance = "l2" if structure_only and space.importance in NEEDS_GRADIENTS else space.importance
         accumulate_gradients(pruned, importance, batches)
         pruned.eval()
-        with quiet_copies(), opaque_for_tracing(pruned), measured(), reusing(getattr(space, "copied_graph", None)):
+        with (
+            indexed_groups(),
+            quiet_copies(),
+            opaque_for_tracing(pruned),
+            measured(),
+            reusing(getattr(space, "copied_graph", None)),
+        ):
             pruner = tp.pruner.MetaPruner(
                 pruned,
                 space.example[:1].to(next(pruned.parameters()).device),
@@ -114,7 +120,8 @@ class Structured(PruningMethod):
                 round_to=space.round_to,
                 num_heads=head_counts(pruned),  # every head of an attention layer keeps the same width
             )
-        pruner.step()
+        with indexed_groups():
+            pruner.step()
         fix_widths(pruned)  # cached widths (num_heads * head_dim, hidden_dim) follow the pruned layers
         pruned.zero_grad(set_to_none=True)
         pruned.train(was_training)

@@ -1,11 +1,13 @@
-"""Pre-flight check: before any trial, does pruning each dimension at its upper bound leave a model that runs?
+"""Pre-flight check: before any trial, does pruning each dimension at representative ratios leave a model that runs?
 
 A model whose forward hard-codes a width (a reshape to a fixed channel count, an attribute no
 fixer knows) breaks as soon as one of its dimensions is pruned, and every trial that samples that
 dimension fails. The check prunes the structure only (no training), runs one forward pass while
-counting FLOPs, and compares the output's shape with the dense model's. All dimensions at their
-bound together come first (one pruning, the common case of a model that is fine); only if that
-breaks is each dimension tried alone.
+counting FLOPs, and compares the output's shape with the dense model's. It does so at a few ratios
+of the grid (:func:`levels`: the bound, the smallest step and one between), since a model can break at
+one ratio and not at another (a ``split`` by fixed widths whose mis-mapped channel counts happen to
+match at one ratio only). At each ratio all dimensions together come first (one pruning, the common
+case of a model that is fine); only if that breaks is each dimension tried alone.
 
 A dimension that breaks the model alone is **dropped from the space with a warning** that names it
 and the ``pruning.ignore`` patterns that drop it explicitly, rather than stopping the search: the
@@ -51,16 +53,23 @@ class CheckedSpace(Protocol):
 
     def only(self: S, dimensions: Sequence[Dimension]) -> S: ...
 
+    @property
+    def step(self) -> float: ...
 
-__all__ = ["BrokenDimension", "preflight"]
+    @property
+    def max_sparsity(self) -> float: ...
+
+
+__all__ = ["BrokenDimension", "levels", "preflight"]
 
 
 @dataclass(frozen=True)
 class BrokenDimension:
-    """A dimension that, pruned alone at its bound, stops the model from running; ``error`` is why."""
+    """A dimension that, pruned alone at ``ratio``, stops the model from running; ``error`` is why."""
 
     dimension: Dimension
     error: str
+    ratio: float = 0.0
 
     @property
     def patterns(self) -> list[str]:
@@ -90,17 +99,29 @@ def _runs(space: CheckedSpace, vector: SparsityVector, shape: tuple[object, ...]
     return None
 
 
-def _broken(space: CheckedSpace, dimensions: Sequence[Dimension], shape: tuple[object, ...]) -> list[BrokenDimension]:
-    """The dimensions that break the model alone, found by halving: a set that runs together is fine, one that does not
-    is split (a few prunings for a few broken dimensions among many, not one per dimension)."""
+def levels(space: CheckedSpace) -> list[float]:
+    """The ratios the check prunes at, highest first: the bound, the smallest step and the grid point between them."""
+    steps = max(1, round(space.max_sparsity / space.step))
+    return sorted({round(space.step * k, 6) for k in (steps, max(1, steps // 2), 1)}, reverse=True)
+
+
+def _at(space: CheckedSpace, dimensions: Sequence[Dimension], ratio: float) -> SparsityVector:
+    return {d.name: min(ratio, space.high(d)) for d in dimensions}
+
+
+def _broken(
+    space: CheckedSpace, dimensions: Sequence[Dimension], shape: tuple[object, ...], ratio: float
+) -> list[BrokenDimension]:
+    """The dimensions that break the model alone at ``ratio``, found by halving: a set that runs together is fine,
+    one that does not is split (a few prunings for a few broken dimensions among many, not one per dimension)."""
     if len(dimensions) == 1:
-        error = _runs(space, {dimensions[0].name: space.high(dimensions[0])}, shape)
-        return [] if error is None else [BrokenDimension(dimensions[0], error)]
+        error = _runs(space, _at(space, dimensions, ratio), shape)
+        return [] if error is None else [BrokenDimension(dimensions[0], error, ratio)]
     half = len(dimensions) // 2
     found = []
     for part in (dimensions[:half], dimensions[half:]):
-        if _runs(space, {d.name: space.high(d) for d in part}, shape) is not None:
-            found += _broken(space, part, shape)
+        if _runs(space, _at(space, part, ratio), shape) is not None:
+            found += _broken(space, part, shape, ratio)
     return found
 
 
@@ -123,7 +144,8 @@ def _describe(model: nn.Module, name: str) -> str:
 
 
 def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]:
-    """``space`` without the dimensions that break its model when pruned alone at their bound, and those dimensions."""
+    """``space`` without the dimensions that break its model when pruned alone at one of :func:`levels`, and those
+    dimensions."""
     if not space.strategy.changes_shapes or not space.dimensions:
         return space, []  # masks keep every shape
     model, example = space.model, space.example
@@ -132,9 +154,11 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
     try:
         with torch.no_grad():
             shape = _shapes(model, model(example[:1]))
-        if _runs(space, space.highest(), shape) is None:
-            return space, []
-        broken = _broken(space, list(space.dimensions), shape)
+        broken: list[BrokenDimension] = []
+        for ratio in levels(space):
+            left = [d for d in space.dimensions if d not in {b.dimension for b in broken}]
+            if left and _runs(space, _at(space, left, ratio), shape) is not None:
+                broken += _broken(space, left, shape, ratio)
     finally:
         model.train(was_training)
     if not broken:
@@ -145,8 +169,8 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
     if not kept:
         raise UserError(
             f"{label}: every dimension breaks the model when pruned (first: sparsity.{first.dimension.name}"
-            f", {_describe(model, first.dimension.roots[0])}: {first.error}); torch-pruning cannot prune "
-            "this architecture's groups: put those layers in pruning.ignore or register a rewrite for the "
+            f", {_describe(model, first.dimension.roots[0])}, pruned at {first.ratio:g}: {first.error}); torch-pruning "
+            "cannot prune this architecture's groups: put those layers in pruning.ignore or register a rewrite for the "
             "block (prunetuna.spaces.rewrites.FAMILIES); pruning.method unstructured or nm masks weights "
             "instead, which keeps every shape and gives no speedup on dense kernels"
         )
@@ -154,7 +178,7 @@ def preflight(space: S, label: str = "model") -> tuple[S, list[BrokenDimension]]
         where = _describe(model, b.dimension.roots[0])
         print(
             f"prunetuna: warning: {label}: dimension sparsity.{b.dimension.name} ({where}, {len(b.dimension.layers)} "
-            f"layers) breaks the model when pruned ({b.error}); dropped from the search space",
+            f"layers) breaks the model when pruned at {b.ratio:g} ({b.error}); dropped from the search space",
             file=sys.stderr,
             flush=True,
         )

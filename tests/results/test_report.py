@@ -146,3 +146,20 @@ def test_table_shows_the_score_right_after_pruning_beside_the_fine_tuned_one(tmp
     assert (
         next(t for t in report.as_json()["trials"] if t["number"] == 0)["metrics"]["accuracy_pruned"] == 0.4125
     )  # --json
+
+
+def test_failed_trials_show_why_grouped_by_reason(tmp_path: Path) -> None:
+    reason = (
+        "RuntimeError: split_with_sizes expects split_sizes to sum exactly to 6 (input tensor's size at dimension 1)"
+    )
+    failed = [_trial(0.0, 1.0, state=TrialState.FAIL) for _ in range(3)]
+    for trial, why in zip(failed, [reason, reason, None]):
+        if why is not None:
+            trial.set_user_attr("fail_reason", why + "\nsecond line")
+    report = build_report(_study(tmp_path, [_trial(0.85, 0.5), *failed]))
+    console = Console(width=300, record=True)
+    render_report(report, console)
+    text = console.export_text()
+    assert f"failed trials 1, 2: {reason}" in text and "second line" not in text
+    assert "failed trial 3: no reason recorded" in text
+    assert [t["fail_reason"] for t in report.as_json()["trials"]][:2] == [None, reason + "\nsecond line"]  # --json

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from prunetuna.registry import Registry
-from prunetuna.spaces.rewrites import _ultralytics
+from prunetuna.spaces.rewrites import _timm, _ultralytics
 from prunetuna.spaces.rewrites._split import SplitC2f, SplitC2PSA, restore_stock, split_block
 
 __all__ = [
@@ -55,6 +55,7 @@ FAMILIES: Registry[Family] = Registry("model family")
 FAMILIES.register(
     "ultralytics", Family(_ultralytics.rewrite, _ultralytics.fixed, _ultralytics.is_opaque, _ultralytics.predictions)
 )
+FAMILIES.register("timm", Family(opaque=_timm.is_opaque))
 
 
 def _rewritten(module: nn.Module) -> nn.Module | None:

@@ -52,14 +52,15 @@ EDGE: dict[str, tuple[str, dict]] = {
 }
 
 
-class Images64(pl.LightningDataModule):
-    """128 random 3x64x64 images labelled by their brightest quadrant (96 train, 32 validation)."""
+class QuadrantImages(pl.LightningDataModule):
+    """128 random 3x``size``x``size`` images labelled by their brightest quadrant (96 train, 32 validation)."""
 
-    def __init__(self, n: int = 128, batch_size: int = 32) -> None:
+    def __init__(self, n: int = 128, batch_size: int = 32, size: int = 64) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(0)
-        self.x = torch.randn(n, 3, 64, 64, generator=generator)
-        quadrants = [self.x[..., :32, :32], self.x[..., :32, 32:], self.x[..., 32:, :32], self.x[..., 32:, 32:]]
+        self.x = torch.randn(n, 3, size, size, generator=generator)
+        h = size // 2
+        quadrants = [self.x[..., :h, :h], self.x[..., :h, h:], self.x[..., h:, :h], self.x[..., h:, h:]]
         self.y = torch.stack([q.sum(dim=(1, 2, 3)) for q in quadrants], 1).argmax(dim=1)
         self.batch_size = batch_size
 
@@ -109,7 +110,7 @@ def space_check(config: Path, limit: float = 300.0) -> dict:
 
 def edge_config(base: dict) -> dict:
     """The zoo's search config for a 64x64 edge model."""
-    return {**base, "data": {"target": "_zoo_edge:Images64", "batch_size": 32}}
+    return {**base, "data": {"target": "_zoo_edge:QuadrantImages", "kwargs": {"size": 64}, "batch_size": 32}}
 
 
 def write_config(folder: Path, config: dict) -> Path:

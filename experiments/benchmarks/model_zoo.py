@@ -29,11 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning.pytorch as pl
-import torch
 import yaml
 from _zoo_edge import EDGE, edge_config, markdown, space_check, write_config
-from torch.utils.data import DataLoader, TensorDataset
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -71,30 +68,12 @@ ZOO: dict[str, tuple[str, dict]] = {
 }
 
 
-class Images32(pl.LightningDataModule):
-    """128 random 3x32x32 images labelled by their brightest quadrant (96 train, 32 validation)."""
-
-    def __init__(self, n: int = 128, batch_size: int = 32) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(0)
-        self.x = torch.randn(n, 3, 32, 32, generator=generator)
-        quadrants = [self.x[..., :16, :16], self.x[..., :16, 16:], self.x[..., 16:, :16], self.x[..., 16:, 16:]]
-        self.y = torch.stack([q.sum(dim=(1, 2, 3)) for q in quadrants], 1).argmax(dim=1)
-        self.batch_size = batch_size
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.x[:96], self.y[:96]), batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(TensorDataset(self.x[96:], self.y[96:]), batch_size=self.batch_size)
-
-
 def _config(name: str, target: str, kwargs: dict) -> dict:
     return {
         "name": name,
         "seed": 0,
         "model": {"target": target, "kwargs": kwargs},
-        "data": {"target": "model_zoo:Images32", "batch_size": 32},
+        "data": {"target": "_zoo_edge:QuadrantImages", "kwargs": {"size": 32}, "batch_size": 32},
         "baseline": {"epochs": 1, "lr": 0.01},
         "pruning": {"max_sparsity": 0.5, "step": 0.25},
         "finetune": {"epochs": 1, "lr": 0.001, "max_batches": 2},

@@ -70,7 +70,7 @@ def run_search(
     storage = open_storage(workspace, create=True, heartbeat=config.search.heartbeat)
     stored = check_existing(storage, config, inputs.scoring.directions)
     tracker = StudyTracker(workspace, config.name)
-    tracker.connect(create=True)
+    tracker.connect(create=True, used_before=StudyRecord.of(stored).mlflow_parent_run_id is not None)
     plan = build_plan(inputs, workspace.workdir)
     study, created = open_study(storage, config, plan.scoring.directions)
     with creator_beat(study, created):  # the other workers wait while the creator beats (store/_parent.py)

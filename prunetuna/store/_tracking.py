@@ -105,20 +105,26 @@ class StudyTracker(ParentRuns):
         for future in pending:
             future.exception()
 
-    def connect(self, *, create: bool) -> None:
-        """Find (or create) the experiment; fail fast with the URI masked when the store is unusable."""
+    def connect(self, *, create: bool, used_before: bool = False) -> None:
+        """Find (or create) the experiment; fail fast with the URI masked when the store is unusable. ``used_before``:
+        the study already has its parent run in this store, so a server that does not answer is an outage (a
+        restart, as a worker restarted beside it meets), waited for as the trials' writes are, not bad input."""
         shown = mask_url(self.workspace.tracking_uri)
         if create and self.workspace.tracking_uri.startswith("sqlite:///"):
             self.workspace.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            probe_server(self.workspace.tracking_uri)
+            if used_before:
+                self.outage.call(probe_server, self.workspace.tracking_uri)
+            else:
+                probe_server(self.workspace.tracking_uri)
             experiment = self.client.get_experiment_by_name(self.study_name)
             if experiment is None and create:
                 self.experiment_id = self._create_experiment()
             elif experiment is not None:
                 self.experiment_id = experiment.experiment_id
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store is bad input
-            reason = describe_error(exc, self.workspace.tracking_uri, self.workspace.storage_url)
+            cause = exc.__cause__ if isinstance(exc, TrackingAway) and exc.__cause__ is not None else exc
+            reason = describe_error(cause, self.workspace.tracking_uri, self.workspace.storage_url)
             raise UserError(
                 f"--tracking-uri: cannot use {shown} ({reason}); check the URI and that the server is up"
             ) from None

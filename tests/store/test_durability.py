@@ -174,9 +174,17 @@ def test_tracking_server_going_away_and_coming_back(tmp_path: Path) -> None:
     study = _study(workdir, "away")
     assert [t.state.name for t in study.trials].count("WAITING") == 1  # the trial that could not start, enqueued again
     last = max(t.number for t in study.trials if t.state.name == "COMPLETE")
-    with mlflow_server(store, port):
-        resumed = _cli("search", str(config), "--workdir", str(workdir), "--tracking-uri", url, "--n-trials", "8")
-        assert resumed.returncode == 0, resumed.stderr
+    # started while the server is still down: this study's server, so an outage to wait for, not bad input
+    resumed = _cli(
+        "search", str(config), "--workdir", str(workdir), "--tracking-uri", url, "--n-trials", "8", wait=False
+    )
+    waited = ""
+    while "does not answer" not in waited and resumed.poll() is None:  # it waits for the server ...
+        waited = resumed.stderr.readline()
+    with mlflow_server(store, port):  # ... which comes back
+        _, err = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, waited + err
+        assert "does not answer" in waited and "answers again" in err, waited + err
         assert_nothing_lost(config, workdir, "away", 8, tracking=url, export=last)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ if str(HERE) not in sys.path:
 from prunetuna.runtime import quiet_libraries  # noqa: E402 - what the CLI entry point sets, for in-process runs too
 
 quiet_libraries()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two test processes on CI's two cores: one thread each, no oversubscription
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the searches the tests start as subprocesses too
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def tiny_config(name: str = "tiny", **overrides: Any) -> dict[str, Any]:

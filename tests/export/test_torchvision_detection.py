@@ -1,10 +1,12 @@
 """torchvision's detectors in a user's LightningModule trained on their own train-mode loss dict: SSDlite (whose
-head made torch-pruning's graph stop at the guard) and Faster R-CNN search structurally below dense FLOPs, and
-export to ONNX, checked image by image (their graph loops over a batch's images; boxes after NMS vary in number)."""
+head made torch-pruning's graph stop at the guard) and Faster R-CNN (opt-in below) search structurally below dense
+FLOPs, and export to ONNX, checked image by image (their graph loops over a batch's images; boxes after NMS vary in
+number)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -18,7 +20,14 @@ pytest.importorskip("torchvision")
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("arch", ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"])
+# Faster R-CNN takes the same path (a train-mode loss dict, a graph looping over its images, image-by-image checks):
+# run with PRUNETUNA_TEST_FRCNN=1 (107 s on a quiet machine) rather than in every CI run, for the suite's time.
+ARCHS = ["ssdlite320_mobilenet_v3_large"] + (
+    ["fasterrcnn_mobilenet_v3_large_320_fpn"] if os.environ.get("PRUNETUNA_TEST_FRCNN") else []
+)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_detector_searches_and_exports(tmp_path: Path, arch: str) -> None:
     config = write_config(
         tmp_path,

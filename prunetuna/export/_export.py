@@ -147,9 +147,8 @@ def export_trial(
 
     # Written beside ``out`` under a temporary name and moved into place only once its check passed:
     # a failed check leaves no file behind (nor a stale one from an earlier --force run replaced half-way).
-    per_sample: list[bool] = []
-
-    def write_checked(temporary: Path) -> dict[str, OutputCheck]:
+    def write_checked(temporary: Path) -> tuple[dict[str, OutputCheck], bool]:
+        """The file's checks, and whether it was compared image by image."""
         try:
             exporter.write(model, workload.example, temporary, info)
             try:
@@ -157,9 +156,8 @@ def export_trial(
             except Exception:  # noqa: BLE001 - a graph that fixed its batch at the example's one image
                 if len(batch) == 1:
                     raise
-                per_sample[:] = [True]
-                return _passed_or_raise(compare_per_sample(lambda x: exporter.run(temporary, x), model, batch))
-            return _passed_or_raise(compare_leaves(got, expected))
+                return _passed_or_raise(compare_per_sample(lambda x: exporter.run(temporary, x), model, batch)), True
+            return _passed_or_raise(compare_leaves(got, expected)), False
         except ExportCheckFailed as exc:
             raise ExportCheckFailed(f"{out}: {exc}; no file was written") from None
 
@@ -174,7 +172,7 @@ def export_trial(
             )
         return checks
 
-    checks = write_atomically(out, write_checked)
+    checks, per_sample = write_atomically(out, write_checked)
     _, check = worst(checks)
     card = {
         "file": out.name,
@@ -198,7 +196,7 @@ def export_trial(
             "atol": ATOL * check.scale,
             "same_top_class": next(iter(checks.values())).same_top_class,
             "outputs": {name: result.card() for name, result in checks.items()},
-            "per_sample": bool(per_sample),  # the file takes one image: compared on PER_SAMPLE images one by one
+            "per_sample": per_sample,  # the file takes one image: compared on PER_SAMPLE images one by one
         },
         "versions": info["versions"],
         "git_commit": info["git_commit"],

@@ -17,8 +17,12 @@ Each is given the same final fine-tune, ``prunetuna finetune`` (``final_finetune
 of --final-batches batches, seed 1000 + S, the built-in classifier), and its fine-tuned weights, rebuilt
 as ``export --finetuned`` rebuilds them, are scored on the **test** split (never seen by the search).
 Reported: per architecture and budget, each candidate's test accuracy mean +- std over seeds and FLOPs
-ratio, and the searched candidate's gain over the best alternative. Not done here: the uniformly
-narrowed net trained from scratch, the latency budget and the hypervolume targets of issue 21.
+ratio, and the searched candidate's gain over the best alternative.
+*narrowed*: the same architecture built with the largest ``width`` whose FLOPs ratio to the dense model is
+at most B (every layer narrowed alike; Crowley et al. 2018), trained from scratch (seed S) for
+--baseline-epochs + --final-epochs whole epochs (at least the dense model's training plus the final
+fine-tune) and scored on the test split (--no-narrowed: not). Not done here: the latency budget and the
+hypervolume targets of issue 21.
 
     PYTHONPATH=. .venv/bin/python experiments/benchmarks/cluttered.py [--archs resnet mobilenet]
         [--budgets 0.25 0.1 0.05] [--seeds 0 1 2] [--n-trials 30] [--final-epochs 10] [--final-batches 0]
@@ -46,11 +50,52 @@ import torch  # noqa: E402
 
 from prunetuna.config import parse_config  # noqa: E402
 from prunetuna.export import final_finetune, rebuild_trial, select_trial  # noqa: E402
+from prunetuna.objectives import count_flops  # noqa: E402
 from prunetuna.search import run_search  # noqa: E402
 from prunetuna.store import TrialRecord, load_study, resolve_workspace  # noqa: E402
 from prunetuna.training import evaluate_accuracy  # noqa: E402
+from prunetuna.workload import load_workload, prepare_baseline  # noqa: E402
 
-ALTERNATIVES = ("uniform", "global", "sensitivity", "random")
+ALTERNATIVES = ("uniform", "global", "sensitivity", "random", "narrowed")
+
+
+def _narrowed(args: argparse.Namespace, arch: str, budget: float, seed: int, workdir: Path) -> dict:
+    """The uniformly narrowed net trained from scratch: the widest ``width`` within the FLOPs budget."""
+
+    def workload_at(width: int, epochs: int):  # noqa: ANN202
+        raw = _config(args, arch, budget, seed, "narrowed", None)
+        raw["name"] += f"-w{width}"
+        raw["model"]["kwargs"]["width"] = width
+        raw["baseline"]["epochs"] = epochs
+        config = parse_config(raw)
+        return config, load_workload(config)
+
+    _, dense = workload_at(args.width, 1)
+    dense_flops = count_flops(dense.model.eval(), dense.example[:1])
+    width = args.width
+    while width > 1:
+        _, narrowed = workload_at(width, 1)
+        ratio = count_flops(narrowed.model.eval(), narrowed.example[:1]) / dense_flops
+        if ratio <= budget:
+            break
+        width -= 1
+    started = time.perf_counter()
+    config, workload = workload_at(width, args.baseline_epochs + args.final_epochs)
+    baseline = prepare_baseline(config, workload, workdir / "narrowed")
+    return {
+        "arch": arch,
+        "budget": budget,
+        "seed": seed,
+        "candidate": "narrowed",
+        "trial": None,
+        "origin": f"width {width} of {args.width}",
+        "flops_ratio": ratio,
+        "val_search": None,
+        "val_final": baseline.accuracy,
+        "test": evaluate_accuracy(workload.model, workload.datamodule.test_dataloader()),
+        "finetune_s": time.perf_counter() - started,
+        "search_s": 0.0,
+    }
 
 
 def _config(args: argparse.Namespace, arch: str, budget: float, seed: int, kind: str, checkpoint: str | None) -> dict:
@@ -144,6 +189,9 @@ def run(args: argparse.Namespace) -> dict:
                     }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                if args.narrowed:
+                    rows.append(_narrowed(args, arch, budget, seed, workdir))
+                    print(json.dumps(rows[-1]), flush=True)
     return {"rows": rows, "workdir": str(root)}
 
 
@@ -186,6 +234,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--projection", default="toward_max", choices=["toward_max", "relative"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-narrowed", dest="narrowed", action="store_false", help="skip the narrowed net")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "cluttered.json"))
     args = parser.parse_args()

@@ -27,6 +27,7 @@ hypervolume targets of issue 21.
     PYTHONPATH=. .venv/bin/python experiments/benchmarks/cluttered.py [--archs resnet mobilenet]
         [--budgets 0.25 0.1 0.05] [--seeds 0 1 2] [--n-trials 30] [--final-epochs 10] [--final-batches 0]
         [--trial-batches 20] [--baseline-epochs 8] [--canvas 40] [--width 16] [--projection toward_max]
+        [--promote-top 0] [--promote-epochs 1] [--no-narrowed]
         [--out runs/benchmarks/cluttered.json] [--workdir DIR] [--threads K]
 
 Measured and reported, not asserted; the wall time is printed and written with the figures.
@@ -110,12 +111,15 @@ def _config(args: argparse.Namespace, arch: str, budget: float, seed: int, kind:
         search |= {"baselines": ["uniform", "global", "sensitivity"], "projection": args.projection}
     else:
         search |= {"warm_start": False, "projection": args.projection}
+    if getattr(args, "promote_top", 0):  # successive halving's second rung, in both studies (only the sampler differs)
+        search["promote"] = {"top": args.promote_top, "epochs": args.promote_epochs}
     final = {"epochs": args.final_epochs, "lr": 0.002, "seed": 1000 + seed}
     if args.final_batches:
         final["max_batches"] = args.final_batches
     return {
         "name": f"clut-{arch}-b{budget:g}-s{seed}-{kind}"
-        + ("" if args.projection == "toward_max" else f"-{args.projection}"),
+        + ("" if args.projection == "toward_max" else f"-{args.projection}")
+        + (f"-p{args.promote_top}e{args.promote_epochs}" if getattr(args, "promote_top", 0) else ""),
         "seed": seed,
         "model": model,
         "data": {
@@ -233,6 +237,8 @@ def main() -> None:
     parser.add_argument("--canvas", type=int, default=40)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--projection", default="toward_max", choices=["toward_max", "relative"])
+    parser.add_argument("--promote-top", type=int, default=0, help="search.promote.top (0: off)")
+    parser.add_argument("--promote-epochs", type=int, default=1, help="search.promote.epochs")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-narrowed", dest="narrowed", action="store_false", help="skip the narrowed net")
     parser.add_argument("--workdir", default=None)

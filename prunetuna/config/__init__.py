@@ -59,6 +59,7 @@ _HOMES = {
         "ModelConfig",
         "PruningConfig",
         "ScreeningConfig",
+        "PromoteConfig",
         "SearchConfig",
         "SensitivityBounds",
         "ToleranceConfig",

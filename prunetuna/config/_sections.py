@@ -193,6 +193,16 @@ class ScreeningConfig(Section):
     min_dominating: int = Field(3, ge=1)
 
 
+class PromoteConfig(Section):
+    """Successive halving's second rung (search/_early_stopping.py ``Promotion``): a candidate whose short
+    fine-tune score ranks among the ``top`` best so far is fine-tuned ``epochs`` more before it is scored;
+    enqueued baselines always are, so the search and they are compared after the same longer fine-tune."""
+
+    top: int = Field(0, ge=0)  # 0: off
+    epochs: int = Field(1, ge=1)
+    max_batches: int | None = Field(None, ge=1)  # per promoted epoch; None: whole epochs
+
+
 class SearchConfig(Section):
     sampler: str = "tpe"
     n_trials: int = Field(20, ge=1)
@@ -206,6 +216,7 @@ class SearchConfig(Section):
     )  # sensitivity: the threshold allocation from the sensitivity scan (FastNAS / AIMET)
     warm_start_levels: list[float] = Field(default_factory=list)  # cost ratios; default: the ratio budget, if any
     screening: ScreeningConfig = ScreeningConfig()  # stop dominated candidates before their fine-tune
+    promote: PromoteConfig = PromoteConfig()  # fine-tune the best short-fine-tune candidates longer
     projection: Literal["toward_max", "relative"] = "toward_max"  # how a sample meets a ratio budget
     keep_weights: Literal["all", "front"] = "all"  # front: a COMPLETE trial's weights are removed once it is dominated
 

@@ -23,6 +23,8 @@ __all__ = [
     "EARLY_STOPPING",
     "EarlyStoppingRule",
     "EpochRecord",
+    "Promotion",
+    "RungPoint",
     "StopContext",
     "StopDecision",
     "TrialPruningCallback",
@@ -31,6 +33,7 @@ __all__ = [
     "epoch_records",
     "make_pruner",
     "optuna_decision",
+    "rung_points",
 ]
 
 StopDecision = Callable[[int, float], "str | None"]
@@ -195,3 +198,62 @@ class TrialPruningCallback(pl.Callback):
             self.reason = reason
             if self._trainer is not None:
                 self._trainer.should_stop = True
+
+
+@dataclass(frozen=True)
+class RungPoint:
+    """A candidate after its short fine-tune: trial number, score (higher is better), costs, within budget."""
+
+    number: int
+    score: float
+    costs: tuple[float, ...]
+    feasible: bool = True
+
+    def stored(self) -> dict[str, object]:
+        return {"score": self.score, "costs": list(self.costs), "feasible": self.feasible}
+
+    def beats(self, other: RungPoint, budgeted: bool) -> bool:
+        """Under a budget only the score counts (the budget already equalizes the cost); otherwise dominance."""
+        if budgeted:
+            return self.score > other.score
+        no_worse = self.score >= other.score and all(c <= o for c, o in zip(self.costs, other.costs))
+        return no_worse and (self.score > other.score or any(c < o for c, o in zip(self.costs, other.costs)))
+
+
+def rung_points(trials: Sequence[FrozenTrial], number: int) -> list[RungPoint]:
+    """The short fine-tune points stored by the trials numbered below ``number`` (``TrialRecord.promotion``)."""
+    points = []
+    for trial in trials:
+        stored = TrialRecord.of(trial).promotion if trial.number < number else None
+        if stored and "score" in stored:
+            points.append(
+                RungPoint(
+                    trial.number,
+                    float(stored["score"]),
+                    tuple(float(c) for c in stored.get("costs", ())),
+                    bool(stored.get("feasible", True)),
+                )
+            )
+    return points
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Successive halving's second rung, decided as each candidate finishes its short fine-tune (as ASHA
+    does, so no worker waits for a rung to fill): promoted when fewer than ``top`` earlier candidates beat
+    its short score (see :meth:`RungPoint.beats`); enqueued baselines always are."""
+
+    top: int
+
+    def decide(
+        self, point: RungPoint, earlier: Sequence[RungPoint], baseline: bool, budgeted: bool
+    ) -> tuple[bool, str]:
+        if baseline:
+            return True, "promoted: an enqueued baseline (always compared after the longer fine-tune)"
+        if budgeted and not point.feasible:
+            return False, "not promoted: over the budget"
+        rivals = [p for p in earlier if (p.feasible or not budgeted) and p.beats(point, budgeted)]
+        if len(rivals) < self.top:
+            return True, f"promoted: {len(rivals)} earlier candidates beat its short fine-tune score (top {self.top})"
+        numbers = ", ".join(str(p.number) for p in rivals[:5]) + (" ..." if len(rivals) > 5 else "")
+        return False, f"not promoted: {len(rivals)} earlier candidates beat its short score (trials {numbers})"

@@ -13,9 +13,16 @@ import torch
 from optuna.trial import Trial, TrialState
 
 from prunetuna.faults import fault, out_of_memory
-from prunetuna.objectives import OBJECTIVES
+from prunetuna.objectives import OBJECTIVES, within_budgets
 from prunetuna.search._candidate import Candidate, draw_candidate
-from prunetuna.search._early_stopping import EARLY_STOPPING, StopContext, TrialPruningCallback
+from prunetuna.search._early_stopping import (
+    EARLY_STOPPING,
+    Promotion,
+    RungPoint,
+    StopContext,
+    TrialPruningCallback,
+    rung_points,
+)
 from prunetuna.search._events import StepTimer
 from prunetuna.search._outcome import completed, drawn, failed, over_budget, stopped
 from prunetuna.search._plan import TrialPlan, trial_settings
@@ -23,7 +30,7 @@ from prunetuna.search._screening import Screening, earlier_points, screen_point
 from prunetuna.search._study import FINISHED_STATES
 from prunetuna.sparsity import SparsityVector, as_params, from_params
 from prunetuna.store import TrackingAway, TrialEnd, TrialModel, TrialOutcome, TrialRecord, TrialWriter, study_manifest
-from prunetuna.training import finetune_options, recalibrate_batchnorm
+from prunetuna.training import FinetuneResult, finetune_options, recalibrate_batchnorm
 
 __all__ = ["SURPLUS", "ProfileDrawer", "SurplusTrial", "TrialRunner"]
 
@@ -171,6 +178,12 @@ class TrialRunner:
         metrics = {"accuracy": result.accuracy, **plan.workload.task.named(result.accuracy), **costs}
         if stopper is not None and stopper.reason:
             return stopped(base, stopper.reason, metrics=metrics, epochs=tuple(result.history), keep_epochs=True)
+        if plan.config.search.promote.top:
+            longer = self._promote(trial, origin, candidate, result.accuracy, costs, epochs, timer)
+            if longer is not None:
+                result = FinetuneResult(longer.accuracy, [*result.history, *longer.history], result.seconds)
+                named = plan.workload.task.named(result.accuracy)
+                metrics = {**metrics, "accuracy": result.accuracy, **named, "accuracy_short": metrics["accuracy"]}
         model = self._model(trial.number, candidate, metrics, origin)
         return completed(
             plan, base, metrics, result.history if stopper is not None else epochs, stopper is not None, model
@@ -188,6 +201,44 @@ class TrialRunner:
         earlier = earlier_points(trial.study.get_trials(deepcopy=False), trial.number)
         reason = Screening(settings.min_dominating).decide(screen_point(trial.number, plan.scoring, costs), earlier)
         return stopped(base, reason, metrics=dict(costs), screening=point) if reason else None
+
+    def _promote(
+        self,
+        trial: Trial,
+        origin: str,
+        candidate: Candidate,
+        short: float,
+        costs: dict[str, float],
+        epochs: list[float],
+        timer: StepTimer,
+    ) -> FinetuneResult | None:
+        """Successive halving's second rung: store the short fine-tune point (other workers compare with it),
+        decide (``Promotion``) and, when promoted, fine-tune ``search.promote.epochs`` more."""
+        plan, settings = self.plan, self.plan.config.search.promote
+        score = plan.scoring.score_of({**costs, "accuracy": short})
+        point = RungPoint(
+            trial.number,
+            short if score is None else score,
+            tuple(float(costs[OBJECTIVES[c].metric]) for c in plan.scoring.costs),
+            within_budgets(plan.budgets, costs) if plan.budgets else True,
+        )
+        earlier = rung_points(trial.study.get_trials(deepcopy=False), trial.number)
+        promoted, reason = Promotion(settings.top).decide(point, earlier, origin != "sampler", bool(plan.budgets))
+        self.writer.progress(trial, promotion={**point.stored(), "promoted": promoted, "reason": reason})
+        if not promoted:
+            return None
+        done = len(epochs)
+        with timer.step("promote"):
+            return plan.workload.task.fine_tune(
+                candidate.model,
+                plan.workload.datamodule,
+                epochs=settings.epochs,
+                lr=plan.config.finetune.lr,
+                max_batches=settings.max_batches,
+                seed=plan.config.seed + trial.number + 7919,  # not the short fine-tune's batch order again
+                on_epoch=lambda epoch, score: self._epoch(trial.number, epochs, done + epoch, score, None),
+                **finetune_options(plan.config, teacher=plan.workload.model),
+            )
 
     def _early_stopping(self, trial: Trial, costs: dict[str, float]) -> TrialPruningCallback | None:
         """The per-epoch stop rule the config names (``search.pruner``), for this candidate (None: train every

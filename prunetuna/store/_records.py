@@ -132,6 +132,7 @@ class TrialRecord:
     screening: dict[str, Any] | None = (
         None  # the pre-fine-tune point {score, costs} screening compares (search/_screening.py)
     )
+    promotion: dict[str, Any] | None = None  # the short fine-tune point {score, costs, feasible}, then promoted/reason
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -154,6 +155,7 @@ class TrialRecord:
             retry_of=attrs.get("retry_of"),
             tracking_away=bool(attrs.get("tracking_away", False)),
             screening=attrs.get("screening"),
+            promotion=attrs.get("promotion"),
         )
 
     @property

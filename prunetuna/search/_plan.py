@@ -48,11 +48,14 @@ def prepare_space(config: ExperimentConfig, workload: Workload) -> PruningSpace:
 
 
 def trial_settings(config: ExperimentConfig) -> dict[str, object]:
-    """The pruning and fine-tune settings every child run carries as params."""
+    """The pruning and fine-tune settings (and `search.promote`, when on) every child run carries as params."""
     flat: dict[str, object] = {}
     for section in ("pruning", "finetune"):
         for key, value in config_section(config, section)[section].items():
             flat[f"{section}.{key}"] = value
+    if config.search.promote.top:  # only when on: earlier runs' params stay as they were
+        for key, value in config.search.promote.model_dump().items():
+            flat[f"search.promote.{key}"] = value
     return flat
 
 

@@ -80,6 +80,7 @@ def test_promoted_candidates_are_fine_tuned_longer_and_scored_after_it(tmp_path)
     assert {t.user_attrs.get("origin") for t in promoted} >= {"uniform", "global"}  # the enqueued baselines
     assert len(promoted) < len(trials)  # with top 1, some sampled candidates are not promoted
     run = client.get_run(promoted[0].user_attrs["mlflow_run_id"])
+    assert run.data.params["search.promote.top"] == "1"
     assert run.data.metrics["accuracy_short"] == pytest.approx(promoted[0].user_attrs["metrics"]["accuracy_short"])
 
 

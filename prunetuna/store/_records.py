@@ -132,6 +132,7 @@ class TrialRecord:
     screening: dict[str, Any] | None = (
         None  # the pre-fine-tune point {score, costs} screening compares (search/_screening.py)
     )
+    candidates: tuple[dict[str, Any], ...] = ()  # search.screening.candidates: every draw, its score, why dropped
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -154,6 +155,7 @@ class TrialRecord:
             retry_of=attrs.get("retry_of"),
             tracking_away=bool(attrs.get("tracking_away", False)),
             screening=attrs.get("screening"),
+            candidates=tuple(attrs.get("candidates") or ()),
         )
 
     @property

@@ -61,8 +61,8 @@ def draw_candidate(plan: TrialPlan, trial: Trial, timer: StepTimer, screen: Cand
     sampled = plan.space.suggest(trial)
     if preset is not None:
         sampled = preset
-    fault("sampled", trial.number)
     screened = screen.chosen(trial.number, sampled) if screen is not None and preset is None else None
+    fault("sampled", trial.number)
     if screened is not None:
         candidate = screened.candidate
         candidate.screened = screened.records

@@ -16,7 +16,14 @@ from conftest import tiny_config, write_config
 from prunetuna.cli import app
 from prunetuna.config import parse_config
 from prunetuna.errors import UserError
-from prunetuna.search import ScreenPoint, TrialSeededSampler, choose_candidate, hypervolume, make_sampler
+from prunetuna.search import (
+    ScreenPoint,
+    TrialSeededSampler,
+    choose_candidate,
+    enqueue_again,
+    hypervolume,
+    make_sampler,
+)
 from prunetuna.sparsity import from_params
 from prunetuna.store import CANDIDATES_FILE, TrialRecord
 
@@ -193,3 +200,19 @@ def test_search_screens_three_candidates_per_sampled_trial(tmp_path) -> None:
     assert [len(t["candidates"]) for t in trials] == [
         0 if records[t["number"]].origin != "sampler" else 3 for t in trials
     ]
+
+
+def test_a_trial_run_again_keeps_its_choice_and_is_not_screened_again() -> None:
+    space = {f"sparsity.{k}": FloatDistribution(0.0, 0.8, step=0.05) for k in "ab"}
+    chooser = _Recorder(3, space)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("random", 0, 8, chooser))
+    first = study.ask()
+    params = {k: first.suggest_float(k, 0.0, 0.8, step=0.05) for k in space}
+    drawn = [{"candidate": 1, "chosen": True, "reason": None}, {"candidate": 2, "chosen": False, "reason": "screened"}]
+    first.set_user_attr("candidates", drawn)
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    enqueue_again(study, study.trials[0])
+    again = study.ask()
+    assert {k: again.suggest_float(k, 0.0, 0.8, step=0.05) for k in space} == params
+    assert len(chooser.calls) == 1  # the first trial only
+    assert TrialRecord.of(again).candidates == tuple(drawn) and TrialRecord.of(again).retry_of == 0

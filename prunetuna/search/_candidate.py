@@ -184,10 +184,18 @@ class CandidateScreen:
                 "budget": c.budget.value,
                 **({"hypervolume_gain": choice.gains[i]} if choice.gains else {}),
                 "chosen": i == choice.index,
-                "reason": choice.reasons[i],
+                "reason": _again(candidates, i, choice.index) or choice.reasons[i],
             }
             for i, (c, p) in enumerate(zip(candidates, points))
         )
         chosen = candidates[choice.index]
         self._chosen[trial.number] = Screened(chosen, records, timer.seconds["screen"])
         return draws[choice.index]
+
+
+def _again(candidates: list[Candidate], i: int, chosen: int) -> str | None:
+    """Why draw ``i`` was dropped when it repeats an earlier draw's vector (scored once), else None."""
+    first = next(j for j, c in enumerate(candidates) if c is candidates[i])
+    if i == chosen or first == i:
+        return None
+    return f"screened: candidate {i + 1} of {len(candidates)} is candidate {first + 1}'s vector again"

@@ -17,8 +17,11 @@ from prunetuna.cli import app
 from prunetuna.config import parse_config
 from prunetuna.errors import UserError
 from prunetuna.search import (
+    CandidateScreen,
     ScreenPoint,
     TrialSeededSampler,
+    build_plan,
+    check_inputs,
     choose_candidate,
     enqueue_again,
     hypervolume,
@@ -216,3 +219,26 @@ def test_a_trial_run_again_keeps_its_choice_and_is_not_screened_again() -> None:
     assert {k: again.suggest_float(k, 0.0, 0.8, step=0.05) for k in space} == params
     assert len(chooser.calls) == 1  # the first trial only
     assert TrialRecord.of(again).candidates == tuple(drawn) and TrialRecord.of(again).retry_of == 0
+
+
+def test_a_vector_drawn_twice_is_scored_once_and_the_chosen_candidate_is_kept(tmp_path) -> None:
+    config = parse_config(tiny_config("twice"))
+    plan = build_plan(check_inputs(config), tmp_path)
+    screen = CandidateScreen(plan, 3)
+    assert set(screen.search_space) == {f"sparsity.{name}" for name in plan.space.names}
+    study = optuna.create_study(directions=plan.scoring.directions)
+    trial = study.ask()
+    frozen = study.trials[trial.number]
+    low = {name: 0.0 for name in screen.search_space}
+    high = {name: 0.5 for name in screen.search_space}
+    chosen = screen(study, frozen, [high, high, low])
+    sampled = from_params(chosen)
+    kept = screen.chosen(trial.number, sampled)
+    assert kept is not None and kept.candidate.vector == sampled and kept.candidate.accuracy_pruned is not None
+    records = kept.records
+    assert records[1]["reason"] == "screened: candidate 2 of 3 is candidate 1's vector again"
+    assert records[1]["score"] == records[0]["score"]
+    assert chosen == (low if records[2]["chosen"] else high) and sum(r["chosen"] for r in records) == 1
+    assert screen.chosen(trial.number, sampled) is None  # taken once
+    screen(study, frozen, [high, high, low])
+    assert screen.chosen(trial.number, {**sampled, "other": 0.1}) is None  # another vector: not this screening's

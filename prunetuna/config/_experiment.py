@@ -172,6 +172,11 @@ class ExperimentConfig(Section):
                 "search.screening needs the pre-fine-tune score, measured after BN recalibration: "
                 "set pruning.calibration_batches to 1 or more, or search.screening.enabled: false"
             )
+        if self.search.screening.candidates > 1 and self.pruning.calibration_batches == 0:
+            raise ValueError(
+                "search.screening.candidates picks by the pre-fine-tune score, measured after BN recalibration: "
+                "set pruning.calibration_batches to 1 or more, or search.screening.candidates: 1"
+            )
         if self.search.sampler in SINGLE_OBJECTIVE_SAMPLERS and not single:
             others = ", ".join(n for n in SAMPLER_NAMES if n not in SINGLE_OBJECTIVE_SAMPLERS)
             raise ValueError(

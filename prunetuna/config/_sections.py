@@ -187,10 +187,12 @@ class ToleranceConfig(Section):
 
 class ScreeningConfig(Section):
     """Screening before fine-tuning (search/_screening.py): stop a candidate whose pre-fine-tune score and
-    costs ``min_dominating`` earlier candidates dominate."""
+    costs ``min_dominating`` earlier candidates dominate; ``candidates`` K > 1: a sampled trial draws K candidates
+    and fine-tunes the best by that score (search/_candidate.py), whether or not ``enabled``."""
 
     enabled: bool = False
     min_dominating: int = Field(3, ge=1)
+    candidates: int = Field(1, ge=1)
 
 
 class PromoteConfig(Section):

@@ -53,6 +53,7 @@ class ReportTrial:
     slow_for_flops: bool | None
     below_chance: bool = False  # COMPLETE at or below 1/classes (the built-in classifier): its fine-tune diverged
     fail_reason: str | None = None  # FAIL: the error that ended it
+    candidates: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # screening.candidates > 1: the draws
 
     @property
     def complete(self) -> bool:
@@ -152,6 +153,7 @@ def build_report(study: optuna.Study) -> StudyReport:
                 slow_for_flops=_speed_flag(record.metrics),
                 below_chance=record.below_chance and trial.state == TrialState.COMPLETE,
                 fail_reason=record.fail_reason if trial.state == TrialState.FAIL else None,
+                candidates=list(record.candidates),
             )
         )
     cost = next(iter(attrs.costs), "flops")

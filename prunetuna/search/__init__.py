@@ -7,7 +7,7 @@ from __future__ import annotations
 from prunetuna.runtime import lazy_exports
 
 _HOMES = {
-    "_candidate": ("Candidate", "draw_candidate"),
+    "_candidate": ("Candidate", "CandidateScreen", "Screened", "build_candidate", "draw_candidate"),
     "_early_stopping": (
         "EARLY_STOPPING",
         "EarlyStoppingRule",
@@ -37,8 +37,24 @@ _HOMES = {
     ),
     "_run": ("run_search",),
     "_runner": ("ProfileDrawer", "SURPLUS", "SurplusTrial", "TrialRunner"),
-    "_samplers": ("SAMPLERS", "TrialSeededSampler", "make_sampler", "population_size", "trial_seed"),
-    "_screening": ("ScreenPoint", "Screening", "earlier_points", "pre_finetune_score", "screen_point"),
+    "_samplers": (
+        "SAMPLERS",
+        "CandidateChooser",
+        "TrialSeededSampler",
+        "make_sampler",
+        "population_size",
+        "trial_seed",
+    ),
+    "_screening": (
+        "Choice",
+        "ScreenPoint",
+        "Screening",
+        "choose_candidate",
+        "earlier_points",
+        "hypervolume",
+        "pre_finetune_score",
+        "screen_point",
+    ),
     "_study": (
         "FINISHED_STATES",
         "NEVER_STARTED_S",

@@ -5,7 +5,7 @@ one writer and then to Optuna."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from prunetuna.search._plan import TrialPlan
 from prunetuna.sparsity import SparsityVector
@@ -22,8 +22,10 @@ def drawn(
     costs: Mapping[str, float],
     budget: BudgetStatus,
     params: dict[str, object],
+    screened: Sequence[Mapping[str, Any]] = (),
 ) -> TrialOutcome:
-    """A candidate drawn and measured, nothing decided yet (state FAIL until it is): its budget constraints."""
+    """A candidate drawn and measured, nothing decided yet (state FAIL until it is): its budget constraints, and
+    the candidates its screening drew (``search.screening.candidates``)."""
     constraints = {item.key: item.excess(costs) for item in plan.budgets}
     return TrialOutcome(
         number,
@@ -35,6 +37,7 @@ def drawn(
         constraints,
         metrics=dict(costs),
         feasible=all(v <= 0 for v in constraints.values()) if constraints else None,
+        candidates=tuple(dict(record) for record in screened),
     )
 
 

@@ -90,7 +90,7 @@ def run_search(
             return outcome
         # Seeded per trial number: a resumed session continues the search instead of replaying it, and
         # workers sharing the study draw different points.
-        study.sampler = make_sampler(config.search.sampler, config.seed, target)
+        study.sampler = make_sampler(config.search.sampler, config.seed, target, session.runner.screen)
         if created:
             enqueue_baselines(study, plan)  # before the parent run: workers waiting for it find the baselines queued
         coordinate_parent(study, created, parent_params(plan, workspace), tracker, events.waiting_for_creator)
@@ -108,6 +108,7 @@ def parent_params(plan: TrialPlan, workspace: Workspace) -> dict[str, object]:
         "objectives": ",".join(config.objectives),
         "constraints": str(dict(config.constraints)),
         "search.sampler": config.search.sampler,
+        "search.screening.candidates": config.search.screening.candidates,
         "storage": mask_url(workspace.storage_url),
         "mode": config.mode,
         "tolerance": config.tolerance.accuracy_drop if config.tolerance else "",

@@ -14,7 +14,7 @@ from optuna.trial import Trial, TrialState
 
 from prunetuna.faults import fault, out_of_memory
 from prunetuna.objectives import OBJECTIVES, within_budgets
-from prunetuna.search._candidate import Candidate, draw_candidate
+from prunetuna.search._candidate import Candidate, CandidateScreen, draw_candidate
 from prunetuna.search._early_stopping import (
     EARLY_STOPPING,
     Promotion,
@@ -76,6 +76,8 @@ class TrialRunner:
         self.current: Trial | None = None
         self.timers: dict[int, StepTimer] = {}  # by trial number, until its end is told (TrialEvent.steps)
         self.outcomes: dict[int, TrialOutcome] = {}
+        count = plan.config.search.screening.candidates
+        self.screen = CandidateScreen(plan, count) if count > 1 else None  # the sampler's chooser (search/_run.py)
 
     def __call__(self, trial: Trial) -> list[float]:
         """Run the trial and record its outcome once; whatever fails in it (pruning, measuring, fine-tuning)
@@ -135,7 +137,7 @@ class TrialRunner:
 
     def _run(self, trial: Trial, origin: str, timer: StepTimer, started: list[TrialOutcome]) -> TrialOutcome:
         plan = self.plan
-        candidate = draw_candidate(plan, trial, timer)
+        candidate = draw_candidate(plan, trial, timer, self.screen)
         base = drawn(
             plan,
             trial.number,
@@ -144,6 +146,7 @@ class TrialRunner:
             candidate.costs,
             candidate.budget,
             {**as_params(candidate.vector), **self.settings},
+            candidate.screened,
         )
         started.append(base)
         self.writer.start(trial, trial.number, origin, candidate.vector, base.params)
@@ -153,10 +156,12 @@ class TrialRunner:
             return stop
         costs = dict(candidate.costs)
         if plan.batches:
-            with timer.step("recalibrate"):
-                recalibrate_batchnorm(candidate.model, [x for x, _ in plan.batches])
-            with timer.step("evaluate"):
-                costs["accuracy_pruned"] = plan.workload.task.evaluate(candidate.model, plan.workload.datamodule)
+            if candidate.accuracy_pruned is None:  # else its screening recalibrated and scored it
+                with timer.step("recalibrate"):
+                    recalibrate_batchnorm(candidate.model, [x for x, _ in plan.batches])
+                with timer.step("evaluate"):
+                    candidate.accuracy_pruned = plan.workload.task.evaluate(candidate.model, plan.workload.datamodule)
+            costs["accuracy_pruned"] = candidate.accuracy_pruned
             stop = self._screen(trial, origin, base, costs)
             if stop is not None:
                 return stop

@@ -24,7 +24,16 @@ from optuna.trial import FrozenTrial, TrialState
 from prunetuna.objectives import OBJECTIVES, Scoring
 from prunetuna.store import TrialRecord
 
-__all__ = ["ScreenPoint", "Screening", "earlier_points", "pre_finetune_score", "screen_point"]
+__all__ = [
+    "Choice",
+    "ScreenPoint",
+    "Screening",
+    "choose_candidate",
+    "earlier_points",
+    "hypervolume",
+    "pre_finetune_score",
+    "screen_point",
+]
 
 PRE_FINETUNE_METRIC = "accuracy_pruned"
 """The metric measured after pruning and BN recalibration, before any fine-tune."""
@@ -100,3 +109,96 @@ class Screening:
             f"screened out before fine-tuning: pre-fine-tune score {point.score:.4f} and costs dominated by "
             f"{len(dominating)} earlier candidates (trials {numbers}; min_dominating {self.min_dominating})"
         )
+
+
+# Several candidates per trial (``search.screening.candidates``, EagleEye-style): the trial's sampler draws K
+# vectors, each is pruned, projected onto the budget, recalibrated and scored (search/_candidate.py), and only the
+# one chosen here is fine-tuned; the others are recorded in the trial with why they were dropped.
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which of a trial's drawn candidates is fine-tuned, and why each other one was dropped (None: the chosen)."""
+
+    index: int
+    reasons: tuple[str | None, ...]
+    gains: tuple[float, ...] = ()  # hypervolume each draw adds to the earlier points (the unbudgeted rule only)
+
+
+def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """The volume (all coordinates minimized) that ``points`` dominate up to ``reference``: slices along the last
+    coordinate, exact; for the handful of coordinates a study has."""
+    inside = sorted((tuple(p) for p in points if all(a < r for a, r in zip(p, reference))), key=lambda p: p[-1])
+    if not inside:
+        return 0.0
+    if len(reference) == 1:
+        return reference[0] - inside[0][0]
+    total = 0.0
+    for i, point in enumerate(inside):
+        upper = inside[i + 1][-1] if i + 1 < len(inside) else reference[-1]
+        if upper > point[-1]:
+            total += (upper - point[-1]) * hypervolume([p[:-1] for p in inside[: i + 1]], reference[:-1])
+    return total
+
+
+def _gains(points: Sequence[ScreenPoint], earlier: Sequence[ScreenPoint]) -> list[float]:
+    """What each point adds to the hypervolume of the earlier points (score maximized, costs minimized); reference
+    score 0 (or below the lowest score, for a negated metric), reference cost ratio 1 (or the highest)."""
+    everyone = [*points, *earlier]
+    low, high = min(p.score for p in everyone), max(p.score for p in everyone)
+    reference = (-min(0.0, low - (high - low) - 1e-9), *(max(1.0, *c) for c in zip(*(p.costs for p in everyone))))
+    front = [(-p.score, *p.costs) for p in earlier if not any(o.dominates(p) for o in earlier)]
+    before = hypervolume(front, reference)
+    return [hypervolume([*front, (-p.score, *p.costs)], reference) - before for p in points]
+
+
+def choose_candidate(
+    points: Sequence[ScreenPoint],
+    fits: Sequence[bool],
+    earlier: Sequence[ScreenPoint],
+    by_score: bool,
+    cost_names: Sequence[str] = (),
+) -> Choice:
+    """The candidate to fine-tune among a trial's draws, by their pre-fine-tune points.
+
+    ``by_score`` (a budget, or one scalarized objective): the highest score among those that fit the budget.
+    Otherwise (a front to extend): the most hypervolume added to the ``earlier`` trials' stored points, then
+    the fewest earlier points dominating it, then the highest score. Ties go to the earlier draw.
+    ``cost_names`` name the points' costs in the reasons.
+    """
+    count = len(points)
+    by_score = by_score or not points[0].costs
+    earlier = [p for p in earlier if len(p.costs) == len(points[0].costs)]
+    if by_score:
+        keys = [(fit, p.score) for fit, p in zip(fits, points)]
+        gains: list[float] = []
+    else:
+        gains = _gains(points, earlier)
+        keys = [
+            (fit, gain, -sum(o.dominates(p) for o in earlier), p.score) for fit, gain, p in zip(fits, gains, points)
+        ]
+    index = max(range(count), key=lambda i: (keys[i], -i))
+    chosen = points[index]
+
+    def reason(i: int) -> str | None:
+        if i == index:
+            return None
+        head = f"screened: candidate {i + 1} of {count}"
+        point = points[i]
+        if not fits[i] and fits[index]:
+            return f"{head} stays over the budget even at max_sparsity; candidate {index + 1} fits it"
+        if by_score:
+            return (
+                f"{head} scored {point.score:.4f} after pruning and BN recalibration, "
+                f"{'below' if point.score < chosen.score else 'no better than'} the chosen {chosen.score:.4f}"
+                f" (candidate {index + 1})"
+            )
+        return (
+            f"{head} (score {point.score:.4f} after pruning and BN recalibration, "
+            f"{', '.join(f'{n} {c:.4f}' for n, c in zip(cost_names or ['cost'] * len(point.costs), point.costs))}, "
+            f"dominated by {-keys[i][2]} earlier points) adds "
+            f"{gains[i]:.4g} hypervolume to the earlier pre-fine-tune points; the chosen candidate {index + 1} "
+            f"(score {chosen.score:.4f}, dominated by {-keys[index][2]}) adds {gains[index]:.4g}"
+        )
+
+    return Choice(index, tuple(reason(i) for i in range(count)), tuple(gains))

@@ -97,7 +97,9 @@ def fail_never_started(study: optuna.Study) -> None:
 def enqueue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Run the trial's parameters again, as the same origin, in a later trial."""
     record = TrialRecord.of(trial)
-    preset = {"sparsity": record.sparsity} if record.origin != "sampler" else {}  # a baseline's exact vector
+    preset: dict[str, object] = {"sparsity": record.sparsity} if record.origin != "sampler" else {}  # a baseline's
+    if record.candidates:  # its params were chosen among these draws (search.screening.candidates): not drawn again
+        preset["candidates"] = record.candidates
     study.enqueue_trial(trial.params, user_attrs=enqueue_attrs(origin=record.origin, retry_of=trial.number, **preset))
 
 

@@ -51,7 +51,7 @@ _HOMES = {
     ),
     "_tracking": ("MANIFEST_FILE", "StudyTracker", "WEIGHTS_FILE"),
     "_weights": ("Drop", "WeightsKeeper", "off_front", "weights_removed", "weights_to_drop"),
-    "_writer": ("TrialModel", "TrialOutcome", "TrialWriter"),
+    "_writer": ("CANDIDATES_FILE", "TrialModel", "TrialOutcome", "TrialWriter"),
 }
 __all__ = sorted(name for names in _HOMES.values() for name in names)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

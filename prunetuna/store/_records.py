@@ -133,6 +133,7 @@ class TrialRecord:
         None  # the pre-fine-tune point {score, costs} screening compares (search/_screening.py)
     )
     promotion: dict[str, Any] | None = None  # the short fine-tune point {score, costs, feasible}, then promoted/reason
+    candidates: tuple[dict[str, Any], ...] = ()  # search.screening.candidates: every draw, its score, why dropped
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -156,6 +157,7 @@ class TrialRecord:
             tracking_away=bool(attrs.get("tracking_away", False)),
             screening=attrs.get("screening"),
             promotion=attrs.get("promotion"),
+            candidates=tuple(attrs.get("candidates") or ()),
         )
 
     @property

@@ -11,6 +11,7 @@ run after the tell (docs/guides/scaling-out.md, "Killed?").
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,10 @@ from prunetuna.store._durable import FinalRecord, TrialStore
 from prunetuna.store._records import BudgetStatus, Tag, TrialEnd, write_trial
 from prunetuna.store._tracking import MANIFEST_FILE, MAX_PARAM, WEIGHTS_FILE, StudyTracker
 
-__all__ = ["TrialModel", "TrialOutcome", "TrialWriter"]
+__all__ = ["CANDIDATES_FILE", "TrialModel", "TrialOutcome", "TrialWriter"]
+
+CANDIDATES_FILE = "screening/candidates.json"
+"""The trial run's artifact listing the candidates its screening drew (``search.screening.candidates``)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class TrialOutcome:
     budget: BudgetStatus = BudgetStatus.NONE
     constraints: dict[str, float] = field(default_factory=dict)  # Optuna constraint values: feasible when <= 0
     screening: dict[str, Any] | None = None  # the pre-fine-tune point (search/_screening.py)
+    candidates: tuple[dict[str, Any], ...] = ()  # search.screening.candidates: every draw, and why it was dropped
     epochs: tuple[float, ...] = ()  # the task score after each fine-tune epoch
     keep_epochs: bool = False  # stored in the trial when an early-stopping rule watched them
     metrics: dict[str, float] = field(default_factory=dict)
@@ -76,6 +81,8 @@ class TrialOutcome:
             values["budget"] = self.budget
         if self.screening is not None:
             values["screening"] = self.screening
+        if self.candidates:
+            values["candidates"] = self.candidates
         if self.keep_epochs:
             values["epoch_accuracy"] = self.epochs
         if self.feasible is not None:
@@ -172,6 +179,8 @@ class TrialWriter:
             return
         if outcome.traceback is not None:
             self.tracker.log_text(run_id, outcome.traceback, "traceback.txt")
+        if outcome.candidates:
+            self.tracker.log_text(run_id, json.dumps(list(outcome.candidates), indent=1), CANDIDATES_FILE)
         tags = outcome.tags()
         if not outcome.state.finished:
             self.tracker.end_trial(run_id, outcome.state.value, outcome.metrics, tags)

@@ -48,7 +48,7 @@ def main() -> None:
     history: list[dict] = []
 
     class Record(pl.Callback):
-        def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # after val
             row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - start, 1)}
             row.update({k: round(float(v), 4) for k, v in trainer.callback_metrics.items()})
             history.append(row)

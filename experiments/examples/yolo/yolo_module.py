@@ -173,6 +173,7 @@ class YoloSegmenter(YoloDetector):
     def __init__(self, model: str = "yolov8n-seg.yaml", **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.model.args.overlap_mask = False  # masks come one per object (YoloData's layout), not one per image
+        self.model.args.task = "segment"
 
     def _build(self, model: str, nc: int) -> torch.nn.Module:
         from ultralytics.nn.tasks import SegmentationModel

@@ -141,7 +141,11 @@ def _write_ultralytics(model: nn.Module, example: torch.Tensor, path: Path, info
             "(DetectionModel, SegmentationModel, ...); name it with model.prune, or choose onnx, torchscript or pt"
         )
     import ultralytics
+    from ultralytics.nn.tasks import guess_model_task
 
+    # The task (detect, segment, pose, ...) from the architecture: ultralytics reads it from ``train_args`` and
+    # defaults to detect, so a -seg model saved without it is validated and exported as a detector.
+    task = guess_model_task(model.yaml) if isinstance(getattr(model, "yaml", None), dict) else None
     stock = copy.deepcopy(model).float().eval()
     kept = restore_stock(stock)
     if getattr(stock, "criterion", None) is not None:
@@ -153,7 +157,7 @@ def _write_ultralytics(model: nn.Module, example: torch.Tensor, path: Path, info
         "best_fitness": None,
         "model": stock,
         "ema": None,
-        "train_args": {"imgsz": int(example.shape[-1])},
+        "train_args": {"imgsz": int(example.shape[-1]), **({"task": task} if task else {})},
         "prunetuna": {"sparsity": info["sparsity"], "trial": info.get("trial"), "kept_split": kept},
     }
     torch.save(checkpoint, path)

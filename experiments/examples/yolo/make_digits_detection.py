@@ -2,13 +2,17 @@
 
 Each image is a dark canvas with one to ``--max-objects`` handwritten digits pasted at random sizes and places; its
 label file holds one ``class cx cy w h`` line per digit (the digit's ink box, normalised to the canvas), class = the
-digit. The layout is ultralytics' own, so the same ``data.yaml`` trains with ``yolo train data=...`` too::
+digit. With ``--segments`` each line is instead the digit's outline as ultralytics' segmentation labels are written,
+``class x1 y1 x2 y2 ...`` (the outer contour of its ink, normalised): the instance masks of a ``-seg`` model, and a
+detection set too (a polygon's box is its object's box). The layout is ultralytics' own, so the same ``data.yaml``
+trains with ``yolo train data=...`` too::
 
     <out>/data.yaml
     <out>/images/train/0000.png   <out>/labels/train/0000.txt
     <out>/images/val/0000.png     <out>/labels/val/0000.txt
 
     .venv/bin/python experiments/examples/yolo/make_digits_detection.py --out runs/examples/digits-det
+    .venv/bin/python experiments/examples/yolo/make_digits_detection.py --out runs/examples/digits-seg --segments
 """
 
 from __future__ import annotations
@@ -47,11 +51,29 @@ def _canvas(rng: np.random.Generator, pixels: np.ndarray, labels: np.ndarray, ar
             continue
         x1, x2, y1, y2 = x0 + cols[0], x0 + cols[-1] + 1, y0 + rows[0], y0 + rows[-1] + 1
         placed.append((x0, y0, side, side))
+        if args.segments:
+            outline = (_outline(ink > 40) + (x0, y0)) / size
+            lines.append(f"{int(labels[index])} " + " ".join(f"{v:.6f}" for v in outline.reshape(-1)))
+            continue
         lines.append(
             f"{int(labels[index])} {(x1 + x2) / 2 / size:.6f} {(y1 + y2) / 2 / size:.6f} "
             f"{(x2 - x1) / size:.6f} {(y2 - y1) / size:.6f}"
         )
     return canvas, lines
+
+
+def _outline(ink: np.ndarray) -> np.ndarray:
+    """The outer contour of the largest blob of ``ink`` (a boolean image) as ``(k, 2)`` pixel x, y through its edge
+    pixels' centres; the ink's box corners when the blob is too thin for a polygon (under 3 points)."""
+    import cv2  # opencv: an ultralytics dependency, needed only for --segments
+
+    contours, _ = cv2.findContours(ink.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    points = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64) + 0.5
+    if len(points) < 3:
+        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        x1, x2, y1, y2 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+        points = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
+    return points
 
 
 def write_digit_detection(
@@ -64,11 +86,14 @@ def write_digit_detection(
     max_size: int = 48,
     max_objects: int = 3,
     seed: int = 0,
+    segments: bool = False,
 ) -> Path:
-    """Write the set under ``out`` and return the path of its ``data.yaml``."""
+    """Write the set under ``out`` and return the path of its ``data.yaml``; ``segments``: polygon labels."""
     from prunetuna.workload import mnist_5k_arrays
 
-    args = argparse.Namespace(imgsz=imgsz, min_size=min_size, max_size=max_size, max_objects=max_objects)
+    args = argparse.Namespace(
+        imgsz=imgsz, min_size=min_size, max_size=max_size, max_objects=max_objects, segments=segments
+    )
     pixels, labels = mnist_5k_arrays()
     out = Path(out)
     rng = np.random.default_rng(seed)
@@ -94,6 +119,7 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=48, help="largest digit side in pixels (default 48)")
     parser.add_argument("--max-objects", type=int, default=3, help="digits per image, at most (default 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--segments", action="store_true", help="label each digit by its outline (for -seg models)")
     args = parser.parse_args()
     path = write_digit_detection(
         args.out,
@@ -104,6 +130,7 @@ def main() -> None:
         max_size=args.max_size,
         max_objects=args.max_objects,
         seed=args.seed,
+        segments=args.segments,
     )
     print(f"{args.train} + {args.val} images, labels and {path}; now see experiments/examples/yolo/README.md")
 

@@ -60,6 +60,32 @@ from prunetuna.workload import load_workload, prepare_baseline  # noqa: E402
 ALTERNATIVES = ("uniform", "global", "sensitivity", "random", "narrowed")
 
 
+TASK_DEFAULTS = {
+    "n_trials": 30,
+    "final_epochs": 10,
+    "final_batches": 0,
+    "trial_batches": 20,
+    "baseline_epochs": 8,
+    "canvas": 40,
+    "width": 16,
+    "projection": "toward_max",
+}
+
+
+def add_task_arguments(parser: argparse.ArgumentParser, **defaults: object) -> None:
+    """The settings ``_config`` reads, for this script and the benchmarks built on its studies
+    (proxy_ranking.py, sampler_hypervolume.py, final_distill.py), each with its own ``defaults``."""
+    chosen = TASK_DEFAULTS | defaults
+    for name, value in chosen.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "projection":
+            parser.add_argument(flag, default=value, choices=["toward_max", "relative"])
+        else:
+            parser.add_argument(
+                flag, type=int, default=value, help="0: whole epochs" if name == "final_batches" else None
+            )
+
+
 def _narrowed(args: argparse.Namespace, arch: str, budget: float, seed: int, workdir: Path) -> dict:
     """The uniformly narrowed net trained from scratch: the widest ``width`` within the FLOPs budget."""
 
@@ -229,14 +255,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["resnet", "mobilenet"], choices=["resnet", "mobilenet"])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.1, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-trials", type=int, default=30)
-    parser.add_argument("--final-epochs", type=int, default=10)
-    parser.add_argument("--final-batches", type=int, default=0, help="0: whole epochs")
-    parser.add_argument("--trial-batches", type=int, default=20)
-    parser.add_argument("--baseline-epochs", type=int, default=8)
-    parser.add_argument("--canvas", type=int, default=40)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--projection", default="toward_max", choices=["toward_max", "relative"])
+    add_task_arguments(parser)
     parser.add_argument("--promote-top", type=int, default=0, help="search.promote.top (0: off)")
     parser.add_argument("--promote-epochs", type=int, default=1, help="search.promote.epochs")
     parser.add_argument("--threads", type=int, default=None)

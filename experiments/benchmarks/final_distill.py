@@ -35,7 +35,7 @@ sys.path[:0] = [str(HERE), str(REPO)]
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from cluttered import _config, _test_accuracy  # noqa: E402
+from cluttered import _config, _test_accuracy, add_task_arguments  # noqa: E402
 
 from prunetuna.config import parse_config  # noqa: E402
 from prunetuna.export import final_finetune, rebuild_trial, select_trial  # noqa: E402
@@ -135,14 +135,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--n-trials", type=int, default=20)
-    parser.add_argument("--final-epochs", type=int, default=4)
-    parser.add_argument("--final-batches", type=int, default=0)
-    parser.add_argument("--trial-batches", type=int, default=20)
-    parser.add_argument("--baseline-epochs", type=int, default=8)
-    parser.add_argument("--canvas", type=int, default=32)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--projection", default="toward_max")
+    add_task_arguments(parser, n_trials=20, final_epochs=4, canvas=32)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "final_distill.json"))

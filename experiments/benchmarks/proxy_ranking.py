@@ -35,7 +35,7 @@ REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 
 import torch  # noqa: E402
-from cluttered import _config, _test_accuracy  # noqa: E402
+from cluttered import _config, _test_accuracy, add_task_arguments  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from prunetuna.config import parse_config  # noqa: E402
@@ -123,15 +123,8 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet", choices=["resnet", "mobilenet"])
     parser.add_argument("--budget", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--n-trials", type=int, default=16)
+    add_task_arguments(parser, n_trials=16, final_epochs=4, canvas=32, projection="relative")
     parser.add_argument("--variants", nargs="+", default=["20", "80", "20d"])
-    parser.add_argument("--final-epochs", type=int, default=4)
-    parser.add_argument("--final-batches", type=int, default=0)
-    parser.add_argument("--baseline-epochs", type=int, default=8)
-    parser.add_argument("--trial-batches", type=int, default=20)  # unused here; cluttered._config reads it
-    parser.add_argument("--canvas", type=int, default=32)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--projection", default="relative")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "proxy_ranking.json"))

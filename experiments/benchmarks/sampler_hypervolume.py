@@ -32,7 +32,7 @@ sys.path[:0] = [str(HERE), str(REPO)]
 
 import torch  # noqa: E402
 from _search_bench import hv_curve  # noqa: E402
-from cluttered import _config  # noqa: E402
+from cluttered import _config, add_task_arguments  # noqa: E402
 
 from prunetuna.config import parse_config  # noqa: E402
 from prunetuna.results import build_report  # noqa: E402
@@ -103,14 +103,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["resnet", "mobilenet"], choices=["resnet", "mobilenet"])
     parser.add_argument("--samplers", nargs="+", default=["gp", "tpe", "nsga2"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-trials", type=int, default=30)
-    parser.add_argument("--trial-batches", type=int, default=20)
-    parser.add_argument("--baseline-epochs", type=int, default=8)
-    parser.add_argument("--final-epochs", type=int, default=1)  # unused: cluttered._config reads it
-    parser.add_argument("--final-batches", type=int, default=0)
-    parser.add_argument("--canvas", type=int, default=32)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--projection", default="toward_max")
+    add_task_arguments(parser, final_epochs=1, canvas=32)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "benchmarks" / "sampler_hypervolume.json"))

@@ -21,8 +21,10 @@ ratio, and the searched candidate's gain over the best alternative.
 *narrowed*: the same architecture built with the largest ``width`` whose FLOPs ratio to the dense model is
 at most B (every layer narrowed alike; Crowley et al. 2018), trained from scratch (seed S) for
 --baseline-epochs + --final-epochs whole epochs (at least the dense model's training plus the final
-fine-tune) and scored on the test split (--no-narrowed: not). Not done here: the latency budget and the
-hypervolume targets of issue 21.
+fine-tune) and scored on the test split (--no-narrowed: not).
+--latency-budgets L: the same under ``constraints: {latency: L}`` (onnxruntime, batch 1, one thread; objectives
+accuracy and latency); *searched* and *random* are then the best feasible trials, *narrowed* the widest width
+whose measured latency ratio fits. The hypervolume targets are sampler_hypervolume.py's.
 
     PYTHONPATH=. .venv/bin/python experiments/benchmarks/cluttered.py [--archs resnet mobilenet]
         [--budgets 0.25 0.1 0.05] [--seeds 0 1 2] [--n-trials 30] [--final-epochs 10] [--final-batches 0]
@@ -50,8 +52,9 @@ sys.path[:0] = [str(HERE), str(REPO)]
 import torch  # noqa: E402
 
 from prunetuna.config import parse_config  # noqa: E402
+from prunetuna.errors import UserError  # noqa: E402
 from prunetuna.export import final_finetune, rebuild_trial, select_trial  # noqa: E402
-from prunetuna.objectives import count_flops  # noqa: E402
+from prunetuna.objectives import LatencySettings, count_flops, measure_latency  # noqa: E402
 from prunetuna.search import run_search  # noqa: E402
 from prunetuna.store import TrialRecord, load_study, resolve_workspace  # noqa: E402
 from prunetuna.training import evaluate_accuracy  # noqa: E402
@@ -86,11 +89,20 @@ def add_task_arguments(parser: argparse.ArgumentParser, **defaults: object) -> N
             )
 
 
-def _narrowed(args: argparse.Namespace, arch: str, budget: float, seed: int, workdir: Path) -> dict:
-    """The uniformly narrowed net trained from scratch: the widest ``width`` within the FLOPs budget."""
+def _cost_of(cost: str, model: torch.nn.Module, example: torch.Tensor) -> float:
+    """FLOPs, or the onnxruntime latency at batch 1 on one thread (ms), as a latency budget's search measures it."""
+    if cost == "flops":
+        return count_flops(model.eval(), example[:1])
+    return measure_latency(model.eval(), example[:1], LatencySettings(backend="onnxruntime")).median_ms
+
+
+def _narrowed(
+    args: argparse.Namespace, arch: str, budget: float, seed: int, workdir: Path, cost: str = "flops"
+) -> dict:
+    """The uniformly narrowed net trained from scratch: the widest ``width`` within the budget."""
 
     def workload_at(width: int, epochs: int):  # noqa: ANN202
-        raw = _config(args, arch, budget, seed, "narrowed", None)
+        raw = _config(args, arch, budget, seed, "narrowed", None, cost)
         raw["name"] += f"-w{width}"
         raw["model"]["kwargs"]["width"] = width
         raw["baseline"]["epochs"] = epochs
@@ -98,11 +110,11 @@ def _narrowed(args: argparse.Namespace, arch: str, budget: float, seed: int, wor
         return config, load_workload(config)
 
     _, dense = workload_at(args.width, 1)
-    dense_flops = count_flops(dense.model.eval(), dense.example[:1])
+    dense_cost = _cost_of(cost, dense.model, dense.example)
     width = args.width
     while width > 1:
         _, narrowed = workload_at(width, 1)
-        ratio = count_flops(narrowed.model.eval(), narrowed.example[:1]) / dense_flops
+        ratio = _cost_of(cost, narrowed.model, narrowed.example) / dense_cost
         if ratio <= budget:
             break
         width -= 1
@@ -112,11 +124,12 @@ def _narrowed(args: argparse.Namespace, arch: str, budget: float, seed: int, wor
     return {
         "arch": arch,
         "budget": budget,
+        "cost": cost,
         "seed": seed,
         "candidate": "narrowed",
         "trial": None,
         "origin": f"width {width} of {args.width}",
-        "flops_ratio": ratio,
+        "ratio": ratio,
         "val_search": None,
         "val_final": baseline.accuracy,
         "test": evaluate_accuracy(workload.model, workload.datamodule.test_dataloader()),
@@ -125,7 +138,15 @@ def _narrowed(args: argparse.Namespace, arch: str, budget: float, seed: int, wor
     }
 
 
-def _config(args: argparse.Namespace, arch: str, budget: float, seed: int, kind: str, checkpoint: str | None) -> dict:
+def _config(
+    args: argparse.Namespace,
+    arch: str,
+    budget: float,
+    seed: int,
+    kind: str,
+    checkpoint: str | None,
+    cost: str = "flops",
+) -> dict:
     if arch == "resnet":
         model = {"builtin": "tiny-resnet", "kwargs": {"width": args.width}}
     else:
@@ -145,7 +166,8 @@ def _config(args: argparse.Namespace, arch: str, budget: float, seed: int, kind:
     return {
         "name": f"clut-{arch}-b{budget:g}-s{seed}-{kind}"
         + ("" if args.projection == "toward_max" else f"-{args.projection}")
-        + (f"-p{args.promote_top}e{args.promote_epochs}" if getattr(args, "promote_top", 0) else ""),
+        + (f"-p{args.promote_top}e{args.promote_epochs}" if getattr(args, "promote_top", 0) else "")
+        + ("" if cost == "flops" else f"-{cost}"),
         "seed": seed,
         "model": model,
         "data": {
@@ -156,9 +178,9 @@ def _config(args: argparse.Namespace, arch: str, budget: float, seed: int, kind:
         "pruning": {"max_sparsity": 0.9, "step": 0.05, "calibration_batches": 4},
         "finetune": {"epochs": 1, "lr": 0.002, "max_batches": args.trial_batches},
         "final_finetune": final,
-        "objectives": ["accuracy", "flops"],
-        "constraints": {"flops": budget},
-        "latency": {"every_trial": False},
+        "objectives": ["accuracy", cost],
+        "constraints": {cost: budget},
+        "latency": {"every_trial": False, "backend": "onnxruntime"},  # measured only under a latency budget
         "search": search,
     }
 
@@ -168,16 +190,25 @@ def _test_accuracy(config, workspace, trial) -> float:  # noqa: ANN001
     return evaluate_accuracy(rebuilt.model, rebuilt.workload.datamodule.test_dataloader())
 
 
-def _candidates(config_tpe, config_random, workspace_tpe, workspace_random, budget: float) -> dict:  # noqa: ANN001
+def _candidates(config_tpe, config_random, workspace_tpe, workspace_random, budget: float, cost: str) -> dict:  # noqa: ANN001
+    limit = budget if cost == "flops" else None  # a latency budget: --best takes the best feasible trial
+
+    def best(study):  # noqa: ANN001, ANN202 - None when no trial is feasible (a latency budget measured over it)
+        try:
+            return select_trial(study, max_flops=limit)
+        except UserError as exc:
+            print(f"no candidate: {exc}", flush=True)
+            return None
+
     tpe = load_study(workspace_tpe, config_tpe.name)
-    chosen = {"searched": (config_tpe, workspace_tpe, select_trial(tpe, max_flops=budget))}
+    chosen = {"searched": (config_tpe, workspace_tpe, best(tpe))}
     for trial in tpe.get_trials(deepcopy=False):
         origin = TrialRecord.of(trial).origin
         if origin in ALTERNATIVES and trial.state.name == "COMPLETE" and origin not in chosen:
             chosen[origin] = (config_tpe, workspace_tpe, trial)
     random = load_study(workspace_random, config_random.name)
-    chosen["random"] = (config_random, workspace_random, select_trial(random, max_flops=budget))
-    return chosen
+    chosen["random"] = (config_random, workspace_random, best(random))
+    return {name: picked for name, picked in chosen.items() if picked[2] is not None}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -187,9 +218,9 @@ def run(args: argparse.Namespace) -> dict:
         workdir = root / arch
         checkpoint = None
         for seed in args.seeds:
-            for budget in args.budgets:
+            for cost, budget in [("flops", b) for b in args.budgets] + [("latency", b) for b in args.latency_budgets]:
                 configs = {
-                    kind: parse_config(_config(args, arch, budget, seed, kind, checkpoint))
+                    kind: parse_config(_config(args, arch, budget, seed, kind, checkpoint, cost))
                     for kind in ("tpe", "random")
                 }
                 spaces = {kind: resolve_workspace(c.name, workdir, None, None) for kind, c in configs.items()}
@@ -199,17 +230,19 @@ def run(args: argparse.Namespace) -> dict:
                 searched_s = time.perf_counter() - started
                 if checkpoint is None:  # seed 0's dense model: the start of every later seed
                     checkpoint = str(sorted(workdir.glob("baseline-*.pt"), key=lambda p: p.stat().st_mtime)[0])
-                chosen = _candidates(configs["tpe"], configs["random"], spaces["tpe"], spaces["random"], budget)
+                chosen = _candidates(configs["tpe"], configs["random"], spaces["tpe"], spaces["random"], budget, cost)
                 for name, (config, workspace, trial) in chosen.items():
                     started = time.perf_counter()
                     done = final_finetune(config, workspace, trial=trial.number)
                     row = {
                         "arch": arch,
                         "budget": budget,
+                        "cost": cost,
                         "seed": seed,
                         "candidate": name,
                         "trial": trial.number,
                         "origin": TrialRecord.of(trial).origin,
+                        "ratio": done.metrics[f"{cost}_ratio"],
                         "flops_ratio": done.metrics["flops_ratio"],
                         "val_search": done.metrics["accuracy_search"],
                         "val_final": done.metrics["accuracy"],
@@ -220,40 +253,42 @@ def run(args: argparse.Namespace) -> dict:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 if args.narrowed:
-                    rows.append(_narrowed(args, arch, budget, seed, workdir))
+                    rows.append(_narrowed(args, arch, budget, seed, workdir, cost))
                     print(json.dumps(rows[-1]), flush=True)
     return {"rows": rows, "workdir": str(root)}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
     table = []
-    for arch in dict.fromkeys(r["arch"] for r in rows):
-        for budget in dict.fromkeys(r["budget"] for r in rows):
-            group = [r for r in rows if r["arch"] == arch and r["budget"] == budget]
-            if not group:
-                continue
-            by = {}
-            for name in ("searched", *ALTERNATIVES):
-                picked = [r for r in group if r["candidate"] == name]
-                if picked:
-                    tests = [100 * r["test"] for r in picked]
-                    by[name] = {
-                        "test_mean": mean(tests),
-                        "test_std": pstdev(tests),
-                        "flops_ratio_mean": mean(r["flops_ratio"] for r in picked),
-                        "n": len(picked),
-                        "origins": [r["origin"] for r in picked],
-                    }
-            best_alt = max((n for n in ALTERNATIVES if n in by), key=lambda n: by[n]["test_mean"], default=None)
-            gain = by["searched"]["test_mean"] - by[best_alt]["test_mean"] if best_alt and "searched" in by else None
-            table.append({"arch": arch, "budget": budget, "candidates": by, "best_alternative": best_alt, "gain": gain})
+    for arch, cost, budget in dict.fromkeys((r["arch"], r.get("cost", "flops"), r["budget"]) for r in rows):
+        group = [r for r in rows if (r["arch"], r.get("cost", "flops"), r["budget"]) == (arch, cost, budget)]
+        if not group:
+            continue
+        by = {}
+        for name in ("searched", *ALTERNATIVES):
+            picked = [r for r in group if r["candidate"] == name]
+            if picked:
+                tests = [100 * r["test"] for r in picked]
+                by[name] = {
+                    "test_mean": mean(tests),
+                    "test_std": pstdev(tests),
+                    "ratio_mean": mean(r.get("ratio", r.get("flops_ratio")) for r in picked),
+                    "n": len(picked),
+                    "origins": [r["origin"] for r in picked],
+                }
+        best_alt = max((n for n in ALTERNATIVES if n in by), key=lambda n: by[n]["test_mean"], default=None)
+        gain = by["searched"]["test_mean"] - by[best_alt]["test_mean"] if best_alt and "searched" in by else None
+        table.append(
+            {"arch": arch, "cost": cost, "budget": budget, "candidates": by, "best_alternative": best_alt, "gain": gain}
+        )
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=["resnet", "mobilenet"], choices=["resnet", "mobilenet"])
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.1, 0.05])
+    parser.add_argument("--budgets", type=float, nargs="*", default=[0.25, 0.1, 0.05])
+    parser.add_argument("--latency-budgets", type=float, nargs="*", default=[], help="e.g. 0.333: a third of dense")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     add_task_arguments(parser)
     parser.add_argument("--promote-top", type=int, default=0, help="search.promote.top (0: off)")
@@ -274,11 +309,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     for entry in figures["summary"]:
-        print(f"{entry['arch']} at FLOPs {entry['budget']:g}:")
+        print(f"{entry['arch']} at {entry['cost']} {entry['budget']:g}:")
         for name, c in entry["candidates"].items():
             print(
-                f"  {name:12s} test {c['test_mean']:.2f} +- {c['test_std']:.2f} (n={c['n']}), flops ratio "
-                f"{c['flops_ratio_mean']:.3f}, origins {c['origins']}"
+                f"  {name:12s} test {c['test_mean']:.2f} +- {c['test_std']:.2f} (n={c['n']}), {entry['cost']} ratio "
+                f"{c['ratio_mean']:.3f}, origins {c['origins']}"
             )
         if entry["gain"] is not None:
             print(f"  searched - best alternative ({entry['best_alternative']}): {entry['gain']:+.2f} points")

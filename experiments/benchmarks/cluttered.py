@@ -29,7 +29,7 @@ whose measured latency ratio fits. The hypervolume targets are sampler_hypervolu
     PYTHONPATH=. .venv/bin/python experiments/benchmarks/cluttered.py [--archs resnet mobilenet]
         [--budgets 0.25 0.1 0.05] [--seeds 0 1 2] [--n-trials 30] [--final-epochs 10] [--final-batches 0]
         [--trial-batches 20] [--baseline-epochs 8] [--canvas 40] [--width 16] [--projection toward_max]
-        [--promote-top 0] [--promote-epochs 1] [--no-narrowed]
+        [--latency-budgets L ...] [--promote-top 0] [--promote-epochs 1] [--no-narrowed]
         [--out runs/benchmarks/cluttered.json] [--workdir DIR] [--threads K]
 
 Measured and reported, not asserted; the wall time is printed and written with the figures.

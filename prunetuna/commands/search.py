@@ -42,6 +42,8 @@ def summary_line(event: TrialEvent, dense: dict[str, float], metric: str = "accu
         if f"{name}_ratio" in metrics:
             parts.append(f"{name} {metrics[f'{name}_ratio']:.2f}x")
     parts.append(f"{event.seconds:.1f}s")
+    if "accuracy_short" in metrics:  # search.promote fine-tuned it longer; the score above is after that
+        parts.append(f"promoted from {metrics['accuracy_short']:.4f}")
     if event.origin != "sampler":
         parts.append(f"[{event.origin}]")
     return "  ".join(parts)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prunetuna.config import COST_INFO
-from prunetuna.results._report_lines import device_line, failure_lines
+from prunetuna.results._report_lines import device_line, failure_lines, promoted_line
 from prunetuna.store import StudyRecord, TrialEnd, TrialRecord
 
 __all__ = [
@@ -259,8 +259,9 @@ def render_report(report: StudyReport, console: Console) -> None:
         states[trial.state] = states.get(trial.state, 0) + 1
     summary = ", ".join(f"{count} {state.lower()}" for state, count in sorted(states.items())) or "no trials"
     console.print(f"{len(report.trials)} trials ({summary}); {len(shown)} shown")
-    for line in failure_lines(report.trials):
-        console.print(line, markup=False, highlight=False)
+    for line in [*failure_lines(report.trials), promoted_line(report.trials)]:
+        if line:
+            console.print(line, markup=False, highlight=False)
     if report.dimensions:
         covered = ", ".join(
             f"{d['name']} ({d['layers']} layers)" if d.get("layers") else d["name"] for d in report.dimensions

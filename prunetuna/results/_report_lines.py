@@ -1,16 +1,17 @@
-"""Lines under the report's table: where latency was measured, and why trials failed."""
+"""Lines under the report's table: where latency was measured, why trials failed, which were promoted."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-__all__ = ["device_line", "failure_lines"]
+__all__ = ["device_line", "failure_lines", "promoted_line"]
 
 
 class _Trial(Protocol):
     number: int
     state: str
     fail_reason: str | None
+    metrics: dict[str, float]
 
 
 def device_line(device: dict[str, Any]) -> str:
@@ -37,3 +38,15 @@ def failure_lines(trials: Sequence[_Trial], width: int = 240) -> list[str]:
         f"failed trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}: {reason}"
         for reason, numbers in by_reason.items()
     ]
+
+
+def promoted_line(trials: Sequence[_Trial]) -> str | None:
+    """The trials ``search.promote`` fine-tuned longer (their record has the short score, ``accuracy_short``):
+    their scores are after more training than the others', which the table alone does not show."""
+    numbers = [str(t.number) for t in trials if "accuracy_short" in t.metrics]
+    if not numbers:
+        return None
+    return (
+        f"promoted trials {', '.join(numbers)}: scored after search.promote's longer fine-tune "
+        "(the short fine-tune's score is their metric accuracy_short)"
+    )

@@ -81,6 +81,11 @@ def test_promoted_candidates_are_fine_tuned_longer_and_scored_after_it(tmp_path)
     assert len(promoted) < len(trials)  # with top 1, some sampled candidates are not promoted
     run = client.get_run(promoted[0].user_attrs["mlflow_run_id"])
     assert run.data.params["search.promote.top"] == "1"
+    config = tmp_path / "experiment.yaml"
+    report = CliRunner().invoke(app, ["report", str(config), "--workdir", str(tmp_path / "w")])
+    assert report.exit_code == 0, report.output
+    numbers = ", ".join(str(t.number) for t in promoted)
+    assert f"promoted trials {numbers}: scored after search.promote's longer fine-tune" in report.output
     assert run.data.metrics["accuracy_short"] == pytest.approx(promoted[0].user_attrs["metrics"]["accuracy_short"])
 
 

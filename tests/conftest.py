@@ -46,6 +46,22 @@ def tiny_config(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def search_one_trial(config: Path, workdir: Path, study_name: str, below: float = 1.0) -> Any:
+    """``prunetuna search CONFIG --workdir W`` through the CLI (exit 0), for a one-trial study whose trial must be
+    COMPLETE below ``below`` of the dense FLOPs; the Optuna study."""
+    import optuna
+    from typer.testing import CliRunner
+
+    from prunetuna.cli import app
+
+    result = CliRunner().invoke(app, ["search", str(config), "--workdir", str(workdir)])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{workdir / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+    assert study.trials[0].user_attrs["metrics"]["flops_ratio"] < below
+    return study
+
+
 def write_config(folder: Path, config: dict[str, Any], filename: str = "experiment.yaml") -> Path:
     path = folder / filename
     path.write_text(yaml.safe_dump(config, sort_keys=False))

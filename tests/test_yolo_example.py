@@ -18,7 +18,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import tiny_config, write_config
+from conftest import search_one_trial, tiny_config, write_config
 from prunetuna.cli import app
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "experiments" / "examples" / "yolo"
@@ -106,11 +106,7 @@ def test_stock_yolo11n_searches_on_map50_and_exports_to_onnx_and_torchscript(tmp
     pytest.importorskip("ultralytics", reason="ultralytics is not installed ('prunetuna[yolo]')")
     config = write_config(tmp_path, _yolo_config(digits_set, "yolo11n.yaml", n_trials=1))
     workdir = tmp_path / "w"
-    result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
-    assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="yolo-ci", storage=f"sqlite:///{workdir / 'optuna.db'}")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"]
-    assert study.trials[0].user_attrs["metrics"]["flops_ratio"] < 1.0
+    search_one_trial(config, workdir, "yolo-ci")
     for fmt in ("onnx", "torchscript"):
         out = tmp_path / f"yolo.{fmt}"
         args = ["export", str(config), "--workdir", str(workdir), "--trial", "0", "--format", fmt, "--out", str(out)]

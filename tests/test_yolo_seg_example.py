@@ -10,12 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import tiny_config, write_config
+from conftest import search_one_trial, tiny_config, write_config
 from prunetuna.cli import app
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "experiments" / "examples" / "yolo"
@@ -120,11 +119,7 @@ def test_stock_yolov8n_seg_searches_on_mask_map50_and_exports_to_onnx(tmp_path: 
 
     config = write_config(tmp_path, _seg_config(seg_set))
     workdir = tmp_path / "w"
-    result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
-    assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="yolo-seg-ci", storage=f"sqlite:///{workdir / 'optuna.db'}")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"]
-    assert study.trials[0].user_attrs["metrics"]["flops_ratio"] < 1.0
+    search_one_trial(config, workdir, "yolo-seg-ci")
     out = tmp_path / "seg.onnx"
     args = ["export", str(config), "--workdir", str(workdir), "--trial", "0", "--format", "onnx", "--out", str(out)]
     exported = runner.invoke(app, args)

@@ -9,11 +9,10 @@ import json
 import os
 from pathlib import Path
 
-import optuna
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tiny_config, write_config
+from conftest import search_one_trial, tiny_config, write_config
 from prunetuna.cli import app
 
 pytest.importorskip("torchvision")
@@ -43,11 +42,7 @@ def test_detector_searches_and_exports(tmp_path: Path, arch: str) -> None:
         ),
     )
     workdir = tmp_path / "w"
-    result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
-    assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="det", storage=f"sqlite:///{workdir / 'optuna.db'}")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"]
-    assert study.trials[0].user_attrs["metrics"]["flops_ratio"] < 0.99
+    search_one_trial(config, workdir, "det", below=0.99)
     out = tmp_path / "det.onnx"
     args = ["export", str(config), "--workdir", str(workdir), "--trial", "0", "--format", "onnx", "--out", str(out)]
     exported = runner.invoke(app, args)

@@ -14,6 +14,7 @@ __all__ = ["FAULT_POINTS", "fault", "hold", "out_of_memory"]
 
 FAULT_POINTS = (
     "parent",  # the study's creator: the study created and prepared (baselines enqueued), no parent run yet
+    "asked",  # inside Optuna's ask: the trial created (or an enqueued one taken), before its first heartbeat
     "sampled",  # the candidate's vector was drawn, before pruning
     "pruned",  # pruned and measured, its MLflow run created
     "fine_tune",  # after the first fine-tune epoch

@@ -57,11 +57,11 @@ _HOMES = {
     ),
     "_study": (
         "FINISHED_STATES",
-        "NEVER_STARTED_S",
         "check_existing",
         "count_finished",
         "enqueue_again",
         "fail_never_started",
+        "mark_started",
         "open_study",
         "retry_later",
     ),

@@ -79,6 +79,7 @@ def run_search(
         store = TrialStore(workspace.workdir)
         if not created:
             optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
+            fail_never_started(study, grace_s=3 * config.search.heartbeat)  # and those killed before their first beat
             reconcile(study, tracker, store)  # runs those and earlier kills left incomplete: repaired from the work dir
         write_study(study, _study_record(plan), stored)
         outcome = SearchOutcome(config.name, count_finished(study), target, 0, 0, plan.dense)
@@ -229,7 +230,7 @@ class _Session:
     def _check_elsewhere(self) -> None:
         time.sleep(min(2.0, self.plan.config.search.heartbeat))
         optuna.storages.fail_stale_trials(self.study)
-        fail_never_started(self.study)
+        fail_never_started(self.study, grace_s=3 * self.plan.config.search.heartbeat)
         self.tracker.flush()
         reconcile(self.study, self.tracker, self.store)
 

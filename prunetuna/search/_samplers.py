@@ -9,6 +9,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from prunetuna.faults import fault
 from prunetuna.registry import Registry
 
 __all__ = ["SAMPLERS", "CandidateChooser", "TrialSeededSampler", "make_sampler", "population_size", "trial_seed"]
@@ -80,6 +81,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         return chooser if chosen else None
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        fault("asked", trial.number)
         self._current = self._factory(trial_seed(self._seed, trial.number))
         self._current.before_trial(study, trial)
 

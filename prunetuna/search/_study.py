@@ -3,7 +3,6 @@ of trials that a killed process left RUNNING."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import time
 
@@ -13,21 +12,20 @@ from optuna.trial import Trial, TrialState
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.search._early_stopping import make_pruner
-from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
+from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields, write_trial
 
 __all__ = [
     "FINISHED_STATES",
-    "NEVER_STARTED_S",
     "check_existing",
     "count_finished",
     "enqueue_again",
     "fail_never_started",
+    "mark_started",
     "open_study",
     "retry_later",
 ]
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-NEVER_STARTED_S = 600.0  # a RUNNING trial this old without an MLflow run never got going (killed inside Optuna's ask)
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -82,16 +80,43 @@ def open_study(
     return study, True
 
 
-def fail_never_started(study: optuna.Study) -> None:
-    """A process killed inside Optuna's ask leaves a RUNNING trial that never beat, so Optuna never finds
-    it stale; one that old without an MLflow run is failed here (nothing of it ran)."""
+def mark_started(trial: Trial) -> None:
+    """The objective's first step: the trial's first heartbeat, recorded now rather than by Optuna's heartbeat
+    thread (a process killed before that thread's first beat left a RUNNING trial that Optuna never finds stale),
+    then the record that says it beat (``heartbeat_of``)."""
+    storage = trial.study._storage
+    interval = getattr(storage, "get_heartbeat_interval", None)  # RDBStorage's heartbeat (Optuna's BaseHeartbeat)
+    if interval is not None and interval() is not None:
+        storage.record_heartbeat(trial._trial_id)
+    write_trial(trial, heartbeat_of=trial.number)
+
+
+def fail_never_started(study: optuna.Study, grace_s: float) -> None:
+    """A process killed inside Optuna's ask leaves a RUNNING trial that never beat, so Optuna never finds it
+    stale: one older than ``grace_s`` (three heartbeats; an ask takes moments) is failed here, and enqueued again
+    when it carried parameters to keep (a retry's, a baseline's)."""
     now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if TrialRecord.of(trial).mlflow_run_id is not None or trial.datetime_start is None:
+        if TrialRecord.of(trial).heartbeat_of == trial.number or trial.datetime_start is None:
             continue
-        if (now - trial.datetime_start).total_seconds() > NEVER_STARTED_S:
-            with contextlib.suppress(Exception):  # another worker may have failed it first
-                study.tell(trial.number, state=TrialState.FAIL)
+        if (now - trial.datetime_start).total_seconds() <= grace_s:
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", NEVER_STARTED_REASON)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except Exception:  # noqa: BLE001, S112 - another worker failed it first, and enqueued it if it had to
+            continue
+        if _carries_parameters(trial):
+            enqueue_again(study, trial)
+
+
+NEVER_STARTED_REASON = "its process was killed before the trial started (inside Optuna's ask, before any heartbeat)"
+
+
+def _carries_parameters(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial killed in its ask has no sampled parameters; an enqueued one (a retry, a baseline) has its fixed
+    parameters or its origin's vector, which must run."""
+    return bool(trial.params or trial.system_attrs.get("fixed_params")) or TrialRecord.of(trial).origin != "sampler"
 
 
 def enqueue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -100,7 +125,8 @@ def enqueue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     preset: dict[str, object] = {"sparsity": record.sparsity} if record.origin != "sampler" else {}  # a baseline's
     if record.candidates:  # its params were chosen among these draws (search.screening.candidates): not drawn again
         preset["candidates"] = record.candidates
-    study.enqueue_trial(trial.params, user_attrs=enqueue_attrs(origin=record.origin, retry_of=trial.number, **preset))
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}  # killed in its ask: not suggested yet
+    study.enqueue_trial(params, user_attrs=enqueue_attrs(origin=record.origin, retry_of=trial.number, **preset))
 
 
 def retry_later(study: optuna.Study, trial: Trial | None) -> None:

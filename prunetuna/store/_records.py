@@ -134,6 +134,8 @@ class TrialRecord:
     )
     promotion: dict[str, Any] | None = None  # the short fine-tune point {score, costs, feasible}, then promoted/reason
     candidates: tuple[dict[str, Any], ...] = ()  # search.screening.candidates: every draw, its score, why dropped
+    heartbeat_of: int | None = None  # the trial's own number once its first heartbeat is recorded (a retry copies
+    # the stale trial's attributes, so a number that is not its own means it never beat)
 
     @classmethod
     def of(cls, trial: Any) -> TrialRecord:
@@ -158,6 +160,7 @@ class TrialRecord:
             screening=attrs.get("screening"),
             promotion=attrs.get("promotion"),
             candidates=tuple(attrs.get("candidates") or ()),
+            heartbeat_of=attrs.get("heartbeat_of"),
         )
 
     @property

@@ -109,6 +109,29 @@ def test_killed_at_any_point_and_resumed_loses_nothing(tmp_path: Path, point: st
     assert_nothing_lost(config, workdir, "kill", 2, export=1 if 1 in complete else complete[-1])
 
 
+def test_a_retry_killed_inside_optunas_ask_runs_its_parameters_again(tmp_path: Path) -> None:
+    # Trial 1 is killed mid-fine-tune; the next process fails it (stale) and takes its retry, trial 2, from the queue,
+    # and is killed inside Optuna's ask, before any heartbeat: Optuna never finds trial 2 stale. The third process
+    # fails it once three heartbeats have passed, enqueues trial 1's parameters again and runs them.
+    config = write_config(tmp_path, tiny_config("asked", search={"n_trials": 2, "heartbeat": 1}))
+    workdir = tmp_path / "w"
+    for point in ("fine_tune:1", "asked:2"):
+        killed = _cli("search", str(config), "--workdir", str(workdir), PRUNETUNA_FAULT=point)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    trials = _study(workdir, "asked").trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "RUNNING"], [(t.number, t.state) for t in trials]
+    assert trials[2].params == trials[1].params and trials[2].user_attrs.get("heartbeat_of") != 2
+    resumed = _cli("search", str(config), "--workdir", str(workdir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2/2 finished trials" in resumed.stderr and "Traceback" not in resumed.stderr
+    trials = _study(workdir, "asked").trials
+    assert trials[2].state.name == "FAIL" and "killed before the trial started" in trials[2].user_attrs["fail_reason"]
+    rerun = [t for t in trials[3:] if t.state.name == "COMPLETE"]
+    assert [t.params for t in rerun] == [trials[1].params], [(t.number, t.state, t.params) for t in trials]
+    assert rerun[0].user_attrs["retry_of"] == 2
+    assert_nothing_lost(config, workdir, "asked", 2, export=rerun[0].number)
+
+
 # noqa: ANN001
 def _wait_for(study_of, condition, process: subprocess.Popen[str], what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout

@@ -46,6 +46,8 @@ class YoloDetector(pl.LightningModule):
         conf: float = 0.001,
         iou: float = 0.7,
         max_det: int = 100,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 2.0,
     ) -> None:
         super().__init__()
         from ultralytics.cfg import get_cfg
@@ -76,6 +78,37 @@ class YoloDetector(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["img"]))
+        return loss
+
+    def distillation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, teacher_outputs: Any) -> torch.Tensor:
+        """prunetuna's distillation hook (``finetune.distill``): the dense model's head outputs as soft targets beside
+        ultralytics' loss, ``(1 - a) * loss + a * T^2 * (class KD + box KD)`` with this module's ``distill_alpha`` (a)
+        and ``distill_temperature`` (T): class scores by binary cross-entropy against the teacher's
+        ``sigmoid(score / T)`` (less the teacher's own entropy, so it is 0 when they agree), box sides by KL between
+        the DFL bin distributions at T; both summed per anchor, averaged over anchors and images."""
+        predictions = self.model(batch["img"])
+        loss, _ = self._criterion()(predictions, batch)
+        task = loss.sum() / len(batch["img"])
+        teacher = next(
+            o
+            for o in (teacher_outputs if isinstance(teacher_outputs, tuple) else (teacher_outputs,))
+            if isinstance(o, dict)
+        )  # eval output: (decoded, raw head dict)
+        alpha, t = self.hparams.distill_alpha, self.hparams.distill_temperature
+        student_scores, teacher_scores = predictions["scores"].float() / t, teacher["scores"].float() / t
+        soft = torch.sigmoid(teacher_scores)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        cls_kd = bce(student_scores, soft, reduction="none") - bce(teacher_scores, soft, reduction="none")
+        images, _, anchors = predictions["boxes"].shape
+        bins = self.model.model[-1].reg_max
+        student_bins = predictions["boxes"].float().view(images, 4, bins, anchors) / t
+        teacher_bins = teacher["boxes"].float().view(images, 4, bins, anchors) / t
+        box_kd = torch.nn.functional.kl_div(
+            student_bins.log_softmax(2), teacher_bins.log_softmax(2), log_target=True, reduction="none"
+        )
+        kd = (cls_kd.sum(1).mean() + box_kd.sum((1, 2)).mean()) * t**2
+        loss = (1 - alpha) * task + alpha * kd
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["img"]))
         return loss
 

@@ -101,6 +101,35 @@ def test_map_is_one_for_perfect_predictions_and_lower_for_wrong_classes(digits_s
     assert results[1]["val/map50"] == 0.0
 
 
+def test_distillation_step_adds_nothing_when_the_teacher_agrees_and_pulls_toward_it_otherwise(digits_set: Path) -> None:
+    import copy
+
+    from yolo_module import YoloDetector
+
+    module = YoloDetector(imgsz=64, distill_alpha=0.5)
+    module.log = lambda *args, **kwargs: None  # no Trainer here
+    batch = next(iter(YoloData(str(digits_set), imgsz=64, batch_size=4).train_dataloader()))
+    module.model.train()
+    for layer in module.model.modules():  # BN on running statistics: the train-mode head equals the eval one
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.eval()
+    teacher = copy.deepcopy(module.model).eval()
+    with torch.no_grad():
+        agreeing = teacher(batch["img"])  # eval output: (decoded, raw head dict), as prunetuna hands it over
+        task = module._loss(batch)
+        same = module.distillation_step(batch, 0, agreeing)
+    torch.testing.assert_close(same, 0.5 * task, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        for parameter in teacher.model[-1].parameters():  # a teacher whose head disagrees
+            parameter.add_(0.5 * torch.randn_like(parameter))
+        other = teacher(batch["img"])
+    loss = module.distillation_step(batch, 0, other)
+    assert loss.item() > same.item() + 1e-3
+    loss.backward()  # the soft term reaches the student's head
+    trained = [p for p in module.model.model[-1].parameters() if p.requires_grad]  # DFL's conv is frozen
+    assert trained and all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
+
+
 def test_stock_yolo11n_searches_on_map50_and_exports_to_onnx_and_torchscript(tmp_path: Path, digits_set: Path) -> None:
     # C3k2 and C2PSA attention (the graph that grew to 12 GB before): one trial, below dense FLOPs, both formats
     pytest.importorskip("ultralytics", reason="ultralytics is not installed ('prunetuna[yolo]')")

@@ -170,7 +170,10 @@ def _yolo_config(digits_set: Path, model: str, n_trials: int) -> dict:
 
 def test_stock_yolov8n_searches_on_map50_and_exports(tmp_path: Path, digits_set: Path) -> None:
     pytest.importorskip("ultralytics", reason="ultralytics is not installed ('prunetuna[yolo]')")
-    config = write_config(tmp_path, _yolo_config(digits_set, "yolov8n.yaml", n_trials=2))
+    raw = _yolo_config(digits_set, "yolov8n.yaml", n_trials=2)
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    raw["model"]["kwargs"]["names"] = names  # the data.yaml's names, handed back in the ultralytics file
+    config = write_config(tmp_path, raw)
     workdir = tmp_path / "w"
     result = runner.invoke(app, ["search", str(config), "--workdir", str(workdir)])
     assert result.exit_code == 0, result.output
@@ -191,5 +194,7 @@ def test_stock_yolov8n_searches_on_map50_and_exports(tmp_path: Path, digits_set:
     assert predictions.shape[:2] == (2, 4 + 10)  # what ultralytics' NMS takes, at another batch size
     from ultralytics import YOLO
 
-    (result,) = YOLO(str(tmp_path / "yolo.pt")).predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, verbose=False)
-    assert result.boxes is not None  # the pruned model handed back: ultralytics' own predict runs it
+    yolo = YOLO(str(tmp_path / "yolo.pt"))
+    assert yolo.names == dict(enumerate(names))
+    (result,) = yolo.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, verbose=False)
+    assert result.boxes is not None and result.names == dict(enumerate(names))  # ultralytics' own predict runs it

@@ -32,7 +32,8 @@ os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-")
 
 class YoloDetector(pl.LightningModule):
     """``model``: an ultralytics model YAML (random init) such as ``yolov8n.yaml``; ``nc`` classes; ``imgsz`` the
-    square input side (a multiple of 32). AdamW at ``lr``; NMS at ``conf`` / ``iou`` as ultralytics' val."""
+    square input side (a multiple of 32). AdamW at ``lr``; NMS at ``conf`` / ``iou`` as ultralytics' val; ``names``
+    the classes' names (``export --format ultralytics`` files carry them; default ``0..nc-1``)."""
 
     KINDS = ("box",)  # what predictions are matched on: their boxes (YoloSegmenter: and their masks)
 
@@ -48,12 +49,17 @@ class YoloDetector(pl.LightningModule):
         max_det: int = 100,
         distill_alpha: float = 0.5,
         distill_temperature: float = 2.0,
+        names: list[str] | None = None,
     ) -> None:
         super().__init__()
         from ultralytics.cfg import get_cfg
 
         self.save_hyperparameters()
         self.model = self._build(model, nc)
+        if names is not None:  # your data.yaml's class names: what YOLO(file) shows for the exported model
+            if len(names) != nc:
+                raise ValueError(f"names: {len(names)} names for nc={nc} classes; give one name per class")
+            self.model.names = dict(enumerate(names))
         self.model.args = get_cfg()  # the loss gains (box, cls, dfl) ultralytics trains with
         self.example_input_array = torch.zeros(1, 3, imgsz, imgsz)
         self._stats: list[dict[str, torch.Tensor]] = []

@@ -89,6 +89,23 @@ def candidates(study, budget: float) -> dict[int, tuple[object, list[str]]]:  # 
     return chosen
 
 
+def head_prefix(name: str) -> str:
+    """The Detect (or Segment) head's layer prefix in the model, found by module type: ``model.22.`` for yolov8n."""
+    from ultralytics.nn.modules import Detect
+    from ultralytics.nn.tasks import DetectionModel
+
+    layers = DetectionModel(f"{name}.yaml", nc=10, verbose=False).model
+    return f"model.{next(i for i, m in enumerate(layers) if isinstance(m, Detect))}."
+
+
+def head_and_rest(sparsity: dict[str, float], prefix: str) -> dict[str, float]:
+    """Mean sparsity of the head's inner convolutions (its prediction convs and DFL are never pruned) and of the
+    backbone and neck: how much of the head a candidate prunes."""
+    head = [v for k, v in sparsity.items() if k.startswith(prefix)]
+    rest = [v for k, v in sparsity.items() if not k.startswith(prefix)]
+    return {"sparsity_head": sum(head) / max(len(head), 1), "sparsity_rest": sum(rest) / max(len(rest), 1)}
+
+
 def latency_ms(model, imgsz: int) -> float:  # noqa: ANN001
     import torch
 
@@ -105,6 +122,7 @@ def run_model(name: str, args: argparse.Namespace, data: Path, root: Path) -> di
     study = load_study(workspace, config.name)
     dense_map = study.user_attrs.get("dense", {}).get("accuracy")
     rows = []
+    prefix = head_prefix(name)
     sizes = dict.fromkeys((args.imgsz, args.latency_imgsz))  # the trained size, and the size a camera runs at
     dense_ms: dict[int, float] = {}
     for trial, labels in candidates(study, args.budget).values():
@@ -124,6 +142,7 @@ def run_model(name: str, args: argparse.Namespace, data: Path, root: Path) -> di
             "map50_pruned": record.metrics.get("accuracy_pruned"),
             "map50_search": record.metrics["accuracy"],
             "map50_final": done.metrics["accuracy"],
+            **head_and_rest(record.sparsity, prefix),
             "final_s": time.perf_counter() - started,
             "ort_ms": {str(size): v for size, v in ms.items()},
             "speedup": {str(size): dense_ms[size] / v for size, v in ms.items()},

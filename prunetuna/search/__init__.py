@@ -57,10 +57,10 @@ _HOMES = {
     ),
     "_study": (
         "FINISHED_STATES",
+        "NeverStarted",
         "check_existing",
         "count_finished",
         "enqueue_again",
-        "fail_never_started",
         "mark_started",
         "open_study",
         "retry_later",

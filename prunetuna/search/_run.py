@@ -18,10 +18,10 @@ from prunetuna.search._runner import TrialRunner
 from prunetuna.search._samplers import make_sampler
 from prunetuna.search._study import (
     FINISHED_STATES,
+    NeverStarted,
     check_existing,
     count_finished,
     enqueue_again,
-    fail_never_started,
     open_study,
     retry_later,
 )
@@ -79,7 +79,6 @@ def run_search(
         store = TrialStore(workspace.workdir)
         if not created:
             optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again
-            fail_never_started(study, grace_s=3 * config.search.heartbeat)  # and those killed before their first beat
             reconcile(study, tracker, store)  # runs those and earlier kills left incomplete: repaired from the work dir
         write_study(study, _study_record(plan), stored)
         outcome = SearchOutcome(config.name, count_finished(study), target, 0, 0, plan.dense)
@@ -159,6 +158,7 @@ class _Session:
         self.runner = TrialRunner(plan, TrialWriter(tracker, store), outcome.target, profile, events.trial_started)
         self.stop_reason: str | None = None
         self.away: str | None = None
+        self.never_started = NeverStarted(grace_s=3 * plan.config.search.heartbeat)
         front = plan.config.search.keep_weights == "front"
         self.keeper = WeightsKeeper(tracker, store) if front else None  # removes weights that fell off the front
 
@@ -230,7 +230,7 @@ class _Session:
     def _check_elsewhere(self) -> None:
         time.sleep(min(2.0, self.plan.config.search.heartbeat))
         optuna.storages.fail_stale_trials(self.study)
-        fail_never_started(self.study, grace_s=3 * self.plan.config.search.heartbeat)
+        self.never_started.fail(self.study)  # and those killed inside Optuna's ask, before their first beat
         self.tracker.flush()
         reconcile(self.study, self.tracker, self.store)
 

@@ -27,7 +27,7 @@ from prunetuna.search._events import StepTimer
 from prunetuna.search._outcome import completed, drawn, failed, over_budget, stopped
 from prunetuna.search._plan import TrialPlan, trial_settings
 from prunetuna.search._screening import Screening, earlier_points, screen_point
-from prunetuna.search._study import FINISHED_STATES, mark_started
+from prunetuna.search._study import FINISHED_STATES
 from prunetuna.sparsity import SparsityVector, as_params, from_params
 from prunetuna.store import TrackingAway, TrialEnd, TrialModel, TrialOutcome, TrialRecord, TrialWriter, study_manifest
 from prunetuna.training import FinetuneResult, finetune_options, recalibrate_batchnorm
@@ -82,7 +82,6 @@ class TrialRunner:
     def __call__(self, trial: Trial) -> list[float]:
         """Run the trial and record its outcome once; whatever fails in it (pruning, measuring, fine-tuning)
         is its reason, in the trial's record and its MLflow run, with the traceback as an artifact."""
-        mark_started(trial)  # killed from here on, the trial is found stale and run again
         self._check_not_surplus(trial)
         self.current = trial
         if self.on_start is not None:

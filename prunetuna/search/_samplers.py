@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetuna.faults import fault
 from prunetuna.registry import Registry
+from prunetuna.search._study import mark_started
 
 __all__ = ["SAMPLERS", "CandidateChooser", "TrialSeededSampler", "make_sampler", "population_size", "trial_seed"]
 
@@ -82,6 +83,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         fault("asked", trial.number)
+        mark_started(study, trial)  # killed from here on, the trial is found stale and run again
         self._current = self._factory(trial_seed(self._seed, trial.number))
         self._current.before_trial(study, trial)
 

@@ -3,7 +3,6 @@ of trials that a killed process left RUNNING."""
 
 from __future__ import annotations
 
-import datetime
 import time
 
 import optuna
@@ -12,14 +11,14 @@ from optuna.trial import Trial, TrialState
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.search._early_stopping import make_pruner
-from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields, write_trial
+from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
 
 __all__ = [
     "FINISHED_STATES",
     "check_existing",
     "count_finished",
     "enqueue_again",
-    "fail_never_started",
+    "NeverStarted",
     "mark_started",
     "open_study",
     "retry_later",
@@ -80,34 +79,45 @@ def open_study(
     return study, True
 
 
-def mark_started(trial: Trial) -> None:
-    """The objective's first step: the trial's first heartbeat, recorded now rather than by Optuna's heartbeat
-    thread (a process killed before that thread's first beat left a RUNNING trial that Optuna never finds stale),
-    then the record that says it beat (``heartbeat_of``)."""
-    storage = trial.study._storage
+def mark_started(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Inside Optuna's ``ask`` (the sampler's ``before_trial``): the trial's first heartbeat, recorded now, on the
+    database's clock, rather than by Optuna's heartbeat thread once the objective starts (a process killed before
+    that thread's first beat left a RUNNING trial that Optuna never finds stale), then the record that says it beat
+    (``heartbeat_of``)."""
+    storage = study._storage
     interval = getattr(storage, "get_heartbeat_interval", None)  # RDBStorage's heartbeat (Optuna's BaseHeartbeat)
     if interval is not None and interval() is not None:
         storage.record_heartbeat(trial._trial_id)
-    write_trial(trial, heartbeat_of=trial.number)
+    storage.set_trial_user_attr(trial._trial_id, "heartbeat_of", trial.number)
 
 
-def fail_never_started(study: optuna.Study, grace_s: float) -> None:
-    """A process killed inside Optuna's ask leaves a RUNNING trial that never beat, so Optuna never finds it
-    stale: one older than ``grace_s`` (three heartbeats; an ask takes moments) is failed here, and enqueued again
-    when it carried parameters to keep (a retry's, a baseline's)."""
-    now = datetime.datetime.now()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if TrialRecord.of(trial).heartbeat_of == trial.number or trial.datetime_start is None:
-            continue
-        if (now - trial.datetime_start).total_seconds() <= grace_s:
-            continue
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", NEVER_STARTED_REASON)
-            study.tell(trial.number, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001, S112 - another worker failed it first, and enqueued it if it had to
-            continue
-        if _carries_parameters(trial):
-            enqueue_again(study, trial)
+class NeverStarted:
+    """The RUNNING trials that never beat: their process was killed inside Optuna's ``ask`` before
+    :func:`mark_started`, so Optuna never finds them stale. One seen without ``heartbeat_of`` (its own number: a
+    retry copies the stale trial's attributes) for ``grace_s`` by this process's own clock (trials' start times are
+    the clocks of the machines that asked them) is failed with a reason, and enqueued again when it carried
+    parameters (a retry's, a baseline's)."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.seen: dict[int, float] = {}  # trial id -> when this process first saw it RUNNING without a beat
+
+    def fail(self, study: optuna.Study) -> None:
+        now, seen = time.monotonic(), {}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if TrialRecord.of(trial).heartbeat_of == trial.number:
+                continue
+            seen[trial._trial_id] = first = self.seen.get(trial._trial_id, now)
+            if now - first < self.grace_s:
+                continue
+            try:
+                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", NEVER_STARTED_REASON)
+                study.tell(trial.number, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001, S112 - another worker failed it first, and enqueued it if it had to
+                continue
+            if _carries_parameters(trial):
+                enqueue_again(study, trial)
+        self.seen = seen
 
 
 NEVER_STARTED_REASON = "its process was killed before the trial started (inside Optuna's ask, before any heartbeat)"

@@ -46,7 +46,7 @@ MAX_CANDIDATES = 5
 
 def detection_config(name: str, args: argparse.Namespace, data: Path) -> dict:
     return {
-        "name": f"det-{name}",
+        "name": f"det-{name}" + ("" if args.cost == "flops" else f"-{args.cost}"),
         "seed": 0,
         "model": {
             "target": "yolo_module:YoloDetector",
@@ -54,8 +54,8 @@ def detection_config(name: str, args: argparse.Namespace, data: Path) -> dict:
             "prune": "model",
         },
         "metric": {"name": "val/map50", "mode": "max"},
-        "objectives": ["metric", "flops"],
-        "constraints": {"flops": args.budget},
+        "objectives": ["metric", args.cost],
+        "constraints": {args.cost: args.budget},
         "data": {"target": "yolo_data:YoloData", "kwargs": {"data": str(data), "imgsz": args.imgsz, "batch_size": 16}},
         "baseline": {"epochs": args.dense_epochs},
         "pruning": {"max_sparsity": 0.7, "step": 0.1},
@@ -65,15 +65,23 @@ def detection_config(name: str, args: argparse.Namespace, data: Path) -> dict:
     }
 
 
-def candidates(study, budget: float) -> dict[int, tuple[object, list[str]]]:  # noqa: ANN001
+def latency_budget(config: dict, args: argparse.Namespace) -> dict:
+    """Under ``--cost latency`` each trial's onnxruntime latency (batch 1, one thread, the trained input size)."""
+    if args.cost == "latency":
+        config["latency"] = {"backend": "onnxruntime", "threads": 1}
+    return config
+
+
+def candidates(study, budget: float, cost: str, most: int) -> dict[int, tuple[object, list[str]]]:  # noqa: ANN001
     """Trial number -> (trial, its labels): ``searched`` (what ``export --best --max-flops`` takes), uniform,
-    global, then the best other feasible trials by search score; at most MAX_CANDIDATES trials, each once."""
+    global, then the best other feasible trials by search score; at most ``most`` trials, each once. Under a latency
+    budget ``--best`` takes the best feasible trial (the search measured each trial's latency ratio)."""
     chosen: dict[int, tuple[object, list[str]]] = {}
 
     def take(trial, label: str) -> None:  # noqa: ANN001
         chosen.setdefault(trial.number, (trial, []))[1].append(label)
 
-    take(select_trial(study, max_flops=budget), "searched")
+    take(select_trial(study, max_flops=budget if cost == "flops" else None), "searched")
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     for trial in done:
         origin = TrialRecord.of(trial).origin
@@ -82,9 +90,11 @@ def candidates(study, budget: float) -> dict[int, tuple[object, list[str]]]:  # 
     feasible = [
         t
         for t in done
-        if t.number not in chosen and TrialRecord.of(t).metrics.get("flops_ratio", 1.0) <= budget + 1e-9
+        if t.number not in chosen
+        and TrialRecord.of(t).metrics.get(f"{cost}_ratio", 1.0) <= budget + 1e-9
+        and TrialRecord.of(t).is_feasible
     ]
-    for trial in sorted(feasible, key=lambda t: -t.values[0])[: max(0, MAX_CANDIDATES - len(chosen))]:
+    for trial in sorted(feasible, key=lambda t: -t.values[0])[: max(0, most - len(chosen))]:
         take(trial, "tpe")
     return chosen
 
@@ -114,7 +124,7 @@ def latency_ms(model, imgsz: int) -> float:  # noqa: ANN001
 
 
 def run_model(name: str, args: argparse.Namespace, data: Path, root: Path) -> dict:
-    config = parse_config(detection_config(name, args, data))
+    config = parse_config(latency_budget(detection_config(name, args, data), args))
     workspace = resolve_workspace(config.name, root / name, None, None)
     started = time.perf_counter()
     run_search(config, workspace)
@@ -125,7 +135,7 @@ def run_model(name: str, args: argparse.Namespace, data: Path, root: Path) -> di
     prefix = head_prefix(name)
     sizes = dict.fromkeys((args.imgsz, args.latency_imgsz))  # the trained size, and the size a camera runs at
     dense_ms: dict[int, float] = {}
-    for trial, labels in candidates(study, args.budget).values():
+    for trial, labels in candidates(study, args.budget, args.cost, args.candidates).values():
         record = TrialRecord.of(trial)
         started = time.perf_counter()
         done = final_finetune(config, workspace, trial=trial.number)
@@ -139,6 +149,7 @@ def run_model(name: str, args: argparse.Namespace, data: Path, root: Path) -> di
             "trial": trial.number,
             "origin": record.origin,
             "flops_ratio": record.metrics["flops_ratio"],
+            "latency_ratio_searched": record.metrics.get("latency_ratio"),  # at the trained size, in the search
             "map50_pruned": record.metrics.get("accuracy_pruned"),
             "map50_search": record.metrics["accuracy"],
             "map50_final": done.metrics["accuracy"],
@@ -166,6 +177,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n"])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--cost", choices=["flops", "latency"], default="flops", help="what --budget caps")
+    parser.add_argument("--candidates", type=int, default=MAX_CANDIDATES, help="fully fine-tuned per model")
     parser.add_argument("--imgsz", type=int, default=96)
     parser.add_argument("--train", type=int, default=512)
     parser.add_argument("--val", type=int, default=128)

@@ -62,7 +62,6 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.5)
     parser.add_argument("--imgsz", type=int, default=96)
     parser.add_argument("--dense-epochs", type=int, default=40)
-    parser.add_argument("--finetune-epochs", type=int, default=1)  # unused: each variant sets its own
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", type=Path, required=True, help="detection.py's work dir of --model")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "benchmarks" / "detection_proxy.json")
@@ -70,7 +69,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    args.trials = args.n_trials
+    args.trials, args.finetune_epochs = args.n_trials, 1  # detection_config's; each variant sets its own fine-tune
     data = args.workdir / "digits-det" / "data.yaml"  # detection.py's set
     root = args.workdir / args.model  # detection.py's workspace folder: the dense model is cached there
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from optuna.trial import Trial, TrialState
 from prunetuna.config import ExperimentConfig
 from prunetuna.errors import UserError
 from prunetuna.search._early_stopping import make_pruner
-from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields
+from prunetuna.store import StudyRecord, TrialRecord, enqueue_attrs, set_study_fields, write_stored_trial
 
 __all__ = [
     "FINISHED_STATES",
@@ -88,7 +88,7 @@ def mark_started(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     interval = getattr(storage, "get_heartbeat_interval", None)  # RDBStorage's heartbeat (Optuna's BaseHeartbeat)
     if interval is not None and interval() is not None:
         storage.record_heartbeat(trial._trial_id)
-    storage.set_trial_user_attr(trial._trial_id, "heartbeat_of", trial.number)
+    write_stored_trial(storage, trial._trial_id, heartbeat_of=trial.number)
 
 
 class NeverStarted:
@@ -111,7 +111,7 @@ class NeverStarted:
             if now - first < self.grace_s:
                 continue
             try:
-                study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", NEVER_STARTED_REASON)
+                write_stored_trial(study._storage, trial._trial_id, fail_reason=NEVER_STARTED_REASON)
                 study.tell(trial.number, state=TrialState.FAIL)
             except Exception:  # noqa: BLE001, S112 - another worker failed it first, and enqueued it if it had to
                 continue

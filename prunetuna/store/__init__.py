@@ -36,6 +36,7 @@ _HOMES = {
         "enqueue_attrs",
         "set_study_fields",
         "write_study",
+        "write_stored_trial",
         "write_trial",
     ),
     "_storage": (

@@ -32,6 +32,7 @@ __all__ = [
     "enqueue_attrs",
     "set_study_fields",
     "write_study",
+    "write_stored_trial",
     "write_trial",
 ]
 
@@ -185,10 +186,23 @@ def _plain(value: Any) -> Any:
 
 def write_trial(trial: Any, **values: Any) -> None:
     """Set some of a live trial's record fields (``write_trial(trial, metrics=m, budget=BudgetStatus.OVER)``)."""
-    for name, value in values.items():
-        if name not in _TRIAL_KEYS:
-            raise KeyError(f"TrialRecord has no field {name!r}")
-        trial.set_user_attr(_TRIAL_KEYS[name], _plain(value))
+    for key, value in _trial_attrs(values):
+        trial.set_user_attr(key, value)
+
+
+def write_stored_trial(storage: Any, trial_id: int, **values: Any) -> None:
+    """``write_trial`` for a trial known only by its storage id (a frozen trial, inside Optuna's ``ask`` or another
+    process's); the storage refuses a trial that has finished."""
+    for key, value in _trial_attrs(values):
+        storage.set_trial_user_attr(trial_id, key, value)
+
+
+def _trial_attrs(values: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Record fields as (user-attribute key, stored value); an unknown field is refused."""
+    unknown = [name for name in values if name not in _TRIAL_KEYS]
+    if unknown:
+        raise KeyError(f"TrialRecord has no field {unknown[0]!r}")
+    return [(_TRIAL_KEYS[name], _plain(value)) for name, value in values.items()]
 
 
 def enqueue_attrs(**values: Any) -> dict[str, Any]:

@@ -96,10 +96,13 @@ class Baselines:
 def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
     """Enqueue the baselines' allocations (``search.baselines``) at each level not enqueued yet.
 
-    Levels are the config's ``search.warm_start_levels``, else the ratio budget.
+    Levels are the config's ``search.warm_start_levels``, else the ratio budget. They are levels of the first
+    ratio budget's cost, a counted one (FLOPs, parameters) before measured latency: under a latency budget
+    alone the baselines are fitted to the measured latency ratio (a bisection of a dozen measurements each,
+    once per study), so that they are compared with the search at equal latency (NetAdapt's comparison).
     """
     config, space = plan.config, plan.space
-    ratio_budgets = [b for b in plan.budgets if not b.absolute and COST_INFO[b.cost].cheap]
+    ratio_budgets = sorted((b for b in plan.budgets if not b.absolute), key=lambda b: not COST_INFO[b.cost].cheap)
     cost = ratio_budgets[0].cost if ratio_budgets else "flops"
     levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets]
     if not config.search.warm_start or not levels:

@@ -97,3 +97,31 @@ def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
         r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get("prunetuna.role") == "study"
     ]
     assert len(parents) == 1 and {"objectives", "storage", "dense.accuracy"} <= set(parents[0].data.params)
+
+
+def test_under_a_latency_budget_alone_the_baselines_are_fitted_to_measured_latency(tmp_path: Path) -> None:
+    # Width 64 on 8x8 digits: the dense net takes ~0.07 ms in onnxruntime and every dimension at 0.75 about a
+    # fifth of that, so a budget of 0.6 is reachable with room for the measurement's noise.
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "lat",
+            model={"builtin": "tiny-resnet", "kwargs": {"width": 64}},
+            pruning={"max_sparsity": 0.75, "step": 0.05},
+            objectives=["accuracy", "latency"],
+            constraints={"latency": 0.6},
+            latency={"backend": "onnxruntime", "repeats": 10, "warmup": 2},
+            search={"n_trials": 2, "sampler": "tpe"},
+        ),
+    )
+    result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="lat", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    attrs = [t.user_attrs for t in study.trials]
+    assert [a.get("origin") for a in attrs] == ["uniform", "global"]
+    assert all(a["warm_start_level"] == 0.6 for a in attrs)
+    uniform = set(attrs[0]["sparsity"].values())
+    assert len(uniform) == 1 and 0 < uniform.pop() <= 0.75, "one ratio, some pruning: fitted, not the dense model"
+    assert all(t.state.name == "COMPLETE" and t.user_attrs["metrics"]["latency_ratio"] > 0 for t in study.trials)
+    report = json.loads(runner.invoke(app, ["report", str(config), "--workdir", str(tmp_path / "w"), "--json"]).stdout)
+    assert {(b["origin"], b["cost"]) for b in report["baselines"]} == {("uniform", "latency"), ("global", "latency")}

@@ -216,7 +216,9 @@ def run(args: argparse.Namespace) -> dict:
     rows = []
     for arch in args.archs:
         workdir = root / arch
-        checkpoint = None
+        # Seed 0's dense model starts every later seed, also when a rerun names only later seeds.
+        made = sorted(workdir.glob("baseline-*.pt"), key=lambda p: p.stat().st_mtime)
+        checkpoint = str(made[0]) if made and 0 not in args.seeds else None
         for seed in args.seeds:
             for cost, budget in [("flops", b) for b in args.budgets] + [("latency", b) for b in args.latency_budgets]:
                 configs = {

@@ -25,12 +25,15 @@ fine-tune) and scored on the test split (--no-narrowed: not).
 --latency-budgets L: the same under ``constraints: {latency: L}`` (onnxruntime, batch 1, one thread; objectives
 accuracy and latency); *searched* and *random* are then the best feasible trials, *narrowed* the widest width
 whose measured latency ratio fits (median of 5 alternating measurements of it and the dense net); every
-candidate's latency ratio is measured again so after its final fine-tune (``ratio_remeasured``). The hypervolume targets are sampler_hypervolume.py's.
+candidate's latency ratio is measured again so after its final fine-tune (``ratio_remeasured``). The
+hypervolume targets are sampler_hypervolume.py's. --uniform-at L: the uniform allocation fitted to level L of the
+same cost, given the same final fine-tune (candidate ``uniform@L``, not an alternative: it costs more), to read
+how much cheaper the searched candidate is than uniform at equal accuracy.
 
     PYTHONPATH=. .venv/bin/python experiments/benchmarks/cluttered.py [--archs resnet mobilenet]
         [--budgets 0.25 0.1 0.05] [--seeds 0 1 2] [--n-trials 30] [--final-epochs 10] [--final-batches 0]
         [--trial-batches 20] [--baseline-epochs 8] [--canvas 40] [--width 16] [--projection toward_max]
-        [--latency-budgets L ...] [--promote-top 0] [--promote-epochs 1] [--no-narrowed]
+        [--latency-budgets L ...] [--uniform-at L ...] [--promote-top 0] [--promote-epochs 1] [--no-narrowed]
         [--out runs/benchmarks/cluttered.json] [--workdir DIR] [--threads K]
 
 Measured and reported, not asserted; the wall time is printed and written with the figures.
@@ -44,25 +47,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import mean, median, pstdev
+from statistics import mean, pstdev
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 
 import torch  # noqa: E402
+from _cluttered_alternatives import narrowed, ratio_of  # noqa: E402
 
 from prunetuna.config import parse_config  # noqa: E402
 from prunetuna.errors import UserError  # noqa: E402
 from prunetuna.export import final_finetune, rebuild_trial, select_trial  # noqa: E402
-from prunetuna.objectives import LatencySettings, count_flops, measure_latency  # noqa: E402
 from prunetuna.search import run_search  # noqa: E402
 from prunetuna.store import TrialRecord, load_study, resolve_workspace  # noqa: E402
 from prunetuna.training import evaluate_accuracy  # noqa: E402
-from prunetuna.workload import load_workload, prepare_baseline  # noqa: E402
+from prunetuna.workload import load_workload  # noqa: E402
 
 ALTERNATIVES = ("uniform", "global", "sensitivity", "random", "narrowed")
-REMEASURES = 5
 
 
 TASK_DEFAULTS = {
@@ -91,65 +93,6 @@ def add_task_arguments(parser: argparse.ArgumentParser, **defaults: object) -> N
             )
 
 
-def _cost_of(cost: str, model: torch.nn.Module, example: torch.Tensor) -> float:
-    """FLOPs, or the onnxruntime latency at batch 1 on one thread (ms), as a latency budget's search measures it."""
-    if cost == "flops":
-        return count_flops(model.eval(), example[:1])
-    return measure_latency(model.eval(), example[:1], LatencySettings(backend="onnxruntime")).median_ms
-
-
-def _ratio_of(cost: str, model: torch.nn.Module, dense: torch.nn.Module, example: torch.Tensor) -> float:
-    """``model``'s cost ratio to ``dense``. Latency: the medians of REMEASURES alternating measurements of
-    each, since one measurement (what a search's budget check reads) varies by about 10% here, and a search
-    that selects the best candidate measured within a budget favours those measured low."""
-    if cost == "flops":
-        return _cost_of(cost, model, example) / _cost_of(cost, dense, example)
-    pairs = [(_cost_of(cost, model, example), _cost_of(cost, dense, example)) for _ in range(REMEASURES)]
-    return median(p[0] for p in pairs) / median(p[1] for p in pairs)
-
-
-def _narrowed(
-    args: argparse.Namespace, arch: str, budget: float, seed: int, workdir: Path, cost: str = "flops"
-) -> dict:
-    """The uniformly narrowed net trained from scratch: the widest ``width`` within the budget."""
-
-    def workload_at(width: int, epochs: int):  # noqa: ANN202
-        raw = _config(args, arch, budget, seed, "narrowed", None, cost)
-        raw["name"] += f"-w{width}"
-        raw["model"]["kwargs"]["width"] = width
-        raw["baseline"]["epochs"] = epochs
-        config = parse_config(raw)
-        return config, load_workload(config)
-
-    _, dense = workload_at(args.width, 1)
-    width = args.width
-    while width > 1:
-        _, narrowed = workload_at(width, 1)
-        ratio = _ratio_of(cost, narrowed.model, dense.model, dense.example)
-        if ratio <= budget:
-            break
-        width -= 1
-    started = time.perf_counter()
-    config, workload = workload_at(width, args.baseline_epochs + args.final_epochs)
-    baseline = prepare_baseline(config, workload, workdir / "narrowed")
-    return {
-        "arch": arch,
-        "budget": budget,
-        "cost": cost,
-        "seed": seed,
-        "candidate": "narrowed",
-        "trial": None,
-        "origin": f"width {width} of {args.width}",
-        "ratio": ratio,
-        "ratio_remeasured": ratio,
-        "val_search": None,
-        "val_final": baseline.accuracy,
-        "test": evaluate_accuracy(workload.model, workload.datamodule.test_dataloader()),
-        "finetune_s": time.perf_counter() - started,
-        "search_s": 0.0,
-    }
-
-
 def _config(
     args: argparse.Namespace,
     arch: str,
@@ -168,6 +111,8 @@ def _config(
     search = {"sampler": "tpe" if kind == "tpe" else "random", "n_trials": args.n_trials}
     if kind == "tpe":
         search |= {"baselines": ["uniform", "global", "sensitivity"], "projection": args.projection}
+    elif kind == "uniform":  # --uniform-at: the uniform allocation alone, fitted to ``budget``
+        search |= {"n_trials": 1, "baselines": ["uniform"], "projection": args.projection}
     else:
         search |= {"warm_start": False, "projection": args.projection}
     if getattr(args, "promote_top", 0):  # successive halving's second rung, in both studies (only the sampler differs)
@@ -202,7 +147,7 @@ def _test_accuracy(config, workspace, trial, cost: str) -> tuple[float, float]: 
     rebuilt = rebuild_trial(config, workspace, trial, finetuned=True)
     accuracy = evaluate_accuracy(rebuilt.model, rebuilt.workload.datamodule.test_dataloader())
     dense = load_workload(config).model  # the architecture is what costs; its weights do not matter
-    return accuracy, _ratio_of(cost, rebuilt.model, dense, rebuilt.workload.example)
+    return accuracy, ratio_of(cost, rebuilt.model, dense, rebuilt.workload.example)
 
 
 def _candidates(config_tpe, config_random, workspace_tpe, workspace_random, budget: float, cost: str) -> dict:  # noqa: ANN001
@@ -248,6 +193,11 @@ def run(args: argparse.Namespace) -> dict:
                 if checkpoint is None:  # seed 0's dense model: the start of every later seed
                     checkpoint = str(sorted(workdir.glob("baseline-*.pt"), key=lambda p: p.stat().st_mtime)[0])
                 chosen = _candidates(configs["tpe"], configs["random"], spaces["tpe"], spaces["random"], budget, cost)
+                for level in args.uniform_at:  # uniform at a higher level, for "how much faster at equal accuracy"
+                    config = parse_config(_config(args, arch, level, seed, "uniform", checkpoint, cost))
+                    workspace = resolve_workspace(config.name, workdir, None, None)
+                    run_search(config, workspace)
+                    chosen[f"uniform@{level:g}"] = (config, workspace, load_study(workspace, config.name).trials[0])
                 for name, (config, workspace, trial) in chosen.items():
                     started = time.perf_counter()
                     done = final_finetune(config, workspace, trial=trial.number)
@@ -272,7 +222,8 @@ def run(args: argparse.Namespace) -> dict:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 if args.narrowed:
-                    rows.append(_narrowed(args, arch, budget, seed, workdir, cost))
+                    raw = _config(args, arch, budget, seed, "narrowed", None, cost)
+                    rows.append(narrowed(args, raw, arch, budget, seed, workdir, cost))
                     print(json.dumps(rows[-1]), flush=True)
     return {"rows": rows, "workdir": str(root)}
 
@@ -284,7 +235,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         if not group:
             continue
         by = {}
-        for name in ("searched", *ALTERNATIVES):
+        extra = dict.fromkeys(r["candidate"] for r in group if r["candidate"].startswith("uniform@"))
+        for name in ("searched", *ALTERNATIVES, *extra):
             picked = [r for r in group if r["candidate"] == name]
             if picked:
                 tests = [100 * r["test"] for r in picked]
@@ -310,6 +262,13 @@ def main() -> None:
     parser.add_argument("--budgets", type=float, nargs="*", default=[0.25, 0.1, 0.05])
     parser.add_argument("--latency-budgets", type=float, nargs="*", default=[], help="e.g. 0.333: a third of dense")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--uniform-at",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also uniform at these levels of the same cost (not alternatives)",
+    )
     add_task_arguments(parser)
     parser.add_argument("--promote-top", type=int, default=0, help="search.promote.top (0: off)")
     parser.add_argument("--promote-epochs", type=int, default=1, help="search.promote.epochs")

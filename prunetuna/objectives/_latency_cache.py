@@ -6,6 +6,12 @@ buffer names and shapes, the input shape, the latency settings and what measures
 description, or the device agent's URL, provider and description). Entries are study user attributes
 ``latency_cache:<key>`` in the Optuna storage: a resumed search and every worker, on any machine that
 measures on the same device, reuse them. A trial's metrics record ``latency_cached`` (1: a hit).
+
+An entry is confirmed before it is trusted: the first CACHE_CONFIRMATIONS uses of an architecture each measure it,
+and the entry holds the median of those measurements (``latency_samples``). One measurement taken while the
+machine was busy is otherwise served to every later candidate of that shape: on the cluttered benchmark one
+such entry, twice the latency of the same shape's other measurements, put every candidate of a study over
+its latency budget. Entries written before (one measurement) are confirmed on their next uses.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import optuna
 import torch
 from torch import nn
 
-__all__ = ["PREFIX", "LatencyCache", "architecture_key"]
+__all__ = ["CACHE_CONFIRMATIONS", "CACHE_SAMPLES", "PREFIX", "LatencyCache", "architecture_key"]
 
 PREFIX = "latency_cache:"
+CACHE_CONFIRMATIONS = 3  # measurements of an architecture before its entry is served without measuring
+CACHE_SAMPLES = "latency_samples"
 # Part of a measurement that is the device's, not the moment's: what the key holds of the description.
 _DEVICE_KEYS = ("where", "url", "host", "cpu", "cores", "backend", "torch", "onnxruntime", "provider")
 
@@ -54,18 +62,28 @@ class LatencyCache:
     def measure(
         self, model: nn.Module, example: torch.Tensor, measure: Callable[[], dict[str, float]]
     ) -> dict[str, float]:
-        """The stored metrics of this architecture (``latency_cached`` 1), else ``measure()``'s, stored (0)."""
+        """The stored metrics of this architecture once confirmed (``latency_cached`` 1); else ``measure()``'s,
+        stored, and the median of this architecture's measurements so far (0)."""
         if self.study is None:
             return measure()
         key = PREFIX + architecture_key(model, example, self.settings, self.device)
         stored = self.study.user_attrs.get(key)
-        if isinstance(stored, dict) and "latency_ms" in stored:
+        known = isinstance(stored, dict) and "latency_ms" in stored
+        samples = list(stored.get(CACHE_SAMPLES) or [stored]) if known else []
+        if len(samples) >= CACHE_CONFIRMATIONS:
             self.hits += 1
-            return {**{k: float(v) for k, v in stored.items()}, "latency_cached": 1.0}
-        result = measure()
+            return {**_metrics(stored), "latency_cached": 1.0}
+        samples.append(measure())
         self.misses += 1
-        self.study.set_user_attr(key, result)  # two workers measuring one architecture at once: the last write stays
-        return {**result, "latency_cached": 0.0}
+        chosen = sorted(samples, key=lambda m: float(m["latency_ms"]))[(len(samples) - 1) // 2]  # the lower median
+        # Two workers measuring one architecture at once: the last write stays (a confirmation lost, no harm).
+        self.study.set_user_attr(key, {**_metrics(chosen), CACHE_SAMPLES: [_metrics(m) for m in samples]})
+        return {**_metrics(chosen), "latency_cached": 0.0}
+
+
+def _metrics(entry: dict[str, Any]) -> dict[str, float]:
+    """A measurement's metrics, as floats (not the stored samples)."""
+    return {k: float(v) for k, v in entry.items() if k != CACHE_SAMPLES}
 
 
 def latency_context(example: torch.Tensor, settings: Any, measured: bool) -> Any:

@@ -149,7 +149,7 @@ class LatencyConfig(Section):
     provider: str | None = (
         None  # backend remote: the agent's onnxruntime execution provider (default CPUExecutionProvider)
     )
-    cache: bool = True  # candidates with identical pruned shapes share one measurement, kept with the study
+    cache: bool = True  # candidates with identical pruned shapes share measurements, kept with the study
 
     @field_validator("backend")
     @classmethod

@@ -24,7 +24,7 @@ class CostContext:
 
     example: torch.Tensor
     latency: LatencySettings = field(default_factory=LatencySettings)
-    # with ``measure(model, example, measure)``: one latency per architecture (prunetuna.objectives._latency_cache)
+    # with ``measure(model, example, measure)``: latency by architecture (prunetuna.objectives._latency_cache)
     cache: Any = None
 
 

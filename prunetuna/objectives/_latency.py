@@ -47,7 +47,7 @@ class LatencySettings:
     url: str | None = None  # backend remote: the device agent (prunetuna device serve)
     provider: str | None = None  # backend remote: the agent's onnxruntime execution provider (default CPU)
     cache: bool = (
-        True  # candidates with identical pruned shapes share one measurement (prunetuna.objectives._latency_cache)
+        True  # candidates with identical pruned shapes share measurements (prunetuna.objectives._latency_cache)
     )
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
-"""One latency measurement per architecture, kept with the study.
+"""Latency measurements shared by architecture, kept with the study.
 
 Candidates whose pruned shapes are identical (the step grid and ``round_to`` make this common) run the
-same kernels, so they share one measurement. The key is a hash of the pruned model's parameter and
+same kernels, so they share measurements. The key is a hash of the pruned model's parameter and
 buffer names and shapes, the input shape, the latency settings and what measures (this machine's
 description, or the device agent's URL, provider and description). Entries are study user attributes
 ``latency_cache:<key>`` in the Optuna storage: a resumed search and every worker, on any machine that
@@ -76,7 +76,7 @@ class LatencyCache:
         samples.append(measure())
         self.misses += 1
         chosen = sorted(samples, key=lambda m: float(m["latency_ms"]))[(len(samples) - 1) // 2]  # the lower median
-        # Two workers measuring one architecture at once: the last write stays (a confirmation lost, no harm).
+        # Two workers measuring one architecture at once: one write stays (a confirmation lost, no harm).
         self.study.set_user_attr(key, {**_metrics(chosen), CACHE_SAMPLES: [_metrics(m) for m in samples]})
         return {**_metrics(chosen), "latency_cached": 0.0}
 

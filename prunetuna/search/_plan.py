@@ -17,6 +17,7 @@ from prunetuna.config import CHEAP_COSTS, GRADIENT_IMPORTANCES, ExperimentConfig
 from prunetuna.device import DeviceError
 from prunetuna.errors import UserError
 from prunetuna.objectives import (
+    CACHE_CONFIRMATIONS,
     Budget,
     CostContext,
     LatencySettings,
@@ -148,12 +149,20 @@ class TrialPlan(CheckedInputs):
     finetune_batches: int | None = None  # per epoch: finetune.max_batches, or .max_images in batches (None: all)
 
 
+def _readings(cost_names: tuple[str, ...]) -> int:
+    return 1 if set(cost_names) <= set(CHEAP_COSTS) else CACHE_CONFIRMATIONS
+
+
 def check_reachable(plan: CheckedInputs) -> None:
     """A budget that even every dimension at max_sparsity misses is bad input, found before any fine-tune."""
     if not plan.budgets:
         return
     space = plan.space
-    floor = plan.structure_costs(space.highest(), tuple(dict.fromkeys(b.cost for b in plan.budgets)))
+    names = tuple(dict.fromkeys(b.cost for b in plan.budgets))
+    # A measured cost (latency) is read as often as the latency cache confirms an entry, the lower median
+    # kept: one reading taken while the machine is busy would refuse a reachable budget.
+    readings = [plan.structure_costs(space.highest(), names) for _ in range(_readings(names))]
+    floor = {key: sorted(r[key] for r in readings)[(len(readings) - 1) // 2] for key in readings[0]}
     bounded = any(d.high is not None for d in space.dimensions)
     where = "at its bound from the sensitivity scan" if bounded else f"at max_sparsity {space.max_sparsity:g}"
     knob = "pruning.bounds_from_sensitivity.max_drop" if bounded else "pruning.max_sparsity"

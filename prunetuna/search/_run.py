@@ -75,7 +75,7 @@ def run_search(
     study, created = open_study(storage, config, plan.scoring.directions)
     with creator_beat(study, created):  # the other workers wait while the creator beats (store/_parent.py)
         if plan.context.cache is not None:
-            plan.context.cache.attach(study)  # one latency measurement per architecture, shared through the study
+            plan.context.cache.attach(study)  # latency measurements by architecture, shared through the study
         store = TrialStore(workspace.workdir)
         if not created:
             optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed and enqueued again

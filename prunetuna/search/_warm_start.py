@@ -77,8 +77,14 @@ class Baselines:
         else:
             steps = bisection_steps(space.max_sparsity, self.channels[origin])
             vector = lowest_fitting(allocate, fits, space.max_sparsity, iterations=steps)
+            if vector is None and not COST_INFO[self.cost].cheap:
+                # A measured cost: one slow reading of the largest setting is not the answer; the latency
+                # cache measures it again and keeps the lower reading.
+                vector = lowest_fitting(allocate, fits, space.max_sparsity, iterations=steps)
         if vector is not None:
             return vector
+        if canonical(allocate(space.max_sparsity)) == canonical(space.highest()):
+            return None  # already every dimension at its highest: projecting moves nothing
         # Even its largest setting misses the level (global ranking spares some layers): project it,
         # as a sampled candidate would be, rather than drop the baseline.
         budget = Budget(self.cost, self.cost, level, False)
@@ -96,15 +102,16 @@ class Baselines:
 def enqueue_baselines(study: optuna.Study, plan: TrialPlan) -> None:
     """Enqueue the baselines' allocations (``search.baselines``) at each level not enqueued yet.
 
-    Levels are the config's ``search.warm_start_levels``, else the ratio budget. They are levels of the first
-    ratio budget's cost, a counted one (FLOPs, parameters) before measured latency: under a latency budget
-    alone the baselines are fitted to the measured latency ratio (a bisection of a dozen measurements each,
-    once per study), so that they are compared with the search at equal latency (NetAdapt's comparison).
+    Levels are the config's ``search.warm_start_levels``, else the ratio budget's limit. They are levels of the
+    first ratio budget's cost, a counted one (FLOPs, parameters) before measured latency: under a latency budget
+    alone the baselines are fitted to the measured latency ratio (a bisection of about a dozen measurements
+    each; a baseline that cannot be fitted is tried again when the search is resumed), so that they are
+    compared with the search at equal latency (NetAdapt's comparison).
     """
     config, space = plan.config, plan.space
     ratio_budgets = sorted((b for b in plan.budgets if not b.absolute), key=lambda b: not COST_INFO[b.cost].cheap)
     cost = ratio_budgets[0].cost if ratio_budgets else "flops"
-    levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets]
+    levels = list(config.search.warm_start_levels) or [b.limit for b in ratio_budgets if b.cost == cost]
     if not config.search.warm_start or not levels:
         return
     records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]

@@ -125,3 +125,24 @@ def test_under_a_latency_budget_alone_the_baselines_are_fitted_to_measured_laten
     assert all(t.state.name == "COMPLETE" and t.user_attrs["metrics"]["latency_ratio"] > 0 for t in study.trials)
     report = json.loads(runner.invoke(app, ["report", str(config), "--workdir", str(tmp_path / "w"), "--json"]).stdout)
     assert {(b["origin"], b["cost"]) for b in report["baselines"]} == {("uniform", "latency"), ("global", "latency")}
+
+
+def test_with_a_flops_and_a_latency_budget_the_baselines_take_the_flops_level_only(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        tiny_config(
+            "both",
+            model={"builtin": "tiny-resnet", "kwargs": {"width": 64}},
+            pruning={"max_sparsity": 0.75, "step": 0.05},
+            objectives=["accuracy", "flops"],
+            constraints={"flops": 0.5, "latency": 0.95},
+            latency={"backend": "onnxruntime", "repeats": 10, "warmup": 2},
+            search={"n_trials": 2, "sampler": "tpe"},
+        ),
+    )
+    result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="both", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    enqueued = [t.user_attrs for t in study.get_trials() if "origin" in t.user_attrs]  # WAITING ones too
+    assert [(a["origin"], a["warm_start_level"]) for a in enqueued] == [("uniform", 0.5), ("global", 0.5)]
+    assert all(a["metrics"]["flops_ratio"] <= 0.5 for a in enqueued)

@@ -19,10 +19,11 @@ from urllib.parse import urlencode
 
 from mlflow import MlflowClient
 from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
 
 from prunetuna.config import COST_INFO
 from prunetuna.results._report import ReportTrial, StudyReport, gain_lines
-from prunetuna.store import Tag, TrialEnd
+from prunetuna.store import Tag, TrialEnd, lost_insert_race
 
 __all__ = [
     "NOTE_TAG",
@@ -67,7 +68,15 @@ def landing_url(base: str, experiment_id: str) -> str:
 
 
 def publish_view(client: MlflowClient, experiment_id: str, mode: str = "pareto") -> None:
-    client.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(landing_view(mode)))
+    """The experiment's landing view; every worker writes it at the end of its search, so two may insert it at once
+    (the chaos soak's MLflow server answered one of them "UNIQUE constraint failed"): the loser writes it again."""
+    view = json.dumps(landing_view(mode))
+    try:
+        client.set_experiment_tag(experiment_id, VIEW_TAG, view)
+    except MlflowException as exc:
+        if not lost_insert_race(exc):
+            raise
+        client.set_experiment_tag(experiment_id, VIEW_TAG, view)
 
 
 def _cost_parts(metrics: Mapping[str, float], costs: Sequence[str]) -> list[str]:

@@ -12,7 +12,7 @@ _HOMES = {
     "_durable": ("FinalRecord", "TrialStore"),
     "_manifest": ("config_hash", "git_commit", "manifest", "package_versions", "study_manifest"),
     "_mlflow_client": ("STORE_CREATION_WAIT_S", "open_client", "probe_server"),
-    "_outage": ("Outage", "TrackingAway", "transient"),
+    "_outage": ("Outage", "TrackingAway", "lost_insert_race", "transient"),
     "_parent": (
         "PARENT_BEAT_S",
         "PARENT_SILENCE_S",

@@ -9,7 +9,9 @@ import threading
 import time
 from typing import Callable, TypeVar
 
-__all__ = ["Outage", "TrackingAway", "transient"]
+__all__ = ["Outage", "TrackingAway", "lost_insert_race", "transient"]
+# What a tracking store's database says when two writers insert the same key at once (SQLite, PostgreSQL).
+_UNIQUE_VIOLATIONS = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
 
 T = TypeVar("T")
 _log = logging.getLogger("prunetuna")
@@ -33,6 +35,12 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, MlflowException):
         return exc.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED")
     return type(exc).__name__ == "OperationalError"  # sqlalchemy: database is locked
+
+
+def lost_insert_race(exc: BaseException) -> bool:
+    """Another writer inserted the same key first (an MLflow server does not upsert tags atomically): writing
+    again updates the row that now exists."""
+    return any(marker in str(exc) for marker in _UNIQUE_VIOLATIONS)
 
 
 class Outage:

@@ -99,24 +99,29 @@ def test_sensitivity_table_json_plot_mlflow_and_bounds(tmp_path: Path) -> None:
     assert len(parents) == 1 and {"objectives", "storage", "dense.accuracy"} <= set(parents[0].data.params)
 
 
-def test_under_a_latency_budget_alone_the_baselines_are_fitted_to_measured_latency(tmp_path: Path) -> None:
-    # Width 64 on 8x8 digits: the dense net takes ~0.07 ms in onnxruntime and every dimension at 0.75 about a
-    # fifth of that, so a budget of 0.6 is reachable with room for the measurement's noise.
+def _two_baselines_searched(tmp_path: Path, name: str, objectives: list[str], constraints: dict) -> tuple:
+    """A two-trial TPE search (the two enqueued baselines) of a net whose latency is measurable: width 64 on 8x8
+    digits takes ~0.07 ms in onnxruntime and every dimension at 0.75 about a fifth of that. Config, study."""
     config = write_config(
         tmp_path,
         tiny_config(
-            "lat",
+            name,
             model={"builtin": "tiny-resnet", "kwargs": {"width": 64}},
             pruning={"max_sparsity": 0.75, "step": 0.05},
-            objectives=["accuracy", "latency"],
-            constraints={"latency": 0.6},
+            objectives=objectives,
+            constraints=constraints,
             latency={"backend": "onnxruntime", "repeats": 10, "warmup": 2},
             search={"n_trials": 2, "sampler": "tpe"},
         ),
     )
     result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="lat", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    return config, optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+
+
+def test_under_a_latency_budget_alone_the_baselines_are_fitted_to_measured_latency(tmp_path: Path) -> None:
+    # a budget of 0.6 is reachable with room for the measurement's noise
+    config, study = _two_baselines_searched(tmp_path, "lat", ["accuracy", "latency"], {"latency": 0.6})
     attrs = [t.user_attrs for t in study.trials]
     assert [a.get("origin") for a in attrs] == ["uniform", "global"]
     assert all(a["warm_start_level"] == 0.6 for a in attrs)
@@ -128,21 +133,7 @@ def test_under_a_latency_budget_alone_the_baselines_are_fitted_to_measured_laten
 
 
 def test_with_a_flops_and_a_latency_budget_the_baselines_take_the_flops_level_only(tmp_path: Path) -> None:
-    config = write_config(
-        tmp_path,
-        tiny_config(
-            "both",
-            model={"builtin": "tiny-resnet", "kwargs": {"width": 64}},
-            pruning={"max_sparsity": 0.75, "step": 0.05},
-            objectives=["accuracy", "flops"],
-            constraints={"flops": 0.5, "latency": 0.95},
-            latency={"backend": "onnxruntime", "repeats": 10, "warmup": 2},
-            search={"n_trials": 2, "sampler": "tpe"},
-        ),
-    )
-    result = runner.invoke(app, ["search", str(config), "--workdir", str(tmp_path / "w")])
-    assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="both", storage=f"sqlite:///{tmp_path / 'w' / 'optuna.db'}")
+    _, study = _two_baselines_searched(tmp_path, "both", ["accuracy", "flops"], {"flops": 0.5, "latency": 0.95})
     enqueued = [t.user_attrs for t in study.get_trials() if "origin" in t.user_attrs]  # WAITING ones too
     assert [(a["origin"], a["warm_start_level"]) for a in enqueued] == [("uniform", 0.5), ("global", 0.5)]
     assert all(a["metrics"]["flops_ratio"] <= 0.5 for a in enqueued)

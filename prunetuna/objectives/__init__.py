@@ -32,6 +32,7 @@ _HOMES = {
         "PREFIX",
         "architecture_key",
         "latency_context",
+        "lower_median",
     ),
     "_outputs": ("FlatOutputs", "output_leaves", "output_names"),
     "_objectives": ("OBJECTIVES", "Objective", "SCORING_MODES", "Scoring", "ScoringMode", "objective_values"),

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import optuna
 import torch
 from torch import nn
 
-__all__ = ["CACHE_CONFIRMATIONS", "CACHE_SAMPLES", "PREFIX", "LatencyCache", "architecture_key"]
+__all__ = ["CACHE_CONFIRMATIONS", "CACHE_SAMPLES", "PREFIX", "LatencyCache", "architecture_key", "lower_median"]
 
+T = TypeVar("T")
 PREFIX = "latency_cache:"
 CACHE_CONFIRMATIONS = 3  # measurements of an architecture before its entry is served without measuring
 CACHE_SAMPLES = "latency_samples"
@@ -75,10 +76,15 @@ class LatencyCache:
             return {**_metrics(stored), "latency_cached": 1.0}
         samples.append(measure())
         self.misses += 1
-        chosen = sorted(samples, key=lambda m: float(m["latency_ms"]))[(len(samples) - 1) // 2]  # the lower median
+        chosen = lower_median(samples, key=lambda m: float(m["latency_ms"]))
         # Two workers measuring one architecture at once: one write stays (a confirmation lost, no harm).
         self.study.set_user_attr(key, {**_metrics(chosen), CACHE_SAMPLES: [_metrics(m) for m in samples]})
         return {**_metrics(chosen), "latency_cached": 0.0}
+
+
+def lower_median(items: list[T], key: Callable[[T], float]) -> T:
+    """The item at the lower median by ``key``: with readings that noise only slows, never one inflated outlier."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
 
 
 def _metrics(entry: dict[str, Any]) -> dict[str, float]:

@@ -23,6 +23,7 @@ from prunetuna.objectives import (
     LatencySettings,
     Scoring,
     latency_context,
+    lower_median,
     measure_costs,
     parse_budgets,
 )
@@ -162,7 +163,7 @@ def check_reachable(plan: CheckedInputs) -> None:
     # A measured cost (latency) is read as often as the latency cache confirms an entry, the lower median
     # kept: one reading taken while the machine is busy would refuse a reachable budget.
     readings = [plan.structure_costs(space.highest(), names) for _ in range(_readings(names))]
-    floor = {key: sorted(r[key] for r in readings)[(len(readings) - 1) // 2] for key in readings[0]}
+    floor = {key: lower_median([r[key] for r in readings], key=float) for key in readings[0]}
     bounded = any(d.high is not None for d in space.dimensions)
     where = "at its bound from the sensitivity scan" if bounded else f"at max_sparsity {space.max_sparsity:g}"
     knob = "pruning.bounds_from_sensitivity.max_drop" if bounded else "pruning.max_sparsity"
